@@ -1,0 +1,387 @@
+"""The `%%oxenimage` grammar: an options line and a cell body into a frozen `Spec`.
+
+Pure functions, no I/O: everything here can be tested without a kernel or a server, and the panel
+reuses it by writing the same options line a learner would type. Every error is a `UsageProblem`
+whose message is one sentence naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import secrets
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UsageProblem
+
+#: Seeds are sent as JSON integers; most models take 32-bit seeds.
+SEED_MAX = 2**32 - 1
+#: The most values one range may expand to (a guard against `1..10**12` eating memory).
+MAX_RANGE = 10_000
+DEFAULT_MODEL = "black-forest-labs-flux-2-klein-4b"
+FORMATS = ("url", "b64_json")
+
+SEED_GRAMMAR = """\
+Seeds (--seed / -s) and steps (--steps / -n) take whole numbers:
+  7            one value
+  1..4         a range, both ends included: 1, 2, 3, 4
+  1..10:3      a range with a step: 1, 4, 7, 10
+  1,5,9        a list; items may be ranges: 1..3,10
+  random:4     (seeds only) four random seeds, printed so you can reuse them
+Values are sorted and duplicates dropped. With no --seed the server picks one (not cached).
+Lists (--model, --aspect-ratio) are comma separated or the option repeated.
+A line holding only --- in the cell body separates prompts; {name} in a prompt is filled
+from your variables ({{ and }} for literal braces)."""
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What `%config OxenMagic` sets; options on the line override it."""
+
+    model: str = DEFAULT_MODEL
+    concurrency: int = 8
+    max_images: int = 64
+    response_format: str = "url"
+    size: int = 256
+    cols: int = 8
+    host: str | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything a cell asked for, validated for form (not yet against model schemas)."""
+
+    prompts: tuple[str, ...]
+    models: tuple[str, ...]
+    seeds: tuple[int | None, ...] = (None,)
+    aspect_ratios: tuple[str | None, ...] = (None,)
+    steps: tuple[int | None, ...] = (None,)
+    params: tuple[tuple[str, str], ...] = ()
+    response_format: str = "url"
+    namespace: str | None = None
+    random_seeds: bool = False
+    host: str | None = None
+    out: str | None = None
+    cols: int = 8
+    size: int = 256
+    use_cache: bool = True
+    concurrency: int = 8
+    save_dir: str | None = None
+    max_images: int = 64
+    list_models: bool = field(default=False, compare=False)
+
+    @property
+    def count(self) -> int:
+        """How many requests the cartesian product holds, before any per-model dedupe."""
+        return (
+            len(self.prompts) * len(self.models) * len(self.seeds) * len(self.aspect_ratios) * len(self.steps)
+        )
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises `UsageProblem` instead of printing usage and exiting."""
+
+    def error(self, message: str) -> Any:  # argparse calls this on bad input
+        raise UsageProblem(f"{message[0].upper()}{message[1:]}; see %%oxenimage? for the options.")
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="%%oxenimage", add_help=False, allow_abbrev=False)
+    add = p.add_argument
+    add("-m", "--model", action="append", help="model id(s): a comma list or repeated")
+    add("-s", "--seed", help="seed(s): 7, 1..4, 1..10:3, 1,5,9 or random:4")
+    add("-a", "--aspect-ratio", action="append", help="aspect ratio(s), e.g. 1:1 or 1:1,16:9")
+    add("-n", "--steps", help="num_inference_steps: a number, list or range like --seed")
+    add("-p", "--param", action="append", metavar="KEY=VALUE", help="a model-specific parameter")
+    add("--format", choices=FORMATS, help="how images come back: url (default) or b64_json")
+    add("--namespace", help="target_namespace: the user or organisation billed")
+    add("--host", help="API host, e.g. hub.oxen.ai or http://127.0.0.1:8765")
+    add("--out", help="store the result object in this variable")
+    add("--cols", type=int, help="at most this many images per grid row")
+    add("--size", type=int, help="display width of a grid cell in pixels")
+    add("--no-cache", action="store_true", help="do not read the on-disk cache")
+    add("--concurrency", type=int, help="requests in flight at once (default 8)")
+    add("--save", metavar="DIR", help="also save each image as a PNG (with its parameters) here")
+    add("--max-images", type=int, help="refuse plans larger than this (default 64)")
+    add("--list-models", action="store_true", help="show the image models and their parameters")
+    add("prompt", nargs="*", help="(one-line %%oxenimage only) the prompt")
+    return p
+
+
+PARSER = _parser()
+HELP = PARSER.format_help() + "\n" + SEED_GRAMMAR
+
+_KEY_WORDS = ("key", "api-key", "api_key", "token", "auth", "password")
+_OPTION_NAMES = sorted(o for a in PARSER._actions for o in a.option_strings if o.startswith("--"))
+
+
+def _refuse_keys_and_typos(words: Sequence[str]) -> None:
+    for word in words:
+        if not word.startswith("--"):
+            continue
+        name = word[2:].split("=", 1)[0]
+        if name.lower() in _KEY_WORDS:
+            raise UsageProblem(
+                "API keys are never taken as an option (they would be saved in the notebook); "
+                "run oxen_magic.login(), set OXEN_API_KEY, or use `oxen config --auth`."
+            )
+        if "--" + name not in _OPTION_NAMES:
+            close = difflib.get_close_matches("--" + name, _OPTION_NAMES, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "see %%oxenimage? for the options."
+            raise UsageProblem(f"Unknown option --{name}; {hint}")
+
+
+def split_words(line: str) -> list[str]:
+    """Shell-style split, with a one-line error for unbalanced quotes."""
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise UsageProblem(f"Cannot read the options line ({exc}); check its quotes.") from None
+
+
+def parse_ints(text: str, what: str = "seed", *, lo: int = 0, hi: int = SEED_MAX) -> tuple[int, ...]:
+    """`7`, `1..4`, `1..10:3`, `1,5,9`, `1..3,10` into a sorted, duplicate-free tuple."""
+    text = text.strip()
+    if not text:
+        raise UsageProblem(f"The {what} list is empty; write a number like 7 or a range like 1..4.")
+    values: set[int] = set()
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            raise UsageProblem(f"Empty item in the {what} list '{text}'; remove the extra comma.")
+        values.update(_expand(item, what, lo, hi))
+        if len(values) > MAX_RANGE:
+            raise UsageProblem(
+                f"The {what} list '{text}' holds more than {MAX_RANGE} values; narrow it "
+                "(--max-images limits a cell to 64 images by default)."
+            )
+    return tuple(sorted(values))
+
+
+_INT = r"[+-]?\d+"
+_RANGE = re.compile(rf"^({_INT})\.\.({_INT})(?::({_INT}))?$")
+
+
+def _expand(item: str, what: str, lo: int, hi: int) -> range | tuple[int, ...]:
+    if re.fullmatch(_INT, item):
+        return (_bounded(_int(item, what, lo, hi), what, lo, hi),)
+    m = _RANGE.match(item)
+    if not m:
+        if ".." in item:
+            left, _, right = item.partition("..")
+            if not left.strip() or not right.split(":")[0].strip():
+                raise UsageProblem(f"The {what} range '{item}' needs both ends, like 1..4.")
+        raise UsageProblem(f"'{item}' is not a {what} number or range; write 7, 1..4, 1..10:3 or 1,5,9.")
+    start, end = _int(m.group(1), what, lo, hi), _int(m.group(2), what, lo, hi)
+    step = _int(m.group(3), what, lo, hi) if m.group(3) is not None else 1
+    if step < 1:
+        raise UsageProblem(f"The step in the {what} range '{item}' must be 1 or more.")
+    _bounded(start, what, lo, hi)
+    _bounded(end, what, lo, hi)
+    if end < start:
+        raise UsageProblem(
+            f"The {what} range '{item}' runs backwards; write the smaller end first ({end}..{start})."
+        )
+    if (end - start) // step + 1 > MAX_RANGE:
+        raise UsageProblem(
+            f"The {what} range '{item}' holds {(end - start) // step + 1} values, more than "
+            f"{MAX_RANGE}; narrow it (--max-images limits a cell to 64 images by default)."
+        )
+    return range(start, end + 1, step)
+
+
+def _int(text: str, what: str, lo: int, hi: int) -> int:
+    """`int()` that refuses absurdly long numbers (Python raises ValueError past 4300 digits)."""
+    if len(text.lstrip("+-").lstrip("0")) > 40:
+        raise UsageProblem(f"The {what} {text[:20]}… is out of range; use {lo} to {hi}.")
+    return int(text)
+
+
+def _bounded(value: int, what: str, lo: int, hi: int) -> int:
+    if not lo <= value <= hi:
+        raise UsageProblem(f"The {what} {value} is out of range; use {lo} to {hi}.")
+    return value
+
+
+def parse_seeds(text: str, rng: secrets.SystemRandom | None = None) -> tuple[tuple[int, ...], bool]:
+    """Seeds and whether they were picked at random (`random:K`)."""
+    text = text.strip()
+    if text.lower().startswith("random"):
+        _, _, count = text.partition(":")
+        count = count.strip() or "1"
+        if not count.isdecimal() or len(count) > 6 or not 1 <= int(count) <= MAX_RANGE:
+            raise UsageProblem(f"'{text}' needs a count from 1 to {MAX_RANGE}, like random:4.")
+        pick = rng or secrets.SystemRandom()
+        seeds: set[int] = set()
+        while len(seeds) < int(count):
+            seeds.add(pick.randrange(0, 2**31))
+        return tuple(sorted(seeds)), True
+    return parse_ints(text, "seed"), False
+
+
+def split_list(values: Sequence[str] | None, what: str) -> tuple[str, ...]:
+    """Comma lists, possibly repeated, into a tuple without duplicates (order kept)."""
+    out: list[str] = []
+    for value in values or ():
+        for item in value.split(","):
+            item = item.strip()
+            if not item:
+                raise UsageProblem(f"Empty item in the {what} list '{value}'; remove the comma.")
+            if item not in out:
+                out.append(item)
+    return tuple(out)
+
+
+def parse_params(items: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
+    """`key=value` pairs, kept as text: the planner types them by the model's schema."""
+    out: dict[str, str] = {}
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise UsageProblem(f"--param '{item}' needs the form key=value, like guidance=3.5.")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise UsageProblem(f"--param name '{key}' is not a parameter name; use letters and _.")
+        if key in ("model", "prompt", "response_format", "target_namespace"):
+            raise UsageProblem(f"--param {key}=... is set by its own option; use that instead.")
+        if key == "seed" or key == "aspect_ratio" or key == "num_inference_steps":
+            flag = {"seed": "--seed", "aspect_ratio": "--aspect-ratio"}.get(key, "--steps")
+            raise UsageProblem(f"Use {flag} for {key} (it can sweep), not --param.")
+        out[key] = value.strip()
+    return tuple(out.items())
+
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+
+
+def fill_template(prompt: str, variables: Mapping[str, Any]) -> str:
+    """Fill `{name}` from the user's variables; `{{` and `}}` are literal braces."""
+
+    def sub(m: re.Match[str]) -> str:
+        token = m.group(0)
+        if token in ("{{", "}}"):
+            return token[0]
+        name = m.group(1)
+        if name is None:
+            raise UsageProblem(
+                f"The prompt has an unmatched '{token}'; write {token * 2} for a literal brace."
+            )
+        name = name.strip()
+        if not name.isidentifier():
+            raise UsageProblem(
+                f"'{{{name}}}' in the prompt is not a variable name; write {{{{ and }}}} for literal braces."
+            )
+        if name not in variables:
+            raise UsageProblem(
+                f"The prompt uses {{{name}}} but no variable '{name}' is defined; set it in a cell "
+                f"above, or write {{{{{name}}}}} for literal braces."
+            )
+        return str(variables[name])
+
+    return _PLACEHOLDER.sub(sub, prompt)
+
+
+def split_prompts(body: str) -> list[str]:
+    """Prompts separated by lines holding only `---`."""
+    prompts: list[list[str]] = [[]]
+    for line in body.splitlines():
+        if line.strip() == "---":
+            prompts.append([])
+        else:
+            prompts[-1].append(line)
+    return ["\n".join(lines).strip() for lines in prompts]
+
+
+EMPTY_PROMPT = "Prompt cannot be empty: write the prompt in the cell body below the %%oxenimage line."
+
+
+def build_spec(
+    line: str,
+    body: str | None = None,
+    variables: Mapping[str, Any] | None = None,
+    defaults: Defaults | None = None,
+    rng: secrets.SystemRandom | None = None,
+) -> Spec:
+    """Parse a magic's options line (and the cell body, for the cell magic) into a `Spec`.
+
+    `body` is None for the one-line `%oxenimage`, whose prompt is the rest of the line.
+    """
+    defaults = defaults or Defaults()
+    words = split_words(line)
+    _refuse_keys_and_typos(words)
+    args = PARSER.parse_args(words)
+    if args.list_models:
+        return Spec(prompts=(), models=(), host=args.host or defaults.host, list_models=True)
+
+    if body is None:
+        texts = [" ".join(args.prompt).strip()]
+    else:
+        if args.prompt:
+            raise UsageProblem(
+                f"Unexpected words on the %%oxenimage line ({' '.join(args.prompt)!r}); the prompt "
+                "goes in the cell body, and options start with --."
+            )
+        texts = split_prompts(body)
+    if any(not t for t in texts):
+        raise UsageProblem(
+            EMPTY_PROMPT
+            if len(texts) == 1
+            else "A prompt between --- lines is empty; write one or remove the extra ---."
+        )
+    prompts = tuple(fill_template(t, variables or {}) for t in texts)
+    if any(not p.strip() for p in prompts):
+        raise UsageProblem(EMPTY_PROMPT)
+
+    seeds: tuple[int | None, ...] = (None,)
+    random_seeds = False
+    if args.seed is not None:
+        seeds, random_seeds = parse_seeds(args.seed, rng)
+    steps: tuple[int | None, ...] = (None,)
+    if args.steps is not None:
+        steps = parse_ints(args.steps, "steps", lo=1, hi=1000)
+
+    out = args.out
+    if out is not None and (not out.isidentifier() or out in ("None", "True", "False")):
+        raise UsageProblem(f"--out '{out}' is not a Python variable name; use letters, digits, _.")
+    for name in ("cols", "size", "concurrency", "max_images"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise UsageProblem(f"{flag} must be 1 or more (got {value}).")
+    concurrency = args.concurrency or defaults.concurrency
+    if concurrency > 64:
+        raise UsageProblem(f"--concurrency {concurrency} is too many; use 1 to 64.")
+    size = args.size or defaults.size
+    if not 32 <= size <= 2048:
+        raise UsageProblem(f"--size {size} is not a sensible cell width; use 32 to 2048 pixels.")
+
+    spec = Spec(
+        prompts=prompts,
+        models=split_list(args.model, "model") or (defaults.model,),
+        seeds=seeds,
+        aspect_ratios=split_list(args.aspect_ratio, "aspect ratio") or (None,),
+        steps=steps,
+        params=parse_params(args.param),
+        response_format=args.format or defaults.response_format,
+        namespace=args.namespace or None,
+        random_seeds=random_seeds,
+        host=args.host or defaults.host,
+        out=out,
+        cols=args.cols or defaults.cols,
+        size=size,
+        use_cache=not args.no_cache,
+        concurrency=concurrency,
+        save_dir=args.save,
+        max_images=args.max_images or defaults.max_images,
+    )
+    if spec.count > spec.max_images:
+        raise UsageProblem(
+            f"This cell would generate {spec.count} images, more than the limit of "
+            f"{spec.max_images}; narrow the sweep, or raise the limit with --max-images "
+            f"{spec.count} (or %config OxenMagic.max_images = {spec.count})."
+        )
+    return spec

@@ -1,0 +1,305 @@
+"""`Spec` + what we know of each model → a `Plan`: the requests to send and the grid they fill.
+
+Pure: the caller fetches the models' descriptions and passes them in. Validation against each
+model's `request_schema` happens here, so a wrong value is reported before anything is billed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .catalog import ModelInfo
+from .errors import UsageProblem
+from .options import Spec
+
+#: Grid axes in the order they nest; the seed sweep is the column axis whenever it varies.
+AXES = ("model", "prompt", "steps", "aspect_ratio", "seed")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One image to generate: exactly the JSON body sent (minus auth), plus where it goes."""
+
+    model: str
+    prompt: str
+    seed: int | None = None
+    aspect_ratio: str | None = None
+    steps: int | None = None
+    extra: tuple[tuple[str, Any], ...] = ()
+    response_format: str = "url"
+    namespace: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "prompt": self.prompt}
+        if self.response_format != "url":
+            body["response_format"] = self.response_format
+        if self.namespace:
+            body["target_namespace"] = self.namespace
+        if self.aspect_ratio is not None:
+            body["aspect_ratio"] = self.aspect_ratio
+        if self.steps is not None:
+            body["num_inference_steps"] = self.steps
+        if self.seed is not None:
+            body["seed"] = self.seed
+        body.update(self.extra)
+        return body
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The generation parameters (the payload without transport fields)."""
+        body = self.payload()
+        body.pop("response_format", None)
+        body.pop("target_namespace", None)
+        return body
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Where a request's image goes in the grid, or a note for a cell with no request."""
+
+    row: int
+    col: int
+    request: Request | None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The requests (deduplicated), the grid they fill and what the user should be told."""
+
+    cells: tuple[Cell, ...]
+    row_labels: tuple[str, ...]
+    col_labels: tuple[str, ...]
+    row_axes: tuple[str, ...]
+    col_axis: str | None
+    notes: tuple[str, ...] = ()
+    cost: float | None = None
+    unpriced: int = 0
+
+    @property
+    def requests(self) -> tuple[Request, ...]:
+        return tuple(c.request for c in self.cells if c.request is not None)
+
+    def cost_line(self) -> str | None:
+        """ "est. $0.10" style text, or None when no price is known."""
+        if self.cost is None:
+            return None
+        text = f"est. ${self.cost:.3f}" if self.cost < 1 else f"est. ${self.cost:.2f}"
+        if self.unpriced:
+            text += f" + {self.unpriced} image(s) of unknown price"
+        return text
+
+
+def suggest(name: str, known: Sequence[str]) -> str:
+    """`Model not found: X` with close matches, the sentence the magic shows."""
+    lowered = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.55)
+    if not close:
+        close = [k for k in lowered if name.lower() in k][:3]
+    hint = (
+        "did you mean " + " or ".join(lowered[c] for c in close) + "?"
+        if close
+        else "run %oxenimage --list-models to see the image models."
+    )
+    return f"Model not found: {name}; {hint}"
+
+
+def axis_label(axis: str, value: Any, prompts: Sequence[str] = ()) -> str:
+    if axis == "seed":
+        return "random seed" if value is None else f"seed {value}"
+    if axis == "steps":
+        return "default steps" if value is None else f"{value} steps"
+    if axis == "aspect_ratio":
+        return "default ratio" if value is None else str(value)
+    if axis == "prompt":
+        short = value if len(value) <= 40 else value[:39] + "…"
+        return f"prompt {list(prompts).index(value) + 1}: {short}" if len(prompts) > 1 else short
+    return str(value)
+
+
+def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
+    """The cartesian product of the spec's axes, checked against each known model schema.
+
+    `models` maps each model id in the spec to its description (None: schema unknown, so values
+    are sent as given). A parameter a model does not take is left out of its requests with a note;
+    a seed sweep over a model without seeds becomes one request, since every seed would return the
+    same image.
+    """
+    values: dict[str, tuple[Any, ...]] = {
+        "model": spec.models,
+        "prompt": spec.prompts,
+        "steps": spec.steps,
+        "aspect_ratio": spec.aspect_ratios,
+        "seed": spec.seeds,
+    }
+    extras = {m: _typed_params(spec.params, models.get(m)) for m in spec.models}
+    notes: list[str] = []
+    for model in spec.models:
+        info = models.get(model)
+        _check_values(spec, info, model, notes)
+
+    varying = [a for a in AXES if len(values[a]) > 1]
+    col_axis = "seed" if "seed" in varying else (varying[-1] if varying else None)
+    row_axes = tuple(a for a in varying if a != col_axis)
+    col_values = values[col_axis] if col_axis else (None,)
+    row_values = list(itertools.product(*(values[a] for a in row_axes))) or [()]
+
+    cells: list[Cell] = []
+    # Keyed by the JSON body, not the Request: --param values may be lists (unhashable).
+    seen: dict[str, tuple[int, int]] = {}
+    row_labels = tuple(
+        " · ".join(axis_label(a, v, spec.prompts) for a, v in zip(row_axes, row, strict=True))
+        for row in row_values
+    )
+    col_labels = col_labels_for(col_axis, col_values, spec.prompts)
+    for r, row in enumerate(row_values):
+        for c, col in enumerate(col_values):
+            point = dict(zip(row_axes, row, strict=True))
+            if col_axis:
+                point[col_axis] = col
+            for axis in AXES:
+                point.setdefault(axis, values[axis][0])
+            info = models.get(point["model"])
+            request = Request(
+                model=point["model"],
+                prompt=point["prompt"],
+                seed=point["seed"] if _takes(info, "seed") else None,
+                aspect_ratio=point["aspect_ratio"] if _takes(info, "aspect_ratio") else None,
+                steps=point["steps"] if _takes(info, "num_inference_steps") else None,
+                extra=extras[point["model"]],
+                response_format=spec.response_format,
+                namespace=spec.namespace,
+            )
+            key = json.dumps(request.payload(), sort_keys=True, default=str)
+            if key in seen:
+                where = seen[key]
+                same = col_labels[where[1]]
+                if where[0] != r:  # name the row too, else "seed 1" reads as this row's own cell
+                    same = f"{row_labels[where[0]]}, {same}" if same else row_labels[where[0]]
+                cells.append(Cell(r, c, None, note=f"same request as {same}"))
+            else:
+                seen[key] = (r, c)
+                cells.append(Cell(r, c, request))
+
+    priced = [models.get(c.request.model) for c in cells if c.request is not None]
+    known = [m.cost_per_image for m in priced if m is not None and m.cost_per_image is not None]
+    return Plan(
+        cells=tuple(cells),
+        row_labels=row_labels,
+        col_labels=col_labels,
+        row_axes=row_axes,
+        col_axis=col_axis,
+        notes=tuple(notes),
+        cost=sum(known) if known else None,
+        unpriced=len(priced) - len(known) if known else 0,
+    )
+
+
+def col_labels_for(axis: str | None, vals: Sequence[Any], prompts: Sequence[str]) -> tuple[str, ...]:
+    if axis is None:
+        return ("",)
+    return tuple(axis_label(axis, v, prompts) for v in vals)
+
+
+def _takes(info: ModelInfo | None, name: str) -> bool:
+    """Unknown schema: send what the user asked for and let the server judge."""
+    return info is None or info.takes(name) is not False
+
+
+def _check_values(spec: Spec, info: ModelInfo | None, model: str, notes: list[str]) -> None:
+    """Validate the swept values against one model's schema; note what it does not take."""
+    if info is None or info.request_schema is None:
+        return
+    swept: dict[str, list[Any]] = {
+        "seed": [s for s in spec.seeds if s is not None],
+        "aspect_ratio": [a for a in spec.aspect_ratios if a is not None],
+        "num_inference_steps": [n for n in spec.steps if n is not None],
+    }
+    for name, vals in swept.items():
+        if not vals:
+            continue
+        if not info.takes(name):
+            extra = (
+                f"; one image instead of {len(vals)}, since every seed gives the same request"
+                if name == "seed" and len(vals) > 1
+                else "; sent without it"
+            )
+            notes.append(f"{model} takes no {name}{extra}.")
+            continue
+        for v in vals:
+            check_value(model, name, v, info.properties[name])
+
+
+def check_value(model: str, name: str, value: Any, prop: Mapping[str, Any]) -> None:
+    """Raise a one-sentence `UsageProblem` if `value` breaks the schema property `prop`."""
+    enum = prop.get("enum")
+    if isinstance(enum, list) and enum and value not in enum:
+        allowed = ", ".join(str(e) for e in enum)
+        raise UsageProblem(f"{name}={value} is not allowed for {model}; choose one of {allowed}.")
+    kind = prop.get("type")
+    if kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise UsageProblem(f"{name}={value!r} must be a whole number for {model}.")
+    if kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise UsageProblem(f"{name}={value!r} must be a number for {model}.")
+    if kind == "boolean" and not isinstance(value, bool):
+        raise UsageProblem(f"{name}={value!r} must be true or false for {model}.")
+    lo, hi = prop.get("minimum"), prop.get("maximum")
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if numeric and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+        bounds = f"{lo if lo is not None else '…'} to {hi if hi is not None else '…'}"
+        raise UsageProblem(f"{name}={value} is out of range for {model}; allowed {bounds}.")
+
+
+def _typed_params(params: Sequence[tuple[str, str]], info: ModelInfo | None) -> tuple[tuple[str, Any], ...]:
+    """Type `--param` text by the model's schema (JSON-ish when unknown) and validate it."""
+    out: list[tuple[str, Any]] = []
+    for name, text in params:
+        if info is None or info.request_schema is None:
+            out.append((name, _jsonish(text)))
+            continue
+        prop = info.properties.get(name)
+        if prop is None:
+            takes = ", ".join(sorted(p for p in info.properties if p not in ("prompt",)))
+            raise UsageProblem(
+                f"{info.id} has no parameter '{name}'; it takes: {takes or 'no extra parameters'}."
+            )
+        value = _coerce(text, prop, info.id, name)
+        check_value(info.id, name, value, prop)
+        out.append((name, value))
+    return tuple(out)
+
+
+def _coerce(text: str, prop: Mapping[str, Any], model: str, name: str) -> Any:
+    kind = prop.get("type")
+    try:
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            return float(text)
+    except ValueError:
+        noun = "a whole number" if kind == "integer" else "a number"
+        raise UsageProblem(f"{name}={text} must be {noun} for {model}.") from None
+    if kind == "boolean":
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise UsageProblem(f"{name}={text} must be true or false for {model}.")
+    if kind == "array":
+        value = _jsonish(text)
+        return value if isinstance(value, list) else [s.strip() for s in text.split(",")]
+    return text
+
+
+def _jsonish(text: str) -> Any:
+    """`3` → 3, `2.5` → 2.5, `true` → True, `[1,2]` → [1, 2]; anything else stays text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
