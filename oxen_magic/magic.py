@@ -1,0 +1,147 @@
+"""`%%oxenimage`, `%oxenimage` and `%oxenpanel`: glue between IPython and the pipeline.
+
+Every problem a user can cause or meet (bad options, unknown model, no key, no network) is
+raised as IPython's `UsageError`, which prints one line and no traceback. Heavy modules (requests,
+Pillow, ipywidgets) load on first use, so `%load_ext oxen_magic` stays fast.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from traitlets import Enum, Int, Unicode
+
+from . import options
+from .errors import OxenError, UsageProblem
+
+if TYPE_CHECKING:
+    from .cache import Cache
+    from .client import OxenClient
+    from .results import Item, Results
+
+#: Seconds between two redraws of a grid that is filling in (the last one always draws).
+REDRAW_EVERY = 0.2
+
+
+@magics_class
+class OxenMagic(Magics):
+    """Generate image grids with the Oxen.ai API. Defaults are set with `%config OxenMagic.<name>`."""
+
+    model = Unicode(options.DEFAULT_MODEL, help="Model used when a cell names none.").tag(config=True)
+    concurrency = Int(8, help="Requests in flight at once.").tag(config=True)
+    max_images = Int(64, help="The largest sweep a cell may send (a budget guard).").tag(config=True)
+    response_format = Enum(["url", "b64_json"], "url", help="How images come back.").tag(config=True)
+    display_size = Int(256, help="Display width of one grid cell, in pixels.").tag(config=True)
+    cols = Int(8, help="At most this many images per grid row before wrapping.").tag(config=True)
+    cache_dir = Unicode("", help="Cache folder ('' = OXEN_MAGIC_CACHE_DIR or the user cache).").tag(
+        config=True
+    )
+    host = Unicode("", help="API host ('' = OXEN_HOST or https://hub.oxen.ai).").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self._clients: dict[tuple[str, int], OxenClient] = {}
+
+    # -- shared with the panel ----------------------------------------------------------------
+    def defaults(self) -> options.Defaults:
+        return options.Defaults(
+            model=self.model,
+            concurrency=self.concurrency,
+            max_images=self.max_images,
+            response_format=self.response_format,
+            size=self.display_size,
+            cols=self.cols,
+            host=self.host or None,
+        )
+
+    def client(self, host: str | None, pool: int = 8) -> OxenClient:
+        """One pooled client per (host, pool size), reused across cells."""
+        from .client import OxenClient
+
+        pool = max(pool, 8)
+        key = (host or "", pool)
+        if key not in self._clients:
+            try:
+                self._clients[key] = OxenClient(host, pool_size=pool)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        return self._clients[key]
+
+    def cache(self) -> Cache:
+        from .cache import Cache
+
+        return Cache(self.cache_dir or None)
+
+    def spec(self, line: str, cell: str | None) -> options.Spec:
+        try:
+            return options.build_spec(line, cell, self.shell.user_ns if self.shell else {}, self.defaults())
+        except UsageProblem as exc:
+            raise UsageError(str(exc)) from None
+
+    # -- magics -------------------------------------------------------------------------------
+    @line_cell_magic
+    def oxenimage(self, line: str, cell: str | None = None) -> None:
+        spec = self.spec(line, cell)
+        if spec.list_models:
+            self._list_models(spec)
+            return
+        results = self.generate(spec)
+        if spec.out and self.shell is not None:
+            self.shell.user_ns[spec.out] = results
+
+    oxenimage.__doc__ = "Generate a grid of images with the Oxen.ai API.\n\n" + options.HELP
+
+    @line_magic
+    def oxenpanel(self, line: str) -> Any:
+        """Show the point-and-click panel; options on the line become its initial values."""
+        from .panel import Panel
+
+        return Panel(magic=self, line=line)
+
+    # -- the work -----------------------------------------------------------------------------
+    def generate(self, spec: options.Spec) -> Results:
+        """Plan, then run with a grid that fills in as images arrive; one line on any problem."""
+        from IPython.display import display
+
+        from .pipeline import execute, prepare
+
+        client = self.client(spec.host, spec.concurrency)
+        cache = self.cache()
+        try:
+            results = prepare(spec, client, cache)
+        except (UsageProblem, OxenError) as exc:
+            raise UsageError(str(exc)) from None
+        handle = display(results, display_id=True)
+        last = [time.monotonic()]
+
+        def redraw(_item: Item) -> None:
+            if time.monotonic() - last[0] >= REDRAW_EVERY:
+                last[0] = time.monotonic()
+                if handle is not None:
+                    handle.update(results)
+
+        try:
+            execute(results, spec, client, cache, on_update=redraw)
+        except OxenError as exc:
+            raise UsageError(str(exc)) from None
+        finally:
+            if handle is not None:
+                handle.update(results)
+        if results.interrupted:
+            print(f"Interrupted: kept {results.done} of {results.total} images; rerun to fetch the rest.")
+        return results
+
+    def _list_models(self, spec: options.Spec) -> None:
+        from IPython.display import display
+
+        from .render import ModelTable
+
+        client = self.client(spec.host)
+        try:
+            models = client.models()
+        except OxenError as exc:
+            raise UsageError(str(exc)) from None
+        display(ModelTable(models))

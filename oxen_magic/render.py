@@ -1,0 +1,264 @@
+"""Thumbnails, the grid's HTML and the contact-sheet PNG. Knows nothing of HTTP.
+
+The HTML is plain (a table, inline JPEG thumbnails, inline styles) so it renders the same in
+JupyterLab, Notebook 7, VS Code, Colab and nbviewer, and a saved notebook carries thumbnails,
+never full images.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+if TYPE_CHECKING:
+    from .catalog import ModelInfo
+    from .results import Item, Results
+
+THUMB_QUALITY = 82
+
+
+def thumbnail(image: Image.Image, size: int) -> bytes:
+    """A JPEG at most `size` px wide and high: what the notebook stores for one cell."""
+    if image.format == "JPEG":
+        image.draft("RGB", (size, size))  # decode at reduced scale: much cheaper
+    factor = max(1, min(image.width, image.height) // size // 2)
+    small = image.reduce(factor) if factor > 1 else image
+    if small.mode not in ("RGB", "L"):
+        background = Image.new("RGB", small.size, "white")
+        rgba = small.convert("RGBA")
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        small = background
+    small = small.copy() if small is image else small
+    small.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    out = io.BytesIO()
+    small.save(out, format="JPEG", quality=THUMB_QUALITY, optimize=False)
+    return out.getvalue()
+
+
+def _ratio(item: Item) -> float:
+    """Height / width for a placeholder, from the requested aspect ratio when known."""
+    if item.size:
+        return item.size[1] / item.size[0]
+    ratio = (item.params.get("aspect_ratio") or "1:1") if item.request else "1:1"
+    try:
+        w, h = (float(x) for x in str(ratio).split(":"))
+        return h / w if w > 0 and h > 0 else 1.0
+    except ValueError:
+        return 1.0
+
+
+def _caption(item: Item) -> str:
+    params = item.params
+    bits = [str(item.model)]
+    bits.append(f"seed {item.seed}" if item.seed is not None else "random seed")
+    if "num_inference_steps" in params:
+        bits.append(f"{params['num_inference_steps']} steps")
+    if "aspect_ratio" in params:
+        bits.append(str(params["aspect_ratio"]))
+    if item.elapsed is not None:
+        bits.append("cached" if item.cached else f"{item.elapsed:.1f} s")
+    return " · ".join(bits)
+
+
+_BOX = "display:flex;align-items:center;justify-content:center;text-align:center;box-sizing:border-box;"
+
+
+def cell_html(item: Item, size: int) -> str:
+    """One cell: the thumbnail, a placeholder while it runs, or the error in place."""
+    height = round(size * _ratio(item))
+    if item.request is None:
+        body = (
+            f'<div class="oxen-note" style="{_BOX}width:{size}px;height:{height}px;'
+            f'border:1px dashed #bbb;opacity:.6;font-size:12px;padding:6px">'
+            f"{html.escape(item.note or '')}</div>"
+        )
+        return f'<td class="oxen-cell oxen-skipped">{body}</td>'
+    title = html.escape(_caption(item) + "\n" + (item.prompt or ""))
+    if item.thumb is not None:
+        src = "data:image/jpeg;base64," + base64.b64encode(item.thumb).decode()
+        body = (
+            f'<img src="{src}" alt="{html.escape(_caption(item))}" title="{title}" '
+            f'style="width:{size}px;height:auto;display:block;border-radius:4px">'
+        )
+        state = "oxen-done"
+    elif item.status == "failed":
+        body = (
+            f'<div class="oxen-error" title="{title}" style="{_BOX}width:{size}px;height:{height}px;'
+            f'border:1px solid #d33;color:#d33;font-size:12px;padding:8px;border-radius:4px">'
+            f"{html.escape(item.error or 'failed')}</div>"
+        )
+        state = "oxen-failed"
+    else:
+        word = "stopped" if item.status == "cancelled" else "generating…"
+        body = (
+            f'<div class="oxen-pending" title="{title}" style="{_BOX}width:{size}px;height:{height}px;'
+            f'border:1px dashed #999;opacity:.6;font-size:12px;border-radius:4px">{word}</div>'
+        )
+        state = "oxen-" + item.status
+    caption = (
+        f'<div style="font-size:11px;opacity:.75;max-width:{size}px">{html.escape(_caption(item))}</div>'
+    )
+    return f'<td class="oxen-cell {state}" style="vertical-align:top;padding:4px">{body}{caption}</td>'
+
+
+def grid_html(results: Results) -> str:
+    """The whole grid: a progress line, notes, then rows × columns with headers."""
+    plan = results.plan
+    wrap = max(1, results.cols)
+    ncols = len(plan.col_labels)
+    cells: dict[tuple[int, int], Item] = {(i.row, i.col): i for i in results.items}
+    th = "padding:4px;font-size:12px;text-align:left;font-weight:600"
+    rows_html: list[str] = []
+    for start in range(0, ncols, wrap):
+        chunk = range(start, min(ncols, start + wrap))
+        if plan.col_axis:
+            heads = "".join(
+                f'<th class="oxen-col" style="{th}">{html.escape(plan.col_labels[c])}</th>' for c in chunk
+            )
+            corner = '<th class="oxen-corner"></th>' if plan.row_axes else ""
+            rows_html.append(f"<tr>{corner}{heads}</tr>")
+        for r, label in enumerate(plan.row_labels):
+            head = (
+                f'<th class="oxen-row" style="{th};vertical-align:middle">{html.escape(label)}</th>'
+                if plan.row_axes
+                else ""
+            )
+            body = "".join(cell_html(cells[(r, c)], results.size) for c in chunk if (r, c) in cells)
+            rows_html.append(f"<tr>{head}{body}</tr>")
+    status = html.escape(results.summary())
+    cost = plan.cost_line()
+    if cost:
+        status += " · " + html.escape(cost)
+    notes = "".join(
+        f'<div class="oxen-notice" style="font-size:12px;opacity:.8">{html.escape(n)}</div>'
+        for n in results.notes
+    )
+    return (
+        '<div class="oxen-magic">'
+        f'<div class="oxen-progress" style="font-size:12px;opacity:.8;margin:2px 0">{status}</div>'
+        f"{notes}"
+        f'<table class="oxen-grid" style="border-collapse:collapse">{"".join(rows_html)}</table>'
+        "</div>"
+    )
+
+
+def _font(px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=px)
+    except TypeError:  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def contact_sheet(results: Results, cell: int = 256) -> Image.Image:
+    """One labelled PIL image of the grid: column headers on top, row labels on the left."""
+    plan = results.plan
+    pad, head = 8, 28
+    font = _font(14)
+    label_w = 0
+    if plan.row_axes:
+        probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+        label_w = min(320, max(int(probe.textlength(lbl, font=font)) for lbl in plan.row_labels) + 2 * pad)
+    heights = {i.row: 0 for i in results.items}
+    thumbs: dict[tuple[int, int], Image.Image] = {}
+    for item in results.items:
+        image = item.image
+        if image is not None:
+            image = image.convert("RGB")
+            image.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+            thumbs[(item.row, item.col)] = image
+        h = image.height if image is not None else round(cell * _ratio(item))
+        heights[item.row] = max(heights[item.row], h)
+    ncols = len(plan.col_labels)
+    width = label_w + ncols * (cell + pad) + pad
+    height = head + sum(h + head + pad for h in heights.values()) + pad
+    sheet = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, label in enumerate(plan.col_labels):
+        draw.text((label_w + pad + c * (cell + pad), 6), label, fill="black", font=font)
+    y = head
+    for r in sorted(heights):
+        if plan.row_axes:
+            draw.text((pad, y + heights[r] // 2), plan.row_labels[r][:40], fill="black", font=font)
+        for item in (i for i in results.items if i.row == r):
+            x = label_w + pad + item.col * (cell + pad)
+            thumb = thumbs.get((item.row, item.col))
+            if thumb is not None:
+                sheet.paste(thumb, (x, y))
+                caption = "cached" if item.cached else f"{item.elapsed or 0:.1f} s"
+            else:
+                draw.rectangle((x, y, x + cell - 1, y + heights[r] - 1), outline="#bbbbbb")
+                text = item.error or item.note or item.status
+                draw.multiline_text((x + 6, y + 6), _wrap(text, cell // 8), fill="#aa2222", font=_font(12))
+                caption = item.status
+            draw.text((x, y + heights[r] + 4), caption, fill="#555555", font=_font(12))
+        y += heights[r] + head + pad
+    return sheet
+
+
+def _wrap(text: str, width: int) -> str:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if len(line) + len(word) + 1 > width and line:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    return "\n".join(lines[:8])
+
+
+class ModelTable:
+    """`%oxenimage --list-models`: image models, their parameters (default, range) and price."""
+
+    def __init__(self, models: Sequence[ModelInfo]) -> None:
+        self.models = sorted(models, key=lambda m: m.id)
+
+    @staticmethod
+    def describe(prop: dict[str, Any]) -> str:
+        """`1:1|16:9 (16:9)` or `int 1-50 (28)`: a parameter's allowed values and default."""
+        if isinstance(prop.get("enum"), list):
+            text = "|".join(str(v) for v in prop["enum"])
+        else:
+            text = {"integer": "int", "number": "float", "boolean": "bool", "array": "list"}.get(
+                str(prop.get("type")), str(prop.get("type") or "any")
+            )
+            if prop.get("minimum") is not None or prop.get("maximum") is not None:
+                text += f" {prop.get('minimum', '')}-{prop.get('maximum', '')}"
+        if "default" in prop:
+            text += f" ({prop['default']})"
+        return text
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        out = []
+        for m in self.models:
+            price = f"${m.cost_per_image:.3f}" if m.cost_per_image is not None else "?"
+            params = [
+                f"{name}: {self.describe(prop)}"
+                for name, prop in m.properties.items()
+                if name not in ("prompt", "input_image") and isinstance(prop, dict)
+            ]
+            out.append((m.id, price, "; ".join(params) or "(no parameters listed)"))
+        return out
+
+    def __repr__(self) -> str:
+        rows = self.rows()
+        width = max((len(r[0]) for r in rows), default=5)
+        lines = [f"{'model':<{width}}  {'price':>7}  parameters"]
+        lines += [f"{a:<{width}}  {b:>7}  {c}" for a, b, c in rows]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        cells = "".join(
+            f"<tr><td><code>{html.escape(a)}</code></td><td>{html.escape(b)}</td>"
+            f'<td style="text-align:left">{html.escape(c)}</td></tr>'
+            for a, b, c in self.rows()
+        )
+        return (
+            '<table class="oxen-models"><tr><th>model</th><th>price / image</th>'
+            f'<th style="text-align:left">parameters (allowed, default)</th></tr>{cells}</table>'
+        )

@@ -1,0 +1,178 @@
+"""What a run gives back: `Item`s in a `Results` grid that saves, exports and displays itself.
+
+Items keep the encoded bytes the API sent (small) and decode the full picture only when asked,
+so a 64-image sweep costs its encoded size in memory, not 64 decoded bitmaps.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+from .plan import Plan, Request
+
+
+@dataclass(eq=False)
+class Item:
+    """One cell of the grid: its request and, once run, its image or its error."""
+
+    request: Request | None
+    row: int
+    col: int
+    status: str = "pending"  # pending | done | failed | cancelled | skipped
+    data: bytes | None = field(default=None, repr=False)
+    mime: str | None = None
+    thumb: bytes | None = field(default=None, repr=False)
+    size: tuple[int, int] | None = None
+    error: str | None = None
+    elapsed: float | None = None
+    cached: bool = False
+    note: str | None = None
+
+    @property
+    def model(self) -> str | None:
+        return self.request.model if self.request else None
+
+    @property
+    def seed(self) -> int | None:
+        return self.request.seed if self.request else None
+
+    @property
+    def prompt(self) -> str | None:
+        return self.request.prompt if self.request else None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The generation parameters sent (no key, no transport fields)."""
+        return self.request.params if self.request else {}
+
+    @property
+    def image(self) -> Image.Image | None:
+        """The full-resolution image, decoded from the kept bytes each time it is asked for."""
+        if self.data is None:
+            return None
+        image = Image.open(io.BytesIO(self.data))
+        image.load()
+        return image
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "done" and self.data is not None
+
+    def filename(self) -> str:
+        """`flux-2-dev_seed-3.png` style names; other axes appended when they are set."""
+        params = self.params
+        parts = [_slug(self.model or "image")]
+        parts.append(f"seed-{self.seed}" if self.seed is not None else "noseed")
+        if "num_inference_steps" in params:
+            parts.append(f"steps-{params['num_inference_steps']}")
+        if "aspect_ratio" in params:
+            parts.append("ar-" + _slug(str(params["aspect_ratio"])))
+        return "_".join(parts)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-") or "x"
+
+
+class Results(Sequence[Item]):
+    """A sized, indexable grid of items; `results["flux-2-dev", 3]` finds by (model, seed)."""
+
+    def __init__(self, plan: Plan, *, size: int = 256, cols: int = 8) -> None:
+        self.plan = plan
+        self.size = size
+        self.cols = cols
+        self.items: list[Item] = [Item(c.request, c.row, c.col, note=c.note) for c in plan.cells]
+        for item in self.items:
+            if item.request is None:
+                item.status = "skipped"
+        self.elapsed = 0.0
+        self.interrupted = False
+        self.notes: list[str] = list(plan.notes)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self.items)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, (int, slice)):
+            return self.items[key]
+        if isinstance(key, tuple) and len(key) == 2:
+            for item in self.items:
+                if item.request is not None and (item.model, item.seed) == key:
+                    return item
+            raise KeyError(f"No image for model {key[0]!r} with seed {key[1]!r} in these results.")
+        raise TypeError("Index results by position or by (model, seed).")
+
+    @property
+    def done(self) -> int:
+        return sum(1 for i in self.items if i.status == "done")
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for i in self.items if i.status == "failed")
+
+    @property
+    def total(self) -> int:
+        return sum(1 for i in self.items if i.request is not None)
+
+    @property
+    def images(self) -> list[Image.Image]:
+        return [im for im in (i.image for i in self.items) if im is not None]
+
+    def summary(self) -> str:
+        """`12/16 images, 1 failed, 4.2 s` — the progress line."""
+        text = f"{self.done}/{self.total} images"
+        if self.failed:
+            text += f", {self.failed} failed"
+        cached = sum(1 for i in self.items if i.cached)
+        if cached:
+            text += f", {cached} from cache"
+        text += f", {self.elapsed:.1f} s"
+        if self.interrupted:
+            text += " (interrupted)"
+        return text
+
+    def _repr_html_(self) -> str:
+        from .render import grid_html
+
+        return grid_html(self)
+
+    def __repr__(self) -> str:
+        return f"<Results {self.summary()}>"
+
+    def save(self, folder: str | Path) -> list[Path]:
+        """Write each image as PNG, its generation parameters in the `parameters` text chunk."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        names: set[str] = set()
+        for item in self.items:
+            image = item.image
+            if image is None:
+                continue
+            name = item.filename()
+            if name in names:  # several prompts: keep every file
+                name = f"{name}_{sum(1 for n in names if n.startswith(name))}"
+            names.add(name)
+            info = PngImagePlugin.PngInfo()
+            info.add_text("parameters", json.dumps(item.params, sort_keys=True))
+            path = folder / f"{name}.png"
+            image.save(path, format="PNG", pnginfo=info)
+            written.append(path)
+        return written
+
+    def contact_sheet(self, cell: int | None = None) -> Image.Image:
+        """One labelled image of the whole grid, for slides and sharing."""
+        from .render import contact_sheet
+
+        return contact_sheet(self, cell or self.size)
