@@ -26,6 +26,39 @@ def load_ipython_extension(ipython: Any) -> None:
         ipython.configurables.append(magic)
 
 
+_local_hub: Any = None
+
+
+def connect(host: str | None = None) -> str:
+    """Say which API this session uses; with no key anywhere, start the local hub and use it.
+
+    The local hub draws labelled placeholder images on this machine and bills nothing, so a
+    workshop can rehearse offline. Returns the base URL in use.
+    """
+    import os
+
+    from .client import DEFAULT_HOST, find_key, normalize_host
+
+    global _local_hub
+    target = normalize_host(host or os.environ.get("OXEN_HOST") or DEFAULT_HOST)
+    if host:
+        os.environ["OXEN_HOST"] = target
+    if find_key(target):
+        print(f"Using the Oxen API at {target}.")
+        return target
+    if _local_hub is None:
+        from .localhub import LocalHub
+
+        _local_hub = LocalHub(image_size=512).start()
+    os.environ["OXEN_HOST"] = _local_hub.url
+    os.environ["OXEN_API_KEY"] = _local_hub.api_key or "local-demo-key"
+    print(
+        f"No OXEN_API_KEY found: using the local Oxen hub at {_local_hub.url} "
+        "(placeholder images, nothing billed)."
+    )
+    return str(_local_hub.url)
+
+
 def login(host: str | None = None) -> None:
     """Ask for the API key without echoing it; it is kept for this Python process only."""
     import getpass

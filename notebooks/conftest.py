@@ -1,0 +1,34 @@
+"""nbval runs each notebook in a real kernel; point those kernels at a local hub.
+
+The hub is started when this conftest is imported (before nbval starts any kernel), so every
+kernel inherits OXEN_HOST and OXEN_API_KEY; the cache goes to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from oxen_magic.localhub import LocalHub
+
+_hub: LocalHub | None = None
+_cache: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _hub, _cache
+    _hub = LocalHub(image_size=512).start()
+    _cache = tempfile.mkdtemp(prefix="oxen-nb-cache-")
+    os.environ["OXEN_HOST"] = _hub.url
+    os.environ["OXEN_API_KEY"] = _hub.api_key or "local-demo-key"
+    os.environ["OXEN_MAGIC_CACHE_DIR"] = _cache
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _hub is not None:
+        _hub.stop()
+    if _cache:
+        shutil.rmtree(_cache, ignore_errors=True)
