@@ -210,8 +210,8 @@ def _bounded(value: int, what: str, lo: int, hi: int) -> int:
 def parse_seeds(text: str, rng: secrets.SystemRandom | None = None) -> tuple[tuple[int, ...], bool]:
     """Seeds and whether they were picked at random (`random:K`)."""
     text = text.strip()
-    if text.lower().startswith("random"):
-        _, _, count = text.partition(":")
+    head, _, count = text.partition(":")
+    if head.strip().lower() == "random":
         count = count.strip() or "1"
         if not count.isdecimal() or len(count) > 6 or not 1 <= int(count) <= MAX_RANGE:
             raise UsageProblem(f"'{text}' needs a count from 1 to {MAX_RANGE}, like random:4.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -137,8 +138,7 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
         "aspect_ratio": spec.aspect_ratios,
         "seed": spec.seeds,
     }
-    extras = {m: _typed_params(spec.params, models.get(m)) for m in spec.models}
-    notes: list[str] = []
+    extras, notes = _typed_params(spec.params, models, spec.models)
     for model in spec.models:
         info = models.get(model)
         _check_values(spec, info, model, notes)
@@ -255,23 +255,41 @@ def check_value(model: str, name: str, value: Any, prop: Mapping[str, Any]) -> N
         raise UsageProblem(f"{name}={value} is out of range for {model}; allowed {bounds}.")
 
 
-def _typed_params(params: Sequence[tuple[str, str]], info: ModelInfo | None) -> tuple[tuple[str, Any], ...]:
-    """Type `--param` text by the model's schema (JSON-ish when unknown) and validate it."""
-    out: list[tuple[str, Any]] = []
+def _typed_params(
+    params: Sequence[tuple[str, str]], models: Mapping[str, ModelInfo | None], ids: Sequence[str]
+) -> tuple[dict[str, tuple[tuple[str, Any], ...]], list[str]]:
+    """Type `--param` text by each model's schema (JSON-ish when unknown) and validate it.
+
+    In a comparison a parameter may suit only some models (flux's `guidance` vs klein's
+    `guidance_scale`): it goes to those that take it, with a note; no taker at all is an error.
+    """
+    extras: dict[str, list[tuple[str, Any]]] = {m: [] for m in ids}
+    notes: list[str] = []
     for name, text in params:
-        if info is None or info.request_schema is None:
-            out.append((name, _jsonish(text)))
-            continue
-        prop = info.properties.get(name)
-        if prop is None:
-            takes = ", ".join(sorted(p for p in info.properties if p not in ("prompt",)))
+        skipped: list[ModelInfo] = []
+        for model_id in ids:
+            info = models.get(model_id)
+            if info is None or info.request_schema is None:
+                extras[model_id].append((name, _jsonish(text)))
+                continue
+            prop = info.properties.get(name)
+            if prop is None:
+                skipped.append(info)
+                continue
+            value = _coerce(text, prop, info.id, name)
+            check_value(info.id, name, value, prop)
+            extras[model_id].append((name, value))
+        if skipped and len(skipped) == len(ids):
+            info = skipped[0]
+            flags = {"seed": "--seed", "aspect_ratio": "--aspect-ratio", "num_inference_steps": "--steps"}
+            takes = ", ".join(
+                f"{p} ({flags[p]})" if p in flags else p for p in sorted(info.properties) if p != "prompt"
+            )
             raise UsageProblem(
                 f"{info.id} has no parameter '{name}'; it takes: {takes or 'no extra parameters'}."
             )
-        value = _coerce(text, prop, info.id, name)
-        check_value(info.id, name, value, prop)
-        out.append((name, value))
-    return tuple(out)
+        notes += [f"{info.id} takes no {name}; sent without it." for info in skipped]
+    return {m: tuple(v) for m, v in extras.items()}, notes
 
 
 def _coerce(text: str, prop: Mapping[str, Any], model: str, name: str) -> Any:
@@ -280,7 +298,10 @@ def _coerce(text: str, prop: Mapping[str, Any], model: str, name: str) -> Any:
         if kind == "integer":
             return int(text)
         if kind == "number":
-            return float(text)
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError(text)
+            return value
     except ValueError:
         noun = "a whole number" if kind == "integer" else "a number"
         raise UsageProblem(f"{name}={text} must be {noun} for {model}.") from None
@@ -300,6 +321,7 @@ def _coerce(text: str, prop: Mapping[str, Any], model: str, name: str) -> Any:
 def _jsonish(text: str) -> Any:
     """`3` → 3, `2.5` → 2.5, `true` → True, `[1,2]` → [1, 2]; anything else stays text."""
     try:
-        return json.loads(text)
+        # NaN and Infinity are not JSON the API can read: keep them as text.
+        return json.loads(text, parse_constant=lambda _: text)
     except ValueError:
         return text
