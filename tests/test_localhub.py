@@ -1,0 +1,638 @@
+"""The local hub, tested the way the client uses it: real HTTP over loopback with `requests`."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import pytest
+import requests
+from PIL import Image
+
+from oxen_magic.catalog import ModelInfo, bundled_catalogue
+from oxen_magic.localhub import FINE_TUNED_ID, LocalHub
+
+KEY = "local-demo-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+GENERATE = "/api/ai/images/generate"
+PROMPT = "a lighthouse at dusk, watercolour"
+
+
+@pytest.fixture
+def hub() -> Iterator[LocalHub]:
+    with LocalHub(image_size=128) as running:
+        yield running
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as s:
+        yield s
+
+
+def generate(
+    hub: LocalHub, session: requests.Session, headers: dict[str, str] | None = None, **body: Any
+) -> requests.Response:
+    payload: dict[str, Any] = {"model": "z-image-turbo", "prompt": PROMPT, "seed": 1}
+    payload.update(body)
+    payload = {k: v for k, v in payload.items() if v is not None}
+    return session.post(hub.url + GENERATE, json=payload, headers=AUTH if headers is None else headers)
+
+
+def image_bytes(hub: LocalHub, session: requests.Session, response: requests.Response) -> bytes:
+    assert response.status_code == 200, response.text
+    image = response.json()["images"][0]
+    if "b64_json" in image:
+        return base64.b64decode(image["b64_json"], validate=True)
+    got = session.get(image["url"], headers=AUTH)
+    assert got.status_code == 200
+    return got.content
+
+
+# -- models ---------------------------------------------------------------------------------
+
+
+def test_models_list_has_the_bundled_catalogue_priced(hub: LocalHub, session: requests.Session) -> None:
+    r = session.get(hub.url + "/api/ai/models")  # no auth needed
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("application/json")
+    listing = r.json()
+    assert listing["object"] == "list"
+    models = {m["id"]: m for m in listing["data"]}
+    bundled = {m["id"] for m in bundled_catalogue()}
+    assert len(bundled) == 34 and bundled <= set(models)
+    assert FINE_TUNED_ID in models
+    for obj in listing["data"]:
+        assert obj["object"] == "model"
+        assert obj["owned_by"] and obj["model_type"] and obj["description"]
+    infos = [ModelInfo.from_api(m) for m in listing["data"]]
+    image_models = [i for i in infos if i.makes_images]
+    assert len(image_models) == 35
+    assert all(i.cost_per_image and i.cost_per_image > 0 for i in image_models)
+    assert [i for i in infos if not i.makes_images], "non-image models make filtering testable"
+    chat = next(m for m in listing["data"] if m["endpoint"] == "/chat/completions")
+    assert chat["capabilities"]["output"] == ["text"] and not chat.get("request_schema")
+    assert models["flux-2-dev"]["pricing"] == {"method": "per_image", "cost_per_image": 0.025}
+    assert models["black-forest-labs-flux-2-klein-4b"]["pricing"]["cost_per_image"] == 0.003
+    assert models["z-image-turbo"]["pricing"]["cost_per_image"] == 0.002
+    # the bundled data is copied, never mutated
+    assert "pricing" not in bundled_catalogue()[0]
+
+
+def test_model_detail_unwrapped(hub: LocalHub, session: requests.Session) -> None:
+    r = session.get(hub.url + "/api/ai/models/flux-2-dev")
+    assert r.status_code == 200
+    obj = r.json()
+    assert obj["id"] == "flux-2-dev"
+    assert obj["request_schema"]["properties"]["output_format"]["default"] == "webp"
+
+
+@pytest.mark.parametrize("encode", [True, False], ids=["percent-encoded", "raw"])
+def test_fine_tuned_id_with_colon_and_slash(hub: LocalHub, session: requests.Session, encode: bool) -> None:
+    path = quote(FINE_TUNED_ID, safe="") if encode else FINE_TUNED_ID
+    if encode:
+        assert "%2F" in path and "%3A" in path
+    r = session.get(f"{hub.url}/api/ai/models/{path}")
+    assert r.status_code == 200
+    obj = r.json()
+    assert obj["id"] == FINE_TUNED_ID
+    assert obj["request_schema"]["properties"]["aspect_ratio"]["default"] == "16:9"
+
+
+def test_unknown_model_detail_is_404(hub: LocalHub, session: requests.Session) -> None:
+    r = session.get(hub.url + "/api/ai/models/no-such-model")
+    assert r.status_code == 404
+    assert r.json() == {"error": {"message": "Model not found: no-such-model"}}
+
+
+def test_search(hub: LocalHub, session: requests.Session) -> None:
+    r = session.get(hub.url + "/api/ai/models/search", params={"search": "FLUX.2"})
+    assert r.status_code == 200
+    found = {m["id"] for m in r.json()["data"]}
+    assert r.json()["object"] == "list"
+    assert {"flux-2-dev", "flux-2-pro", "black-forest-labs-flux-2-klein-4b"} <= found
+    assert "flux-1-dev" not in found
+    by_id = session.get(hub.url + "/api/ai/models/search", params={"search": "Qwen-Image-2"}).json()
+    assert {m["id"] for m in by_id["data"]} == {"qwen-image-2", "qwen-image-2512"}
+    none = session.get(hub.url + "/api/ai/models/search", params={"search": "zzz"}).json()
+    assert none == {"object": "list", "data": []}
+
+
+def test_custom_catalogue() -> None:
+    only = [{"id": "tiny", "capabilities": {"output": ["image"]}, "request_schema": None}]
+    with LocalHub(catalogue=only, image_size=64) as hub:
+        assert [m["id"] for m in requests.get(hub.url + "/api/ai/models").json()["data"]] == ["tiny"]
+        r = requests.post(hub.url + GENERATE, json={"model": "tiny", "prompt": "x"}, headers=AUTH)
+        assert r.status_code == 200
+        assert Image.open(io.BytesIO(image_bytes(hub, requests.Session(), r))).size == (64, 64)
+
+
+def test_unknown_route_is_404_json(hub: LocalHub, session: requests.Session) -> None:
+    for r in (
+        session.get(hub.url + "/api/nothing/here"),
+        session.get(hub.url + GENERATE),
+        session.delete(hub.url + "/api/ai/models"),
+    ):
+        assert r.status_code == 404
+        assert r.json()["error"]["message"].startswith("Not found: /api/")
+
+
+# -- generate -------------------------------------------------------------------------------
+
+
+def test_generate_url(hub: LocalHub, session: requests.Session) -> None:
+    before = int(time.time())
+    r = generate(hub, session, target_namespace="my-team")
+    assert r.status_code == 200
+    answer = r.json()
+    assert answer["model"] == "z-image-turbo"
+    assert isinstance(answer["created"], int) and answer["created"] >= before
+    (image,) = answer["images"]
+    url = image["url"]
+    assert url.startswith(hub.url + "/api/repos/my-team/files/results/")
+    assert url.endswith(".webp")  # z-image-turbo's schema default
+    got = session.get(url, headers=AUTH)
+    assert got.headers["Content-Type"] == "image/webp"
+    assert int(got.headers["Content-Length"]) == len(got.content)
+    assert Image.open(io.BytesIO(got.content)).format == "WEBP"
+    plain = generate(hub, session).json()["images"][0]["url"]
+    assert "/api/repos/local/files/results/" in plain
+
+
+def test_generate_b64_json(hub: LocalHub, session: requests.Session) -> None:
+    r = generate(hub, session, response_format="b64_json", output_format="png")
+    (image,) = r.json()["images"]
+    assert set(image) == {"b64_json"}
+    data = base64.b64decode(image["b64_json"], validate=True)
+    img = Image.open(io.BytesIO(data))
+    assert img.format == "PNG" and img.size == (128, 128)
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "fmt", "size"),
+    [
+        ("flux-2-dev", {}, "WEBP", (128, 72)),  # schema defaults: 16:9, webp
+        ("flux-2-dev", {"aspect_ratio": "9:16", "output_format": "jpg"}, "JPEG", (72, 128)),
+        ("flux-2-dev", {"aspect_ratio": "match_input_image"}, "WEBP", (128, 72)),
+        ("z-image-turbo", {"output_format": "png"}, "PNG", (128, 128)),  # no aspect_ratio: 1:1
+        ("krea-v2-large-text-to-image", {"aspect_ratio": "2.35:1"}, "PNG", (128, 56)),
+        ("xai-grok-imagine-image", {"aspect_ratio": "19.5:9", "output_format": "jpeg"}, "JPEG", (128, 56)),
+        ("google-nano-banana-pro", {"aspect_ratio": "auto"}, "PNG", (128, 72)),
+        ("gpt-image-1-5", {"size": "portrait", "output_format": "webp"}, "WEBP", (96, 128)),
+        ("gpt-image-1-5", {"size": "landscape"}, "PNG", (128, 96)),
+        ("bytedance-seedream-4", {"size": "1K"}, "PNG", (128, 128)),
+        ("qwen-image", {"aspect_ratio": "4:3"}, "JPEG", (128, 96)),  # schema default jpg
+        (FINE_TUNED_ID, {"aspect_ratio": "3:2"}, "WEBP", (128, 88)),
+    ],
+)
+def test_formats_and_aspect_ratios(
+    hub: LocalHub,
+    session: requests.Session,
+    model: str,
+    params: dict[str, Any],
+    fmt: str,
+    size: tuple[int, int],
+) -> None:
+    body = (
+        {"seed": None} if model in {"google-nano-banana-pro", "gpt-image-1-5", "bytedance-seedream-4"} else {}
+    )
+    r = generate(hub, session, model=model, **{**body, **params})
+    assert r.status_code == 200, r.text
+    img = Image.open(io.BytesIO(image_bytes(hub, session, r)))
+    img.load()
+    assert img.format == fmt
+    assert img.size == size
+    assert img.width % 8 == 0 and img.height % 8 == 0
+
+
+def test_full_size_png_weighs_like_a_real_image(session: requests.Session) -> None:
+    with LocalHub() as hub:
+        r = generate(hub, session, output_format="png", aspect_ratio=None)
+        data = image_bytes(hub, session, r)
+    img = Image.open(io.BytesIO(data))
+    assert img.size == (1024, 1024)
+    assert 500_000 < len(data) < 3_000_000
+
+
+def test_image_size_is_settable_at_runtime(hub: LocalHub, session: requests.Session) -> None:
+    hub.image_size = 64
+    r = generate(hub, session, model="flux-2-dev", aspect_ratio="16:9")
+    assert Image.open(io.BytesIO(image_bytes(hub, session, r))).size == (64, 40)
+
+
+def test_same_seed_same_bytes_different_seed_different(session: requests.Session) -> None:
+    with LocalHub(image_size=96) as first, LocalHub(image_size=96) as second:
+        for fmt in ("png", "jpg", "webp"):
+            a = image_bytes(first, session, generate(first, session, seed=7, output_format=fmt))
+            b = image_bytes(second, session, generate(second, session, seed=7, output_format=fmt))
+            again = image_bytes(first, session, generate(first, session, seed=7, output_format=fmt))
+            other = image_bytes(first, session, generate(first, session, seed=8, output_format=fmt))
+            assert a == b == again
+            assert a != other
+        prompt = image_bytes(first, session, generate(first, session, seed=7, prompt="other"))
+        assert prompt != image_bytes(first, session, generate(first, session, seed=7))
+
+
+def test_no_seed_gives_a_random_image(hub: LocalHub, session: requests.Session) -> None:
+    a = image_bytes(hub, session, generate(hub, session, seed=None))
+    b = image_bytes(hub, session, generate(hub, session, seed=None))
+    assert a != b
+
+
+def test_seed_ignored_by_a_model_that_takes_none(hub: LocalHub, session: requests.Session) -> None:
+    a = image_bytes(hub, session, generate(hub, session, model="nano-banana", seed=5))
+    b = image_bytes(hub, session, generate(hub, session, model="nano-banana", seed=5))
+    assert a != b
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+UNAUTHENTICATED = {
+    "error": {"type": "unauthenticated", "title": "Unauthenticated"},
+    "status": "error",
+    "status_message": "unauthenticated",
+}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}, {"Authorization": "Bearer "}],
+    ids=["missing", "wrong", "no-scheme", "empty"],
+)
+def test_generate_needs_the_bearer(hub: LocalHub, session: requests.Session, headers: dict[str, str]) -> None:
+    r = generate(hub, session, headers=headers)
+    assert r.status_code == 401
+    assert r.json() == UNAUTHENTICATED
+
+
+def test_any_key_when_api_key_is_none(session: requests.Session) -> None:
+    with LocalHub(api_key=None, image_size=64) as hub:
+        assert generate(hub, session, headers={"Authorization": "bearer whatever"}).status_code == 200
+        assert generate(hub, session, headers={}).status_code == 401
+
+
+def test_file_download_needs_the_bearer(hub: LocalHub, session: requests.Session) -> None:
+    url = generate(hub, session).json()["images"][0]["url"]
+    r = session.get(url)
+    assert r.status_code == 401 and r.json() == UNAUTHENTICATED
+    assert session.get(url, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert session.get(url, headers=AUTH).status_code == 200
+
+
+def test_public_files(session: requests.Session) -> None:
+    with LocalHub(image_size=64, require_auth_for_files=False) as hub:
+        url = generate(hub, session).json()["images"][0]["url"]
+        assert session.get(url).status_code == 200
+
+
+@pytest.mark.parametrize("prompt", ["", "   \n\t", None])
+def test_empty_prompt(hub: LocalHub, session: requests.Session, prompt: str | None) -> None:
+    payload = {"model": "flux-2-dev"} if prompt is None else {"model": "flux-2-dev", "prompt": prompt}
+    r = session.post(hub.url + GENERATE, json=payload, headers=AUTH)
+    assert r.status_code == 400
+    assert r.json() == {
+        "error": {"type": "invalid_params", "title": "Prompt cannot be empty"},
+        "status": "error",
+        "status_message": "invalid_params",
+    }
+
+
+def test_unknown_model_generate_is_404(hub: LocalHub, session: requests.Session) -> None:
+    r = generate(hub, session, model="bad-model-name")
+    assert r.status_code == 404
+    assert r.json() == {"error": {"message": "Model not found: bad-model-name"}}
+
+
+def test_body_not_json(hub: LocalHub, session: requests.Session) -> None:
+    r = session.post(hub.url + GENERATE, data=b"prompt=hello", headers=AUTH)
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "invalid_params"
+    r = session.post(hub.url + GENERATE, json=["not", "an", "object"], headers=AUTH)
+    assert r.status_code == 400
+
+
+def test_bad_response_format(hub: LocalHub, session: requests.Session) -> None:
+    r = generate(hub, session, response_format="png")
+    assert r.status_code == 400
+    assert "response_format" in r.json()["error"]["title"]
+
+
+def test_text_model_cannot_generate_images(hub: LocalHub, session: requests.Session) -> None:
+    r = generate(hub, session, model="gpt-oss-120b")
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "invalid_params"
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "param"),
+    [
+        ("flux-2-dev", {"aspect_ratio": "5:7"}, "aspect_ratio"),
+        ("flux-2-dev", {"num_inference_steps": 0}, "num_inference_steps"),
+        ("flux-2-dev", {"num_inference_steps": 51}, "num_inference_steps"),
+        ("flux-2-dev", {"num_inference_steps": 2.5}, "num_inference_steps"),
+        ("flux-2-dev", {"num_inference_steps": "30"}, "num_inference_steps"),
+        ("flux-2-dev", {"guidance": 10.5}, "guidance"),
+        ("flux-2-dev", {"guidance": True}, "guidance"),
+        ("flux-2-dev", {"output_format": "gif"}, "output_format"),
+        ("flux-2-dev", {"seed": "one"}, "seed"),
+        ("flux-kontext-dev", {"num_inference_steps": 3}, "num_inference_steps"),
+        ("qwen-image-2", {"seed": -1}, "seed"),
+        ("gpt-image-1-5", {"size": "huge"}, "size"),
+        ("z-image-turbo", {"output_format": "tiff"}, "output_format"),
+    ],
+)
+def test_schema_validation(
+    hub: LocalHub, session: requests.Session, model: str, params: dict[str, Any], param: str
+) -> None:
+    r = generate(hub, session, model=model, **params)
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["error"]["type"] == "invalid_params"
+    assert body["status"] == "error" and body["status_message"] == "invalid_params"
+    assert param in body["error"]["title"]
+
+
+def test_valid_edges_pass(hub: LocalHub, session: requests.Session) -> None:
+    ok = generate(hub, session, model="flux-2-dev", num_inference_steps=50, guidance=0, output_format="png")
+    assert ok.status_code == 200
+    assert generate(hub, session, model="qwen-image-2", seed=2147483647).status_code == 200
+    assert generate(hub, session, unknown_extra="ignored").status_code == 200
+
+
+# -- failure injection ----------------------------------------------------------------------
+
+
+def test_fail_next_429_with_retry_after(hub: LocalHub, session: requests.Session) -> None:
+    hub.fail_next(2, 429, retry_after=3)
+    for _ in range(2):
+        r = generate(hub, session)
+        assert r.status_code == 429
+        assert r.headers["Retry-After"] == "3"
+        assert r.json()["error"] == {"type": "rate_limited", "title": "Rate limit exceeded"}
+    assert generate(hub, session).status_code == 200
+    hub.fail_next(1, 429, retry_after=1.5)
+    assert generate(hub, session).headers["Retry-After"] == "1.5"
+    hub.fail_next(1, 429)
+    assert "Retry-After" not in generate(hub, session).headers
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_fail_next_5xx_is_an_html_page(hub: LocalHub, session: requests.Session, status: int) -> None:
+    hub.fail_next(1, status)
+    r = generate(hub, session)
+    assert r.status_code == status
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert "<html>" in r.text
+    with pytest.raises(ValueError):
+        r.json()
+    assert generate(hub, session).status_code == 200
+    assert [c.status for c in hub.generate_calls()] == [status, 200]
+
+
+def test_fail_next_comes_before_auth(hub: LocalHub, session: requests.Session) -> None:
+    hub.fail_next(1, 503)
+    assert generate(hub, session, headers={}).status_code == 503
+
+
+def test_fail_rate_is_deterministic(session: requests.Session) -> None:
+    def statuses(seed: int) -> list[int]:
+        with LocalHub(image_size=64, fail_rate=0.5, fail_seed=seed) as hub:
+            return [generate(hub, session).status_code for _ in range(12)]
+
+    first = statuses(3)
+    assert first == statuses(3)
+    assert set(first) == {200, 503}
+
+
+def _decodes(data: bytes) -> bool:
+    try:
+        Image.open(io.BytesIO(data)).load()
+    except Exception:
+        return False
+    return True
+
+
+def test_garbage_kind_is_checked(hub: LocalHub) -> None:
+    with pytest.raises(ValueError):
+        hub.garbage = "nonsense"
+    assert hub.garbage is None
+
+
+def test_garbage_html(hub: LocalHub, session: requests.Session) -> None:
+    hub.garbage = "html"
+    r = generate(hub, session)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
+    hub.garbage = None
+    assert generate(hub, session).json()["images"]
+
+
+def test_garbage_non_json(hub: LocalHub, session: requests.Session) -> None:
+    hub.garbage = "non_json"
+    r = generate(hub, session)
+    assert r.status_code == 200
+    with pytest.raises(ValueError):
+        json.loads(r.text)
+
+
+def test_garbage_no_images(hub: LocalHub, session: requests.Session) -> None:
+    hub.garbage = "no_images"
+    r = generate(hub, session)
+    assert r.status_code == 200 and "images" not in r.json()
+
+
+def test_garbage_bad_base64(hub: LocalHub, session: requests.Session) -> None:
+    hub.garbage = "bad_base64"
+    r = generate(hub, session, response_format="b64_json")
+    with pytest.raises(ValueError):
+        base64.b64decode(r.json()["images"][0]["b64_json"], validate=True)
+
+
+@pytest.mark.parametrize("kind", ["not_image", "truncated"])
+@pytest.mark.parametrize("response_format", ["url", "b64_json"])
+def test_garbage_undecodable_bytes(
+    hub: LocalHub, session: requests.Session, kind: str, response_format: str
+) -> None:
+    hub.garbage = kind
+    r = generate(hub, session, response_format=response_format)
+    data = image_bytes(hub, session, r)
+    assert data and not _decodes(data)
+    if kind == "truncated":
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    hub.garbage = None
+    assert _decodes(image_bytes(hub, session, generate(hub, session, response_format=response_format)))
+
+
+def test_url_ttl(session: requests.Session) -> None:
+    with LocalHub(image_size=64, url_ttl=0.3) as hub:
+        url = generate(hub, session).json()["images"][0]["url"]
+        assert session.get(url, headers=AUTH).status_code == 200
+        time.sleep(0.45)
+        r = session.get(url, headers=AUTH)
+        assert r.status_code == 404
+        assert r.json()["error"]["type"] == "resource_not_found"
+
+
+def test_expire_urls(hub: LocalHub, session: requests.Session) -> None:
+    old = [generate(hub, session, seed=s).json()["images"][0]["url"] for s in (1, 2)]
+    hub.expire_urls()
+    new = generate(hub, session).json()["images"][0]["url"]
+    assert [session.get(u, headers=AUTH).status_code for u in old] == [404, 404]
+    assert session.get(new, headers=AUTH).status_code == 200
+    assert session.get(hub.url + "/api/repos/local/files/results/nope.png", headers=AUTH).status_code == 404
+
+
+# -- concurrency, connections, records ------------------------------------------------------
+
+
+def test_concurrent_calls_do_not_block_each_other() -> None:
+    with LocalHub(image_size=64, latency=0.3) as hub:
+        statuses: list[int] = []
+        barrier = threading.Barrier(8)
+
+        def call(seed: int) -> None:
+            with requests.Session() as s:
+                barrier.wait()
+                statuses.append(generate(hub, s, seed=seed).status_code)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+        assert statuses == [200] * 8
+        assert hub.peak_in_flight == 8
+        assert len(hub.generate_calls()) == 8
+        hub.reset()
+        assert hub.peak_in_flight == 0
+
+
+def test_keep_alive_on_one_connection(hub: LocalHub) -> None:
+    parts = urlsplit(hub.url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=5)
+    try:
+        for _ in range(3):
+            conn.request("GET", "/api/ai/models/flux-2-dev")
+            r = conn.getresponse()
+            assert r.status == 200 and r.version == 11
+            assert json.loads(r.read())["id"] == "flux-2-dev"
+        body = json.dumps({"model": "z-image-turbo", "prompt": "x", "seed": 1})
+        headers = {**AUTH, "Content-Type": "application/json"}
+        for _ in range(2):
+            conn.request("POST", GENERATE, body=body, headers=headers)
+            r = conn.getresponse()
+            assert r.status == 200
+            json.loads(r.read())
+        conn.request("GET", "/missing")
+        r = conn.getresponse()
+        assert r.status == 404
+        r.read()
+    finally:
+        conn.close()
+
+
+def test_records(hub: LocalHub, session: requests.Session) -> None:
+    session.get(hub.url + "/api/ai/models?x=1")
+    generate(hub, session, headers={"Authorization": "Bearer wrong"})
+    generate(hub, session, seed=9)
+    assert [(r.method, r.path, r.status) for r in hub.requests] == [
+        ("GET", "/api/ai/models?x=1", 200),
+        ("POST", GENERATE, 401),
+        ("POST", GENERATE, 200),
+    ]
+    calls = hub.generate_calls()
+    assert len(calls) == 2
+    assert calls[0].authorization == "Bearer wrong"
+    assert calls[1].authorization == f"Bearer {KEY}"
+    assert calls[1].body == {"model": "z-image-turbo", "prompt": PROMPT, "seed": 9}
+    assert calls[1].headers.get("Content-Type") == "application/json"
+    assert hub.requests[0].body is None and hub.requests[0].authorization is None
+    hub.fail_next(3)
+    hub.garbage = "html"
+    hub.reset()
+    assert hub.requests == [] and hub.garbage is None
+    assert generate(hub, session).status_code == 200
+
+
+def test_latency_is_settable(hub: LocalHub, session: requests.Session) -> None:
+    hub.latency = 0.2
+    started = time.monotonic()
+    assert generate(hub, session).status_code == 200
+    assert time.monotonic() - started >= 0.2
+
+
+def test_stop_is_prompt_and_idempotent(session: requests.Session) -> None:
+    hub = LocalHub(image_size=64).start()
+    assert hub.start() is hub
+    url = hub.url
+    assert generate(hub, session).status_code == 200  # leaves a kept-alive connection open
+    started = time.monotonic()
+    hub.stop()
+    hub.stop()
+    assert time.monotonic() - started < 2
+    with pytest.raises(requests.ConnectionError):
+        requests.get(url + "/api/ai/models", timeout=2)
+    with pytest.raises(requests.ConnectionError):
+        session.get(url + "/api/ai/models", timeout=2)
+
+
+def test_url_before_start() -> None:
+    with pytest.raises(RuntimeError):
+        _ = LocalHub().url
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def test_cli_serves_until_terminated() -> None:
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "oxen_magic.localhub",
+            "--port",
+            "0",
+            "--key",
+            "cli-key",
+            "--image-size",
+            "64",
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("Local Oxen hub on http://127.0.0.1:"), line + (
+            proc.stderr.read() if proc.stderr else ""
+        )
+        assert "(key: cli-key)" in line
+        url = line.split(" on ", 1)[1].split(" ", 1)[0]
+        assert requests.get(url + "/api/ai/models", timeout=5).status_code == 200
+        r = requests.post(
+            url + GENERATE,
+            json={"model": "z-image-turbo", "prompt": "cli", "response_format": "b64_json"},
+            headers={"Authorization": "Bearer cli-key"},
+            timeout=10,
+        )
+        assert r.status_code == 200
+        assert Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]["b64_json"]))).size == (64, 64)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+    assert proc.returncode == 0
