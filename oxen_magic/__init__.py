@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .panel import Panel
+    from .widget import Panel
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -80,7 +80,7 @@ def panel(**defaults: Any) -> Panel:
     from IPython import get_ipython
 
     from .magic import OxenMagic
-    from .panel import Panel
+    from .widget import Panel
 
     shell = get_ipython()
     magic = None

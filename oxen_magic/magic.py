@@ -97,7 +97,7 @@ class OxenMagic(Magics):
     @line_magic
     def oxenpanel(self, line: str) -> Any:
         """Show the point-and-click panel; options on the line become its initial values."""
-        from .panel import Panel
+        from .widget import Panel
 
         return Panel(magic=self, line=line)
 
