@@ -23,7 +23,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 import requests.adapters
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .catalog import ModelInfo
 
@@ -56,17 +56,22 @@ NO_KEY_HELP = (
     "No Oxen API key found; run oxen_magic.login(), or set the OXEN_API_KEY environment variable, "
     "or run `oxen config --auth hub.oxen.ai YOUR_KEY` (keys are on your oxen.ai profile settings page)."
 )
+BAD_KEY_HELP = (
+    "The Oxen API key contains a space or a character a key cannot have; copy it again from your "
+    "oxen.ai profile settings and run oxen_magic.login() or set OXEN_API_KEY."
+)
 _KEY_LOCK = threading.Lock()
 _SESSION_KEYS: dict[str, str] = {}
 
 
 def normalize_host(host: str) -> str:
     """`hub.oxen.ai` → `https://hub.oxen.ai`; a full URL is kept (without a trailing slash)."""
-    text = host.strip().rstrip("/")
-    if not text:
+    text = host.strip()
+    if not text.rstrip("/"):
         raise ValueError("The Oxen host is empty; set OXEN_HOST to e.g. hub.oxen.ai.")
     if "://" not in text:
         text = "https://" + text
+    text = text.rstrip("/")  # after the scheme check, so "http://" is not read as host "http"
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
@@ -93,7 +98,7 @@ def remember_key(host: str, key: str) -> None:
 
 
 def find_key(host: str, env: Mapping[str, str] | None = None) -> str | None:
-    """The key for `host`: `OXEN_API_KEY`, a login() of this session, then the Oxen CLI config."""
+    """The key for `host`: a login() of this session, `OXEN_API_KEY`, then the Oxen CLI config."""
     env = os.environ if env is None else env
     netloc = urlsplit(normalize_host(host)).netloc
     with _KEY_LOCK:
@@ -109,7 +114,7 @@ def find_key(host: str, env: Mapping[str, str] | None = None) -> str | None:
         return None
     for entry in config.get("host_configs") or ():
         if isinstance(entry, dict) and entry.get("host") == netloc and entry.get("auth_token"):
-            return str(entry["auth_token"])
+            return str(entry["auth_token"]).strip()
     return None
 
 
@@ -117,7 +122,7 @@ def find_key(host: str, env: Mapping[str, str] | None = None) -> str | None:
 class Generation:
     """One generated image: the bytes as sent, decoded once to prove they are an image."""
 
-    data: bytes
+    data: bytes = field(repr=False)
     request: dict[str, Any]
     created: int | None
     elapsed: float
@@ -140,13 +145,23 @@ class Generation:
 _MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
 
-def decode_image(data: bytes) -> Image.Image:
-    """Fully decode `data`, or raise `BadResponseError` (never a Pillow traceback)."""
+def decode_image(data: bytes, *, load: bool = True) -> Image.Image:
+    """Fully decode `data`, or raise `BadResponseError` (never a Pillow traceback).
+
+    With `load=False` only the header is read (format and size; the pixels decode on first use).
+    """
     try:
         image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        kind = "truncated or corrupt" if data[:4] in (b"\x89PNG", b"RIFF") else "not an image"
+        if load:
+            image.load()
+    except Image.DecompressionBombError:
+        raise BadResponseError(
+            f"The image the API returned claims to be too large to open safely ({len(data)} bytes)."
+        ) from None
+    # Pillow's decoders raise more than OSError on malformed files (EOFError, struct.error, ...).
+    except Exception as exc:
+        known = data.startswith((b"\x89PNG", b"RIFF", b"\xff\xd8\xff", b"GIF8"))
+        kind = "truncated or corrupt" if known else "not an image"
         raise BadResponseError(
             f"The image the API returned is {kind} ({len(data)} bytes: {type(exc).__name__})."
         ) from None
@@ -193,7 +208,13 @@ class OxenClient:
         key = self._key or find_key(self.base)
         if not key:
             raise MissingKeyError(self.missing_key_message())
+        if not all("!" <= ch <= "~" for ch in key):  # else http.client fails with a raw error
+            raise AuthError(BAD_KEY_HELP)
         return key
+
+    def check_key(self) -> None:
+        """Raise `MissingKeyError` (no key anywhere) or `AuthError` (a key that cannot be sent)."""
+        self._api_key()
 
     def missing_key_message(self) -> str:
         return NO_KEY_HELP.replace("hub.oxen.ai", urlsplit(self.base).netloc, 1)
@@ -226,9 +247,14 @@ class OxenClient:
         return self.generate_payload({"model": model, "prompt": prompt, **params})
 
     def generate_payload(
-        self, payload: Mapping[str, Any], cancel: threading.Event | None = None
+        self, payload: Mapping[str, Any], cancel: threading.Event | None = None, *, decode: bool = True
     ) -> Generation:
-        """POST a ready JSON body and return the image, downloaded at once if it came as a URL."""
+        """POST a ready JSON body and return the image, downloaded at once if it came as a URL.
+
+        `decode=False` reads only the image's header here and leaves the pixels to
+        `Generation.image` (which raises the same `BadResponseError` for a corrupt image): the
+        runner decodes outside its network slots, so the next request need not wait for it.
+        """
         started = time.monotonic()
         body = self._json(
             "POST", "/api/ai/images/generate", json_body=dict(payload), auth=True, cancel=cancel
@@ -246,7 +272,7 @@ class OxenClient:
             data = self.download(first["url"])
         else:
             raise BadResponseError("The API's image has neither a 'url' nor 'b64_json'.")
-        image = decode_image(data)
+        image = decode_image(data, load=decode)
         created = body.get("created")
         return Generation(
             data=data,
@@ -255,7 +281,7 @@ class OxenClient:
             elapsed=time.monotonic() - started,
             mime=_MIMES.get(image.format or "", "application/octet-stream"),
             size=image.size,
-            _image=image,
+            _image=image if decode else None,
         )
 
     def download(self, url: str) -> bytes:
@@ -285,7 +311,7 @@ class OxenClient:
         response = self._send(method, self.base + path, json_body=json_body, auth=auth, cancel=cancel)
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested past the stack
             text = _not_json(response)
             raise BadResponseError(text[0].upper() + text[1:] + ".") from None
 
@@ -358,14 +384,18 @@ class OxenClient:
             try:
                 return max(0.0, float(retry_after))
             except ValueError:
-                when = email.utils.parsedate_to_datetime(retry_after)
+                try:
+                    when = email.utils.parsedate_to_datetime(retry_after)
+                except (TypeError, ValueError):  # unreadable: back off as if it were absent
+                    when = None
                 if when is not None:
                     return max(0.0, when.timestamp() - time.time())
         return self.backoff * 2 ** (attempt - 1) * (0.5 + random.random())
 
-    def _error(self, response: requests.Response, tries: int = 1) -> OxenError:
+    def _error(self, response: requests.Response, attempts: int = 1) -> OxenError:
         status = response.status_code
         detail = _detail(response)
+        tries = f"{attempts} {'try' if attempts == 1 else 'tries'}"
         cls: type[OxenError]
         if status in (401, 403):
             cls = AuthError
@@ -374,10 +404,10 @@ class OxenClient:
             cls, text = NotFoundError, detail
         elif status == 429:
             cls = RateLimitError
-            text = f"Rate limit exceeded (HTTP 429) after {tries} tries; wait a minute and rerun."
+            text = f"Rate limit exceeded (HTTP 429) after {tries}; wait a minute and rerun."
         elif status >= 500:
             cls = ServerError
-            text = f"The API failed (HTTP {status}: {detail}) after {tries} tries; try again later."
+            text = f"The API failed (HTTP {status}: {detail}) after {tries}; try again later."
         elif status in (400, 422):
             cls, text = InvalidParamsError, f"The API rejected the request: {detail}."
         else:
@@ -397,6 +427,9 @@ class OxenClient:
             return f"Cannot find the host {where} (DNS failed); check OXEN_HOST and your network."
         if "refused" in text.lower():
             return f"Cannot connect to {where} (connection refused); is the server running?"
+        if isinstance(exc, requests.exceptions.SSLError):
+            plain = "http://" + urlsplit(url).netloc
+            return f"Cannot talk https to {where} (SSL failed); if it serves plain http, use {plain}."
         return f"Lost the connection to {where}; check your network and try again."
 
     def close(self) -> None:
@@ -420,7 +453,7 @@ def _detail(response: requests.Response) -> str:
     """The human part of an error body, for both documented shapes and for HTML pages."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return _not_json(response)
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
@@ -441,4 +474,6 @@ def _not_json(response: requests.Response) -> str:
     kind = response.headers.get("Content-Type", "").split(";")[0] or "no content type"
     if "html" in kind or response.text.lstrip()[:1] == "<":
         return f"the API answered with an HTML page (HTTP {response.status_code}), not JSON"
+    if "json" in kind:
+        return f"the API answered with invalid JSON (HTTP {response.status_code})"
     return f"the API answered with {kind} (HTTP {response.status_code}), not JSON"

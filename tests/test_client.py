@@ -1,0 +1,894 @@
+"""`OxenClient` tested for real: HTTP over loopback against `LocalHub` (and a second, plain
+HTTP server standing in for another origin). Nothing in `requests` is mocked; only `sleep` is
+injected so retry waits are recorded instead of slept.
+
+Every test runs with HOME and OXEN_CONFIG_DIR pointed at empty temporary folders, OXEN_API_KEY
+and OXEN_HOST unset and the process-wide login() keys cleared, so the developer's real Oxen
+configuration is never read.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import io
+import json
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import requests
+from PIL import Image
+
+import oxen_magic.client as client_module
+from oxen_magic.catalog import ModelInfo
+from oxen_magic.client import (
+    DEFAULT_HOST,
+    Generation,
+    OxenClient,
+    find_key,
+    normalize_host,
+    remember_key,
+)
+from oxen_magic.errors import (
+    AuthError,
+    BadResponseError,
+    Cancelled,
+    InvalidParamsError,
+    MissingKeyError,
+    NetworkError,
+    NotFoundError,
+    OxenError,
+    RateLimitError,
+    ResultExpiredError,
+    ServerError,
+)
+from oxen_magic.localhub import FINE_TUNED_ID, GENERATE_PATH, LocalHub, RecordedRequest, _Reply
+
+KEY = "sk-oxen-test-7Hq2ZpX9fLw3"
+WRONG_KEY = "sk-oxen-wrong-0000aaaa"
+PROMPT = "a lighthouse at dusk, watercolour"
+MODEL = "z-image-turbo"
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Empty HOME and OXEN_CONFIG_DIR, no key or host in the environment, no login() keys."""
+    home = tmp_path / "home"
+    config = tmp_path / "oxen-config"
+    home.mkdir()
+    config.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("OXEN_CONFIG_DIR", str(config))
+    for name in ("OXEN_API_KEY", "OXEN_HOST", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setattr(client_module, "_SESSION_KEYS", {})
+    return config
+
+
+class TestHub(LocalHub):
+    """LocalHub plus three test-only behaviours the stock hub has no knob for.
+
+    * `result_url`: generate answers with this URL (e.g. on another origin) instead of its own.
+    * `redirect_to`: generate answers with a URL on the hub's origin that 302-redirects here.
+    * `echo_auth`: generate answers 400 with the Authorization header quoted in the title, like
+      a careless server would (the client must scrub it).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.result_url: str | None = None
+        self.redirect_to: str | None = None
+        self.echo_auth = False
+
+    def _issue_url(self, namespace: Any, data: bytes, ext: str, content_type: str) -> str:
+        url = super()._issue_url(namespace, data, ext, content_type)
+        if self.result_url is not None:
+            return self.result_url
+        if self.redirect_to is not None:
+            return f"{self.url}/redirect/{url.rsplit('/', 1)[-1]}"
+        return url
+
+    def _dispatch(
+        self, method: str, target: str, headers: Any, raw: bytes, body: dict[str, Any] | None
+    ) -> _Reply:
+        if target.startswith("/redirect/") and self.redirect_to is not None:
+            return _Reply(302, b"", "text/plain", {"Location": self.redirect_to})
+        if method == "POST" and target.startswith(GENERATE_PATH) and self.echo_auth:
+            title = f"Token not accepted: {headers.get('Authorization')}"
+            payload = {"error": {"type": "invalid_params", "title": title}, "status": "error"}
+            return _Reply(400, json.dumps(payload).encode())
+        return super()._dispatch(method, target, headers, raw, body)
+
+
+@pytest.fixture
+def hub() -> Iterator[TestHub]:
+    running = TestHub(api_key=KEY, image_size=64)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+class Sleeps(list[float]):
+    """An injectable `sleep` that records the delays instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def make_client(hub: TestHub, sleeps: Sleeps) -> Iterator[Callable[..., OxenClient]]:
+    made: list[OxenClient] = []
+
+    def make(**kwargs: Any) -> OxenClient:
+        kwargs.setdefault("api_key", KEY)
+        kwargs.setdefault("sleep", sleeps)
+        kwargs.setdefault("timeout", (2.0, 10.0))
+        client = OxenClient(kwargs.pop("host", hub.url), **kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def client(make_client: Callable[..., OxenClient]) -> OxenClient:
+    return make_client()
+
+
+def png_bytes(size: tuple[int, int] = (24, 16), colour: tuple[int, int, int] = (200, 30, 60)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "PNG")
+    return out.getvalue()
+
+
+class OtherOrigin:
+    """A plain http.server on another port (so another origin) that records every request.
+
+    `/img.png` serves a small PNG; `/gone` answers 410; anything else 404.
+    """
+
+    def __init__(self) -> None:
+        self.image = png_bytes()
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                owner.requests.append(("GET", self.path, dict(self.headers.items())))
+                if self.path == "/img.png":
+                    status, body, kind = 200, owner.image, "image/png"
+                elif self.path == "/gone":
+                    status, body, kind = 410, b"gone", "text/plain"
+                else:
+                    status, body, kind = 404, b"not here", "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
+        self.thread.daemon = True
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def other() -> Iterator[OtherOrigin]:
+    server = OtherOrigin()
+    yield server
+    server.close()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def assert_clean(exc: BaseException, client: OxenClient, *keys: str) -> None:
+    """No key in the message, its repr, the printed traceback or the client's repr; one line."""
+    text = str(exc)
+    shown = "".join(traceback.format_exception(exc))
+    for key in (KEY, *keys):
+        for where in (text, repr(exc), shown, repr(client)):
+            assert key not in where
+    assert text and "\n" not in text
+    assert "Traceback" not in text
+
+
+def posts(hub: LocalHub) -> list[RecordedRequest]:
+    return hub.generate_calls()
+
+
+def gets(hub: LocalHub, prefix: str) -> list[RecordedRequest]:
+    return [r for r in hub.requests if r.method == "GET" and r.path.startswith(prefix)]
+
+
+# -- host -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("hub.oxen.ai", "https://hub.oxen.ai"),
+        ("  hub.oxen.ai/ ", "https://hub.oxen.ai"),
+        ("https://hub.oxen.ai", "https://hub.oxen.ai"),
+        ("http://127.0.0.1:8765", "http://127.0.0.1:8765"),
+        ("http://127.0.0.1:8765/", "http://127.0.0.1:8765"),
+        ("127.0.0.1:8765", "https://127.0.0.1:8765"),
+        ("https://example.com/oxen", "https://example.com/oxen"),
+    ],
+)
+def test_normalize_host(given: str, expected: str) -> None:
+    assert normalize_host(given) == expected
+    assert OxenClient(given).base == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "words"),
+    [
+        ("   ", "is empty; set OXEN_HOST to e.g. hub.oxen.ai."),
+        ("/", "is empty"),
+        ("ftp://hub.oxen.ai", "'ftp://hub.oxen.ai' is not a web address; use e.g. hub.oxen.ai"),
+        ("http://", "is not a web address"),
+        ("://hub.oxen.ai", "is not a web address"),
+        ("127.0.0.1:99999", "'127.0.0.1:99999' has a bad port; use e.g. 127.0.0.1:8765."),
+        ("http://hub.oxen.ai:http", "has a bad port"),
+    ],
+)
+def test_bad_host_is_a_clear_value_error(given: str, words: str) -> None:
+    with pytest.raises(ValueError) as info:
+        OxenClient(given, api_key=KEY)
+    with pytest.raises(ValueError):
+        normalize_host(given)
+    assert words in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_oxen_host_env(hub: TestHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert OxenClient().base == DEFAULT_HOST == "https://hub.oxen.ai"
+    assert OxenClient("").base == DEFAULT_HOST  # an empty argument means "not given"
+    monkeypatch.setenv("OXEN_HOST", hub.url + "/")
+    client = OxenClient(api_key=KEY)
+    assert client.base == hub.url
+    assert any(m.id == MODEL for m in client.models())
+    assert OxenClient("hub.oxen.ai").base == "https://hub.oxen.ai"  # an explicit host wins
+    monkeypatch.setenv("OXEN_HOST", "ftp://nowhere")
+    with pytest.raises(ValueError, match="not a web address"):
+        OxenClient()
+
+
+# -- the API key ----------------------------------------------------------------------------
+
+
+def test_key_from_the_argument(hub: TestHub, client: OxenClient) -> None:
+    gen = client.generate(MODEL, PROMPT, seed=1)
+    assert gen.size == (64, 64)
+    assert [r.authorization for r in posts(hub)] == [f"Bearer {KEY}"]
+
+
+def test_key_argument_is_stripped_and_beats_the_environment(
+    hub: TestHub, make_client: Callable[..., OxenClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OXEN_API_KEY", WRONG_KEY)
+    make_client(api_key=f"  {KEY}\n").generate(MODEL, PROMPT, seed=1)
+    assert [r.authorization for r in posts(hub)] == [f"Bearer {KEY}"]
+
+
+def test_key_from_oxen_api_key_env(
+    hub: TestHub, make_client: Callable[..., OxenClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OXEN_API_KEY", f" {KEY}\n")
+    client = make_client(api_key=None)
+    assert client.has_key
+    client.generate(MODEL, PROMPT, seed=1)
+    assert [r.authorization for r in posts(hub)] == [f"Bearer {KEY}"]
+
+
+def write_auth_config(folder: Path, entries: list[tuple[str, str]]) -> None:
+    lines = ['default_host = "hub.oxen.ai"', ""]
+    for host, token in entries:
+        lines += ["[[host_configs]]", f'host = "{host}"', f'auth_token = "{token}"', ""]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "auth_config.toml").write_text("\n".join(lines))
+
+
+def test_key_from_the_oxen_cli_config(
+    hub: TestHub, make_client: Callable[..., OxenClient], isolated_env: Path
+) -> None:
+    netloc = f"127.0.0.1:{hub.port}"
+    write_auth_config(
+        isolated_env,
+        [
+            ("hub.oxen.ai", WRONG_KEY),  # another host
+            ("127.0.0.1", WRONG_KEY),  # same host name, no port: not the same host string
+            (f"127.0.0.1:{hub.port + 1}", WRONG_KEY),  # another port
+            (f"http://{netloc}", WRONG_KEY),  # the CLI stores no scheme; exact match only
+            (netloc, KEY),
+        ],
+    )
+    assert find_key(hub.url) == KEY
+    client = make_client(api_key=None)
+    client.generate(MODEL, PROMPT, seed=1)
+    assert [r.authorization for r in posts(hub)] == [f"Bearer {KEY}"]
+
+
+def test_cli_config_defaults_to_home_dot_config_oxen(
+    hub: TestHub, make_client: Callable[..., OxenClient], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("OXEN_CONFIG_DIR")
+    write_auth_config(tmp_path / "home" / ".config" / "oxen", [(f"127.0.0.1:{hub.port}", KEY)])
+    make_client(api_key=None).generate(MODEL, PROMPT, seed=1)
+    assert [r.authorization for r in posts(hub)] == [f"Bearer {KEY}"]
+
+
+def test_environment_beats_the_cli_config(
+    hub: TestHub, make_client: Callable[..., OxenClient], monkeypatch: pytest.MonkeyPatch, isolated_env: Path
+) -> None:
+    write_auth_config(isolated_env, [(f"127.0.0.1:{hub.port}", WRONG_KEY)])
+    monkeypatch.setenv("OXEN_API_KEY", KEY)
+    make_client(api_key=None).generate(MODEL, PROMPT, seed=1)
+    assert [r.authorization for r in posts(hub)] == [f"Bearer {KEY}"]
+
+
+@pytest.mark.parametrize("form", ["url", "netloc"])
+def test_key_from_remember_key(
+    hub: TestHub, make_client: Callable[..., OxenClient], monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    monkeypatch.setenv("OXEN_API_KEY", WRONG_KEY)  # a login() of this session wins
+    remember_key(hub.url if form == "url" else f"127.0.0.1:{hub.port}", KEY)
+    make_client(api_key=None).generate(MODEL, PROMPT, seed=1)
+    assert [r.authorization for r in posts(hub)] == [f"Bearer {KEY}"]
+    # keys are per host: another host does not get it
+    assert find_key("hub.oxen.ai", env={}) is None
+
+
+def test_login_stores_the_key_for_this_session(
+    hub: TestHub, make_client: Callable[..., OxenClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import getpass
+
+    import oxen_magic
+
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": f"  {KEY} ")
+    oxen_magic.login(hub.url)
+    make_client(api_key=None).generate(MODEL, PROMPT, seed=1)
+    assert [r.authorization for r in posts(hub)] == [f"Bearer {KEY}"]
+
+
+@pytest.mark.parametrize("config", ["none", "other-host", "broken-toml"])
+def test_no_key_anywhere(
+    hub: TestHub, make_client: Callable[..., OxenClient], isolated_env: Path, config: str
+) -> None:
+    if config == "other-host":
+        write_auth_config(isolated_env, [("hub.oxen.ai", WRONG_KEY)])
+    elif config == "broken-toml":
+        (isolated_env / "auth_config.toml").write_text("[[host_configs]\nhost = ")
+    client = make_client(api_key=None)  # constructing works
+    assert not client.has_key
+    assert "key=missing" in repr(client)
+    assert len(client.models()) == 35  # listing works without a key
+    assert client.model("flux-2-dev").id == "flux-2-dev"
+    with pytest.raises(MissingKeyError) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    assert isinstance(info.value, AuthError)
+    message = str(info.value)
+    assert message.startswith("No Oxen API key found; run oxen_magic.login(), or set the OXEN_API_KEY")
+    assert f"`oxen config --auth 127.0.0.1:{hub.port} YOUR_KEY`" in message
+    assert "profile settings page" in message
+    assert posts(hub) == []  # nothing was sent
+    assert_clean(info.value, client, WRONG_KEY)
+
+
+# -- models ---------------------------------------------------------------------------------
+
+
+def test_models_lists_only_image_models(hub: TestHub, client: OxenClient) -> None:
+    models = client.models()
+    ids = {m.id for m in models}
+    assert all(isinstance(m, ModelInfo) and m.makes_images for m in models)
+    assert {"flux-2-dev", "black-forest-labs-flux-2-klein-4b", MODEL, FINE_TUNED_ID} <= ids
+    assert "gpt-oss-120b" not in ids and "wan-2-2-text-to-video" not in ids
+    assert len(models) == 35
+    flux = next(m for m in models if m.id == "flux-2-dev")
+    assert flux.cost_per_image == 0.025
+    assert flux.request_schema is not None
+    assert flux.properties["output_format"]["default"] == "webp"
+    assert flux.takes("aspect_ratio") is True and flux.takes("no_such_param") is False
+    assert next(m for m in models if m.id == "z-image-turbo").cost_per_image == 0.002
+    listing = gets(hub, "/api/ai/models")
+    assert len(listing) == 1 and listing[0].authorization is None  # the key is not needed here
+
+
+def test_model_detail_with_url_encoded_fine_tuned_id(hub: TestHub, client: OxenClient) -> None:
+    info = client.model(FINE_TUNED_ID)
+    assert info.id == FINE_TUNED_ID
+    assert info.cost_per_image == 0.03
+    assert info.takes("aspect_ratio")
+    assert [r.path for r in hub.requests] == ["/api/ai/models/" + quote(FINE_TUNED_ID, safe="")]
+    assert "%3A" in hub.requests[0].path and "%2F" in hub.requests[0].path
+    assert client.model(FINE_TUNED_ID) is info  # cached
+    assert len(hub.requests) == 1
+
+
+def test_unknown_model_id(hub: TestHub, client: OxenClient) -> None:
+    with pytest.raises(NotFoundError) as info:
+        client.model("x")
+    assert str(info.value) == "Model not found: x"
+    assert info.value.status == 404
+    assert_clean(info.value, client)
+
+
+# -- generate -------------------------------------------------------------------------------
+
+
+def test_generate_url(hub: TestHub, client: OxenClient) -> None:
+    before = int(time.time())
+    gen = client.generate(MODEL, PROMPT, seed=7, output_format="png")
+    assert isinstance(gen, Generation)
+    assert gen.request == {"model": MODEL, "prompt": PROMPT, "seed": 7, "output_format": "png"}
+    assert gen.created is not None and before - 1 <= gen.created <= time.time() + 1
+    assert 0 < gen.elapsed < 10
+    assert gen.mime == "image/png" and gen.data.startswith(b"\x89PNG")
+    assert gen.size == (64, 64) and gen.image.size == (64, 64)
+    (post,) = posts(hub)
+    assert post.body == gen.request
+    assert post.authorization == f"Bearer {KEY}"
+    (download,) = gets(hub, "/api/repos/")
+    assert download.authorization == f"Bearer {KEY}"  # same origin: the token goes along
+    assert download.status == 200
+
+
+def test_generate_b64_json(hub: TestHub, client: OxenClient) -> None:
+    gen = client.generate(MODEL, PROMPT, seed=7, response_format="b64_json")
+    assert gen.mime == "image/webp" and gen.size == (64, 64)  # z-image-turbo defaults to webp
+    assert gen.request["response_format"] == "b64_json"
+    assert len(hub.requests) == 1  # nothing to download
+    # the same request as a URL gives the same bytes (the hub is deterministic)
+    assert client.generate(MODEL, PROMPT, seed=7).data == gen.data
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mime", "magic"),
+    [
+        ("png", "image/png", b"\x89PNG"),
+        ("jpg", "image/jpeg", b"\xff\xd8\xff"),
+        ("webp", "image/webp", b"RIFF"),
+    ],
+)
+@pytest.mark.parametrize("response_format", ["url", "b64_json"])
+def test_output_formats(client: OxenClient, fmt: str, mime: str, magic: bytes, response_format: str) -> None:
+    gen = client.generate(
+        "flux-2-dev", PROMPT, seed=3, aspect_ratio="16:9", output_format=fmt, response_format=response_format
+    )
+    assert gen.mime == mime
+    assert gen.data.startswith(magic)
+    assert gen.size == (64, 40)
+    assert Image.open(io.BytesIO(gen.data)).size == (64, 40)
+
+
+def test_flux_2_dev_defaults_to_webp_and_16_9(client: OxenClient) -> None:
+    gen = client.generate("flux-2-dev", PROMPT, seed=3)
+    assert gen.mime == "image/webp" and gen.data.startswith(b"RIFF") and gen.size == (64, 40)
+
+
+def test_release_then_image_decodes_again(client: OxenClient) -> None:
+    gen = client.generate(MODEL, PROMPT, seed=2)
+    first = gen.image
+    pixels = first.tobytes()
+    gen.release()
+    assert gen._image is None
+    again = gen.image
+    assert again is not first and again.size == gen.size and again.tobytes() == pixels
+    assert gen.image is again  # decoded once, then kept
+
+
+def test_eight_threads_share_one_client(hub: TestHub, client: OxenClient) -> None:
+    hub.latency = 0.3
+    results: list[Generation] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work(seed: int) -> None:
+        try:
+            gen = client.generate(MODEL, PROMPT, seed=seed)
+        except BaseException as exc:  # pragma: no cover - reported below
+            with lock:
+                errors.append(exc)
+        else:
+            with lock:
+                results.append(gen)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    took = time.monotonic() - started
+    assert errors == []
+    assert len(results) == 8
+    assert sorted(g.request["seed"] for g in results) == list(range(8))
+    assert len({g.data for g in results}) == 8
+    assert hub.peak_in_flight == 8
+    assert took < 0.3 * 8 / 2  # truly concurrent, not queued behind each other
+
+
+# -- the origin rule ------------------------------------------------------------------------
+
+
+def test_result_on_another_origin_gets_no_token(hub: TestHub, client: OxenClient, other: OtherOrigin) -> None:
+    hub.result_url = other.url + "/img.png"
+    gen = client.generate(MODEL, PROMPT, seed=1)
+    assert gen.data == other.image and gen.size == (24, 16) and gen.mime == "image/png"
+    assert [r.authorization for r in posts(hub)] == [f"Bearer {KEY}"]
+    assert gets(hub, "/api/repos/") == []
+    ((method, path, headers),) = other.requests
+    assert (method, path) == ("GET", "/img.png")
+    assert "authorization" not in {h.lower() for h in headers}
+    assert KEY not in json.dumps(headers)
+
+
+def test_redirect_to_another_origin_drops_the_token(
+    hub: TestHub, client: OxenClient, other: OtherOrigin
+) -> None:
+    hub.redirect_to = other.url + "/img.png"
+    gen = client.generate(MODEL, PROMPT, seed=1)
+    assert gen.data == other.image
+    (hop,) = gets(hub, "/redirect/")
+    assert hop.status == 302
+    assert hop.authorization == f"Bearer {KEY}"  # the API's own origin does get it
+    ((_, path, headers),) = other.requests
+    assert path == "/img.png"
+    assert "authorization" not in {h.lower() for h in headers}
+    assert KEY not in json.dumps(headers)
+
+
+def test_expired_result_on_another_origin(hub: TestHub, client: OxenClient, other: OtherOrigin) -> None:
+    hub.result_url = other.url + "/gone"
+    with pytest.raises(ResultExpiredError) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    assert str(info.value) == "The result URL had expired when it was fetched (HTTP 410); generate again."
+    assert info.value.status == 410
+    assert_clean(info.value, client)
+
+
+def test_redirect_loop_is_bounded(hub: TestHub, client: OxenClient) -> None:
+    hub.redirect_to = hub.url + "/redirect/again"
+    with pytest.raises(BadResponseError) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    assert str(info.value) == f"Too many redirects from {hub.url}."
+    assert len(gets(hub, "/redirect/")) == client_module.MAX_REDIRECTS + 1
+    assert_clean(info.value, client)
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def test_empty_prompt_title_shape(hub: TestHub, client: OxenClient) -> None:
+    with pytest.raises(InvalidParamsError) as info:
+        client.generate(MODEL, "")
+    assert str(info.value) == "The API rejected the request: Prompt cannot be empty."
+    assert info.value.status == 400
+    assert len(posts(hub)) == 1
+    assert_clean(info.value, client)
+
+
+def test_unknown_model_message_shape(hub: TestHub, client: OxenClient) -> None:
+    with pytest.raises(NotFoundError) as info:
+        client.generate("bad-model-name", PROMPT)
+    assert str(info.value) == "Model not found: bad-model-name"
+    assert len(posts(hub)) == 1
+    assert_clean(info.value, client)
+
+
+def test_invalid_parameter(hub: TestHub, client: OxenClient) -> None:
+    with pytest.raises(InvalidParamsError) as info:
+        client.generate(MODEL, PROMPT, num_inference_steps=999)
+    assert str(info.value) == (
+        "The API rejected the request: Invalid num_inference_steps: 999 is greater than the maximum 50."
+    )
+    assert len(posts(hub)) == 1
+    assert_clean(info.value, client)
+
+
+def test_wrong_key_is_an_auth_error(hub: TestHub, make_client: Callable[..., OxenClient]) -> None:
+    client = make_client(api_key=WRONG_KEY)
+    with pytest.raises(AuthError) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    assert not isinstance(info.value, MissingKeyError)
+    assert str(info.value) == "The API refused the key (HTTP 401: Unauthenticated); check OXEN_API_KEY."
+    assert len(posts(hub)) == 1
+    assert_clean(info.value, client, WRONG_KEY)
+
+
+def test_server_text_quoting_the_token_is_scrubbed(hub: TestHub, client: OxenClient) -> None:
+    hub.echo_auth = True
+    with pytest.raises(InvalidParamsError) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    assert str(info.value) == "The API rejected the request: Token not accepted: Bearer ***."
+    assert_clean(info.value, client)
+
+
+def test_html_5xx_page(hub: TestHub, make_client: Callable[..., OxenClient], sleeps: Sleeps) -> None:
+    client = make_client(max_retries=1)
+    hub.fail_next(2, 502)
+    with pytest.raises(ServerError) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    message = str(info.value)
+    assert message.startswith("The API failed (HTTP 502: the API answered with an HTML page")
+    assert message.endswith("after 2 tries; try again later.")
+    assert "<" not in message and "nginx" not in message
+    assert info.value.status == 502
+    assert len(posts(hub)) == 2 and len(sleeps) == 1
+    assert_clean(info.value, client)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("html", "The API answered with an HTML page (HTTP 200), not JSON."),
+        ("non_json", "The API answered with invalid JSON (HTTP 200)."),
+        ("no_images", "The API answered without an 'images' list; try again."),
+        ("bad_base64", "The API returned an image whose base64 is invalid."),
+    ],
+)
+def test_unusable_answers(hub: TestHub, client: OxenClient, kind: str, expected: str) -> None:
+    hub.garbage = kind
+    with pytest.raises(BadResponseError) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    assert str(info.value) == expected
+    assert len(posts(hub)) == 1  # a 200 is never resent
+    assert_clean(info.value, client)
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"), [("not_image", "is not an image ("), ("truncated", "is truncated or corrupt (")]
+)
+@pytest.mark.parametrize("response_format", ["url", "b64_json"])
+def test_undecodable_images(
+    hub: TestHub, client: OxenClient, kind: str, words: str, response_format: str
+) -> None:
+    hub.garbage = kind
+    with pytest.raises(BadResponseError) as info:
+        client.generate(MODEL, PROMPT, seed=1, response_format=response_format)
+    message = str(info.value)
+    assert message.startswith("The image the API returned " + words)
+    assert "bytes" in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # no Pillow traceback
+    shown = "".join(traceback.format_exception(info.value))
+    assert "PIL" not in shown and "During handling" not in shown
+    assert_clean(info.value, client)
+
+
+def test_truncated_jpeg_is_called_truncated() -> None:
+    out = io.BytesIO()
+    Image.effect_noise((64, 64), 40).convert("RGB").save(out, "JPEG")
+    data = out.getvalue()
+    with pytest.raises(BadResponseError, match="is truncated or corrupt"):
+        client_module.decode_image(data[: len(data) // 2])
+
+
+def test_expired_url_when_fetched(make_client: Callable[..., OxenClient]) -> None:
+    with TestHub(api_key=KEY, image_size=64, url_ttl=0.0) as short_lived:
+        client = make_client(host=short_lived.url)
+        with pytest.raises(ResultExpiredError) as info:
+            client.generate(MODEL, PROMPT, seed=1)
+        assert str(info.value) == (
+            "The result URL had expired when it was fetched (HTTP 404); generate again."
+        )
+        assert isinstance(info.value, BadResponseError)
+        assert len(short_lived.generate_calls()) == 1  # the POST is not resent
+        assert_clean(info.value, client)
+
+
+def test_expire_urls_then_download(hub: TestHub, client: OxenClient) -> None:
+    answer = requests.post(
+        hub.url + GENERATE_PATH,
+        json={"model": MODEL, "prompt": PROMPT, "seed": 1},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=10,
+    )
+    url = answer.json()["images"][0]["url"]
+    assert Image.open(io.BytesIO(client.download(url))).size == (64, 64)
+    hub.expire_urls()
+    with pytest.raises(ResultExpiredError, match=r"HTTP 404\); generate again\.$") as info:
+        client.download(url)
+    assert_clean(info.value, client)
+
+
+# -- retries --------------------------------------------------------------------------------
+
+
+def test_429_twice_then_success(hub: TestHub, client: OxenClient, sleeps: Sleeps) -> None:
+    hub.fail_next(2, 429, retry_after=0)
+    gen = client.generate(MODEL, PROMPT, seed=1)
+    assert gen.size == (64, 64)
+    assert [r.status for r in posts(hub)] == [429, 429, 200]
+    assert sleeps == [0.0, 0.0]
+    assert all(r.body == posts(hub)[0].body for r in posts(hub))  # the same request each time
+
+
+def test_retry_after_seconds_is_honoured(hub: TestHub, client: OxenClient, sleeps: Sleeps) -> None:
+    hub.fail_next(1, 429, retry_after=2)
+    client.generate(MODEL, PROMPT, seed=1)
+    assert sleeps == [2.0]
+    assert len(posts(hub)) == 2
+
+
+def test_retry_after_http_date_is_honoured(hub: TestHub, client: OxenClient, sleeps: Sleeps) -> None:
+    hub.fail_next(1, 429, retry_after=email.utils.formatdate(time.time() + 5, usegmt=True))
+    hub.fail_next(1, 503, retry_after="Wed, 21 Oct 2015 07:28:00 GMT")  # in the past: no wait
+    client.generate(MODEL, PROMPT, seed=1)
+    assert len(sleeps) == 2
+    assert 3.0 <= sleeps[0] <= 5.5
+    assert sleeps[1] == 0.0
+    assert len(posts(hub)) == 3
+
+
+def test_unreadable_retry_after_falls_back_to_backoff(
+    hub: TestHub, make_client: Callable[..., OxenClient], sleeps: Sleeps
+) -> None:
+    client = make_client(backoff=0.5)
+    hub.fail_next(1, 429, retry_after="soon")
+    client.generate(MODEL, PROMPT, seed=1)
+    assert len(sleeps) == 1 and 0.25 <= sleeps[0] <= 0.75
+    assert len(posts(hub)) == 2
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_html_5xx_is_retried(
+    hub: TestHub, make_client: Callable[..., OxenClient], sleeps: Sleeps, status: int
+) -> None:
+    client = make_client(backoff=0.5)
+    hub.fail_next(2, status)
+    client.generate(MODEL, PROMPT, seed=1)
+    assert [r.status for r in posts(hub)] == [status, status, 200]
+    # exponential backoff with jitter: 0.5 * 2**(n-1) * [0.5, 1.5)
+    assert 0.25 <= sleeps[0] < 0.75 and 0.5 <= sleeps[1] < 1.5
+
+
+def test_retries_are_bounded_in_count(
+    hub: TestHub, make_client: Callable[..., OxenClient], sleeps: Sleeps
+) -> None:
+    client = make_client(max_retries=3)
+    hub.fail_next(100, 503)
+    with pytest.raises(ServerError) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    assert len(posts(hub)) == 3 + 1
+    assert len(sleeps) == 3
+    assert str(info.value).endswith("after 4 tries; try again later.")
+    assert_clean(info.value, client)
+
+
+def test_retries_are_bounded_in_total_wait(
+    hub: TestHub, make_client: Callable[..., OxenClient], sleeps: Sleeps
+) -> None:
+    client = make_client(max_retries=50, backoff=1.0, max_wait=5.0)
+    hub.fail_next(100, 503)
+    with pytest.raises(ServerError):
+        client.generate(MODEL, PROMPT, seed=1)
+    assert sum(sleeps) <= 5.0
+    assert len(posts(hub)) == len(sleeps) + 1 < 10
+
+
+def test_long_retry_after_gives_up_at_max_wait(
+    hub: TestHub, make_client: Callable[..., OxenClient], sleeps: Sleeps
+) -> None:
+    client = make_client(max_wait=60.0)
+    hub.fail_next(100, 429, retry_after=30)
+    with pytest.raises(RateLimitError) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    assert sleeps == [30.0, 30.0]
+    assert len(posts(hub)) == 3
+    assert str(info.value) == "Rate limit exceeded (HTTP 429) after 3 tries; wait a minute and rerun."
+    assert info.value.status == 429
+    assert_clean(info.value, client)
+
+
+def test_one_try_is_singular(hub: TestHub, make_client: Callable[..., OxenClient]) -> None:
+    client = make_client(max_retries=0)
+    hub.fail_next(1, 429)
+    with pytest.raises(RateLimitError) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    assert str(info.value) == "Rate limit exceeded (HTTP 429) after 1 try; wait a minute and rerun."
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(400, InvalidParamsError), (401, AuthError), (404, NotFoundError), (500, ServerError)],
+)
+def test_not_retried(
+    hub: TestHub, client: OxenClient, sleeps: Sleeps, status: int, error: type[OxenError]
+) -> None:
+    hub.fail_next(5, status)
+    with pytest.raises(error) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    assert info.value.status == status
+    assert len(posts(hub)) == 1
+    assert sleeps == []
+    assert_clean(info.value, client)
+
+
+def test_cancel_while_waiting_to_retry(hub: TestHub, client: OxenClient) -> None:
+    hub.fail_next(1, 429, retry_after=30)
+    cancel = threading.Event()
+    cancel.set()
+    started = time.monotonic()
+    with pytest.raises(Cancelled, match=r"^Stopped before this image was generated\.$"):
+        client.generate_payload({"model": MODEL, "prompt": PROMPT, "seed": 1}, cancel=cancel)
+    assert time.monotonic() - started < 5
+    assert len(posts(hub)) == 1
+
+
+@pytest.mark.parametrize("call", ["generate", "models"])
+def test_connection_refused(make_client: Callable[..., OxenClient], sleeps: Sleeps, call: str) -> None:
+    port = closed_port()
+    client = make_client(host=f"http://127.0.0.1:{port}", max_retries=2)
+    with pytest.raises(NetworkError) as info:
+        if call == "generate":
+            client.generate(MODEL, PROMPT, seed=1)
+        else:
+            client.models()
+    assert str(info.value) == (
+        f"Cannot connect to http://127.0.0.1:{port} (connection refused); is the server running?"
+    )
+    assert info.value.status is None
+    assert len(sleeps) == 2  # three attempts in all: bounded by max_retries
+    assert_clean(info.value, client)
+
+
+def test_read_timeout_is_not_retried(
+    hub: TestHub, make_client: Callable[..., OxenClient], sleeps: Sleeps
+) -> None:
+    client = make_client(timeout=(1.0, 0.5))
+    hub.latency = 2.0
+    started = time.monotonic()
+    with pytest.raises(NetworkError) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    assert time.monotonic() - started < 1.5
+    assert str(info.value) == (
+        f"{hub.url} did not answer in time (timeout); check your network and try again."
+    )
+    assert sleeps == []
+    assert hub.peak_in_flight == 1
+    # the hub records the POST when its (slow) answer is ready; wait for it, then count
+    deadline = time.monotonic() + 5
+    while not posts(hub) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)
+    assert len(posts(hub)) == 1  # a POST that may have been billed is never resent
+    assert_clean(info.value, client)
