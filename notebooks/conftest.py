@@ -32,3 +32,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _hub.stop()
     if _cache:
         shutil.rmtree(_cache, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
+    """Fail a cell that printed a UsageError unless it is tagged `raises-exception`.
+
+    IPython shows a UsageError as one stderr line and sends no error output, so nbval alone
+    would pass a notebook whose magic cells all fail.
+    """
+    outcome = yield
+    outputs = getattr(item, "test_outputs", None)
+    cell = getattr(item, "cell", None)
+    if outcome.excinfo is not None or outputs is None or cell is None:
+        return
+    if "raises-exception" in cell.metadata.get("tags", []):
+        return
+    for out in outputs:
+        if out.get("name") == "stderr" and "UsageError:" in out.get("text", ""):
+            pytest.fail(f"cell printed a UsageError: {out['text'].strip()}", pytrace=False)

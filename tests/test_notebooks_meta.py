@@ -1,0 +1,143 @@
+"""Fast checks on the committed notebooks, without starting a kernel.
+
+`pytest --nbval-lax notebooks/` runs them; this checks what a workshop hands out: each notebook is
+valid, small, committed with its outputs, free of keys and machine paths, compares at least one
+deterministic output under nbval, and is linked from the README (and every link resolves).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from oxen_magic.localhub import LocalHub
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NAMES = [p.name for p in NOTEBOOKS]
+EXPECTED = {
+    "quickstart.ipynb",
+    "seed_sweeps.ipynb",
+    "model_comparison.ipynb",
+    "panel.ipynb",
+    "workshop.ipynb",
+}
+MAX_BYTES = 1_000_000
+CHECK_TAG = "nbval-check-output"
+
+#: The local hub's demo key: a key like any other, it must never be saved in a notebook.
+DEMO_KEY = inspect.signature(LocalHub.__init__).parameters["api_key"].default
+#: Where a machine path would come from: temp folders, home folders, the cache, a venv.
+MACHINE_PATH = re.compile(
+    r"/tmp/|/var/folders/|/private/var/|/root/|/home/|/Users/|[A-Za-z]:\\\\?Users|\.cache/oxen_magic|"
+    r"site-packages|oxen-nb-cache-"
+)
+#: Inline images are base64 and may spell anything; they are not text a person reads.
+BASE64_PAYLOAD = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")
+IMAGE_MIME = re.compile(r"^image/")
+
+
+def _read(path: Path) -> Any:
+    return nbformat.read(path, as_version=4)
+
+
+def _readable_text(nb: Any) -> str:
+    """Everything a person could read in the notebook: sources, text outputs, metadata."""
+    parts: list[str] = []
+    for cell in nb.cells:
+        parts.append(cell.source)
+        parts.append(json.dumps(cell.metadata))
+        for out in cell.get("outputs", []):
+            parts.append(str(out.get("text", "")))
+            parts.append(str(out.get("evalue", "")))
+            parts.extend(str(line) for line in out.get("traceback", []))
+            for mime, value in out.get("data", {}).items():
+                if not IMAGE_MIME.match(mime):
+                    parts.append(value if isinstance(value, str) else json.dumps(value))
+    metadata = dict(nb.metadata)
+    widgets = metadata.pop("widgets", None)
+    parts.append(json.dumps(metadata))
+    if widgets:  # widget models' state, without their binary buffers (thumbnails)
+        state = widgets.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+        for model in state.values():
+            parts.append(json.dumps(model.get("state", {})))
+    return BASE64_PAYLOAD.sub("data:…", "\n".join(parts))
+
+
+def test_the_expected_notebooks_exist() -> None:
+    assert set(NAMES) >= EXPECTED, f"missing: {sorted(EXPECTED - set(NAMES))}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_valid_and_small(path: Path) -> None:
+    nbformat.validate(_read(path))
+    size = path.stat().st_size
+    assert size < MAX_BYTES, f"{path.name} is {size} bytes; keep thumbnails small (--size)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_committed_with_outputs_in_order(path: Path) -> None:
+    """Run top to bottom (so nbval compares against a real run), without per-cell timings."""
+    nb = _read(path)
+    counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
+    assert None not in counts, f"{path.name}: some code cells were not run before committing"
+    assert counts == sorted(counts) and len(set(counts)) == len(counts), f"{path.name}: run out of order"
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    assert not [c for c in nb.cells if "execution" in c.metadata], f"{path.name}: timing metadata left in"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_no_key_and_no_machine_path(path: Path) -> None:
+    text = _readable_text(_read(path))
+    assert DEMO_KEY and DEMO_KEY not in text, f"{path.name} contains the local hub's key"
+    found = MACHINE_PATH.findall(text)
+    assert not found, f"{path.name} contains machine paths: {sorted(set(found))}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_compares_some_deterministic_output(path: Path) -> None:
+    checked = [c for c in _read(path).cells if CHECK_TAG in c.metadata.get("tags", [])]
+    assert checked, f"{path.name} has no cell tagged {CHECK_TAG}"
+    for cell in checked:
+        assert cell.cell_type == "code" and cell.outputs, f"{path.name}: a checked cell has no output"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_links_between_notebooks_resolve(path: Path) -> None:
+    for cell in _read(path).cells:
+        if cell.cell_type == "markdown":
+            for target in re.findall(r"\]\(([^)#\s]+\.ipynb)\)", cell.source):
+                assert (path.parent / target).is_file(), f"{path.name} links to missing {target}"
+
+
+def test_workshop_solutions_are_hidden() -> None:
+    cells = _read(ROOT / "notebooks" / "workshop.ipynb").cells
+    exercises = [c for c in cells if c.cell_type == "markdown" and c.source.startswith("### Exercise")]
+    solutions = [
+        i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("**Solution**")
+    ]
+    assert exercises and len(solutions) == len(exercises)
+    for i in solutions:
+        after = cells[i + 1]
+        assert after.cell_type == "code" and after.metadata.get("jupyter", {}).get("source_hidden") is True
+
+
+def _readme_links() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"\]\((notebooks/[^)#\s]+\.ipynb)\)", readme)
+
+
+def test_readme_links_resolve() -> None:
+    for link in _readme_links():
+        assert (ROOT / link).is_file(), f"README links to missing {link}"
+
+
+def test_readme_links_every_notebook() -> None:
+    linked = {Path(link).name for link in _readme_links()}
+    assert set(NAMES) <= linked, f"not linked from the README: {sorted(set(NAMES) - linked)}"
