@@ -71,6 +71,8 @@ class Cache:
                 thumb = thumb_path.read_bytes()
             except OSError:
                 thumb = None
+            if thumb is not None and meta.get("thumb_sha256") != hashlib.sha256(thumb).hexdigest():
+                thumb = None  # damaged (or unchecked): the caller remakes it from the image
         return Entry(data, thumb, meta)
 
     def put(
@@ -79,6 +81,8 @@ class Cache:
         """Store atomically; a failure to write (read-only disk, full disk) is not an error."""
         meta_path, data_path, thumb_path = self._paths(self.key(host, body))
         record = {"sha256": hashlib.sha256(data).hexdigest(), "thumb_size": thumb_size, **meta}
+        if thumb is not None:
+            record["thumb_sha256"] = hashlib.sha256(thumb).hexdigest()
         try:
             meta_path.parent.mkdir(parents=True, exist_ok=True)
             _atomic_write(data_path, data)

@@ -1,0 +1,148 @@
+"""Shared fixtures: a real loopback hub, an environment pointing at it, and a real IPython shell.
+
+* `hub`: a `LocalHub` (64 px images, no latency) started per test, so every test sees fresh
+  recorded requests, catalogue, failure queue and in-flight peak.
+* `oxen_env`: OXEN_HOST / OXEN_API_KEY point at the hub; the cache, HOME and the Oxen CLI config
+  live under the test's tmp_path, so no real config, key or cache is ever read or written.
+* `shell`: the (singleton) test `InteractiveShell` with a *fresh* `OxenMagic` registered for this
+  test (so its client cache starts empty and host changes take effect), rich display formats on
+  (as in a notebook, so `text/html` is captured), and the user namespace restored afterwards.
+* `run_cell(shell, line, body)`: run `%%oxenimage` (or, with body=None, `%oxenimage`) and return
+  `(captured, error)`, the `UsageError` message caught instead of raised.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.utils.capture import CapturedIO, capture_output
+
+import oxen_magic
+from oxen_magic.localhub import LocalHub
+from oxen_magic.magic import OxenMagic
+from oxen_magic.runner import THREAD_PREFIX
+
+
+@pytest.fixture
+def hub() -> Iterator[LocalHub]:
+    """A fresh local hub on a free loopback port: tiny images, no latency."""
+    key = "oxen-test-key-" + secrets.token_hex(8)  # distinctive, so a leak is easy to spot
+    with LocalHub("127.0.0.1", 0, api_key=key, image_size=64, latency=0.0) as running:
+        yield running
+
+
+@pytest.fixture
+def oxen_env(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the package at `hub`; returns the cache folder (tmp_path / 'cache')."""
+    home = tmp_path / "home"
+    home.mkdir()
+    config = tmp_path / "oxen-config"
+    config.mkdir()
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("OXEN_HOST", hub.url)
+    assert hub.api_key is not None
+    monkeypatch.setenv("OXEN_API_KEY", hub.api_key)
+    monkeypatch.setenv("OXEN_MAGIC_CACHE_DIR", str(cache))
+    monkeypatch.setenv("OXEN_CONFIG_DIR", str(config))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    return cache
+
+
+@pytest.fixture(scope="session")
+def _ipython() -> Any:
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython()
+    assert shell is not None
+    return shell
+
+
+def _oxen_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX)]
+
+
+def wait_for_no_oxen_threads(timeout: float = 5.0) -> list[threading.Thread]:
+    """Wait until no runner worker thread is alive; returns those still alive at the deadline."""
+    deadline = time.monotonic() + timeout
+    while _oxen_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _oxen_threads()
+
+
+@pytest.fixture
+def shell(_ipython: Any, oxen_env: Path) -> Iterator[Any]:
+    """The test shell with a fresh OxenMagic for this test and notebook-like rich display."""
+    shell = _ipython
+    formatter = shell.display_formatter
+    saved_types = list(formatter.active_types)
+    formatter.active_types = list(formatter.format_types)  # text/html etc., as in Jupyter
+    saved_ns = dict(shell.user_ns)
+    # `%config X.y = v` also merges into the shell's own config, which a new OxenMagic (whose
+    # parent is the shell) reads: keep one test's %config from becoming the next test's default.
+    saved_config = copy.deepcopy(shell.config["OxenMagic"]) if "OxenMagic" in shell.config else None
+    # `%load_ext` runs an extension once per shell; register a fresh magic ourselves so its
+    # per-host client cache (and %config values) never leak from one test to the next.
+    oxen_magic.load_ipython_extension(shell)
+    magic = shell.magics_manager.registry["OxenMagic"]
+    assert isinstance(magic, OxenMagic)
+    try:
+        yield shell
+    finally:
+        wait_for_no_oxen_threads()
+        for client in magic._clients.values():
+            client.close()
+        shell.configurables[:] = [c for c in shell.configurables if not isinstance(c, OxenMagic)]
+        formatter.active_types = saved_types
+        if saved_config is None:
+            shell.config.pop("OxenMagic", None)
+        else:
+            shell.config["OxenMagic"] = saved_config
+        shell.user_ns.clear()
+        shell.user_ns.update(saved_ns)
+
+
+def magic_of(shell: Any) -> OxenMagic:
+    """The OxenMagic instance the shell dispatches `%%oxenimage` to."""
+    magic = shell.magics_manager.registry["OxenMagic"]
+    assert isinstance(magic, OxenMagic)
+    return magic
+
+
+def run_cell(shell: Any, line: str, body: str | None = None) -> tuple[CapturedIO, str | None]:
+    """Run `%%oxenimage line` with `body` (or `%oxenimage line` when body is None).
+
+    Returns the captured stdout/stderr/rich outputs and the `UsageError` message, or None.
+    """
+    error: str | None = None
+    with capture_output() as captured:
+        try:
+            if body is None:
+                shell.run_line_magic("oxenimage", line)
+            else:
+                shell.run_cell_magic("oxenimage", line, body)
+        except UsageError as exc:
+            error = str(exc)
+    return captured, error
+
+
+def html_outputs(captured: CapturedIO) -> list[str]:
+    """The `text/html` of every rich output (display and update), in order."""
+    return [o.data["text/html"] for o in captured.outputs if "text/html" in o.data]
+
+
+def all_text(captured: CapturedIO) -> str:
+    """Everything a user could see: stdout, stderr and every representation of every output."""
+    parts = [captured.stdout, captured.stderr]
+    for output in captured.outputs:
+        parts.extend(str(v) for v in output.data.values())
+        parts.append(str(output.metadata))
+    return "\n".join(parts)
