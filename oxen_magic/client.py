@@ -286,7 +286,7 @@ class OxenClient:
 
     def download(self, url: str) -> bytes:
         """Fetch a result file. The token goes along only to the API's own origin."""
-        full = urljoin(self.base + "/", url)
+        full = _join(self.base + "/", url, "returned a result URL")
         try:
             response = self._send("GET", full, auth=True)
         except OxenError as exc:
@@ -362,17 +362,22 @@ class OxenClient:
             headers = {"Accept": "application/json"}
             if key and origin(url) == origin(self.base):
                 headers["Authorization"] = f"Bearer {key}"
-            response = self.session.request(
-                method,
-                url,
-                json=json_body,
-                headers=headers,
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    json=json_body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                )
+            except requests.exceptions.RequestException:
+                raise
+            except ValueError:  # requests parses a redirect's Location even when not following it
+                raise BadResponseError(BAD_REDIRECT) from None
             if response.status_code not in (301, 302, 303, 307, 308) or not response.headers.get("Location"):
                 return response
-            url = urljoin(url, response.headers["Location"])
+            url = _join(url, response.headers["Location"], "redirected to an address")
             if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
                 method, json_body = "GET", None
             response.close()
@@ -434,6 +439,21 @@ class OxenClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _join(base: str, ref: str, what: str) -> str:
+    """`ref` resolved against `base`, or `BadResponseError` when it is no http(s) address."""
+    try:
+        url = urljoin(base, ref)
+        ok = urlsplit(url).scheme in ("http", "https") and bool(origin(url)[1])
+    except ValueError:  # a bad IPv6 literal or port: urllib raises while parsing
+        ok = False
+    if not ok:
+        raise BadResponseError(f"The API {what} that is not a web address.")
+    return url
+
+
+BAD_REDIRECT = "The API redirected to an address that is not a web address."
 
 
 def _where(url: str) -> str:

@@ -115,7 +115,8 @@ def _parser() -> _Parser:
 PARSER = _parser()
 HELP = PARSER.format_help() + "\n" + SEED_GRAMMAR
 
-_KEY_WORDS = ("key", "api-key", "api_key", "token", "auth", "password")
+#: An option whose name holds one of these is someone pasting a key (`--oxen-api-key`, `--secret`).
+_KEY_WORDS = ("key", "token", "auth", "password", "passwd", "secret", "bearer", "credential")
 _OPTION_NAMES = sorted(o for a in PARSER._actions for o in a.option_strings if o.startswith("--"))
 
 
@@ -124,7 +125,7 @@ def _refuse_keys_and_typos(words: Sequence[str]) -> None:
         if not word.startswith("--"):
             continue
         name = word[2:].split("=", 1)[0]
-        if name.lower() in _KEY_WORDS:
+        if any(part in name.lower() for part in _KEY_WORDS):
             raise UsageProblem(
                 "API keys are never taken as an option (they would be saved in the notebook); "
                 "run oxen_magic.login(), set OXEN_API_KEY, or use `oxen config --auth`."

@@ -14,7 +14,7 @@ from pathlib import Path
 from .cache import Cache
 from .catalog import ModelInfo
 from .client import OxenClient
-from .errors import MissingKeyError, NetworkError, NotFoundError, OxenError, UsageProblem
+from .errors import NetworkError, NotFoundError, OxenError, UsageProblem
 from .options import Spec
 from .plan import make_plan, suggest
 from .results import Item, Results
@@ -104,12 +104,15 @@ def execute(
     client: OxenClient,
     cache: Cache | None,
     *,
-    on_update: Callable[[Item], None] | None = None,
+    on_update: Callable[[Item | None], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> Results:
-    """Run what the cache cannot answer; save PNGs when asked. Raises only for a missing key."""
-    if not client.has_key and not _all_cached(results, client, cache if spec.use_cache else None):
-        raise MissingKeyError(client.missing_key_message())
+    """Run what the cache cannot answer; save PNGs when asked. Raises only for a missing or bad key."""
+    try:
+        client.check_key()  # no key, or one that cannot be sent: say so once, before any request
+    except OxenError:
+        if not _all_cached(results, client, cache if spec.use_cache else None):
+            raise
     run(
         results,
         client,
