@@ -7,7 +7,6 @@ Pillow, ipywidgets) load on first use, so `%load_ext oxen_magic` stays fast.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -20,7 +19,7 @@ from .errors import OxenError, UsageProblem
 if TYPE_CHECKING:
     from .cache import Cache
     from .client import OxenClient
-    from .results import Item, Results
+    from .results import Results
 
 #: Seconds between two redraws of a grid that is filling in (the last one always draws).
 REDRAW_EVERY = 0.2
@@ -107,6 +106,7 @@ class OxenMagic(Magics):
         from IPython.display import display
 
         from .pipeline import execute, prepare
+        from .runner import Throttled
 
         client = self.client(spec.host, spec.concurrency)
         cache = self.cache()
@@ -115,21 +115,13 @@ class OxenMagic(Magics):
         except (UsageProblem, OxenError) as exc:
             raise UsageError(str(exc)) from None
         handle = display(results, display_id=True)
-        last = [time.monotonic()]
-
-        def redraw(_item: Item) -> None:
-            if time.monotonic() - last[0] >= REDRAW_EVERY:
-                last[0] = time.monotonic()
-                if handle is not None:
-                    handle.update(results)
-
+        redraw = Throttled(lambda: handle.update(results) if handle is not None else None, REDRAW_EVERY)
         try:
             execute(results, spec, client, cache, on_update=redraw)
         except OxenError as exc:
             raise UsageError(str(exc)) from None
         finally:
-            if handle is not None:
-                handle.update(results)
+            redraw.flush()
         if results.interrupted:
             print(f"Interrupted: kept {results.done} of {results.total} images; rerun to fetch the rest.")
         return results

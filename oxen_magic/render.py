@@ -26,7 +26,11 @@ def thumbnail(image: Image.Image, size: int) -> bytes:
     """A JPEG at most `size` px wide and high: what the notebook stores for one cell."""
     if image.format == "JPEG":
         image.draft("RGB", (size, size))  # decode at reduced scale: much cheaper
-    factor = max(1, min(image.width, image.height) // size // 2)
+    if image.mode in ("1", "P") or image.mode.startswith("I;"):
+        image = image.convert("RGBA")  # reduce() refuses these modes (palette PNGs, GIFs)
+    # Box-reduce by the largest whole factor that keeps the fitted size (cheap, and a proper
+    # average), so the bilinear step below only covers the last, less-than-2x, stretch.
+    factor = max(1, max(image.width, image.height) // size)
     small = image.reduce(factor) if factor > 1 else image
     if small.mode not in ("RGB", "L"):
         background = Image.new("RGB", small.size, "white")
@@ -65,6 +69,23 @@ def _caption(item: Item) -> str:
     return " · ".join(bits)
 
 
+#: Thumbnails already base64-encoded, by identity: a redraw of a filling grid (several a second)
+#: then formats only the new cells' images. Bounded; an entry holds its bytes so ids stay valid.
+_URIS: dict[int, tuple[bytes, str]] = {}
+_URIS_MAX = 512
+
+
+def _data_uri(thumb: bytes) -> str:
+    hit = _URIS.get(id(thumb))
+    if hit is not None and hit[0] is thumb:
+        return hit[1]
+    uri = "data:image/jpeg;base64," + base64.b64encode(thumb).decode()
+    if len(_URIS) >= _URIS_MAX:
+        _URIS.clear()
+    _URIS[id(thumb)] = (thumb, uri)
+    return uri
+
+
 _BOX = "display:flex;align-items:center;justify-content:center;text-align:center;box-sizing:border-box;"
 
 
@@ -78,11 +99,13 @@ def cell_html(item: Item, size: int) -> str:
             f"{html.escape(item.note or '')}</div>"
         )
         return f'<td class="oxen-cell oxen-skipped">{body}</td>'
-    title = html.escape(_caption(item) + "\n" + (item.prompt or ""))
+    text = _caption(item)  # made once: a redraw formats every cell again
+    caption = html.escape(text)
+    title = html.escape(text + "\n" + (item.prompt or ""))
     if item.thumb is not None:
-        src = "data:image/jpeg;base64," + base64.b64encode(item.thumb).decode()
+        src = _data_uri(item.thumb)
         body = (
-            f'<img src="{src}" alt="{html.escape(_caption(item))}" title="{title}" '
+            f'<img src="{src}" alt="{caption}" title="{title}" '
             f'style="width:{size}px;height:auto;display:block;border-radius:4px">'
         )
         state = "oxen-done"
@@ -100,9 +123,7 @@ def cell_html(item: Item, size: int) -> str:
             f'border:1px dashed #999;opacity:.6;font-size:12px;border-radius:4px">{word}</div>'
         )
         state = "oxen-" + item.status
-    caption = (
-        f'<div style="font-size:11px;opacity:.75;max-width:{size}px">{html.escape(_caption(item))}</div>'
-    )
+    caption = f'<div style="font-size:11px;opacity:.75;max-width:{size}px">{caption}</div>'
     return f'<td class="oxen-cell {state}" style="vertical-align:top;padding:4px">{body}{caption}</td>'
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import html
 import shlex
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -672,6 +671,7 @@ class Panel(widgets.VBox):
     ) -> None:
         """prepare → execute, in this thread; the grid redraws at most every REDRAW_EVERY s."""
         from .pipeline import execute, prepare
+        from .runner import Throttled
 
         results: Results | None = None
         problem: str | None = None
@@ -691,14 +691,13 @@ class Panel(widgets.VBox):
                         item.status = "cancelled"
                 results.interrupted = True
                 return
-            last = [time.monotonic()]
+            shown = results
+            grid = Throttled(lambda: setattr(self.output, "value", grid_html(shown)), REDRAW_EVERY)
 
-            def redraw(_item: Item) -> None:
-                assert results is not None
-                self._show_progress(results)
-                if time.monotonic() - last[0] >= REDRAW_EVERY:
-                    last[0] = time.monotonic()
-                    self.output.value = grid_html(results)
+            def redraw(item: Item | None) -> None:
+                if item is not None:
+                    self._show_progress(shown)
+                grid(item)
 
             try:
                 execute(results, spec, client, cache, on_update=redraw, cancel=cancel)
