@@ -56,9 +56,9 @@ def _ratio(item: Item) -> float:
         return 1.0
 
 
-def _caption(item: Item) -> str:
+def _caption(item: Item, model: bool = True) -> str:
     params = item.params
-    bits = [str(item.model)]
+    bits = [str(item.model)] if model else []
     bits.append(f"seed {item.seed}" if item.seed is not None else "random seed")
     if "num_inference_steps" in params:
         bits.append(f"{params['num_inference_steps']} steps")
@@ -89,7 +89,7 @@ def _data_uri(thumb: bytes) -> str:
 _BOX = "display:flex;align-items:center;justify-content:center;text-align:center;box-sizing:border-box;"
 
 
-def cell_html(item: Item, size: int) -> str:
+def cell_html(item: Item, size: int, model_in_caption: bool = True) -> str:
     """One cell: the thumbnail, a placeholder while it runs, or the error in place."""
     height = round(size * _ratio(item))
     if item.request is None:
@@ -123,8 +123,15 @@ def cell_html(item: Item, size: int) -> str:
             f'border:1px dashed #999;opacity:.6;font-size:12px;border-radius:4px">{word}</div>'
         )
         state = "oxen-" + item.status
-    caption = f'<div style="font-size:11px;opacity:.75;max-width:{size}px">{caption}</div>'
-    return f'<td class="oxen-cell {state}" style="vertical-align:top;padding:4px">{body}{caption}</td>'
+    short = caption if model_in_caption else html.escape(_caption(item, model=False))
+    caption = (
+        f'<div style="font-size:11px;opacity:.75;max-width:{size}px;text-align:left;'
+        f'line-height:1.3">{short}</div>'
+    )
+    return (
+        f'<td class="oxen-cell {state}" style="vertical-align:top;padding:4px;text-align:left;'
+        f'background:transparent">{body}{caption}</td>'
+    )
 
 
 def grid_html(results: Results) -> str:
@@ -133,6 +140,7 @@ def grid_html(results: Results) -> str:
     wrap = max(1, results.cols)
     ncols = len(plan.col_labels)
     cells: dict[tuple[int, int], Item] = {(i.row, i.col): i for i in results.items}
+    model_on_axis = "model" in plan.row_axes or plan.col_axis == "model"
     th = "padding:4px;font-size:12px;text-align:left;font-weight:600"
     rows_html: list[str] = []
     for start in range(0, ncols, wrap):
@@ -142,15 +150,17 @@ def grid_html(results: Results) -> str:
                 f'<th class="oxen-col" style="{th}">{html.escape(plan.col_labels[c])}</th>' for c in chunk
             )
             corner = '<th class="oxen-corner"></th>' if plan.row_axes else ""
-            rows_html.append(f"<tr>{corner}{heads}</tr>")
+            rows_html.append(f'<tr style="background:transparent">{corner}{heads}</tr>')
         for r, label in enumerate(plan.row_labels):
             head = (
                 f'<th class="oxen-row" style="{th};vertical-align:middle">{html.escape(label)}</th>'
                 if plan.row_axes
                 else ""
             )
-            body = "".join(cell_html(cells[(r, c)], results.size) for c in chunk if (r, c) in cells)
-            rows_html.append(f"<tr>{head}{body}</tr>")
+            body = "".join(
+                cell_html(cells[(r, c)], results.size, not model_on_axis) for c in chunk if (r, c) in cells
+            )
+            rows_html.append(f'<tr style="background:transparent">{head}{body}</tr>')
     status = html.escape(results.summary())
     cost = plan.cost_line()
     if cost:

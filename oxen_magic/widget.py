@@ -202,7 +202,7 @@ class Panel(widgets.VBox):
             description="Magic line",
             tooltip="The same grid as a cell: paste this line above your prompt",
             style=_DESC,
-            layout=widgets.Layout(width="560px"),
+            layout=widgets.Layout(width="95%", min_width="560px"),
         )
         self.generate_button = widgets.Button(
             description="Generate", button_style="primary", icon="play", tooltip="Generate the grid"
@@ -738,7 +738,10 @@ class Panel(widgets.VBox):
             thumb = next((i.thumb for i in kept.results.items if i.thumb is not None), None)
             image = widgets.Image(value=thumb or b"", format="jpeg", layout=widgets.Layout(width="64px"))
             label = widgets.HTML(
-                value=f'<code style="font-size:10px">{html.escape(kept.line[len(PREFIX) :].strip())}</code>',
+                value=(
+                    '<code style="font-size:10px;line-height:1.3;display:block">'
+                    f"{html.escape(kept.line[len(PREFIX) :].strip())}</code>"
+                ),
                 layout=widgets.Layout(max_width="220px"),
             )
             button = widgets.Button(

@@ -1,0 +1,261 @@
+"""The product as users see it: the quickstart notebook and the panel in JupyterLab + Chromium.
+
+A local hub (in this process) and JupyterLab run on free loopback ports; the lab's root is a
+temporary folder holding a copy of ``notebooks/quickstart.ipynb`` with its saved outputs
+stripped (so every DOM assertion sees fresh outputs) and one extra cell showing the panel.
+The test runs all cells, checks the seed-sweep and model-comparison grids in the DOM (loaded
+``<img>`` elements, model and seed headers), then drives the panel like a user: prompt, two
+models, seeds ``1..2``, Generate, four loaded images and the exact magic line.
+
+Screenshots go to ``$OXEN_BROWSER_ARTIFACTS/test_browser`` if set, else to the test's tmp
+dir (the paths are printed).  ``comparison-grid.png`` is what ``docs/grid.png`` (the README's
+picture) is refreshed from.
+
+Deselect with ``-m "not browser"``; ``.ci/run`` runs it.  Every process started here (hub
+thread, lab server, kernels, Chromium) is stopped even when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import nbformat
+import pytest
+from browser_harness import (
+    ProcId,
+    assert_images_loaded,
+    assert_no_output_errors,
+    chromium_available,
+    chromium_browser,
+    click_widget_button,
+    descendants,
+    execution_counts,
+    fill_text_widget,
+    jupyter_lab,
+    new_lab_page,
+    open_notebook,
+    output_errors,
+    page_log,
+    run_all_cells,
+    running,
+    save_screenshot,
+    select_multiple,
+    wait_widget_text,
+)
+
+from oxen_magic.localhub import LocalHub
+
+pytest.importorskip("playwright.sync_api")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not chromium_available(),
+        reason="/usr/bin/chromium is missing (install it with `bash .ci/install-browser`)",
+    ),
+]
+
+REPO = Path(__file__).resolve().parent.parent
+QUICKSTART = REPO / "notebooks" / "quickstart.ipynb"
+NOTEBOOK = "quickstart.ipynb"
+
+COMPARED = ("flux-2-dev", "black-forest-labs-flux-2-klein-4b")
+SWEEP_SEEDS = tuple(f"seed {s}" for s in range(1, 5))
+
+PANEL_CELL = "import oxen_magic\n\np = oxen_magic.panel()\np"
+PANEL_PROMPT = "a lighthouse at dusk"
+# Picked in this order; the SelectMultiple keeps the hub's list order (klein-4b is listed first).
+PANEL_MODELS = ("z-image-turbo", "black-forest-labs-flux-2-klein-4b")
+PANEL_LINE = "%%oxenimage --model black-forest-labs-flux-2-klein-4b,z-image-turbo --seed 1..2"
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+# The output grid (`.oxen-magic`) whose `th.oxen-row` headers are exactly `rows` and whose
+# `th.oxen-col` headers are exactly `cols`; it gets `data-test-grid=<name>` so that later
+# selectors find it.  Returns how many grids matched.
+_JS_TAG_GRID = """([name, rows, cols]) => {
+  const text = (els) => Array.from(els).map((e) => e.innerText.trim());
+  const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+  const found = Array.from(document.querySelectorAll('.jp-Cell .jp-OutputArea-output .oxen-magic'))
+    .filter((g) => !g.closest('.oxen-panel'))
+    .filter((g) => same(text(g.querySelectorAll('th.oxen-row')), rows)
+                && same(text(g.querySelectorAll('th.oxen-col')), cols));
+  found.forEach((g) => g.setAttribute('data-test-grid', name));
+  return found.length;
+}"""
+
+
+def notebook_copy(target: Path) -> int:
+    """Copy the quickstart without saved outputs, plus a panel cell; return its code-cell count."""
+    nb = nbformat.read(str(QUICKSTART), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    nb.metadata.pop("widgets", None)  # saved widget state would be shown before the run
+    nb.cells.append(nbformat.v4.new_code_cell(PANEL_CELL))
+    nbformat.write(nb, str(target))
+    return sum(1 for c in nb.cells if c.cell_type == "code")
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    base = os.environ.get("OXEN_BROWSER_ARTIFACTS")
+    folder = Path(base) / "test_browser" if base else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def leftover_check() -> Iterator[set[ProcId]]:
+    """Collects servers, kernels and browsers; fails if any outlives the test."""
+    processes: set[ProcId] = set()
+    yield processes
+    deadline = time.monotonic() + 5
+    while running(processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(processes), f"processes left behind: {running(processes)}"
+
+
+def test_quickstart_and_panel_in_jupyterlab(
+    tmp_path: Path, artifacts: Path, leftover_check: set[ProcId]
+) -> None:
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def mark(step: str) -> None:
+        timings[step] = round(time.monotonic() - started, 1)
+
+    root = tmp_path / "lab"
+    root.mkdir()
+    n_code = notebook_copy(root / NOTEBOOK)
+    key = "oxen-browser-key-" + secrets.token_hex(8)  # distinctive, so a leak is easy to spot
+    requested: list[str] = []
+    shots: list[Path] = []
+
+    with LocalHub("127.0.0.1", 0, api_key=key, image_size=512) as hub:
+        env = {
+            "OXEN_HOST": hub.url,
+            "OXEN_API_KEY": key,
+            "OXEN_MAGIC_CACHE_DIR": str(tmp_path / "cache"),
+            "OXEN_CONFIG_DIR": str(tmp_path / "oxen-config"),
+            "PYTHONPATH": str(REPO),
+        }
+        with jupyter_lab(root, env) as url, chromium_browser() as browser:
+            mark("hub+lab+browser up")
+            # Tall enough that the whole panel (controls and its 2 x 2 grid) fits on screen.
+            page = new_lab_page(browser, viewport=(1400, 1500))
+            page.on("request", lambda r: requested.append(r.url))
+            page.on("websocket", lambda ws: requested.append(ws.url))
+            open_notebook(page, url, NOTEBOOK)
+            mark("notebook open, kernel idle")
+
+            run_all_cells(page, NOTEBOOK)
+            mark("run all cells")
+            leftover_check.update(descendants(os.getpid()))
+            assert_no_output_errors(page)
+            counts = execution_counts(page, NOTEBOOK)
+            assert counts == list(range(1, n_code + 1)), counts
+
+            # The seed sweep: one row (no row header), seeds 1..4 as columns, 4 images.
+            n = page.evaluate(_JS_TAG_GRID, ["sweep", [], list(SWEEP_SEEDS)])
+            assert n == 1, f"expected one seed-sweep grid with headers {SWEEP_SEEDS}, found {n}"
+            sweep = '[data-test-grid="sweep"]'
+            assert_images_loaded(page, sweep, expected=4)
+            assert page.locator(f"{sweep} td.oxen-cell.oxen-done img").count() == 4
+
+            # The model comparison: rows are the two models, columns seeds 1..4, 8 images.
+            n = page.evaluate(_JS_TAG_GRID, ["comparison", list(COMPARED), list(SWEEP_SEEDS)])
+            assert n == 1, f"expected one comparison grid of {COMPARED} x {SWEEP_SEEDS}, found {n}"
+            comparison = '[data-test-grid="comparison"]'
+            images = assert_images_loaded(page, comparison, expected=8)
+            assert all(img.src.startswith("data:image/jpeg;base64,") for img in images)
+            assert page.locator(f"{comparison} td.oxen-cell.oxen-done img").count() == 8
+            assert page.locator(f"{comparison} th.oxen-row").all_inner_texts() == list(COMPARED)
+            assert page.locator(f"{comparison} th.oxen-col").all_inner_texts() == list(SWEEP_SEEDS)
+            alts = page.locator(f"{comparison} img").evaluate_all("(imgs) => imgs.map((i) => i.alt)")
+            for row, model in enumerate(COMPARED):
+                for col in range(4):
+                    assert alts[row * 4 + col].startswith(f"{model} · seed {col + 1}"), alts
+            progress = page.locator(f"{comparison} .oxen-progress").inner_text()
+            assert progress.startswith("8/8 images"), progress
+            # Every image of the sweeps (not only the two grids) loaded.
+            assert_images_loaded(page, ".jp-Cell .jp-OutputArea-output .oxen-magic")
+            shots.append(save_screenshot(page, artifacts, "comparison-grid", selector=comparison))
+            mark("grids checked")
+
+            # The panel, driven like a user.
+            sent_before = len(hub.generate_calls())
+            panel = ".oxen-panel"
+            page.locator(panel).first.scroll_into_view_if_needed()
+            assert page.locator(panel).count() == 1
+            fill_text_widget(page, PANEL_PROMPT, css_class="oxen-prompt")
+            select_multiple(page, PANEL_MODELS, css_class="oxen-models")
+            fill_text_widget(page, "1..2", css_class="oxen-seeds")
+            line = page.locator(f"{panel} .oxen-magic-line input")
+            # The line is computed in the kernel: once it shows, every control reached it.
+            try:
+                page.wait_for_function(
+                    "([sel, want]) => { const el = document.querySelector(sel);"
+                    " return !!el && el.value === want; }",
+                    arg=[f"{panel} .oxen-magic-line input", PANEL_LINE],
+                    timeout=15_000,
+                    polling=100,
+                )
+            except Exception as exc:
+                raise AssertionError(
+                    f"magic line shows {line.input_value()!r}, expected {PANEL_LINE!r}\n"
+                    + "\n".join(output_errors(page))
+                ) from exc
+            click_widget_button(page, "Generate", css_class="oxen-generate")
+            assert_images_loaded(page, f"{panel} .oxen-output", expected=4, timeout=30)
+            wait_widget_text(page, "oxen-panel-progress", "4/4", timeout=15)
+            out = f"{panel} .oxen-output"
+            assert page.locator(f"{out} th.oxen-row").all_inner_texts() == [
+                "black-forest-labs-flux-2-klein-4b",
+                "z-image-turbo",
+            ]
+            assert page.locator(f"{out} th.oxen-col").all_inner_texts() == ["seed 1", "seed 2"]
+            assert line.input_value() == PANEL_LINE
+            # The progress bar reaches 4/4 before the run's end is reported: wait for the end
+            # (the status line's summary, and Generate enabled again).
+            status = page.locator(f"{panel} .oxen-status")
+            try:
+                page.wait_for_function(
+                    "([sel, btn]) => { const s = document.querySelector(sel);"
+                    " const b = document.querySelector(btn);"
+                    " return !!s && s.innerText.trim().startsWith('4/4 images') && !!b && !b.disabled; }",
+                    arg=[f"{panel} .oxen-status", f"{panel} button.oxen-generate"],
+                    timeout=15_000,
+                    polling=100,
+                )
+            except Exception as exc:
+                raise AssertionError(f"the panel's run did not end: {status.inner_text()!r}") from exc
+            assert page.locator(f"{panel} button.oxen-stop").is_disabled()
+            assert page.locator(f"{panel} .oxen-error-text").count() == 0
+            assert_no_output_errors(page)
+            mark("panel driven")
+            shots.append(save_screenshot(page, artifacts, "panel", selector=panel))
+            shots.append(save_screenshot(page, artifacts, "page"))
+
+            assert key not in page.content(), "the API key shows in the page"
+            sent = len(hub.generate_calls()) - sent_before
+            assert sent == 4, f"the panel sent {sent} generate requests, expected 4"
+            assert not page_log(page).page_errors, page_log(page).summary()
+
+    mark("torn down")
+    far = sorted(
+        {u for u in requested if urlsplit(u).scheme in ("http", "https", "ws", "wss")}
+        - {u for u in requested if urlsplit(u).hostname in LOOPBACK_HOSTS}
+    )
+    assert not far, f"the page made requests off loopback: {far[:10]}"
+    assert requested, "no request was recorded"
+    assert all(s.stat().st_size > 1000 for s in shots)
+    for shot in shots:
+        print(f"screenshot: {shot}")
+    print(f"timings (s since test start): {timings}")
