@@ -7,28 +7,24 @@
 * `shell`: the (singleton) test `InteractiveShell` with a *fresh* `OxenMagic` registered for this
   test (so its client cache starts empty and host changes take effect), rich display formats on
   (as in a notebook, so `text/html` is captured), and the user namespace restored afterwards.
-* `run_cell(shell, line, body)`: run `%%oxenimage` (or, with body=None, `%oxenimage`) and return
-  `(captured, error)`, the `UsageError` message caught instead of raised.
+Helpers that tests import (`run_cell`, `html_outputs`, ...) live in `support.py`: a module
+named `conftest` would be ambiguous, since notebooks/ has a conftest of its own.
 """
 
 from __future__ import annotations
 
 import copy
 import secrets
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from IPython.core.error import UsageError
-from IPython.utils.capture import CapturedIO, capture_output
+from support import wait_for_no_oxen_threads
 
 import oxen_magic
 from oxen_magic.localhub import LocalHub
 from oxen_magic.magic import OxenMagic
-from oxen_magic.runner import THREAD_PREFIX
 
 
 @pytest.fixture
@@ -66,18 +62,6 @@ def _ipython() -> Any:
     return shell
 
 
-def _oxen_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX)]
-
-
-def wait_for_no_oxen_threads(timeout: float = 5.0) -> list[threading.Thread]:
-    """Wait until no runner worker thread is alive; returns those still alive at the deadline."""
-    deadline = time.monotonic() + timeout
-    while _oxen_threads() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return _oxen_threads()
-
-
 @pytest.fixture
 def shell(_ipython: Any, oxen_env: Path) -> Iterator[Any]:
     """The test shell with a fresh OxenMagic for this test and notebook-like rich display."""
@@ -108,41 +92,3 @@ def shell(_ipython: Any, oxen_env: Path) -> Iterator[Any]:
             shell.config["OxenMagic"] = saved_config
         shell.user_ns.clear()
         shell.user_ns.update(saved_ns)
-
-
-def magic_of(shell: Any) -> OxenMagic:
-    """The OxenMagic instance the shell dispatches `%%oxenimage` to."""
-    magic = shell.magics_manager.registry["OxenMagic"]
-    assert isinstance(magic, OxenMagic)
-    return magic
-
-
-def run_cell(shell: Any, line: str, body: str | None = None) -> tuple[CapturedIO, str | None]:
-    """Run `%%oxenimage line` with `body` (or `%oxenimage line` when body is None).
-
-    Returns the captured stdout/stderr/rich outputs and the `UsageError` message, or None.
-    """
-    error: str | None = None
-    with capture_output() as captured:
-        try:
-            if body is None:
-                shell.run_line_magic("oxenimage", line)
-            else:
-                shell.run_cell_magic("oxenimage", line, body)
-        except UsageError as exc:
-            error = str(exc)
-    return captured, error
-
-
-def html_outputs(captured: CapturedIO) -> list[str]:
-    """The `text/html` of every rich output (display and update), in order."""
-    return [o.data["text/html"] for o in captured.outputs if "text/html" in o.data]
-
-
-def all_text(captured: CapturedIO) -> str:
-    """Everything a user could see: stdout, stderr and every representation of every output."""
-    parts = [captured.stdout, captured.stderr]
-    for output in captured.outputs:
-        parts.extend(str(v) for v in output.data.values())
-        parts.append(str(output.metadata))
-    return "\n".join(parts)

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import magic_of
 from IPython.core.error import UsageError
 from IPython.utils.capture import CapturedIO, capture_output
+from support import magic_of
 
 from oxen_magic.client import OxenClient
 from oxen_magic.localhub import LocalHub

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import all_text, html_outputs, run_cell
 from PIL import Image
+from support import all_text, html_outputs, run_cell
 
 from oxen_magic.cache import Cache, default_dir
 from oxen_magic.localhub import LocalHub

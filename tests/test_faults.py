@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import html_outputs, magic_of, run_cell, wait_for_no_oxen_threads
+from support import html_outputs, magic_of, run_cell, wait_for_no_oxen_threads
 
 from oxen_magic.client import OxenClient
 from oxen_magic.localhub import LocalHub

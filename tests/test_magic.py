@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import all_text, html_outputs, magic_of, run_cell, wait_for_no_oxen_threads
 from IPython.core.error import UsageError
 from IPython.utils.capture import CapturedIO, capture_output
 from PIL import Image
+from support import all_text, html_outputs, magic_of, run_cell, wait_for_no_oxen_threads
 
 from oxen_magic.localhub import GENERATE_PATH, LocalHub
 from oxen_magic.magic import OxenMagic
@@ -802,10 +802,38 @@ def test_save_keeps_one_file_per_prompt(shell: Any, hub: LocalHub, tmp_path: Pat
     out = tmp_path / "out"
     ok(shell, hub, f"--model z-image-turbo --seed 1,10 --save {out}", "a cube\n---\na cone")
     names = sorted(p.name for p in out.iterdir())
-    assert len(names) == 4
+    assert names == [
+        "z-image-turbo_p1_seed-1.png",
+        "z-image-turbo_p1_seed-10.png",
+        "z-image-turbo_p2_seed-1.png",
+        "z-image-turbo_p2_seed-10.png",
+    ]
     prompts = set()
     for path in out.iterdir():
         with Image.open(path) as image:
             params = json.loads(image.text["parameters"])
         prompts.add((params["prompt"], params["seed"]))
     assert prompts == {("a cube", 1), ("a cube", 10), ("a cone", 1), ("a cone", 10)}
+
+
+def test_dry_run_shows_the_plan_and_cost_and_sends_nothing(hub: LocalHub, shell: Any) -> None:
+    captured, error = run_cell(
+        shell, "--model flux-2-dev,z-image-turbo --seed 1..3 --dry-run --out r", "a red cube"
+    )
+    assert error is None
+    assert hub.generate_calls() == []
+    r = shell.user_ns["r"]
+    assert {i.status for i in r.items} == {"planned"} and r.total == 6
+    page = final_html(captured)
+    assert "Dry run: 6 image(s) planned (est. $0.081); nothing was sent." in page
+    assert page.count("not sent (dry run)") == 6
+
+
+def test_select_finds_items_by_any_field(shell: Any, hub: LocalHub) -> None:
+    ok(shell, hub, "--model z-image-turbo,flux-2-dev --seed 1,2", "a cube\n---\na cone")
+    r = shell.user_ns["r"]
+    cones = r.select(prompt="a cone")
+    assert len(cones) == 4 and {i.prompt for i in cones} == {"a cone"}
+    (one,) = r.select(model="flux-2-dev", seed=2, prompt="a cube")
+    assert one.ok and one.params["seed"] == 2
+    assert r["flux-2-dev", 2] is r.select(model="flux-2-dev", seed=2)[0]

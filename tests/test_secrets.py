@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import all_text, magic_of, run_cell
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 from PIL import Image
+from support import all_text, magic_of, run_cell
 
 import oxen_magic
 import oxen_magic.client as client_module

@@ -1,0 +1,67 @@
+"""Helpers the tests import: run a magic cell and read what a user would see.
+
+(Kept out of conftest.py: `from conftest import ...` is ambiguous when notebooks/ has a
+conftest too, and pytest may have loaded the other one first.)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.utils.capture import CapturedIO, capture_output
+
+from oxen_magic.magic import OxenMagic
+from oxen_magic.runner import THREAD_PREFIX
+
+
+def _oxen_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX)]
+
+
+def wait_for_no_oxen_threads(timeout: float = 5.0) -> list[threading.Thread]:
+    """Wait until no runner worker thread is alive; returns those still alive at the deadline."""
+    deadline = time.monotonic() + timeout
+    while _oxen_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _oxen_threads()
+
+
+def magic_of(shell: Any) -> OxenMagic:
+    """The OxenMagic instance the shell dispatches `%%oxenimage` to."""
+    magic = shell.magics_manager.registry["OxenMagic"]
+    assert isinstance(magic, OxenMagic)
+    return magic
+
+
+def run_cell(shell: Any, line: str, body: str | None = None) -> tuple[CapturedIO, str | None]:
+    """Run `%%oxenimage line` with `body` (or `%oxenimage line` when body is None).
+
+    Returns the captured stdout/stderr/rich outputs and the `UsageError` message, or None.
+    """
+    error: str | None = None
+    with capture_output() as captured:
+        try:
+            if body is None:
+                shell.run_line_magic("oxenimage", line)
+            else:
+                shell.run_cell_magic("oxenimage", line, body)
+        except UsageError as exc:
+            error = str(exc)
+    return captured, error
+
+
+def html_outputs(captured: CapturedIO) -> list[str]:
+    """The `text/html` of every rich output (display and update), in order."""
+    return [o.data["text/html"] for o in captured.outputs if "text/html" in o.data]
+
+
+def all_text(captured: CapturedIO) -> str:
+    """Everything a user could see: stdout, stderr and every representation of every output."""
+    parts = [captured.stdout, captured.stderr]
+    for output in captured.outputs:
+        parts.extend(str(v) for v in output.data.values())
+        parts.append(str(output.metadata))
+    return "\n".join(parts)
