@@ -114,6 +114,17 @@ class OxenMagic(Magics):
             results = prepare(spec, client, cache)
         except (UsageProblem, OxenError) as exc:
             raise UsageError(str(exc)) from None
+        if spec.dry_run:
+            for item in results.items:
+                if item.status == "pending":
+                    item.status = "planned"
+            cost = results.plan.cost_line()
+            results.notes.append(
+                f"Dry run: {results.total} image(s) planned{f' ({cost})' if cost else ''}; nothing was "
+                "sent. Remove --dry-run to generate them."
+            )
+            display(results)
+            return results
         handle = display(results, display_id=True)
         redraw = Throttled(lambda: handle.update(results) if handle is not None else None, REDRAW_EVERY)
         try:

@@ -72,6 +72,7 @@ class Spec:
     concurrency: int = 8
     save_dir: str | None = None
     max_images: int = 64
+    dry_run: bool = False
     list_models: bool = field(default=False, compare=False)
 
     @property
@@ -107,6 +108,7 @@ def _parser() -> _Parser:
     add("--concurrency", type=int, help="requests in flight at once (default 8)")
     add("--save", metavar="DIR", help="also save each image as a PNG (with its parameters) here")
     add("--max-images", type=int, help="refuse plans larger than this (default 64)")
+    add("--dry-run", action="store_true", help="show the grid plan and estimated cost; send nothing")
     add("--list-models", action="store_true", help="show the image models and their parameters")
     add("prompt", nargs="*", help="(one-line %%oxenimage only) the prompt")
     return p
@@ -378,6 +380,7 @@ def build_spec(
         concurrency=concurrency,
         save_dir=args.save,
         max_images=args.max_images or defaults.max_images,
+        dry_run=args.dry_run,
     )
     if spec.count > spec.max_images:
         raise UsageProblem(

@@ -117,7 +117,7 @@ def cell_html(item: Item, size: int, model_in_caption: bool = True) -> str:
         )
         state = "oxen-failed"
     else:
-        word = "stopped" if item.status == "cancelled" else "generating…"
+        word = {"cancelled": "stopped", "planned": "not sent (dry run)"}.get(item.status, "generating…")
         body = (
             f'<div class="oxen-pending" title="{title}" style="{_BOX}width:{size}px;height:{height}px;'
             f'border:1px dashed #999;opacity:.6;font-size:12px;border-radius:4px">{word}</div>'

@@ -26,7 +26,7 @@ class Item:
     request: Request | None
     row: int
     col: int
-    status: str = "pending"  # pending | done | failed | cancelled | skipped
+    status: str = "pending"  # pending | done | failed | cancelled | skipped | planned (dry run)
     data: bytes | None = field(default=None, repr=False)
     mime: str | None = None
     thumb: bytes | None = field(default=None, repr=False)
@@ -66,10 +66,12 @@ class Item:
     def ok(self) -> bool:
         return self.status == "done" and self.data is not None
 
-    def filename(self) -> str:
-        """`flux-2-dev_seed-3.png` style names; other axes appended when they are set."""
+    def filename(self, prompt_number: int | None = None) -> str:
+        """`flux-2-dev_seed-3` style names; other axes (and `p2` for a second prompt) appended."""
         params = self.params
         parts = [_slug(self.model or "image")]
+        if prompt_number is not None:
+            parts.append(f"p{prompt_number}")
         parts.append(f"seed-{self.seed}" if self.seed is not None else "noseed")
         if "num_inference_steps" in params:
             parts.append(f"steps-{params['num_inference_steps']}")
@@ -113,6 +115,14 @@ class Results(Sequence[Item]):
             raise KeyError(f"No image for model {key[0]!r} with seed {key[1]!r} in these results.")
         raise TypeError("Index results by position or by (model, seed).")
 
+    def select(self, **fields: Any) -> list[Item]:
+        """Items whose attributes match, e.g. `select(model="flux-2-dev", prompt=...)`."""
+        return [
+            item
+            for item in self.items
+            if item.request is not None and all(getattr(item, k) == v for k, v in fields.items())
+        ]
+
     @property
     def done(self) -> int:
         return sum(1 for i in self.items if i.status == "done")
@@ -155,14 +165,16 @@ class Results(Sequence[Item]):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
+        prompts = list(dict.fromkeys(i.prompt for i in self.items if i.request is not None))
         names: set[str] = set()
         for item in self.items:
             image = item.image
             if image is None:
                 continue
-            name = item.filename()
-            if name in names:  # several prompts: keep every file
-                name = f"{name}_{sum(1 for n in names if n.startswith(name))}"
+            number = prompts.index(item.prompt) + 1 if len(prompts) > 1 else None
+            name = stem = item.filename(number)
+            while name in names:  # same parameters twice (an unknown model's params): keep both
+                name = f"{stem}_{len(names)}"
             names.add(name)
             info = PngImagePlugin.PngInfo()
             info.add_text("parameters", json.dumps(item.params, sort_keys=True))

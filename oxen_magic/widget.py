@@ -475,8 +475,8 @@ class Panel(widgets.VBox):
             if prop is None:
                 continue
             enum = prop.get("enum")
-            if isinstance(enum, list) and enum:
-                enums.append([str(v) for v in enum])
+            if isinstance(enum, list) and enum:  # match_input_image needs an input image: not here
+                enums.append([str(v) for v in enum if v != "match_input_image"])
             else:
                 free = True
         if self._schemas and any(
