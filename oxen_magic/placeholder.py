@@ -1,0 +1,244 @@
+"""The local hub's placeholder pictures: what a learner sees instead of a generated image.
+
+A gradient and a few shapes whose colours come from (model, prompt, seed), fine grain so files
+have a realistic size, and a card naming the model, the seed, the prompt and the size. Pure
+drawing: the same `ImageSpec` always gives the same bytes, whichever hub drew it.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import io
+import random
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, ImageChops, ImageDraw, ImageFont
+
+FORMATS: dict[str, tuple[str, str, str]] = {
+    # request value -> (PIL format, file extension, Content-Type)
+    "png": ("PNG", "png", "image/png"),
+    "jpg": ("JPEG", "jpg", "image/jpeg"),
+    "jpeg": ("JPEG", "jpg", "image/jpeg"),
+    "webp": ("WEBP", "webp", "image/webp"),
+}
+
+_SIZE_WORDS: dict[str, str] = {
+    "square": "1:1",
+    "square_hd": "1:1",
+    "portrait": "3:4",
+    "portrait_4_3": "3:4",
+    "portrait_16_9": "9:16",
+    "landscape": "4:3",
+    "landscape_4_3": "4:3",
+    "landscape_16_9": "16:9",
+}
+
+_RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*$")
+
+
+def schema_properties(schema: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    props = (schema or {}).get("properties")
+    return props if isinstance(props, dict) else {}
+
+
+def parse_ratio(text: Any) -> tuple[float, float] | None:
+    """'16:9' -> (16.0, 9.0); '2.35:1' and '19.5:9' work too; anything else -> None."""
+    if not isinstance(text, str):
+        return None
+    match = _RATIO.match(text)
+    if not match:
+        return None
+    w, h = float(match.group(1)), float(match.group(2))
+    return (w, h) if w > 0 and h > 0 else None
+
+
+def image_dimensions(ratio: tuple[float, float], long_side: int) -> tuple[int, int]:
+    """Width and height with the given long side, rounded to multiples of 8 (at least 8)."""
+    w, h = ratio
+
+    def round8(x: float) -> int:
+        return max(8, int(x / 8.0 + 0.5) * 8)  # half up: 36 -> 40, not 32
+
+    if w >= h:
+        return round8(long_side), round8(long_side * h / w)
+    return round8(long_side * w / h), round8(long_side)
+
+
+def ratio_for(body: dict[str, Any], schema: dict[str, Any] | None) -> tuple[str, tuple[float, float]]:
+    """The aspect ratio to draw: the request's, else the schema's default, else 1:1."""
+    props = schema_properties(schema)
+    candidates = [
+        body.get("aspect_ratio"),
+        (props.get("aspect_ratio") or {}).get("default"),
+        body.get("size"),
+        (props.get("size") or {}).get("default"),
+        body.get("image_size"),
+        (props.get("image_size") or {}).get("default"),
+    ]
+    for value in candidates:
+        if not isinstance(value, str):
+            continue
+        ratio = parse_ratio(value)
+        if ratio:
+            return value.strip(), ratio
+        word = _SIZE_WORDS.get(value.strip().lower())
+        if word:
+            parsed = parse_ratio(word)
+            assert parsed is not None
+            return word, parsed
+    return "1:1", (1.0, 1.0)
+
+
+def format_for(body: dict[str, Any], schema: dict[str, Any] | None) -> str:
+    requested = body.get("output_format")
+    if isinstance(requested, str) and requested.lower() in FORMATS:
+        return requested.lower()
+    default = (schema_properties(schema).get("output_format") or {}).get("default")
+    if isinstance(default, str) and default.lower() in FORMATS:
+        return default.lower()
+    return "png"
+
+
+NO_SEED = "model takes no seed"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """Everything that decides a placeholder's bytes."""
+
+    model: str
+    prompt: str
+    seed: int
+    seed_note: str  # "" when the caller sent the seed, else why the hub picked it
+    width: int
+    height: int
+    ratio_label: str
+    fmt: str  # key of FORMATS
+    extras: tuple[tuple[str, str], ...]  # other parameters, written on the picture
+
+
+def _digest(*parts: object) -> bytes:
+    return hashlib.sha256("\x00".join(map(str, parts)).encode("utf-8")).digest()
+
+
+def _colour(hue: float, sat: float, val: float) -> tuple[int, int, int]:
+    r, g, b = colorsys.hsv_to_rgb(hue % 1.0, sat, val)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=max(6, size))
+    except (TypeError, OSError, ImportError):  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, size: int, width: float) -> tuple[Any, int]:
+    """A font no larger than `size` at which `text` fits in `width` pixels."""
+    font = _font(size)
+    length = draw.textlength(text, font=font)
+    if length > width and length > 0:
+        size = max(6, int(size * width / length))
+        font = _font(size)
+    return font, size
+
+
+def short(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def render_image(spec: ImageSpec) -> bytes:
+    """Draw the placeholder for `spec` and encode it. Deterministic: same spec, same bytes."""
+    w, h = spec.width, spec.height
+    digest = _digest(spec.model, spec.prompt, spec.seed)
+    rng = random.Random(int.from_bytes(digest[:8], "big"))
+
+    # Two-colour diagonal gradient: hues from (model, prompt, seed).
+    hue = digest[8] / 255.0
+    first = _colour(hue, 0.55 + digest[9] / 255.0 * 0.3, 0.8 + digest[10] / 255.0 * 0.15)
+    second = _colour(hue + 0.25 + digest[11] / 255.0 * 0.25, 0.6, 0.35 + digest[12] / 255.0 * 0.2)
+    steps = 64
+    ramp = Image.new("L", (steps, steps))
+    ramp.putdata([int((x + y) * 255 / (2 * (steps - 1))) for y in range(steps) for x in range(steps)])
+    ramp = ramp.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if digest[13] & 1 else ramp
+    ramp = ramp.transpose(Image.Transpose.FLIP_TOP_BOTTOM) if digest[13] & 2 else ramp
+    mask = ramp.resize((w, h), Image.Resampling.BILINEAR)
+    img = Image.composite(Image.new("RGB", (w, h), second), Image.new("RGB", (w, h), first), mask)
+
+    # A few soft shapes, so different seeds visibly differ in "composition" too.
+    layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    shapes = ImageDraw.Draw(layer)
+    for _ in range(3 + rng.randrange(4)):
+        r = int(min(w, h) * rng.uniform(0.08, 0.3))
+        cx, cy = rng.randrange(w), rng.randrange(h)
+        fill = (*_colour(hue + rng.uniform(-0.2, 0.6), 0.5, 0.95), rng.randrange(60, 130))
+        if rng.random() < 0.5:
+            shapes.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+        else:
+            shapes.rectangle((cx - r, cy - r // 2, cx + r, cy + r // 2), fill=fill)
+    img = Image.alpha_composite(img.convert("RGBA"), layer).convert("RGB")
+
+    # Fine grain, so a PNG weighs about what a real generated image does (~1 MB at 1024x1024).
+    amp = 12
+    grain = Image.frombytes("L", (w, h), rng.randbytes(w * h)).point(lambda v: v * amp // 255)
+    img = ImageChops.add(img, Image.merge("RGB", (grain, grain, grain)), 1.0, -(amp // 2))
+
+    _draw_caption(img, spec)
+
+    pil_format = FORMATS[spec.fmt][0]
+    out = io.BytesIO()
+    if pil_format == "JPEG":
+        img.save(out, "JPEG", quality=90)
+    elif pil_format == "WEBP":
+        img.save(out, "WEBP", quality=80, method=4)
+    else:
+        img.save(out, "PNG")
+    return out.getvalue()
+
+
+def _draw_caption(img: Image.Image, spec: ImageSpec) -> None:
+    """Write what made this image onto a translucent card in the middle of it."""
+    w, h = img.size
+    if spec.seed_note == NO_SEED:
+        seed_line = "no seed: this model takes none (random result)"
+    else:
+        seed_line = f"seed {spec.seed}" + (f" ({spec.seed_note})" if spec.seed_note else "")
+    prompt_line = f"“{short(spec.prompt)}”"
+    lines: list[tuple[str, float]] = [(spec.model, 1.0), (seed_line, 0.85), (prompt_line, 0.75)]
+    if spec.extras:
+        extra = " · ".join(f"{k} {v}" for k, v in spec.extras)
+        lines.append((short(extra, 60), 0.6))
+    footer = f"local hub placeholder · {w}x{h} · {spec.ratio_label} · {spec.fmt}"
+    lines.append((footer, 0.5))
+
+    margin = max(2, int(min(w, h) * 0.05))
+    usable = w - 4 * margin
+    base = max(6, int(min(w, h) / 16))
+    probe = ImageDraw.Draw(img)
+    fitted = [(text, *_fit(probe, text, int(base * scale), usable)) for text, scale in lines]
+    gap = max(1, base // 4)
+    total = sum(size for _, _, size in fitted) + gap * (len(fitted) - 1)
+    while fitted and total + 2 * margin > h:  # tiny images: drop lines from the end
+        fitted.pop()
+        total = sum(size for _, _, size in fitted) + gap * max(0, len(fitted) - 1)
+    if not fitted:
+        return
+
+    card = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(card)
+    top = (h - total) // 2
+    draw.rounded_rectangle(
+        (margin, top - margin, w - margin, top + total + margin),
+        radius=margin,
+        fill=(0, 0, 0, 150),
+    )
+    y = top
+    for index, (text, font, size) in enumerate(fitted):
+        colour = (255, 255, 255, 255) if index == 0 else (235, 235, 235, 255)
+        draw.text((2 * margin, y), text, font=font, fill=colour)
+        y += size + gap
+    img.paste(Image.alpha_composite(img.convert("RGBA"), card).convert("RGB"))
