@@ -98,13 +98,17 @@ def remember_key(host: str, key: str) -> None:
 
 
 def find_key(host: str, env: Mapping[str, str] | None = None) -> str | None:
-    """The key for `host`: a login() of this session, `OXEN_API_KEY`, then the Oxen CLI config."""
+    """The key for `host`: a login() of this session, `OXEN_API_KEY`, then the Oxen CLI config.
+
+    `OXEN_API_KEY` belongs to the host the environment names (`OXEN_HOST`, else hub.oxen.ai):
+    a `--host` pointing elsewhere (a typo, a notebook from someone else) never receives it.
+    """
     env = os.environ if env is None else env
     netloc = urlsplit(normalize_host(host)).netloc
     with _KEY_LOCK:
         if netloc in _SESSION_KEYS:
             return _SESSION_KEYS[netloc]
-    if env.get("OXEN_API_KEY", "").strip():
+    if env.get("OXEN_API_KEY", "").strip() and netloc == _env_netloc(env):
         return env["OXEN_API_KEY"].strip()
     folder = Path(env["OXEN_CONFIG_DIR"]) if env.get("OXEN_CONFIG_DIR") else None
     folder = folder or Path.home() / ".config" / "oxen"
@@ -116,6 +120,18 @@ def find_key(host: str, env: Mapping[str, str] | None = None) -> str | None:
         if isinstance(entry, dict) and entry.get("host") == netloc and entry.get("auth_token"):
             return str(entry["auth_token"]).strip()
     return None
+
+
+def _env_netloc(env: Mapping[str, str]) -> str | None:
+    try:
+        return urlsplit(normalize_host(env.get("OXEN_HOST") or DEFAULT_HOST)).netloc
+    except ValueError:
+        return None
+
+
+def is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 @dataclass(eq=False)
@@ -197,7 +213,7 @@ class OxenClient:
         self._model_cache: dict[str, ModelInfo] = {}
 
     def __repr__(self) -> str:
-        return f"OxenClient(host={self.base!r}, key={'set' if self.has_key else 'missing'})"
+        return f"OxenClient(host={self.base!r})"
 
     # -- auth ---------------------------------------------------------------------------------
     @property
@@ -210,6 +226,11 @@ class OxenClient:
             raise MissingKeyError(self.missing_key_message())
         if not all("!" <= ch <= "~" for ch in key):  # else http.client fails with a raw error
             raise AuthError(BAD_KEY_HELP)
+        if urlsplit(self.base).scheme == "http" and not is_loopback(self.base):
+            raise AuthError(
+                f"Refusing to send your API key over plain http to {self.base}; use https:// "
+                "(plain http is only for a local hub on 127.0.0.1)."
+            )
         return key
 
     def check_key(self) -> None:
@@ -217,9 +238,16 @@ class OxenClient:
         self._api_key()
 
     def missing_key_message(self) -> str:
-        return NO_KEY_HELP.replace("hub.oxen.ai", urlsplit(self.base).netloc, 1)
+        netloc = urlsplit(self.base).netloc
+        if os.environ.get("OXEN_API_KEY", "").strip():
+            return (
+                f"OXEN_API_KEY is for {_env_netloc(os.environ)}, not {netloc}; run "
+                f"oxen_magic.login({self.base!r}), or set OXEN_HOST={self.base} if the key is for it."
+            )
+        return NO_KEY_HELP.replace("hub.oxen.ai", netloc, 1)
 
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
+        """`text` without this client's key (or anything shaped like a bearer token)."""
         return redact(text, self._key, find_key(self.base))
 
     # -- models -------------------------------------------------------------------------------
@@ -417,7 +445,8 @@ class OxenClient:
             cls, text = InvalidParamsError, f"The API rejected the request: {detail}."
         else:
             cls, text = OxenError, f"The API answered HTTP {status}: {detail}."
-        return cls(self._scrub(text.replace("..", ".")), status)
+        text = text[:-1] if text.endswith("..") else text  # a detail ending in "." then our "."
+        return cls(self.scrub(text), status)
 
     def _network_message(self, exc: Exception, url: str) -> str:
         text = str(exc)

@@ -212,7 +212,7 @@ def _generate(
         item.error, item.status = str(exc), "failed"
         return item
     except Exception as exc:  # a bug must not take the whole grid down with it
-        item.error = client._scrub(f"Unexpected error: {type(exc).__name__}: {exc}")  # the key too
+        item.error = client.scrub(f"Unexpected error: {type(exc).__name__}: {exc}")  # the key too
         item.status = "failed"
         return item
     if cache is not None and cache.cacheable(body):

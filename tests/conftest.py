@@ -23,6 +23,7 @@ import pytest
 from support import wait_for_no_oxen_threads
 
 import oxen_magic
+import oxen_magic.client
 from oxen_magic.localhub import LocalHub
 from oxen_magic.magic import OxenMagic
 
@@ -50,6 +51,7 @@ def oxen_env(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("OXEN_CONFIG_DIR", str(config))
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setattr(oxen_magic.client, "_SESSION_KEYS", {})  # login()s end with the test
     return cache
 
 

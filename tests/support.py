@@ -13,6 +13,8 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.utils.capture import CapturedIO, capture_output
 
+from oxen_magic.client import remember_key
+from oxen_magic.localhub import LocalHub
 from oxen_magic.magic import OxenMagic
 from oxen_magic.runner import THREAD_PREFIX
 
@@ -65,3 +67,9 @@ def all_text(captured: CapturedIO) -> str:
         parts.extend(str(v) for v in output.data.values())
         parts.append(str(output.metadata))
     return "\n".join(parts)
+
+
+def login_for(hub: LocalHub) -> None:
+    """What `oxen_magic.login(hub.url)` does: the key for a host other than the environment's."""
+    assert hub.api_key is not None
+    remember_key(hub.url, hub.api_key)

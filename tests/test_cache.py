@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from support import all_text, html_outputs, run_cell
+from support import all_text, html_outputs, login_for, run_cell
 
 from oxen_magic.cache import Cache, default_dir
 from oxen_magic.localhub import LocalHub
@@ -172,6 +172,7 @@ def test_a_changed_request_misses_the_cache(shell: Any, hub: LocalHub) -> None:
 def test_the_cache_is_per_host(shell: Any, hub: LocalHub) -> None:
     magic(shell, hub, "--model z-image-turbo --seed 1")
     with LocalHub(api_key=hub.api_key, image_size=32) as other:
+        login_for(other)
         r = magic(shell, hub, f"--model z-image-turbo --seed 1 --host {other.url}")
         assert generate_count(other) == 1 and not r[0].cached
 

@@ -312,10 +312,32 @@ def test_key_from_oxen_api_key_env(
     hub: TestHub, make_client: Callable[..., OxenClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OXEN_API_KEY", f" {KEY}\n")
+    monkeypatch.setenv("OXEN_HOST", hub.url)  # the env key belongs to the env's host
     client = make_client(api_key=None)
     assert client.has_key
     client.generate(MODEL, PROMPT, seed=1)
     assert [r.authorization for r in posts(hub)] == [f"Bearer {KEY}"]
+
+
+def test_env_key_is_not_sent_to_another_host(
+    hub: TestHub, make_client: Callable[..., OxenClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OXEN_API_KEY", KEY)  # for hub.oxen.ai (no OXEN_HOST)
+    client = make_client(api_key=None)
+    assert not client.has_key
+    with pytest.raises(MissingKeyError) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    assert str(info.value) == (
+        f"OXEN_API_KEY is for hub.oxen.ai, not 127.0.0.1:{hub.port}; run "
+        f"oxen_magic.login('{hub.url}'), or set OXEN_HOST={hub.url} if the key is for it."
+    )
+    assert posts(hub) == []
+
+
+def test_key_is_never_sent_over_plain_http_to_a_remote_host() -> None:
+    client = OxenClient("http://example.invalid", api_key=KEY)
+    with pytest.raises(AuthError, match="Refusing to send your API key over plain http"):
+        client.generate(MODEL, PROMPT, seed=1)
 
 
 def write_auth_config(folder: Path, entries: list[tuple[str, str]]) -> None:
@@ -360,6 +382,7 @@ def test_environment_beats_the_cli_config(
 ) -> None:
     write_auth_config(isolated_env, [(f"127.0.0.1:{hub.port}", WRONG_KEY)])
     monkeypatch.setenv("OXEN_API_KEY", KEY)
+    monkeypatch.setenv("OXEN_HOST", hub.url)
     make_client(api_key=None).generate(MODEL, PROMPT, seed=1)
     assert [r.authorization for r in posts(hub)] == [f"Bearer {KEY}"]
 
@@ -399,7 +422,7 @@ def test_no_key_anywhere(
         (isolated_env / "auth_config.toml").write_text("[[host_configs]\nhost = ")
     client = make_client(api_key=None)  # constructing works
     assert not client.has_key
-    assert "key=missing" in repr(client)
+    assert repr(client) == f"OxenClient(host={client.base!r})"
     assert len(client.models()) == 35  # listing works without a key
     assert client.model("flux-2-dev").id == "flux-2-dev"
     with pytest.raises(MissingKeyError) as info:

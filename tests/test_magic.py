@@ -22,7 +22,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import CapturedIO, capture_output
 from PIL import Image
-from support import all_text, html_outputs, magic_of, run_cell, wait_for_no_oxen_threads
+from support import all_text, html_outputs, login_for, magic_of, run_cell, wait_for_no_oxen_threads
 
 from oxen_magic.localhub import GENERATE_PATH, LocalHub
 from oxen_magic.magic import OxenMagic
@@ -308,6 +308,7 @@ def test_namespace_is_sent_as_target_namespace(shell: Any, hub: LocalHub) -> Non
 
 def test_host_option_overrides_the_environment(shell: Any, hub: LocalHub) -> None:
     with LocalHub(api_key=hub.api_key, image_size=32) as elsewhere:
+        login_for(elsewhere)  # OXEN_API_KEY is the environment host's key, not elsewhere's
         _, r = ok(shell, hub, f"--model z-image-turbo --seed 4 --host {elsewhere.url}")
         assert [b["seed"] for b in bodies(elsewhere)] == [4]
         assert hub.requests == []
