@@ -206,6 +206,7 @@ class OxenClient:
         self.max_wait = max_wait
         self.backoff = backoff
         self._sleep = sleep
+        self.pool_size = pool_size
         self.session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
         self.session.mount("http://", adapter)

@@ -7,6 +7,7 @@ Pillow, ipywidgets) load on first use, so `%load_ext oxen_magic` stays fast.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -42,7 +43,7 @@ class OxenMagic(Magics):
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self._clients: dict[tuple[str, int], OxenClient] = {}
+        self._clients: dict[str, OxenClient] = {}
 
     # -- shared with the panel ----------------------------------------------------------------
     def defaults(self) -> options.Defaults:
@@ -57,17 +58,23 @@ class OxenMagic(Magics):
         )
 
     def client(self, host: str | None, pool: int = 8) -> OxenClient:
-        """One pooled client per (host, pool size), reused across cells."""
-        from .client import OxenClient
+        """One pooled client per host, reused across cells; a bigger pool replaces a smaller one.
 
-        pool = max(pool, 8)
-        key = (host or "", pool)
-        if key not in self._clients:
-            try:
-                self._clients[key] = OxenClient(host, pool_size=pool)
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
-        return self._clients[key]
+        Keyed by the host as resolved now, so `oxen_magic.connect()` or a changed OXEN_HOST takes
+        effect on the next cell instead of a client still talking to the old host.
+        """
+        from .client import DEFAULT_HOST, OxenClient, normalize_host
+
+        try:
+            base = normalize_host(host or os.environ.get("OXEN_HOST") or DEFAULT_HOST)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        current = self._clients.get(base)
+        if current is None or current.pool_size < pool:
+            if current is not None:
+                current.close()
+            self._clients[base] = OxenClient(base, pool_size=max(pool, 8))
+        return self._clients[base]
 
     def cache(self) -> Cache:
         from .cache import Cache
@@ -115,14 +122,6 @@ class OxenMagic(Magics):
         except (UsageProblem, OxenError) as exc:
             raise UsageError(str(exc)) from None
         if spec.dry_run:
-            for item in results.items:
-                if item.status == "pending":
-                    item.status = "planned"
-            cost = results.plan.cost_line()
-            results.notes.append(
-                f"Dry run: {results.total} image(s) planned{f' ({cost})' if cost else ''}; nothing was "
-                "sent. Remove --dry-run to generate them."
-            )
             display(results)
             return results
         handle = display(results, display_id=True)

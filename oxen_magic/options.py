@@ -12,7 +12,7 @@ import difflib
 import re
 import secrets
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +119,7 @@ HELP = PARSER.format_help() + "\n" + SEED_GRAMMAR
 
 #: An option whose name holds one of these is someone pasting a key (`--oxen-api-key`, `--secret`).
 _KEY_WORDS = ("key", "token", "auth", "password", "passwd", "secret", "bearer", "credential")
-_OPTION_NAMES = sorted(o for a in PARSER._actions for o in a.option_strings if o.startswith("--"))
+OPTION_NAMES = sorted(o for a in PARSER._actions for o in a.option_strings if o.startswith("--"))
 
 
 def _refuse_keys_and_typos(words: Sequence[str]) -> None:
@@ -132,10 +132,34 @@ def _refuse_keys_and_typos(words: Sequence[str]) -> None:
                 "API keys are never taken as an option (they would be saved in the notebook); "
                 "run oxen_magic.login(), set OXEN_API_KEY, or use `oxen config --auth`."
             )
-        if "--" + name not in _OPTION_NAMES:
-            close = difflib.get_close_matches("--" + name, _OPTION_NAMES, n=1, cutoff=0.6)
+        if "--" + name not in OPTION_NAMES:
+            close = difflib.get_close_matches("--" + name, OPTION_NAMES, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]}?" if close else "see %%oxenimage? for the options."
             raise UsageProblem(f"Unknown option --{name}; {hint}")
+
+
+def parse_words(words: Sequence[str]) -> argparse.Namespace:
+    """The options line's words into argparse's namespace; typos and key options refused."""
+    _refuse_keys_and_typos(words)
+    return PARSER.parse_args(list(words))
+
+
+def to_words(args: argparse.Namespace, skip: Collection[str] = ()) -> list[str]:
+    """The inverse of `parse_words` (leaving out the options named in `skip`), in help order."""
+    words: list[str] = []
+    for action in PARSER._actions:
+        if not action.option_strings or action.dest in skip:
+            continue
+        flag = max(action.option_strings, key=len)
+        value = getattr(args, action.dest, None)
+        if action.nargs == 0:
+            words += [flag] if value else []
+        elif isinstance(value, list):
+            for item in value:
+                words += [flag, str(item)]
+        elif value is not None:
+            words += [flag, str(value)]
+    return words
 
 
 def split_words(line: str) -> list[str]:
@@ -314,9 +338,7 @@ def build_spec(
     `body` is None for the one-line `%oxenimage`, whose prompt is the rest of the line.
     """
     defaults = defaults or Defaults()
-    words = split_words(line)
-    _refuse_keys_and_typos(words)
-    args = PARSER.parse_args(words)
+    args = parse_words(split_words(line))
     if args.list_models:
         return Spec(prompts=(), models=(), host=args.host or defaults.host, list_models=True)
 

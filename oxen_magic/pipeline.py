@@ -95,6 +95,15 @@ def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Resul
     if spec.random_seeds:
         seeds = ",".join(str(s) for s in spec.seeds)
         results.notes.append(f"Random seeds: {seeds} (use --seed {seeds} to get these images again).")
+    if spec.dry_run:
+        for item in results.items:
+            if item.status == "pending":
+                item.status = "planned"
+        cost = plan.cost_line()
+        results.notes.append(
+            f"Dry run: {results.total} image(s) planned{f' ({cost})' if cost else ''}; nothing was "
+            "sent. Remove --dry-run to generate them."
+        )
     return results
 
 
@@ -107,12 +116,10 @@ def execute(
     on_update: Callable[[Item | None], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> Results:
-    """Run what the cache cannot answer; save PNGs when asked. Raises only for a missing or bad key."""
-    try:
-        client.check_key()  # no key, or one that cannot be sent: say so once, before any request
-    except OxenError:
-        if not _all_cached(results, client, cache if spec.use_cache else None):
-            raise
+    """Run what the cache cannot answer; save PNGs when asked. Raises only for a missing or bad key
+    (once the cache has answered what it can: a fully cached grid needs no key)."""
+    if spec.dry_run:
+        return results
     run(
         results,
         client,
@@ -123,18 +130,10 @@ def execute(
         cancel=cancel,
     )
     if spec.save_dir and results.done:
-        written = results.save(spec.save_dir)
-        results.notes.append(f"Saved {len(written)} PNG file(s) to {spec.save_dir}.")
+        try:
+            written = results.save(spec.save_dir)
+        except OSError as exc:
+            results.notes.append(f"Could not save the PNGs to {spec.save_dir} ({exc.strerror or exc}).")
+        else:
+            results.notes.append(f"Saved {len(written)} PNG file(s) to {spec.save_dir}.")
     return results
-
-
-def _all_cached(results: Results, client: OxenClient, cache: Cache | None) -> bool:
-    if cache is None:
-        return False
-    for item in results.items:
-        if item.request is None:
-            continue
-        body = item.request.payload()
-        if not cache.cacheable(body) or cache.get(client.base, body, results.size) is None:
-            return False
-    return True

@@ -65,38 +65,39 @@ def run(
     on_update: Callable[[Item | None], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> Results:
-    """Fill `results` in place and return it; never raises for a failed image."""
+    """Fill `results` in place and return it; raises only when a request is due and the key is
+    missing or unusable (after the cache has answered what it can)."""
     cancel = cancel or threading.Event()
     started = time.monotonic()
-    todo: list[Item] = []
-    for item in results.items:
-        if item.request is None or item.status == "done":
-            continue
-        if cache is not None and use_cache and _from_cache(item, client.base, cache, results.size):
+    frozen = _Frozen()
+    futures: dict[Future[Item], Item] = {}
+    pending: set[Future[Item]] = set()
+    pool: ThreadPoolExecutor | None = None
+    cpu: ThreadPoolExecutor | None = None
+    try:
+        todo: list[Item] = []
+        for item in results.items:
+            if item.request is None or item.status == "done" or cancel.is_set():
+                continue
+            entry = _cached(item, client.base, cache, results.size) if use_cache else None
+            if entry is None:
+                todo.append(item)
+                continue
+            _settle(item, frozen, **entry)
             results.elapsed = time.monotonic() - started
             if on_update:
                 on_update(item)
-        else:
-            todo.append(item)
-    if not todo:
-        results.elapsed = time.monotonic() - started
-        return results
-
-    # `concurrency` bounds the requests in flight (network slots), not the threads: a worker
-    # gives its slot back as soon as the bytes are in, so the next request goes out while this
-    # image is decoded and thumbnailed (twice the threads keep every slot busy meanwhile).
-    slots = threading.Semaphore(max(1, concurrency))
-    cpu = ThreadPoolExecutor(max_workers=CPU_SLOTS, thread_name_prefix=THREAD_PREFIX + "-cpu")
-
-    closed = _Closed()  # once the run returns, late arrivals go to the cache only
-
-    def work(item: Item) -> Item:
-        return _generate(item, client, cache, results.size, cancel, slots, cpu, closed)
-
-    pool = ThreadPoolExecutor(max_workers=2 * max(1, concurrency), thread_name_prefix=THREAD_PREFIX)
-    futures: dict[Future[Item], Item] = {pool.submit(work, item): item for item in todo}
-    pending = set(futures)
-    try:
+        if todo and not cancel.is_set():
+            client.check_key()  # one clear sentence before anything is sent, not one per cell
+            # `concurrency` bounds the requests in flight (network slots), not the threads: a
+            # worker gives its slot back as soon as the bytes are in, so the next request goes
+            # out while this image is decoded and thumbnailed.
+            slots = threading.Semaphore(max(1, concurrency))
+            cpu = ThreadPoolExecutor(max_workers=CPU_SLOTS, thread_name_prefix=THREAD_PREFIX + "-cpu")
+            pool = ThreadPoolExecutor(max_workers=2 * max(1, concurrency), thread_name_prefix=THREAD_PREFIX)
+            job = _Job(client, cache, use_cache, results.size, cancel, slots, cpu, frozen)
+            futures = {pool.submit(job.generate, item): item for item in todo}
+            pending = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=TICK, return_when=FIRST_COMPLETED)
             results.elapsed = time.monotonic() - started
@@ -109,50 +110,83 @@ def run(
     except KeyboardInterrupt:
         cancel.set()
     finally:
-        with closed.lock:
-            closed.done = True
-            if pending:
-                results.interrupted = True
-                for future in pending:
-                    future.cancel()
-                    item = futures[future]
-                    if item.status == "pending":
-                        item.status = "cancelled"
-        pool.shutdown(wait=False, cancel_futures=True)
-        cpu.shutdown(wait=False)  # queued thumbnails belong to requests already paid for: they run
+        with frozen.lock:  # from here on the results do not change
+            frozen.done = True
+            for future in pending:
+                future.cancel()
+            for item in results.items:
+                if item.status == "pending":
+                    item.status = "cancelled"
+            results.interrupted = any(item.status == "cancelled" for item in results.items)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        if cpu is not None:
+            cpu.shutdown(wait=False)  # thumbnails of requests already paid for still run
         results.elapsed = time.monotonic() - started
     return results
 
 
-class _Closed:
-    """Set (under its lock) when `run` returns, so results stop changing from that moment."""
+class _Frozen:
+    """Set (under its lock) when `run` returns: a late arrival goes to the cache, not the results."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.done = False
 
 
-def _from_cache(item: Item, host: str, cache: Cache, size: int) -> bool:
+def _settle(item: Item, frozen: _Frozen, **fields: Any) -> None:
+    """Apply an outcome to `item`, unless the run has already returned."""
+    with frozen.lock:
+        if not frozen.done:
+            for name, value in fields.items():
+                setattr(item, name, value)
+
+
+def _cached(item: Item, host: str, cache: Cache | None, size: int) -> dict[str, Any] | None:
+    """The item's fields from the cache, or None (absent, damaged, or not cacheable)."""
     assert item.request is not None
     body = item.request.payload()
-    if not cache.cacheable(body):
-        return False
+    if cache is None or not cache.cacheable(body):
+        return None
     entry = cache.get(host, body, size)
     if entry is None:
-        return False
+        return None
     try:
         thumb = entry.thumb or thumbnail(decode_image(entry.data), size)
     except OxenError:
-        return False
-    item.data, item.thumb, item.cached = entry.data, thumb, True
-    item.mime = entry.meta.get("mime")
-    size_wh = entry.meta.get("size")
-    item.size = (
-        (int(size_wh[0]), int(size_wh[1])) if isinstance(size_wh, list) and len(size_wh) == 2 else None
-    )
-    item.elapsed = 0.0
-    item.status = "done"
-    return True
+        return None
+    wh = entry.meta.get("size")
+    return {
+        "data": entry.data,
+        "thumb": thumb,
+        "cached": True,
+        "mime": entry.meta.get("mime"),
+        "size": (int(wh[0]), int(wh[1])) if isinstance(wh, list) and len(wh) == 2 else None,
+        "elapsed": 0.0,
+        "status": "done",
+    }
+
+
+#: Seeded requests on their way, across runs: a rerun right after Stop waits for the request
+#: already sent (and then reads its image from the cache) instead of paying for it again.
+_IN_FLIGHT: dict[str, threading.Event] = {}
+_IN_FLIGHT_LOCK = threading.Lock()
+
+
+def _claim(key: str) -> threading.Event | None:
+    """None when the caller now owns `key`; else the event set when its current owner is done."""
+    with _IN_FLIGHT_LOCK:
+        owner = _IN_FLIGHT.get(key)
+        if owner is None:
+            _IN_FLIGHT[key] = threading.Event()
+        return owner
+
+
+def _release(key: str) -> None:
+    with _IN_FLIGHT_LOCK:
+        done = _IN_FLIGHT.pop(key, None)
+    if done is not None:
+        done.set()
 
 
 def _thumbnail(generation: Generation, size: int) -> bytes:
@@ -163,73 +197,100 @@ def _thumbnail(generation: Generation, size: int) -> bytes:
         generation.release()
 
 
-def _on(pool: ThreadPoolExecutor, fn: Callable[..., bytes], *args: Any) -> bytes:
-    """`fn(*args)` in `pool`, waiting for it; in this thread once the run is over (interrupted)."""
-    try:
-        future = pool.submit(fn, *args)
-    except RuntimeError:  # the pool was shut down: this request finishes in the background
-        return fn(*args)
-    return future.result()
+class _Job:
+    """What every worker of one run shares."""
 
+    def __init__(
+        self,
+        client: OxenClient,
+        cache: Cache | None,
+        use_cache: bool,
+        size: int,
+        cancel: threading.Event,
+        slots: threading.Semaphore,
+        cpu: ThreadPoolExecutor,
+        frozen: _Frozen,
+    ) -> None:
+        self.client, self.cache, self.size, self.cancel = client, cache, size, cancel
+        self.use_cache = use_cache  # False (--no-cache): always send, but still write the cache
+        self.slots, self.cpu, self.frozen = slots, cpu, frozen
 
-def _acquire(slots: threading.Semaphore, cancel: threading.Event) -> bool:
-    """Wait for a network slot; False (holding none) once the run is stopped."""
-    while not slots.acquire(timeout=0.1):
-        if cancel.is_set():
-            return False
-    if cancel.is_set():
-        slots.release()
-        return False
-    return True
-
-
-def _generate(
-    item: Item,
-    client: OxenClient,
-    cache: Cache | None,
-    size: int,
-    cancel: threading.Event,
-    slots: threading.Semaphore,
-    cpu: ThreadPoolExecutor,
-    closed: _Closed,
-) -> Item:
-    """One request in a worker thread: generate, thumbnail once, cache, drop the pixels."""
-    assert item.request is not None
-    if cancel.is_set() or not _acquire(slots, cancel):
-        item.status = "cancelled"
-        return item
-    body = item.request.payload()
-    try:
+    def generate(self, item: Item) -> Item:
+        """One image in a worker thread: (wait for a twin in flight,) send, thumbnail, cache."""
+        assert item.request is not None
+        body = item.request.payload()
+        readable = self.use_cache and self.cache is not None and self.cache.cacheable(body)
+        key = Cache.key(self.client.base, body) if readable else None
+        while key is not None and (twin := _claim(key)) is not None:
+            while not twin.wait(TICK):
+                if self.cancel.is_set():
+                    return self._outcome(item, status="cancelled")
+            entry = _cached(item, self.client.base, self.cache, self.size)
+            if entry is not None:
+                return self._outcome(item, **entry)
         try:
-            generation = client.generate_payload(body, cancel=cancel, decode=False)
+            # A twin may have finished between the cache pass and our claim: look once more.
+            entry = _cached(item, self.client.base, self.cache, self.size) if key else None
+            return self._outcome(item, **entry) if entry else self._send(item, body)
         finally:
-            slots.release()
-        thumb = _on(cpu, _thumbnail, generation, size)
-    except Cancelled:
-        item.status = "cancelled"
-        return item
-    except OxenError as exc:
-        item.error, item.status = str(exc), "failed"
-        return item
-    except Exception as exc:  # a bug must not take the whole grid down with it
-        item.error = client.scrub(f"Unexpected error: {type(exc).__name__}: {exc}")  # the key too
-        item.status = "failed"
-        return item
-    if cache is not None and cache.cacheable(body):
-        cache.put(
-            client.base,
-            body,
-            generation.data,
-            thumb,
-            size,
+            if key is not None:
+                _release(key)
+
+    def _send(self, item: Item, body: dict[str, Any]) -> Item:
+        if self.cancel.is_set() or not self._acquire():
+            return self._outcome(item, status="cancelled")
+        try:
+            try:
+                generation = self.client.generate_payload(body, cancel=self.cancel, decode=False)
+            finally:
+                self.slots.release()
+            thumb = self._run_in_cpu_pool(_thumbnail, generation, self.size)
+        except Cancelled:
+            return self._outcome(item, status="cancelled")
+        except OxenError as exc:
+            return self._outcome(item, error=str(exc), status="failed")
+        except Exception as exc:  # a bug must not take the whole grid down with it
+            error = self.client.scrub(f"Unexpected error: {type(exc).__name__}: {exc}")
+            return self._outcome(item, error=error, status="failed")
+        if self.cache is not None and self.cache.cacheable(body):
+            self.cache.put(
+                self.client.base,
+                body,
+                generation.data,
+                thumb,
+                self.size,
+                mime=generation.mime,
+                size=list(generation.size),
+                created=generation.created,
+            )
+        return self._outcome(
+            item,
+            data=generation.data,
+            thumb=thumb,
             mime=generation.mime,
-            size=list(generation.size),
-            created=generation.created,
+            size=generation.size,
+            elapsed=generation.elapsed,
+            status="done",
         )
-    with closed.lock:
-        if closed.done:  # arrived after the run returned: cached for a rerun, results left as shown
-            return item
-        item.data, item.thumb, item.mime = generation.data, thumb, generation.mime
-        item.size, item.elapsed = generation.size, generation.elapsed
-        item.status = "done"
-    return item
+
+    def _outcome(self, item: Item, **fields: Any) -> Item:
+        _settle(item, self.frozen, **fields)
+        return item
+
+    def _acquire(self) -> bool:
+        """Wait for a network slot; False (holding none) once the run is stopped."""
+        while not self.slots.acquire(timeout=TICK):
+            if self.cancel.is_set():
+                return False
+        if self.cancel.is_set():
+            self.slots.release()
+            return False
+        return True
+
+    def _run_in_cpu_pool(self, fn: Callable[..., bytes], *args: Any) -> bytes:
+        """`fn(*args)` in the small decode pool; in this thread once the run is over."""
+        try:
+            future = self.cpu.submit(fn, *args)
+        except RuntimeError:  # the pool was shut down: this request finishes in the background
+            return fn(*args)
+        return future.result()

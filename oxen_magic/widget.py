@@ -774,7 +774,7 @@ def _note(text: str) -> str:
 def _option_words(initial: Mapping[str, Any]) -> list[str]:
     """`Panel(model=[...], seed=range(1, 5), size=128, no_cache=True)` → options-line words."""
     words: list[str] = []
-    known = {o for a in options.PARSER._actions for o in a.option_strings if o.startswith("--")}
+    known = set(options.OPTION_NAMES)
     for key, value in initial.items():
         if value is None or key == "prompt":
             continue
@@ -807,8 +807,7 @@ def _initial_args(line: str, initial: Mapping[str, Any]) -> Any:
     """The `%oxenpanel` line and keyword arguments, read by the `%%oxenimage` grammar."""
     try:
         words = options.split_words(line) + _option_words(initial)
-        options._refuse_keys_and_typos(words)
-        args = options.PARSER.parse_args(words)
+        args = options.parse_words(words)
     except UsageProblem as exc:
         raise UsageError(str(exc)) from None
     if args.list_models:
@@ -819,32 +818,12 @@ def _initial_args(line: str, initial: Mapping[str, Any]) -> Any:
     return args
 
 
-#: (argparse dest, flag, takes a value) for the options without a control of their own.
-_EXTRA = (
-    ("format", "--format", True),
-    ("namespace", "--namespace", True),
-    ("host", "--host", True),
-    ("out", "--out", True),
-    ("cols", "--cols", True),
-    ("size", "--size", True),
-    ("no_cache", "--no-cache", False),
-    ("concurrency", "--concurrency", True),
-    ("save", "--save", True),
-    ("max_images", "--max-images", True),
-)
+#: The options that have a control of their own (everything else goes in "More options").
+_CONTROLLED = ("model", "seed", "aspect_ratio", "steps", "list_models")
 
 
 def _extra_words(args: Any) -> str:
-    words: list[str] = []
-    for item in args.param or ():
-        words += ["--param", item]
-    for dest, flag, takes_value in _EXTRA:
-        value = getattr(args, dest)
-        if takes_value and value is not None:
-            words += [flag, str(value)]
-        elif not takes_value and value:
-            words.append(flag)
-    return shlex.join(words)
+    return shlex.join(options.to_words(args, skip=_CONTROLLED))
 
 
 def _extra_problem(text: str) -> str | None:
@@ -853,8 +832,7 @@ def _extra_problem(text: str) -> str | None:
         return None
     try:
         words = options.split_words(text)
-        options._refuse_keys_and_typos(words)
-        args = options.PARSER.parse_args(words)
+        args = options.parse_words(words)
     except UsageProblem as exc:
         return str(exc)
     for dest, label in (

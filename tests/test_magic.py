@@ -838,3 +838,41 @@ def test_select_finds_items_by_any_field(shell: Any, hub: LocalHub) -> None:
     (one,) = r.select(model="flux-2-dev", seed=2, prompt="a cube")
     assert one.ok and one.params["seed"] == 2
     assert r["flux-2-dev", 2] is r.select(model="flux-2-dev", seed=2)[0]
+
+
+def test_a_changed_oxen_host_takes_effect_on_the_next_cell(
+    shell: Any, hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As after oxen_magic.connect() moved OXEN_HOST: the next cell must not reuse the old client.
+    ok(shell, hub, "--model z-image-turbo --seed 1")
+    with LocalHub(api_key=hub.api_key, image_size=32) as other:
+        monkeypatch.setenv("OXEN_HOST", other.url)
+        _, r = ok(shell, hub, "--model z-image-turbo --seed 2")
+        assert [b["seed"] for b in bodies(other)] == [2]
+        assert r[0].size == (32, 32)
+    assert [b["seed"] for b in bodies(hub)] == [1]
+
+
+def test_save_to_an_unusable_folder_is_a_note_not_a_traceback(
+    shell: Any, hub: LocalHub, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    captured, r = ok(shell, hub, f"--model z-image-turbo --seed 1 --save {blocker}")
+    assert r.done == 1
+    assert any(n.startswith(f"Could not save the PNGs to {blocker}") for n in r.notes)
+    assert "Traceback" not in all_text(captured)
+
+
+def test_no_key_shows_the_cached_images_then_one_line(
+    shell: Any, hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ok(shell, hub, "--model z-image-turbo --seed 1,2")
+    hub.reset()
+    monkeypatch.delenv("OXEN_API_KEY")
+    shell.user_ns.pop("r", None)
+    captured, error = go(shell, hub, "--model z-image-turbo --seed 1..3 --out r")
+    assert error is not None and error.startswith("No Oxen API key found; run oxen_magic.login()")
+    assert hub.generate_calls() == []
+    page = final_html(captured)
+    assert page.count("<img") == 2 and "stopped" in page  # the cached two, the third not sent

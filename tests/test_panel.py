@@ -60,6 +60,7 @@ def magic(shell: InteractiveShell) -> Iterator[OxenMagic]:
     made = OxenMagic(shell=shell)  # joins shell.configurables, so %config reaches it
     shell.register_magics(made)
     yield made
+    shell.config.pop("OxenMagic", None)  # a test's %config must not become the next one's default
     while made in shell.configurables:
         shell.configurables.remove(made)
     for client in made._clients.values():
@@ -454,3 +455,34 @@ def test_css_classes_for_the_browser_test(hub: LocalHub, make) -> None:  # type:
         assert css in getattr(panel, name)._dom_classes, name
     assert "oxen-panel" in panel._dom_classes
     assert panel.prompt.description == "Prompt" and panel.generate_button.description == "Generate"
+
+
+def test_stop_then_generate_again_bills_each_image_once(hub: LocalHub, magic: OxenMagic, make) -> None:  # type: ignore[no-untyped-def]
+    # The requests in flight at Stop are still running when Generate is pressed again: the new
+    # run waits for them (and reads their images from the cache) instead of sending them twice.
+    magic.concurrency = 4
+    panel = make()
+    hub.latency = 0.6
+    _fill(panel, models=(TURBO,), seeds="1..4")
+    panel.generate_button.click()
+    deadline = time.monotonic() + 5
+    while hub.in_flight < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert hub.in_flight == 4 and hub.generate_calls() == []  # all four sent, none answered
+    panel.stop_button.click()
+    assert panel.wait(10) and panel.result.interrupted
+    _run(panel)
+    assert panel.result.done == 4 and not panel.result.interrupted
+    seeds = sorted(r.body["seed"] for r in hub.generate_calls() if r.body and r.status == 200)
+    assert seeds == [1, 2, 3, 4]
+
+
+def test_dry_run_in_more_options_sends_nothing(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]
+    panel = make()
+    _fill(panel, models=(TURBO,), seeds="1..3")
+    panel.extra_options.value = "--dry-run"
+    assert panel.magic_line.value.endswith("--dry-run")
+    _run(panel)
+    assert hub.generate_calls() == []
+    assert {i.status for i in panel.result} == {"planned"}
+    assert "Dry run: 3 image(s) planned" in panel.output.value
