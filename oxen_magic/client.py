@@ -23,6 +23,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 import requests.adapters
+import urllib3.exceptions
 from PIL import Image
 
 from .catalog import ModelInfo
@@ -359,10 +360,11 @@ class OxenClient:
         for attempt in range(1, self.max_retries + 2):
             try:
                 response = self._follow(method, url, json_body, key)
-            except requests.exceptions.ConnectionError as exc:
-                # Resend only if the request never reached the server: nothing is billed twice.
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                # A GET (models, result files) is safe to repeat; a POST is resent only if it
+                # never reached the server, so a timeout or a dropped answer never bills twice.
                 failure: OxenError = NetworkError(self._network_message(exc, url))
-                if not _never_sent(exc):
+                if method != "GET" and not _never_sent(exc):
                     raise failure from None
                 delay = self._delay(attempt, None)
             except requests.exceptions.RequestException as exc:
@@ -493,10 +495,10 @@ def _where(url: str) -> str:
 
 def _never_sent(exc: Exception) -> bool:
     """True when the connection failed before the request went out (refused, DNS, connect)."""
-    text = repr(exc)
-    return any(
-        marker in text for marker in ("NewConnectionError", "NameResolution", "ConnectTimeout", "refused")
-    )
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
 
 
 def _detail(response: requests.Response) -> str:

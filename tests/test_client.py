@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import pytest
@@ -915,3 +915,43 @@ def test_read_timeout_is_not_retried(
     time.sleep(0.1)
     assert len(posts(hub)) == 1  # a POST that may have been billed is never resent
     assert_clean(info.value, client)
+
+
+class _SlowFirstGet(BaseHTTPRequestHandler):
+    """Answers the model list, but the first request only after the client has given up."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.path)
+        if len(type(self).seen) == 1:
+            time.sleep(1.0)
+        body = json.dumps({"object": "list", "data": []}).encode()
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass  # the client hung up after its read timeout
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_get_that_times_out_is_retried(make_client: Callable[..., OxenClient], sleeps: Sleeps) -> None:
+    # Reading the model list or a result file costs nothing, so a dropped answer is fetched again
+    # (unlike a POST to /images/generate, which may have been billed: see the read-timeout test).
+    _SlowFirstGet.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowFirstGet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = make_client(host=f"http://127.0.0.1:{server.server_address[1]}", timeout=(1.0, 0.3))
+        assert client.models() == []
+        assert _SlowFirstGet.seen == ["/api/ai/models", "/api/ai/models"]
+        assert len(sleeps) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
