@@ -92,6 +92,26 @@ class Cache:
         except OSError:
             pass
 
+    # -- model descriptions: what an offline rerun needs to plan the same requests -------------
+    def _model_path(self, host: str, model_id: str) -> Path:
+        return self.folder / "models" / (self.key(host, {"model": model_id}) + ".json")
+
+    def get_model(self, host: str, model_id: str) -> dict[str, Any] | None:
+        try:
+            obj = json.loads(self._model_path(host, model_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return obj if isinstance(obj, dict) else None
+
+    def put_model(self, host: str, model_id: str, obj: dict[str, Any]) -> None:
+        """Keep the API's model object (refreshed on every online run); failures are ignored."""
+        path = self._model_path(host, model_id)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, json.dumps(obj, sort_keys=True).encode())
+        except OSError:
+            pass
+
 
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")

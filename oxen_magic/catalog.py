@@ -29,6 +29,7 @@ class ModelInfo:
     cost_per_image: float | None = None
     pricing: dict[str, Any] | None = field(default=None, compare=False)
     request_schema: dict[str, Any] | None = field(default=None, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_api(cls, obj: dict[str, Any]) -> ModelInfo:
@@ -52,6 +53,7 @@ class ModelInfo:
             cost_per_image=float(cost) if isinstance(cost, (int, float)) else None,
             pricing=pricing,
             request_schema=schema if isinstance(schema, dict) else None,
+            raw=obj,
         )
 
     @property

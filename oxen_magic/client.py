@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
-import io
 import os
 import random
 import threading
@@ -27,6 +26,7 @@ import urllib3.exceptions
 from PIL import Image
 
 from .catalog import ModelInfo
+from .images import decode_image
 
 try:
     import tomllib
@@ -160,29 +160,6 @@ class Generation:
 
 
 _MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
-
-
-def decode_image(data: bytes, *, load: bool = True) -> Image.Image:
-    """Fully decode `data`, or raise `BadResponseError` (never a Pillow traceback).
-
-    With `load=False` only the header is read (format and size; the pixels decode on first use).
-    """
-    try:
-        image = Image.open(io.BytesIO(data))
-        if load:
-            image.load()
-    except Image.DecompressionBombError:
-        raise BadResponseError(
-            f"The image the API returned claims to be too large to open safely ({len(data)} bytes)."
-        ) from None
-    # Pillow's decoders raise more than OSError on malformed files (EOFError, struct.error, ...).
-    except Exception as exc:
-        known = data.startswith((b"\x89PNG", b"RIFF", b"\xff\xd8\xff", b"GIF8"))
-        kind = "truncated or corrupt" if known else "not an image"
-        raise BadResponseError(
-            f"The image the API returned is {kind} ({len(data)} bytes: {type(exc).__name__})."
-        ) from None
-    return image
 
 
 class OxenClient:

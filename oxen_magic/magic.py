@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     from .client import OxenClient
     from .results import Results
 
-#: Seconds between two redraws of a grid that is filling in (the last one always draws).
-REDRAW_EVERY = 0.2
-
 
 @magics_class
 class OxenMagic(Magics):
@@ -125,7 +122,7 @@ class OxenMagic(Magics):
             display(results)
             return results
         handle = display(results, display_id=True)
-        redraw = Throttled(lambda: handle.update(results) if handle is not None else None, REDRAW_EVERY)
+        redraw = Throttled(lambda: handle.update(results) if handle is not None else None)
         try:
             execute(results, spec, client, cache, on_update=redraw)
         except OxenError as exc:

@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .catalog import RESERVED
 from .errors import UsageProblem
 
 #: Seeds are sent as JSON integers; most models take 32-bit seeds.
@@ -273,7 +274,7 @@ def parse_params(items: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
             raise UsageProblem(f"--param '{item}' needs the form key=value, like guidance=3.5.")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise UsageProblem(f"--param name '{key}' is not a parameter name; use letters and _.")
-        if key in ("model", "prompt", "response_format", "target_namespace"):
+        if key in RESERVED:
             raise UsageProblem(f"--param {key}=... is set by its own option; use that instead.")
         if key == "seed" or key == "aspect_ratio" or key == "num_inference_steps":
             flag = {"seed": "--seed", "aspect_ratio": "--aspect-ratio"}.get(key, "--steps")

@@ -6,10 +6,8 @@ the requests. The magic and the panel differ only in how they display progress.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from .cache import Cache
 from .catalog import ModelInfo
@@ -40,50 +38,20 @@ def resolve_models(
             except OxenError:
                 known = []
             raise UsageProblem(suggest(model_id, known)) from None
-        except NetworkError as exc:
-            info = _saved_model(cache, model_id)
-            if info is None:
+        except NetworkError:
+            saved = cache.get_model(client.base, model_id) if cache else None
+            if saved is None:
                 raise
-            notes.append(f"Offline ({exc}); using the saved description of {model_id}.")
+            info = ModelInfo.from_api(saved)
+            notes.append(f"Offline: using the description of {model_id} saved by an earlier run.")
         except OxenError as exc:
             info = None
-            notes.append(f"Could not read {model_id}'s parameters ({exc}); values sent unchecked.")
+            notes.append(f"Could not read {model_id}'s parameters, so they are sent unchecked: {exc}")
         else:
-            _save_model(cache, model_id, client.model(model_id))
+            if cache is not None:
+                cache.put_model(client.base, model_id, info.raw)
         found[model_id] = info
     return found, notes
-
-
-def _model_path(cache: Cache, model_id: str) -> Path:
-    return cache.folder / "models" / (Cache.key("model", {"id": model_id}) + ".json")
-
-
-def _saved_model(cache: Cache | None, model_id: str) -> ModelInfo | None:
-    if cache is None:
-        return None
-    try:
-        return ModelInfo.from_api(json.loads(_model_path(cache, model_id).read_text()))
-    except (OSError, ValueError):
-        return None
-
-
-def _save_model(cache: Cache | None, model_id: str, info: ModelInfo) -> None:
-    if cache is None or _model_path(cache, model_id).exists():
-        return
-    obj = {
-        "id": info.id,
-        "display_name": info.display_name,
-        "endpoint": info.endpoint,
-        "capabilities": {"input": list(info.inputs), "output": list(info.outputs)},
-        "pricing": info.pricing,
-        "request_schema": info.request_schema,
-    }
-    path = _model_path(cache, model_id)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(obj))
-    except OSError:
-        pass
 
 
 def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Results:

@@ -7,7 +7,6 @@ never full images.
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 from collections.abc import Sequence
@@ -69,23 +68,6 @@ def _caption(item: Item, model: bool = True) -> str:
     return " · ".join(bits)
 
 
-#: Thumbnails already base64-encoded, by identity: a redraw of a filling grid (several a second)
-#: then formats only the new cells' images. Bounded; an entry holds its bytes so ids stay valid.
-_URIS: dict[int, tuple[bytes, str]] = {}
-_URIS_MAX = 512
-
-
-def _data_uri(thumb: bytes) -> str:
-    hit = _URIS.get(id(thumb))
-    if hit is not None and hit[0] is thumb:
-        return hit[1]
-    uri = "data:image/jpeg;base64," + base64.b64encode(thumb).decode()
-    if len(_URIS) >= _URIS_MAX:
-        _URIS.clear()
-    _URIS[id(thumb)] = (thumb, uri)
-    return uri
-
-
 _BOX = "display:flex;align-items:center;justify-content:center;text-align:center;box-sizing:border-box;"
 
 
@@ -103,7 +85,7 @@ def cell_html(item: Item, size: int, model_in_caption: bool = True) -> str:
     caption = html.escape(text)
     title = html.escape(text + "\n" + (item.prompt or ""))
     if item.thumb is not None:
-        src = _data_uri(item.thumb)
+        src = item.thumb_uri
         body = (
             f'<img src="{src}" alt="{caption}" title="{title}" '
             f'style="width:{size}px;height:auto;display:block;border-radius:4px">'

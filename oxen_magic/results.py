@@ -6,7 +6,7 @@ so a 64-image sweep costs its encoded size in memory, not 64 decoded bitmaps.
 
 from __future__ import annotations
 
-import io
+import base64
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from .images import decode_image
 from .plan import Plan, Request
 
 
@@ -35,6 +36,7 @@ class Item:
     elapsed: float | None = None
     cached: bool = False
     note: str | None = None
+    _uri: tuple[bytes, str] | None = field(default=None, repr=False)
 
     @property
     def model(self) -> str | None:
@@ -56,11 +58,16 @@ class Item:
     @property
     def image(self) -> Image.Image | None:
         """The full-resolution image, decoded from the kept bytes each time it is asked for."""
-        if self.data is None:
+        return None if self.data is None else decode_image(self.data)
+
+    @property
+    def thumb_uri(self) -> str | None:
+        """The thumbnail as a data: URI, encoded once (a filling grid is redrawn many times)."""
+        if self.thumb is None:
             return None
-        image = Image.open(io.BytesIO(self.data))
-        image.load()
-        return image
+        if self._uri is None or self._uri[0] is not self.thumb:
+            self._uri = (self.thumb, "data:image/jpeg;base64," + base64.b64encode(self.thumb).decode())
+        return self._uri[1]
 
     @property
     def ok(self) -> bool:

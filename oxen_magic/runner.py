@@ -18,8 +18,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from .cache import Cache
-from .client import Generation, OxenClient, decode_image
+from .client import Generation, OxenClient
 from .errors import Cancelled, OxenError
+from .images import decode_image
 from .render import thumbnail
 from .results import Item, Results
 
@@ -31,6 +32,8 @@ THREAD_PREFIX = "oxen-magic"
 CPU_SLOTS = max(1, min(4, os.cpu_count() or 1))
 #: Seconds between two wake-ups of the waiting loop (Ctrl-C, Stop and redraw ticks).
 TICK = 0.1
+#: Seconds between two redraws of a grid that is filling in (the last one always draws).
+REDRAW_EVERY = 0.2
 
 
 class Throttled:
@@ -40,7 +43,7 @@ class Throttled:
     no image waits for the next arrival to appear and a burst of arrivals costs one redraw.
     """
 
-    def __init__(self, draw: Callable[[], None], every: float = 0.2) -> None:
+    def __init__(self, draw: Callable[[], None], every: float = REDRAW_EVERY) -> None:
         self.draw, self.every = draw, every
         self.last = time.monotonic()
         self.dirty = False

@@ -35,7 +35,7 @@ from traitlets import Unicode
 
 from . import options
 from .catalog import ModelInfo
-from .errors import OxenError, UsageProblem, redact
+from .errors import OxenError, UsageProblem
 from .plan import make_plan, suggest
 from .render import grid_html
 
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 #: What the magic line starts with; `build_spec` gets the rest.
 PREFIX = "%%oxenimage"
 #: Seconds between two redraws of the grid while it fills in (the last one always draws).
-REDRAW_EVERY = 0.2
 #: How many earlier runs the history strip keeps.
 HISTORY = 5
 #: Offered when no chosen model lists its aspect ratios but one takes the parameter.
@@ -146,7 +145,11 @@ class Panel(widgets.VBox):
         args = _initial_args(line, initial)
         defaults = magic.defaults()
         host = args.host or defaults.host
-        chosen = options.split_list(args.model, "model") if args.model else (defaults.model,)
+        try:
+            chosen = options.split_list(args.model, "model") if args.model else (defaults.model,)
+            ratios = options.split_list(args.aspect_ratio, "aspect ratio") if args.aspect_ratio else ()
+        except UsageProblem as exc:
+            raise UsageError(str(exc)) from None
 
         self.prompt = widgets.Textarea(
             value=" ".join(args.prompt).strip(),
@@ -177,7 +180,7 @@ class Panel(widgets.VBox):
             style=_DESC,
             layout=widgets.Layout(width="560px"),
         )
-        ratio = ",".join(options.split_list(args.aspect_ratio, "aspect ratio")) if args.aspect_ratio else ""
+        ratio = ",".join(ratios)
         self.aspect_ratio = widgets.Dropdown(
             options=[("model default", "")] + ([(ratio, ratio)] if ratio else []),
             value=ratio,
@@ -669,7 +672,7 @@ class Panel(widgets.VBox):
         state: dict[str, Any],
         line: str,
     ) -> None:
-        """prepare → execute, in this thread; the grid redraws at most every REDRAW_EVERY s."""
+        """prepare → execute, in this thread; the grid redraws at most every runner.REDRAW_EVERY s."""
         from .pipeline import execute, prepare
         from .runner import Throttled
 
@@ -685,14 +688,8 @@ class Panel(widgets.VBox):
             self.output.value = grid_html(results)
             self._show_progress(results)
             self._set_status("Generating…", error=False)
-            if cancel.is_set():
-                for item in results.items:
-                    if item.status == "pending":
-                        item.status = "cancelled"
-                results.interrupted = True
-                return
             shown = results
-            grid = Throttled(lambda: setattr(self.output, "value", grid_html(shown)), REDRAW_EVERY)
+            grid = Throttled(lambda: setattr(self.output, "value", grid_html(shown)))
 
             def redraw(item: Item | None) -> None:
                 if item is not None:
@@ -706,7 +703,7 @@ class Panel(widgets.VBox):
             if spec.out:
                 self._user_ns()[spec.out] = results
         except Exception as exc:  # a bug must not leave the panel stuck in "running"
-            problem = redact(f"Unexpected error: {type(exc).__name__}: {exc}")
+            problem = client.scrub(f"Unexpected error: {type(exc).__name__}: {exc}")
         finally:
             self._finish(results, problem, state, line)
 
@@ -859,7 +856,7 @@ def _fetch_models(host: str | None) -> tuple[dict[str, ModelInfo] | None, str | 
     from .client import OxenClient
 
     try:
-        client = OxenClient(host, max_retries=1, max_wait=2.0, timeout=(5.0, 30.0))
+        client = OxenClient(host, max_retries=1, max_wait=2.0, timeout=(3.0, 10.0))
     except ValueError as exc:
         return None, f"{exc} Type model ids, comma separated."
     try:

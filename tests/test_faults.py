@@ -159,7 +159,7 @@ def test_offline_rerun_keeps_the_cached_images(hub: LocalHub, shell: Any) -> Non
     assert [i.status for i in r.items] == ["done", "done", "failed"]
     assert all(i.cached for i in r.items[:2])
     assert "(connection refused); is the server running?" in (r.items[2].error or "")
-    assert any("using the saved description of z-image-turbo" in n for n in r.notes)
+    assert "Offline: using the description of z-image-turbo saved by an earlier run." in r.notes
     assert "Traceback" not in captured.stdout + captured.stderr
 
 

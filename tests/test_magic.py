@@ -779,7 +779,7 @@ def test_offline_rerun_uses_the_cache_and_the_saved_model_description(shell: Any
     _, r = ok(shell, hub, "--model flux-2-dev --seed 1,2")
     assert r.done == 2 and all(i.cached for i in r)
     assert [i.data for i in r] == [i.data for i in first]
-    assert any(n.startswith("Offline (") and "saved description of flux-2-dev" in n for n in r.notes)
+    assert "Offline: using the description of flux-2-dev saved by an earlier run." in r.notes
 
     _, error = go(shell, hub, "--model flux-2-dev --seed 1 --aspect-ratio 5:1")  # still validated
     assert error is not None and "aspect_ratio=5:1 is not allowed" in error
