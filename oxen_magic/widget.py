@@ -862,7 +862,7 @@ def _fetch_models(host: str | None) -> tuple[dict[str, ModelInfo] | None, str | 
     try:
         listed = client.models()
     except OxenError as exc:
-        return None, f"Could not fetch the model list ({exc}); type model ids, comma separated."
+        return None, f"Could not fetch the model list, so type model ids, comma separated. {exc}"
     finally:
         client.close()
     return {m.id: m for m in listed}, None
