@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,15 +15,27 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is in the test extras")
 def test_ruff_lint_is_clean() -> None:
-    result = _run("ruff", "check", "oxen_magic", "tests", "benchmarks", "notebooks/conftest.py")
+    pytest.importorskip("ruff")
+    result = _run(
+        sys.executable, "-m", "ruff", "check", "oxen_magic", "tests", "benchmarks", "notebooks/conftest.py"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is in the test extras")
 def test_ruff_format_is_clean() -> None:
-    result = _run("ruff", "format", "--check", "oxen_magic", "tests", "benchmarks", "notebooks/conftest.py")
+    pytest.importorskip("ruff")
+    result = _run(
+        sys.executable,
+        "-m",
+        "ruff",
+        "format",
+        "--check",
+        "oxen_magic",
+        "tests",
+        "benchmarks",
+        "notebooks/conftest.py",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
