@@ -92,6 +92,16 @@ class Cache:
         except OSError:
             pass
 
+    def put_thumb(self, host: str, body: dict[str, Any], entry: Entry, thumb: bytes, thumb_size: int) -> None:
+        """Replace an entry's thumbnail (a new display size) without rewriting its image."""
+        meta_path, _, thumb_path = self._paths(self.key(host, body))
+        record = {**entry.meta, "thumb_size": thumb_size, "thumb_sha256": hashlib.sha256(thumb).hexdigest()}
+        try:
+            _atomic_write(thumb_path, thumb)
+            _atomic_write(meta_path, json.dumps(record, sort_keys=True).encode())
+        except OSError:
+            pass
+
     # -- model descriptions: what an offline rerun needs to plan the same requests -------------
     def _model_path(self, host: str, model_id: str) -> Path:
         return self.folder / "models" / (self.key(host, {"model": model_id}) + ".json")

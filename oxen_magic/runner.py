@@ -154,10 +154,13 @@ def _cached(item: Item, host: str, cache: Cache | None, size: int) -> dict[str, 
     entry = cache.get(host, body, size)
     if entry is None:
         return None
-    try:
-        thumb = entry.thumb or thumbnail(decode_image(entry.data), size)
-    except OxenError:
-        return None
+    thumb = entry.thumb
+    if thumb is None:  # cached at another --size: make this one once and keep it too
+        try:
+            thumb = thumbnail(decode_image(entry.data), size)
+        except OxenError:
+            return None
+        cache.put_thumb(host, body, entry, thumb, size)
     wh = entry.meta.get("size")
     return {
         "data": entry.data,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 from pathlib import Path
@@ -222,6 +223,17 @@ def test_a_thumbnail_cached_at_another_size_is_remade(shell: Any, hub: LocalHub)
     assert generate_count(hub) == 0 and r[0].cached
     assert r[0].thumb is not None
     assert max(Image.open(io.BytesIO(r[0].thumb)).size) <= 40
+
+
+def test_a_remade_thumbnail_is_kept_for_the_next_rerun(shell: Any, hub: LocalHub, oxen_env: Path) -> None:
+    magic(shell, hub, "--model z-image-turbo --seed 1 --size 200")
+    magic(shell, hub, "--model z-image-turbo --seed 1 --size 40")
+    (meta,) = entry_files(oxen_env, ".json")
+    assert json.loads(meta.read_text())["thumb_size"] == 40
+    (thumb,) = entry_files(oxen_env, ".thumb")
+    r = magic(shell, hub, "--model z-image-turbo --seed 1 --size 40")
+    assert r[0].thumb == thumb.read_bytes()
+    assert generate_count(hub) == 1
 
 
 def test_unseeded_requests_are_not_cached(shell: Any, hub: LocalHub, oxen_env: Path) -> None:
