@@ -12,7 +12,15 @@ import re
 
 
 class UsageProblem(ValueError):
-    """Bad input, found before any request: the message names the problem and the fix."""
+    """Bad input, found before any request: the message names the problem and the fix.
+
+    `field` names the request parameter at fault when there is one (`aspect_ratio`, `seed`, a
+    `--param` name), so the panel can show the message next to the right control.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class OxenError(Exception):

@@ -240,19 +240,19 @@ def check_value(model: str, name: str, value: Any, prop: Mapping[str, Any]) -> N
     enum = prop.get("enum")
     if isinstance(enum, list) and enum and value not in enum:
         allowed = ", ".join(str(e) for e in enum)
-        raise UsageProblem(f"{name}={value} is not allowed for {model}; choose one of {allowed}.")
+        raise UsageProblem(f"{name}={value} is not allowed for {model}; choose one of {allowed}.", field=name)
     kind = prop.get("type")
     if kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
-        raise UsageProblem(f"{name}={value!r} must be a whole number for {model}.")
+        raise UsageProblem(f"{name}={value!r} must be a whole number for {model}.", field=name)
     if kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise UsageProblem(f"{name}={value!r} must be a number for {model}.")
+        raise UsageProblem(f"{name}={value!r} must be a number for {model}.", field=name)
     if kind == "boolean" and not isinstance(value, bool):
-        raise UsageProblem(f"{name}={value!r} must be true or false for {model}.")
+        raise UsageProblem(f"{name}={value!r} must be true or false for {model}.", field=name)
     lo, hi = prop.get("minimum"), prop.get("maximum")
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if numeric and ((lo is not None and value < lo) or (hi is not None and value > hi)):
         bounds = f"{lo if lo is not None else '…'} to {hi if hi is not None else '…'}"
-        raise UsageProblem(f"{name}={value} is out of range for {model}; allowed {bounds}.")
+        raise UsageProblem(f"{name}={value} is out of range for {model}; allowed {bounds}.", field=name)
 
 
 def _typed_params(
@@ -304,14 +304,14 @@ def _coerce(text: str, prop: Mapping[str, Any], model: str, name: str) -> Any:
             return value
     except ValueError:
         noun = "a whole number" if kind == "integer" else "a number"
-        raise UsageProblem(f"{name}={text} must be {noun} for {model}.") from None
+        raise UsageProblem(f"{name}={text} must be {noun} for {model}.", field=name) from None
     if kind == "boolean":
         lowered = text.lower()
         if lowered in ("true", "1", "yes", "on"):
             return True
         if lowered in ("false", "0", "no", "off"):
             return False
-        raise UsageProblem(f"{name}={text} must be true or false for {model}.")
+        raise UsageProblem(f"{name}={text} must be true or false for {model}.", field=name)
     if kind == "array":
         value = _jsonish(text)
         return value if isinstance(value, list) else [s.strip() for s in text.split(",")]

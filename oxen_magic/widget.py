@@ -589,14 +589,9 @@ class Panel(widgets.VBox):
             plan = make_plan(spec, {m: schemas.get(m) for m in spec.models})
         except UsageProblem as exc:
             text = str(exc)
-            where = "general"
-            for prefix, name in (
-                ("aspect_ratio=", "aspect_ratio"),
-                ("num_inference_steps=", "steps"),
-                ("seed=", "seeds"),
-            ):
-                if text.startswith(prefix):
-                    where = name
+            where = {"aspect_ratio": "aspect_ratio", "num_inference_steps": "steps", "seed": "seeds"}.get(
+                exc.field or "", "general"
+            )
             if where == "general" and spec.params:
                 where = "extra_options"
             errors[where] = text
