@@ -343,6 +343,8 @@ class OxenClient:
                 failure: OxenError = NetworkError(self._network_message(exc, url))
                 if method != "GET" and not _never_sent(exc):
                     raise failure from None
+                if _refused(exc) and attempt > 1:  # nothing listens there: say so after one retry
+                    raise failure from None
                 delay = self._delay(attempt, None)
             except requests.exceptions.RequestException as exc:
                 raise NetworkError(self._network_message(exc, url)) from None
@@ -476,6 +478,14 @@ def _never_sent(exc: Exception) -> bool:
         return True
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
+
+
+def _refused(exc: Exception) -> bool:
+    """The host answered that nothing listens on that port (not a flaky network)."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(getattr(reason, "__cause__", None), ConnectionRefusedError) or (
+        isinstance(reason, urllib3.exceptions.NewConnectionError) and "refused" in str(reason).lower()
+    )
 
 
 def _detail(response: requests.Response) -> str:

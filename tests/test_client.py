@@ -880,7 +880,7 @@ def test_cancel_while_waiting_to_retry(hub: TestHub, client: OxenClient) -> None
 @pytest.mark.parametrize("call", ["generate", "models"])
 def test_connection_refused(make_client: Callable[..., OxenClient], sleeps: Sleeps, call: str) -> None:
     port = closed_port()
-    client = make_client(host=f"http://127.0.0.1:{port}", max_retries=2)
+    client = make_client(host=f"http://127.0.0.1:{port}", max_retries=4)
     with pytest.raises(NetworkError) as info:
         if call == "generate":
             client.generate(MODEL, PROMPT, seed=1)
@@ -890,7 +890,7 @@ def test_connection_refused(make_client: Callable[..., OxenClient], sleeps: Slee
         f"Cannot connect to http://127.0.0.1:{port} (connection refused); is the server running?"
     )
     assert info.value.status is None
-    assert len(sleeps) == 2  # three attempts in all: bounded by max_retries
+    assert len(sleeps) == 1  # refused: nothing listens there, so one quick retry, then the message
     assert_clean(info.value, client)
 
 
