@@ -37,12 +37,7 @@ class ModelInfo:
         caps = obj.get("capabilities") or {}
         pricing = obj.get("pricing") if isinstance(obj.get("pricing"), dict) else None
         cost = pricing.get("cost_per_image") if pricing else None
-        schema = obj.get("request_schema") or obj.get("json_request_schema")
-        if isinstance(schema, str):  # some APIs ship the schema as a JSON string
-            try:
-                schema = json.loads(schema)
-            except ValueError:
-                schema = None
+        schema = schema_of(obj)
         return cls(
             id=str(obj.get("id", "")),
             display_name=str(obj.get("display_name") or ""),
@@ -52,7 +47,7 @@ class ModelInfo:
             inputs=tuple(str(x) for x in caps.get("input") or ()),
             cost_per_image=float(cost) if isinstance(cost, (int, float)) else None,
             pricing=pricing,
-            request_schema=schema if isinstance(schema, dict) else None,
+            request_schema=schema,
             raw=obj,
         )
 
@@ -63,14 +58,30 @@ class ModelInfo:
     @property
     def properties(self) -> dict[str, dict[str, Any]]:
         """The schema's `properties` (empty when the schema is unknown)."""
-        props = (self.request_schema or {}).get("properties")
-        return props if isinstance(props, dict) else {}
+        return properties_of(self.request_schema)
 
     def takes(self, name: str) -> bool | None:
         """Whether the model accepts parameter `name`; None when its schema is unknown."""
         if self.request_schema is None:
             return None
         return name in self.properties
+
+
+def schema_of(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """A model object's request schema (`request_schema` or `json_request_schema`), or None."""
+    schema = obj.get("request_schema") or obj.get("json_request_schema")
+    if isinstance(schema, str):  # some APIs ship the schema as a JSON string
+        try:
+            schema = json.loads(schema)
+        except ValueError:
+            return None
+    return schema if isinstance(schema, dict) else None
+
+
+def properties_of(schema: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """A schema's `properties` (empty when the schema is unknown or malformed)."""
+    props = (schema or {}).get("properties")
+    return props if isinstance(props, dict) else {}
 
 
 @cache

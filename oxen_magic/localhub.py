@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
-from oxen_magic.catalog import bundled_catalogue
+from oxen_magic.catalog import bundled_catalogue, properties_of, schema_of
 from oxen_magic.placeholder import (
     FORMATS,
     NO_SEED,
@@ -44,7 +44,6 @@ from oxen_magic.placeholder import (
     image_dimensions,
     ratio_for,
     render_image,
-    schema_properties,
     short,
 )
 
@@ -253,16 +252,6 @@ def default_catalogue() -> list[dict[str, Any]]:
     return models
 
 
-def _schema_of(obj: dict[str, Any]) -> dict[str, Any] | None:
-    schema = obj.get("request_schema") or obj.get("json_request_schema")
-    if isinstance(schema, str):
-        try:
-            schema = json.loads(schema)
-        except ValueError:
-            return None
-    return schema if isinstance(schema, dict) else None
-
-
 def _makes_images(obj: dict[str, Any]) -> bool:
     caps = obj.get("capabilities")
     if not isinstance(caps, dict):
@@ -302,7 +291,7 @@ def validate(body: dict[str, Any], schema: dict[str, Any] | None) -> None:
     Checks `type`, `enum`, `minimum` and `maximum` of every parameter the schema describes.
     Parameters the schema does not mention are accepted (as the real API ignores them).
     """
-    for name, spec in schema_properties(schema).items():
+    for name, spec in properties_of(schema).items():
         if name not in body or body[name] is None or not isinstance(spec, dict):
             continue
         value = body[name]
@@ -784,7 +773,7 @@ class LocalHub:
             response_format = "url"
         if response_format not in ("url", "b64_json"):
             return _error_reply(400, f"Invalid response_format: {response_format!r} (use url or b64_json)")
-        schema = _schema_of(obj)
+        schema = schema_of(obj)
         try:
             validate(body, schema)
         except _BadRequest as problem:
@@ -808,7 +797,7 @@ class LocalHub:
 
     def _spec(self, name: str, prompt: str, body: dict[str, Any], schema: dict[str, Any] | None) -> ImageSpec:
         seed = body.get("seed")
-        takes_seed = schema is None or "seed" in schema_properties(schema)
+        takes_seed = schema is None or "seed" in properties_of(schema)
         if isinstance(seed, int) and not isinstance(seed, bool) and takes_seed:
             note = ""
         else:

@@ -17,6 +17,8 @@ from typing import Any
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
+from .catalog import properties_of
+
 FORMATS: dict[str, tuple[str, str, str]] = {
     # request value -> (PIL format, file extension, Content-Type)
     "png": ("PNG", "png", "image/png"),
@@ -37,11 +39,6 @@ _SIZE_WORDS: dict[str, str] = {
 }
 
 _RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*$")
-
-
-def schema_properties(schema: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    props = (schema or {}).get("properties")
-    return props if isinstance(props, dict) else {}
 
 
 def parse_ratio(text: Any) -> tuple[float, float] | None:
@@ -69,7 +66,7 @@ def image_dimensions(ratio: tuple[float, float], long_side: int) -> tuple[int, i
 
 def ratio_for(body: dict[str, Any], schema: dict[str, Any] | None) -> tuple[str, tuple[float, float]]:
     """The aspect ratio to draw: the request's, else the schema's default, else 1:1."""
-    props = schema_properties(schema)
+    props = properties_of(schema)
     candidates = [
         body.get("aspect_ratio"),
         (props.get("aspect_ratio") or {}).get("default"),
@@ -96,7 +93,7 @@ def format_for(body: dict[str, Any], schema: dict[str, Any] | None) -> str:
     requested = body.get("output_format")
     if isinstance(requested, str) and requested.lower() in FORMATS:
         return requested.lower()
-    default = (schema_properties(schema).get("output_format") or {}).get("default")
+    default = (properties_of(schema).get("output_format") or {}).get("default")
     if isinstance(default, str) and default.lower() in FORMATS:
         return default.lower()
     return "png"
