@@ -190,7 +190,7 @@ def test_interrupt_keeps_what_arrived_and_rerun_fetches_only_the_rest(hub: Local
     assert error is None
     r = shell.user_ns["r"]
     assert r.interrupted
-    assert 2 <= r.done < 6
+    assert 1 <= r.done < 6  # 2 answered when Ctrl-C came; the second may not have been shown yet
     assert {i.status for i in r.items} <= {"done", "cancelled"}
     assert f"Interrupted: kept {r.done} of 6 images; rerun to fetch the rest." in captured.stdout
     assert "Traceback" not in captured.stdout + captured.stderr and "KeyboardInterrupt" not in captured.stderr
