@@ -1,0 +1,82 @@
+"""The panel's shared base: the widgets and state every part of it reads, and the cross calls.
+
+`Panel` is assembled from parts with one job each (controls.py, checks.py, run.py, display.py);
+they all derive from `PanelBase`, which declares what they share so each part type-checks on its
+own. The methods here are placeholders that the real parts, earlier in the MRO, replace.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+if TYPE_CHECKING:
+    from ..catalog import ModelInfo
+    from ..options import Defaults
+    from ..results import Results
+
+#: What the magic line starts with; `build_spec` gets the rest.
+PREFIX = "%%oxenimage"
+_DESC = {"description_width": "110px"}
+
+
+class PanelBase:
+    """Attributes shared by the panel's parts (set in `Panel.__init__`)."""
+
+    magic: Any
+    prompt: widgets.Textarea
+    models: Any  # SelectMultiple, or ModelsText when the list cannot be read
+    seeds: widgets.Text
+    aspect_ratio: widgets.Dropdown
+    steps: widgets.Text
+    extra_options: widgets.Text
+    magic_line: widgets.Text
+    generate_button: widgets.Button
+    stop_button: widgets.Button
+    progress: widgets.IntProgress
+    status: widgets.HTML
+    output: widgets.HTML
+    history: widgets.HBox
+    messages: dict[str, widgets.HTML]
+    result: Results | None
+    _schemas: dict[str, ModelInfo] | None
+    _models_note: str | None
+    _lock: threading.Lock
+    _thread: threading.Thread | None
+    _busy: bool
+    _cancel: threading.Event
+    _refreshing: bool
+    _line: str
+    _errors: dict[str, str]
+    entries: list[Any]  # HistoryEntry, newest first
+
+    # -- cross calls (implemented by the parts) ----------------------------------------------------
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def _refresh(self, models_changed: bool = False) -> None:
+        raise NotImplementedError
+
+    def _set_status(self, text: str, *, error: bool) -> None:
+        raise NotImplementedError
+
+    def _buttons(self) -> None:
+        raise NotImplementedError
+
+    def _show_progress(self, results: Results) -> None:
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _apply_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _defaults(self) -> Defaults:
+        raise NotImplementedError
+
+    def _user_ns(self) -> dict[str, Any]:
+        raise NotImplementedError

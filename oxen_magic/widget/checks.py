@@ -1,0 +1,131 @@
+"""Live checks of the panel's controls: pure (the grammar plus the schemas read when the panel
+opened, checked with `plan.make_plan`), so no request is sent while someone types."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any
+
+from .. import options
+from ..errors import UsageProblem
+from ..plan import make_plan, suggest
+from .base import PREFIX, PanelBase
+from .display import _error, _note
+
+
+class Checks(PanelBase):
+    """Fills `_errors` (by control name) and the message next to each control."""
+
+    _summary = ""
+
+    def _validate(self) -> None:
+        """Fill `self._errors` and the messages; pure (no request is sent)."""
+        errors: dict[str, str] = {}
+        variables = self._user_ns()
+        prompt = self.prompt.value
+        if not prompt.strip():
+            errors["prompt"] = "Write a prompt first."
+        else:
+            try:
+                texts = options.split_prompts(prompt)
+                if any(not t for t in texts):
+                    raise UsageProblem("A prompt between --- lines is empty; write one or remove the ---.")
+                for text in texts:
+                    options.fill_template(text, variables)
+            except UsageProblem as exc:
+                errors["prompt"] = str(exc)
+        if not self.models.value:
+            errors["models"] = "Pick at least one model."
+        if self.seeds.value.strip():
+            try:
+                options.parse_seeds(self.seeds.value)
+            except UsageProblem as exc:
+                errors["seeds"] = str(exc)
+        if self.steps.value.strip():
+            try:
+                options.parse_ints(self.steps.value, "steps", lo=1, hi=1000)
+            except UsageProblem as exc:
+                errors["steps"] = str(exc)
+        problem = _extra_problem(self.extra_options.value)
+        if problem:
+            errors["extra_options"] = problem
+        if not errors:
+            self._check_line(errors, variables)
+        self._errors = errors
+        for name, message in self.messages.items():
+            if name in errors:
+                message.value = _error(errors[name])
+            elif name == "models" and self._models_notice():
+                message.value = _note(self._models_notice())
+            else:
+                message.value = ""
+        if "general" in errors:
+            self._set_status(errors["general"], error=True)
+        elif not self.running:
+            self._set_status(self._summary, error=False)
+
+    def _models_notice(self) -> str:
+        """Why the list could not be read, or the chosen ids it does not hold (checked at Generate:
+        a private or fine-tuned model may exist without being listed)."""
+        if self._schemas is None:
+            return self._models_note or ""
+        unlisted = [m for m in self.models.value if m not in self._schemas]
+        return " ".join(
+            f"{suggest(m, list(self._schemas))} (not in the list; checked when you press Generate)"
+            for m in unlisted
+        )
+
+    def _check_line(self, errors: dict[str, str], variables: Mapping[str, Any]) -> None:
+        """The whole line through the grammar, then against the schemas read at open."""
+        self._summary = ""
+        try:
+            spec = options.build_spec(
+                self._line[len(PREFIX) :], self.prompt.value, variables, self._defaults()
+            )
+        except UsageProblem as exc:
+            errors["general"] = str(exc)
+            return
+        schemas = self._schemas or {}
+        try:
+            plan = make_plan(spec, {m: schemas.get(m) for m in spec.models})
+        except UsageProblem as exc:
+            text = str(exc)
+            where = {"aspect_ratio": "aspect_ratio", "num_inference_steps": "steps", "seed": "seeds"}.get(
+                exc.field or "", "general"
+            )
+            if where == "general" and spec.params:
+                where = "extra_options"
+            errors[where] = text
+            return
+        count = len(plan.requests)
+        bits = [f"Ready: {count} image{'s' if count != 1 else ''}"]
+        cost = plan.cost_line()
+        if cost:
+            bits.append(cost)
+        self._summary = " · ".join(bits) + "".join(f"<br>{html.escape(n)}" for n in plan.notes)
+
+
+def _extra_problem(text: str) -> str | None:
+    """A problem with the "More options" text, or None (the options with controls are refused)."""
+    if not text.strip():
+        return None
+    try:
+        words = options.split_words(text)
+        args = options.parse_words(words)
+    except UsageProblem as exc:
+        return str(exc)
+    for dest, label in (
+        ("model", "Models"),
+        ("seed", "Seeds"),
+        ("aspect_ratio", "Aspect ratio"),
+        ("steps", "Steps"),
+    ):
+        if getattr(args, dest):
+            flag = "--" + dest.replace("_", "-")
+            return f"Set {flag} with the {label} control above, not here."
+    if args.list_models:
+        return "--list-models is for %oxenimage; run it in a cell."
+    if args.prompt:
+        return f"Unexpected words {' '.join(args.prompt)!r}; the prompt goes in the Prompt box."
+    return None

@@ -1,0 +1,253 @@
+"""The panel's controls: the model list (or its free-text fallback), the choices each control
+offers for the chosen models, and the two-way mapping between the controls and the magic line."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+from IPython.core.error import UsageError
+from ipywidgets.widgets.trait_types import TypedTuple
+from traitlets import Unicode
+
+from .. import options
+from ..catalog import ModelInfo
+from ..errors import OxenError, UsageProblem
+from .base import _DESC, PREFIX, PanelBase
+
+#: Offered when no chosen model lists its aspect ratios but one takes the parameter.
+COMMON_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3")
+#: The options that have a control of their own (everything else goes in "More options").
+CONTROLLED = ("model", "seed", "aspect_ratio", "steps", "list_models")
+
+
+class ModelsText(widgets.VBox):
+    """The free-text fallback for `Panel.models` when the model list cannot be fetched.
+
+    Ids are typed comma separated into `.text`; `.value` is the tuple of ids, like the
+    `SelectMultiple` it replaces, and setting `.value` rewrites the text.
+    """
+
+    value = TypedTuple(trait=Unicode(), help="The model ids typed, in order, without duplicates")
+    description = Unicode("Models")
+
+    def __init__(self, value: Sequence[str] = (), description: str = "Models", **kwargs: Any) -> None:
+        self.text = widgets.Text(
+            description=description,
+            placeholder="model ids, comma separated",
+            style=_DESC,
+            layout=widgets.Layout(width="560px"),
+        )
+        super().__init__(children=[self.text], **kwargs)
+        self.description = description
+        self._syncing = False
+        self.text.observe(self._from_text, names="value")
+        self.observe(self._to_text, names="value")
+        self.value = tuple(value)
+
+    @staticmethod
+    def split(text: str) -> tuple[str, ...]:
+        out: list[str] = []
+        for part in text.split(","):
+            part = part.strip()
+            if part and part not in out:
+                out.append(part)
+        return tuple(out)
+
+    def _from_text(self, change: Mapping[str, Any]) -> None:
+        if not self._syncing:
+            self._syncing = True
+            try:
+                self.value = self.split(change["new"])
+            finally:
+                self._syncing = False
+
+    def _to_text(self, change: Mapping[str, Any]) -> None:
+        if not self._syncing:
+            self._syncing = True
+            try:
+                self.text.value = ", ".join(change["new"])
+            finally:
+                self._syncing = False
+
+
+class Controls(PanelBase):
+    """Controls → magic line, and the choices the chosen models allow."""
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt.value,
+            "models": tuple(self.models.value),
+            "seeds": self.seeds.value,
+            "aspect_ratio": self.aspect_ratio.value,
+            "steps": self.steps.value,
+            "extra_options": self.extra_options.value,
+        }
+
+    def _apply_state(self, state: Mapping[str, Any]) -> None:
+        self._refreshing = True
+        try:
+            self.prompt.value = state["prompt"]
+            self._select_models(state["models"])
+            self.seeds.value = state["seeds"]
+            self.steps.value = state["steps"]
+            self.extra_options.value = state["extra_options"]
+            self._set_ratio_choices(keep=state["aspect_ratio"])
+        finally:
+            self._refreshing = False
+        self._refresh(models_changed=True)
+
+    def _select_models(self, ids: Sequence[str]) -> None:
+        if isinstance(self.models, widgets.SelectMultiple):
+            known = list(self.models.options)
+            missing = [m for m in ids if m not in known]
+            if missing:
+                self.models.options = known + missing
+        self.models.value = tuple(ids)
+
+    def make_line(self) -> str:
+        """The `%%oxenimage ...` first line the controls stand for (only the options set)."""
+        words = [PREFIX]
+        chosen = tuple(self.models.value)
+        if chosen:
+            words += ["--model", shlex.quote(",".join(chosen))]
+        for flag, text in (
+            ("--seed", self.seeds.value),
+            ("--aspect-ratio", self.aspect_ratio.value or ""),
+            ("--steps", self.steps.value),
+        ):
+            if text.strip():
+                words += [flag, shlex.quote(text.strip())]
+        extra = self.extra_options.value.strip()
+        if extra:
+            words.append(extra)
+        return " ".join(words)
+
+    def _chosen_infos(self) -> list[ModelInfo]:
+        schemas = self._schemas or {}
+        return [
+            info
+            for info in (schemas.get(m) for m in self.models.value)
+            if info is not None and info.request_schema is not None
+        ]
+
+    def _set_ratio_choices(self, keep: str) -> None:
+        """Only the ratios every chosen model allows; a value already chosen stays (flagged)."""
+        enums: list[list[str]] = []
+        free = not self._schemas  # unknown schemas: offer the common ratios
+        for info in self._chosen_infos():
+            prop = info.properties.get("aspect_ratio")
+            if prop is None:
+                continue
+            enum = prop.get("enum")
+            if isinstance(enum, list) and enum:  # match_input_image needs an input image: not here
+                enums.append([str(v) for v in enum if v != "match_input_image"])
+            else:
+                free = True
+        if self._schemas and any(
+            m not in self._schemas or self._schemas[m].request_schema is None for m in self.models.value
+        ):
+            free = True
+        if enums:
+            allowed = [v for v in enums[0] if all(v in e for e in enums[1:])]
+        else:
+            allowed = list(COMMON_RATIOS) if free else []
+        choices = [("model default", "")] + [(v, v) for v in allowed]
+        if keep and keep not in allowed:
+            choices.append((keep, keep))
+        self.aspect_ratio.options = choices
+        self.aspect_ratio.value = keep
+        self.aspect_ratio.disabled = not allowed and not keep
+
+    def _set_steps_hint(self) -> None:
+        props = [info.properties.get("num_inference_steps") for info in self._chosen_infos()]
+        taken = [p for p in props if isinstance(p, dict)]
+        if not taken:
+            all_known = bool(props) and len(props) == len(self.models.value)
+            self.steps.placeholder = "not used by these models" if all_known else "model default"
+            return
+        lows = [p["minimum"] for p in taken if isinstance(p.get("minimum"), int)]
+        highs = [p["maximum"] for p in taken if isinstance(p.get("maximum"), int)]
+        defaults = {p.get("default") for p in taken}
+        hint = "model default"
+        if lows or highs:
+            lo = max(lows) if lows else 1
+            hi = min(highs) if highs else 1000
+            hint = f"{lo}–{hi}" if lo <= hi else "no value all chosen models allow"
+            hint += "; empty: model default"
+        if len(defaults) == 1 and None not in defaults:
+            hint += f" ({defaults.pop()})"
+        self.steps.placeholder = hint
+
+
+def _option_words(initial: Mapping[str, Any]) -> list[str]:
+    """`Panel(model=[...], seed=range(1, 5), size=128, no_cache=True)` → options-line words."""
+    words: list[str] = []
+    known = set(options.OPTION_NAMES)
+    for key, value in initial.items():
+        if value is None or key == "prompt":
+            continue
+        name = {"models": "model", "seeds": "seed", "aspect_ratios": "aspect_ratio", "params": "param"}.get(
+            key, key
+        )
+        flag = "--" + name.replace("_", "-")
+        if flag not in known or flag == "--list-models":
+            raise TypeError(f"panel() got an unexpected keyword argument {key!r}")
+        if isinstance(value, bool):
+            if value:
+                words.append(flag)
+            continue
+        if name == "param" and isinstance(value, Mapping):
+            for k, v in value.items():
+                words += [flag, f"{k}={v}"]
+            continue
+        if isinstance(value, range):
+            last = value[-1] if len(value) else value.start
+            text = f"{value.start}..{last}" + (f":{value.step}" if value.step != 1 else "")
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            text = ",".join(str(v) for v in value)
+        else:
+            text = str(value)
+        words += [flag, text]
+    return words
+
+
+def _initial_args(line: str, initial: Mapping[str, Any]) -> Any:
+    """The `%oxenpanel` line and keyword arguments, read by the `%%oxenimage` grammar."""
+    try:
+        words = options.split_words(line) + _option_words(initial)
+        args = options.parse_words(words)
+    except UsageProblem as exc:
+        raise UsageError(str(exc)) from None
+    if args.list_models:
+        raise UsageError("%oxenpanel does not list models; use %oxenimage --list-models.")
+    prompt = initial.get("prompt")
+    if prompt is not None:
+        args.prompt = [str(prompt)]
+    return args
+
+
+def _extra_words(args: Any) -> str:
+    return shlex.join(options.to_words(args, skip=CONTROLLED))
+
+
+def _fetch_models(host: str | None) -> tuple[dict[str, ModelInfo] | None, str | None]:
+    """The image models the API lists, by id; None (and why) when the list cannot be read.
+
+    A short-lived client with one quick retry: opening the panel must not hang on a dead host.
+    """
+    from ..client import OxenClient
+
+    try:
+        client = OxenClient(host, max_retries=1, max_wait=2.0, timeout=(3.0, 10.0))
+    except ValueError as exc:
+        return None, f"{exc} Type model ids, comma separated."
+    try:
+        listed = client.models()
+    except OxenError as exc:
+        return None, f"Could not fetch the model list, so type model ids, comma separated. {exc}"
+    finally:
+        client.close()
+    return {m.id: m for m in listed}, None

@@ -1,0 +1,198 @@
+"""The panel's run and its history: Generate starts a background thread (prepare → execute, as
+the magic does), Stop cancels what has not started, and each finished run is kept in a strip of
+thumbnails whose "restore" puts the controls and the grid back."""
+
+from __future__ import annotations
+
+import html
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as widgets
+from IPython.core.error import UsageError
+
+from .. import options
+from ..errors import OxenError, UsageProblem
+from ..render import grid_html
+from ..results import Item, Results
+from .base import PREFIX, PanelBase
+
+#: How many earlier runs the history strip keeps.
+HISTORY = 5
+
+
+@dataclass
+class HistoryEntry:
+    """One finished run: the control values that made it, its magic line and its results."""
+
+    state: dict[str, Any]
+    line: str
+    results: Results
+
+
+class Runs(PanelBase):
+    """Generate, Stop, wait, restore, and the background thread."""
+
+    @property
+    def running(self) -> bool:
+        """True while a run (plan check + requests) is going in the background."""
+        return self._busy
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the background run ends; False if it is still going after `timeout` s."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def generate(self) -> bool:
+        """What the Generate button does; returns whether a run started.
+
+        Ignored while a run is going (never doubled) and refused while a control holds a problem.
+        """
+        with self._lock:
+            if self.running:
+                self._set_status("Already generating; press Stop first to start again.", error=False)
+                return False
+            self._refresh()
+            if self._errors:
+                return False
+            line = self._line
+            try:
+                spec = options.build_spec(
+                    line[len(PREFIX) :], self.prompt.value, self._user_ns(), self.magic.defaults()
+                )
+                client = self.magic.client(spec.host, spec.concurrency)
+                cache = self.magic.cache()
+            except (UsageProblem, UsageError) as exc:
+                self._set_status(str(exc), error=True)
+                return False
+            self._cancel = threading.Event()
+            state = self._state()
+            self.progress.value, self.progress.max, self.progress.description = 0, 1, "0/…"
+            self.progress.bar_style = ""
+            self._set_status("Checking the models…", error=False)
+            self._busy = True
+            self._thread = threading.Thread(
+                target=self._work,
+                args=(spec, client, cache, self._cancel, state, line),
+                name="oxen-panel",
+                daemon=True,
+            )
+            self._thread.start()
+            self._buttons()
+            return True
+
+    def stop(self) -> None:
+        """What the Stop button does: cancel what has not started and keep what arrived."""
+        if self.running:
+            self._cancel.set()
+            self._set_status("Stopping…", error=False)
+
+    def restore(self, index: int) -> None:
+        """Set the controls (and the grid) back to history entry `index` (0 = the newest)."""
+        if self.running:
+            return
+        entry = self.entries[index]
+        self._apply_state(entry.state)
+        self.result = entry.results
+        self.output.value = grid_html(entry.results)
+        self._show_progress(entry.results)
+        self._set_status("Restored: " + entry.results.summary(), error=False)
+
+    def _work(
+        self,
+        spec: options.Spec,
+        client: Any,
+        cache: Any,
+        cancel: threading.Event,
+        state: dict[str, Any],
+        line: str,
+    ) -> None:
+        """prepare → execute, in this thread; the grid redraws at most every runner.REDRAW_EVERY s."""
+        from ..pipeline import execute, prepare
+        from ..runner import Throttled
+
+        results: Results | None = None
+        problem: str | None = None
+        try:
+            try:
+                results = prepare(spec, client, cache)
+            except (UsageProblem, OxenError) as exc:
+                problem = str(exc)
+                return
+            self.result = results
+            self.output.value = grid_html(results)
+            self._show_progress(results)
+            self._set_status("Generating…", error=False)
+            shown = results
+            grid = Throttled(lambda: setattr(self.output, "value", grid_html(shown)))
+
+            def redraw(item: Item | None) -> None:
+                if item is not None:
+                    self._show_progress(shown)
+                grid(item)
+
+            try:
+                execute(results, spec, client, cache, on_update=redraw, cancel=cancel)
+            except OxenError as exc:
+                problem = str(exc)
+            if spec.out:
+                self._user_ns()[spec.out] = results
+        except Exception as exc:  # a bug must not leave the panel stuck in "running"
+            problem = client.scrub(f"Unexpected error: {type(exc).__name__}: {exc}")
+        finally:
+            self._finish(results, problem, state, line)
+
+    def _finish(self, results: Results | None, problem: str | None, state: dict[str, Any], line: str) -> None:
+        if results is not None:
+            self.output.value = grid_html(results)
+            self._show_progress(results)
+            if results.done:
+                self._remember(HistoryEntry(state=state, line=line, results=results))
+        if problem:
+            self._set_status(problem, error=True)
+        elif results is not None:
+            text = html.escape(results.summary())
+            if results.interrupted:
+                text = f"Stopped: kept {results.done} of {results.total} images ({text})."
+            self._set_status(text, error=False)
+        self._thread_done()
+
+    def _thread_done(self) -> None:
+        # Called from the worker just before it exits: buttons must not wait for is_alive().
+        self._busy = False
+        self._buttons()
+
+    def _remember(self, entry: HistoryEntry) -> None:
+        self.entries.insert(0, entry)
+        del self.entries[HISTORY:]
+        boxes = []
+        for index, kept in enumerate(self.entries):
+            thumb = next((i.thumb for i in kept.results.items if i.thumb is not None), None)
+            image = widgets.Image(value=thumb or b"", format="jpeg", layout=widgets.Layout(width="64px"))
+            label = widgets.HTML(
+                value=(
+                    '<code style="font-size:10px;line-height:1.3;display:block">'
+                    f"{html.escape(kept.line[len(PREFIX) :].strip())}</code>"
+                ),
+                layout=widgets.Layout(max_width="220px"),
+            )
+            button = widgets.Button(
+                description="restore",
+                tooltip="Set the controls and the grid back to this run",
+                layout=widgets.Layout(width="80px"),
+            )
+            button.add_class("oxen-restore")
+            button.on_click(lambda _b, i=index: self.restore(i))
+            box = widgets.VBox([image, label, button], layout=widgets.Layout(margin="0 8px 0 0"))
+            box.add_class("oxen-history-entry")
+            boxes.append(box)
+        old = self.history.children
+        self.history.children = tuple(boxes)
+        for box in old:
+            for child in box.children:
+                child.close()
+            box.close()
