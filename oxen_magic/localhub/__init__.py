@@ -1,0 +1,49 @@
+"""A local stand-in for the Oxen.ai inference API: a real HTTP server on loopback.
+
+`LocalHub` reproduces the contract in `oxen-api.md` (models list/detail/search, synchronous
+`POST /api/ai/images/generate`, temporary result-file URLs, both error body shapes) closely enough
+that the real client, notebooks, benchmarks and offline workshop rehearsals run against it unchanged.
+
+Images are deterministic placeholders that explain themselves (drawn by `placeholder.py`): the
+same request always gives the same bytes.
+
+The package is split by job:
+
+* `hub.py` — `LocalHub`: knobs, lifecycle, test controls;
+* `routes.py` — routing, model list/detail/search, result files;
+* `generate.py` — the image routes;
+* `catalogue.py` — the models served; `validation.py` — schema checks;
+* `storage.py` — result files with expiry and caps; `faults.py` — failure injection;
+* `replies.py` — reply and error shapes; `server.py` — HTTP plumbing; `cli.py` — the command line.
+
+Failure injection for tests: `fail_next` (429 with Retry-After, or a proxy's 5xx HTML page),
+`fail_rate` (random transient 503s from a seeded RNG), `garbage` (answers a client cannot use) and
+`expire_urls`. Every request is recorded in `requests`.
+
+Run it by hand with `python -m oxen_magic.localhub --port 8765 --latency 0.5 --key KEY`.
+"""
+
+from __future__ import annotations
+
+from .catalogue import FINE_TUNED_ID, default_catalogue
+from .cli import main
+from .faults import GARBAGE_KINDS
+from .hub import LocalHub
+from .replies import RecordedRequest, _Reply
+from .routes import EDIT_PATH, FILES_PREFIX, GENERATE_PATH, MODELS_PATH
+from .validation import validate
+
+__all__ = [
+    "EDIT_PATH",
+    "FILES_PREFIX",
+    "FINE_TUNED_ID",
+    "GARBAGE_KINDS",
+    "GENERATE_PATH",
+    "MODELS_PATH",
+    "LocalHub",
+    "RecordedRequest",
+    "_Reply",
+    "default_catalogue",
+    "main",
+    "validate",
+]

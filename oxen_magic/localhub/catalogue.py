@@ -1,0 +1,154 @@
+"""The model catalogue the local hub serves (`oxen-api.md`, "GET /api/ai/models").
+
+The 34 bundled image models (their documented request schemas) with per-image prices, one
+fine-tuned model whose id holds ':' and '/', and two models that make no images, so the client's
+filtering is testable. `malformed_catalogue()` gives models with wrong-typed fields for the client's
+hardening tests.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from oxen_magic.catalog import bundled_catalogue
+
+#: The fine-tuned model added to the default catalogue (its id needs URL-encoding in a path).
+FINE_TUNED_ID = "oxen:tutorials/cyberpunkart-ft_img_gen_12345"
+
+#: Per-image prices (USD) for the default catalogue; the first three are the documented ones.
+_PRICES: dict[str, float] = {
+    "flux-2-dev": 0.025,
+    "black-forest-labs-flux-2-klein-4b": 0.003,
+    "z-image-turbo": 0.002,
+    "black-forest-labs-flux-2-klein-9b": 0.006,
+    "bytedance-seedream-4-5": 0.04,
+    "bytedance-seedream-4": 0.03,
+    "bytedance-seedream-5-lite": 0.035,
+    "bytedance-seedream-5-pro": 0.05,
+    "flux-1-dev": 0.025,
+    "flux-2-flex": 0.06,
+    "flux-2-pro": 0.03,
+    "flux-kontext-dev": 0.025,
+    "google-nano-banana-pro": 0.15,
+    "gpt-image-1-5": 0.04,
+    "gpt-image-2": 0.05,
+    "ideogram-v4": 0.06,
+    "krea-v2-large-text-to-image": 0.03,
+    "nano-banana-2-lite": 0.02,
+    "nano-banana-2": 0.067,
+    "nano-banana": 0.039,
+    "qwen-image-2": 0.05,
+    "qwen-image-2512": 0.02,
+    "qwen-image-edit-2511": 0.03,
+    "qwen-image-edit-plus": 0.03,
+    "qwen-image-edit": 0.03,
+    "qwen-image": 0.025,
+    "sam-3-image": 0.01,
+    "topazlabs-bloom-2-image": 0.1,
+    "topazlabs-bloom-image": 0.08,
+    "topazlabs-image-upscale": 0.08,
+    "topazlabs-wonder-3-5-image": 0.1,
+    "topazlabs-wonder-3-image": 0.08,
+    "xai-grok-imagine-image-edit": 0.022,
+    "xai-grok-imagine-image": 0.02,
+    FINE_TUNED_ID: 0.03,
+}
+_DEFAULT_PRICE = 0.03
+
+_OWNERS: tuple[tuple[str, str], ...] = (
+    ("oxen:", "oxen"),
+    ("black-forest-labs", "black-forest-labs"),
+    ("flux", "black-forest-labs"),
+    ("bytedance", "bytedance"),
+    ("google", "google"),
+    ("nano-banana", "google"),
+    ("gpt-", "openai"),
+    ("ideogram", "ideogram"),
+    ("krea", "krea"),
+    ("qwen", "alibaba"),
+    ("z-image", "alibaba"),
+    ("sam-", "meta"),
+    ("topazlabs", "topazlabs"),
+    ("xai", "xai"),
+)
+
+_NON_IMAGE_MODELS: tuple[dict[str, Any], ...] = (
+    {
+        "id": "gpt-oss-120b",
+        "object": "model",
+        "display_name": "GPT-OSS 120B",
+        "description": "Open-weight chat model (text in, text out). Not an image model.",
+        "owned_by": "openai",
+        "model_type": "text_generation",
+        "endpoint": "/chat/completions",
+        "capabilities": {"input": ["text"], "output": ["text"]},
+        "pricing": {
+            "method": "token",
+            "input_cost_per_million_tokens": 0.15,
+            "output_cost_per_million_tokens": 0.6,
+        },
+        "request_schema": None,
+    },
+    {
+        "id": "wan-2-2-text-to-video",
+        "object": "model",
+        "display_name": "Wan 2.2 Text to Video",
+        "description": "Text-to-video model. Not an image model.",
+        "owned_by": "alibaba",
+        "model_type": "video_generation",
+        "endpoint": "/videos/generate",
+        "capabilities": {"input": ["text"], "output": ["video"]},
+        "pricing": {"method": "time", "cost_per_second": 0.05},
+        "request_schema": None,
+    },
+)
+
+
+def _owner(model_id: str) -> str:
+    for prefix, owner in _OWNERS:
+        if model_id.startswith(prefix):
+            return owner
+    return "oxen"
+
+
+def _describe(obj: dict[str, Any]) -> str:
+    name = obj.get("display_name") or obj.get("id")
+    inputs = (obj.get("capabilities") or {}).get("input") or []
+    kind = "Text-to-image and image editing" if "image" in inputs else "Text-to-image"
+    return f"{name}: {kind} model."
+
+
+def default_catalogue() -> list[dict[str, Any]]:
+    """The models the hub serves by default: the 34 bundled image models with prices, one
+    fine-tuned image model whose id contains ':' and '/', and two models that make no images."""
+    models: list[dict[str, Any]] = []
+    for source in bundled_catalogue():
+        obj = copy.deepcopy(source)
+        mid = str(obj["id"])
+        obj.setdefault("object", "model")
+        obj.setdefault("owned_by", _owner(mid))
+        obj.setdefault("model_type", "image_generation")
+        obj.setdefault("description", _describe(obj))
+        obj["pricing"] = {"method": "per_image", "cost_per_image": _PRICES.get(mid, _DEFAULT_PRICE)}
+        models.append(obj)
+        if mid == "flux-1-dev":
+            tuned = copy.deepcopy(obj)
+            tuned.update(
+                id=FINE_TUNED_ID,
+                display_name="Cyberpunk Art (fine-tuned FLUX.1 [dev])",
+                description="FLUX.1 [dev] fine-tuned on the tutorials/cyberpunkart dataset.",
+                owned_by="tutorials",
+                model_type="image_generation",
+                pricing={"method": "per_image", "cost_per_image": _PRICES[FINE_TUNED_ID]},
+            )
+            models.append(tuned)
+    models.extend(copy.deepcopy(m) for m in _NON_IMAGE_MODELS)
+    return models
+
+
+def _makes_images(obj: dict[str, Any]) -> bool:
+    caps = obj.get("capabilities")
+    if not isinstance(caps, dict):
+        return True  # be lenient with hand-made catalogues
+    return "image" in (caps.get("output") or [])

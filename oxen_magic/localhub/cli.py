@@ -1,0 +1,61 @@
+"""The local hub's command line: `python -m oxen_magic.localhub` serves it in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import threading
+
+from .hub import LocalHub
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m oxen_magic.localhub",
+        description="Serve a local stand-in for the Oxen.ai inference API (for offline demos).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--key", default="local-demo-key", help="the bearer token to accept")
+    parser.add_argument("--any-key", action="store_true", help="accept any non-empty token")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per image")
+    parser.add_argument("--image-size", type=int, default=None, help="long side in pixels")
+    parser.add_argument("--url-ttl", type=float, default=300.0, help="result URL lifetime (s)")
+    parser.add_argument("--public-files", action="store_true", help="no token for result files")
+    parser.add_argument("--fail-rate", type=float, default=0.0, help="share of transient 503s")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the hub in the foreground until Ctrl-C (or SIGTERM)."""
+    args = _parser().parse_args(argv)
+    hub = LocalHub(
+        args.host,
+        args.port,
+        api_key=None if args.any_key else args.key,
+        latency=args.latency,
+        image_size=args.image_size,
+        url_ttl=args.url_ttl,
+        require_auth_for_files=not args.public_files,
+        fail_rate=args.fail_rate,
+        verbose=args.verbose,
+    )
+    done = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGTERM, lambda *_: done.set())
+    hub.start()
+    shown_key = "any non-empty token" if hub.api_key is None else hub.api_key
+    print(f"Local Oxen hub on {hub.url} (key: {shown_key})", flush=True)
+    print(f"  export OXEN_API_KEY={hub.api_key or 'anything'}", flush=True)
+    print("  Press Ctrl-C to stop.", flush=True)
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hub.stop()
+        print("Local Oxen hub stopped.", flush=True)

@@ -1,0 +1,91 @@
+"""Failure injection: what a flaky gateway or a broken server would answer, for tests.
+
+* `fail_next` queues statuses: 429 answers the rate-limit JSON (`oxen-api.md`, "Errors"; with
+  Retry-After when given, which the docs leave undocumented), 5xx answers a proxy's HTML page,
+  other codes the API's JSON error. `after_billing` makes the image first (a gateway 504 that
+  arrives after the backend billed, as the docs warn).
+* `fail_rate` answers a seeded share of calls with a transient 503.
+* `garbage` answers each generate call with something a client cannot use (`GARBAGE_KINDS`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .replies import _error_reply, _html_reply, _json_bytes, _Reply
+
+GARBAGE_KINDS = frozenset({"html", "non_json", "no_images", "bad_base64", "not_image", "truncated"})
+
+
+@dataclass
+class _Failure:
+    status: int
+    retry_after: float | str | None
+    after_billing: bool = False
+
+
+class FaultQueue:
+    """Pending injected failures plus the random transient-503 rate. Not locked: the hub holds
+    its lock around `take`."""
+
+    def __init__(self, fail_rate: float = 0.0, seed: int = 0) -> None:
+        self.fail_rate = fail_rate
+        self._pending: deque[_Failure] = deque()
+        self._rng = random.Random(seed)
+
+    def add(self, n: int, status: int, retry_after: float | str | None, after_billing: bool) -> None:
+        self._pending.extend(_Failure(status, retry_after, after_billing) for _ in range(n))
+
+    def clear(self) -> None:
+        self._pending.clear()
+
+    def take(self) -> _Failure | None:
+        if self._pending:
+            return self._pending.popleft()
+        if self.fail_rate > 0 and self._rng.random() < self.fail_rate:
+            return _Failure(503, None)
+        return None
+
+
+def retry_after_value(value: float | str) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def failure_reply(failure: _Failure) -> _Reply:
+    status = failure.status
+    reply = _html_reply(status) if status >= 500 else _error_reply(status)
+    if failure.retry_after is not None:
+        reply.headers["Retry-After"] = retry_after_value(failure.retry_after)
+    return reply
+
+
+def garbage_reply(
+    kind: str,
+    name: str,
+    images_reply: Callable[[bytes], _Reply],
+    png: Callable[[], bytes],
+) -> _Reply:
+    """The unusable answer of `kind`. `images_reply(data)` wraps bytes as the hub would answer
+    them (URL or b64_json, as requested); `png()` draws the request's picture as PNG."""
+    if kind == "html":
+        page = "<!DOCTYPE html><html><body><h1>Welcome to Oxen.ai</h1></body></html>"
+        return _Reply(200, page.encode(), "text/html; charset=utf-8")
+    if kind == "non_json":
+        return _Reply(200, b'{"model": "oops", "images": [', "application/json")
+    if kind == "no_images":
+        return _Reply(200, _json_bytes({"model": name, "created": int(time.time())}))
+    if kind == "bad_base64":
+        images = [{"b64_json": "this is *not* base64 at all!"}]
+        return _Reply(200, _json_bytes({"model": name, "created": int(time.time()), "images": images}))
+    if kind == "not_image":
+        return images_reply(b"These bytes are not an image. " * 8)
+    if kind == "truncated":
+        data = png()
+        return images_reply(data[: len(data) // 2])
+    return _error_reply(500, f"Unknown garbage kind: {kind}")

@@ -1,0 +1,197 @@
+"""`LocalHub`: the knobs, lifecycle and test controls of the local stand-in for the Oxen API.
+
+The routes it serves are in `routes.py` (models, files) and `generate.py` (images); this module
+holds what a test or a workshop sets: latency, image size, the key, URL lifetime, failure knobs.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+from collections import OrderedDict
+from types import TracebackType
+from typing import Any
+
+from oxen_magic.placeholder import ImageSpec
+
+from .catalogue import default_catalogue
+from .faults import GARBAGE_KINDS, FaultQueue
+from .generate import _GenerateRoutes
+from .replies import RecordedRequest
+from .routes import EDIT_PATH, GENERATE_PATH
+from .server import _Server, _V6Server
+from .storage import ResultStore
+
+
+class LocalHub(_GenerateRoutes):
+    """The Oxen inference API on loopback. Use as a context manager or call start()/stop()."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str | None = "local-demo-key",
+        latency: float = 0.0,
+        image_size: int | None = None,
+        url_ttl: float = 300.0,
+        require_auth_for_files: bool = True,
+        catalogue: list[dict[str, Any]] | None = None,
+        fail_rate: float = 0.0,
+        fail_seed: int = 0,
+        verbose: bool = False,
+        cache_size: int = 64,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.api_key = api_key
+        self.latency = latency
+        self.image_size = image_size
+        self.require_auth_for_files = require_auth_for_files
+        self.verbose = verbose
+        self._garbage_kind: str | None = None
+        self.requests: list[RecordedRequest] = []
+        self.peak_in_flight = 0
+        self.in_flight = 0
+        self._models = copy.deepcopy(catalogue) if catalogue is not None else default_catalogue()
+        self._lock = threading.Lock()
+        self._faults = FaultQueue(fail_rate, fail_seed)
+        self._seed_rng = random.Random()
+        self._store = ResultStore(url_ttl)
+        self._cache: OrderedDict[ImageSpec, bytes] = OrderedDict()
+        self._cache_size = cache_size
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._url: str | None = None
+
+    # -- knobs ----------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """'http://127.0.0.1:<port>', no trailing slash. Valid after start()."""
+        if self._url is None:
+            raise RuntimeError("LocalHub.url is only known after start()")
+        return self._url
+
+    @property
+    def garbage(self) -> str | None:
+        """When set, every generate call answers this kind of unusable response (see GARBAGE_KINDS)."""
+        return self._garbage_kind
+
+    @garbage.setter
+    def garbage(self, kind: str | None) -> None:
+        if kind is not None and kind not in GARBAGE_KINDS:
+            raise ValueError(f"garbage must be None or one of {', '.join(sorted(GARBAGE_KINDS))}")
+        self._garbage_kind = kind
+
+    @property
+    def url_ttl(self) -> float:
+        """Seconds a result URL stays valid (the docs say only that URLs expire)."""
+        return self._store.ttl
+
+    @url_ttl.setter
+    def url_ttl(self, seconds: float) -> None:
+        self._store.ttl = seconds
+
+    @property
+    def fail_rate(self) -> float:
+        """Share of generate calls answered with a transient 503 (seeded by `fail_seed`)."""
+        return self._faults.fail_rate
+
+    @fail_rate.setter
+    def fail_rate(self, rate: float) -> None:
+        self._faults.fail_rate = rate
+
+    @property
+    def models(self) -> list[dict[str, Any]]:
+        """The catalogue being served (live: edits show up in the next answer)."""
+        return self._models
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> LocalHub:
+        """Bind the socket and serve in a daemon thread. Calling it again does nothing."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        v6 = ":" in self.host
+        server_cls = _V6Server if v6 else _Server
+        server = server_cls((self.host, self.port), self)
+        port = server.server_address[1]
+        shown = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        if v6:
+            shown = "::1" if self.host == "::" else self.host
+            shown = f"[{shown}]"
+        self._url = f"http://{shown}:{port}"
+        self.port = port
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"LocalHub:{port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close the listening socket and open connections. Safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        self._stopping.set()  # wakes handlers sleeping out `latency`
+        server.shutdown()
+        server.server_close()
+        server.close_connections()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> LocalHub:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self._url or "not started"
+        return f"LocalHub({where}, models={len(self._models)}, latency={self.latency})"
+
+    # -- test controls --------------------------------------------------------------------
+
+    def fail_next(self, n: int, status: int = 503, retry_after: float | str | None = None) -> None:
+        """Make the next `n` generate calls answer `status` (before auth or validation).
+
+        429 answers the rate-limit JSON (with Retry-After when given); 5xx answers an HTML page
+        as a proxy would; other codes answer the API's JSON error for that status.
+        """
+        with self._lock:
+            self._faults.add(n, status, retry_after, False)
+
+    def expire_urls(self) -> None:
+        """Every result URL issued so far answers 404 from now on."""
+        self._store.clear()
+
+    def generate_calls(self) -> list[RecordedRequest]:
+        """The recorded `POST /api/ai/images/generate` requests, in order."""
+        with self._lock:
+            records = list(self.requests)
+        return [r for r in records if r.method == "POST" and r.path.split("?")[0] == GENERATE_PATH]
+
+    def reset(self) -> None:
+        """Forget recorded requests, pending failures, garbage mode and the in-flight peak."""
+        with self._lock:
+            self.requests.clear()
+            self._faults.clear()
+            self._garbage_kind = None
+            self.peak_in_flight = self.in_flight
+
+
+__all__ = ["EDIT_PATH", "GENERATE_PATH", "LocalHub"]

@@ -1,0 +1,113 @@
+"""The local hub's routing and read routes: the model list, detail and search, and result files.
+
+`_ModelRoutes` is the base of `LocalHub`: it declares the state every route reads, dispatches a
+request to its route, and serves the GET routes of `oxen-api.md` ("GET /api/ai/models ...") and the
+temporary result-file URLs. The POST routes live in `generate.py`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote
+
+from .replies import RecordedRequest, _error_reply, _json_bytes, _not_found, _Reply
+from .storage import ResultStore
+
+GENERATE_PATH = "/api/ai/images/generate"
+EDIT_PATH = "/api/ai/images/edit"
+MODELS_PATH = "/api/ai/models"
+FILES_PREFIX = "/api/repos/"
+
+
+class _ModelRoutes:
+    """Routing, the model routes and the file route (mixed into `LocalHub`)."""
+
+    api_key: str | None
+    require_auth_for_files: bool
+    requests: list[RecordedRequest]
+    _models: list[dict[str, Any]]
+    _lock: threading.Lock
+    _store: ResultStore
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    # -- routing --------------------------------------------------------------------------
+
+    def _dispatch(
+        self, method: str, target: str, headers: Any, raw: bytes, body: dict[str, Any] | None
+    ) -> _Reply:
+        path, _, query = target.partition("?")
+        if method in ("GET", "HEAD"):
+            if path in (MODELS_PATH, MODELS_PATH + "/"):
+                return self._list(self._models)
+            if path == MODELS_PATH + "/search":
+                terms = parse_qs(query).get("search") or parse_qs(query).get("q") or [""]
+                return self._search(terms[0])
+            if path.startswith(MODELS_PATH + "/"):
+                return self._model(unquote(path[len(MODELS_PATH) + 1 :]))
+            if path.startswith(FILES_PREFIX) and "/files/results/" in path:
+                return self._file(path, headers)
+        if method == "POST" and path == GENERATE_PATH:
+            return self._generate_counted(headers, raw, body)
+        return _not_found(f"Not found: {path}")
+
+    def _generate_counted(self, headers: Any, raw: bytes, body: dict[str, Any] | None) -> _Reply:
+        raise NotImplementedError
+
+    def _record(self, record: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(record)
+
+    # -- models ---------------------------------------------------------------------------
+
+    def _list(self, models: Sequence[dict[str, Any]]) -> _Reply:
+        return _Reply(200, _json_bytes({"object": "list", "data": list(models)}))
+
+    def _search(self, term: str) -> _Reply:
+        needle = term.strip().lower()
+        found = [
+            m
+            for m in self._models
+            if needle in str(m.get("id", "")).lower() or needle in str(m.get("display_name", "")).lower()
+        ]
+        return self._list(found)
+
+    def _find(self, model_id: str) -> dict[str, Any] | None:
+        for obj in self._models:
+            if obj.get("id") == model_id:
+                return obj
+        return None
+
+    def _model(self, model_id: str) -> _Reply:
+        obj = self._find(model_id)
+        if obj is None:
+            return _not_found(f"Model not found: {model_id}")
+        return _Reply(200, _json_bytes(obj))
+
+    def _authorised(self, headers: Any) -> bool:
+        value = headers.get("Authorization") or ""
+        scheme, _, token = value.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return False
+        return self.api_key is None or secrets.compare_digest(token, self.api_key)
+
+    # -- result files ---------------------------------------------------------------------
+
+    def _file(self, path: str, headers: Any) -> _Reply:
+        if self.require_auth_for_files and not self._authorised(headers):
+            return _error_reply(401)
+        entry = self._store.get(path.rsplit("/", 1)[-1])
+        if entry is None:
+            return _error_reply(404, "File not found or expired")
+        return _Reply(200, entry.data, entry.content_type, {"Cache-Control": "private, no-store"})
+
+    def _issue_url(self, namespace: Any, data: bytes, ext: str, content_type: str) -> str:
+        token = self._store.put(data, ext, content_type)
+        owner = namespace if isinstance(namespace, str) and namespace.strip() else "local"
+        return f"{self.url}{FILES_PREFIX}{quote(owner, safe='')}/files/results/{token}"
