@@ -145,6 +145,9 @@ class Generation:
     elapsed: float
     mime: str
     size: tuple[int, int]
+    #: The result URL the API returned, made absolute (None for b64_json): a later request
+    #: can pass it on as an input image.
+    url: str | None = None
     _image: Image.Image | None = field(default=None, repr=False)
 
     @property
@@ -254,7 +257,12 @@ class OxenClient:
         return self.generate_payload({"model": model, "prompt": prompt, **params})
 
     def generate_payload(
-        self, payload: Mapping[str, Any], cancel: threading.Event | None = None, *, decode: bool = True
+        self,
+        payload: Mapping[str, Any],
+        cancel: threading.Event | None = None,
+        *,
+        decode: bool = True,
+        path: str = "/api/ai/images/generate",
     ) -> Generation:
         """POST a ready JSON body and return the image, downloaded at once if it came as a URL.
 
@@ -263,20 +271,20 @@ class OxenClient:
         runner decodes outside its network slots, so the next request need not wait for it.
         """
         started = time.monotonic()
-        body = self._json(
-            "POST", "/api/ai/images/generate", json_body=dict(payload), auth=True, cancel=cancel
-        )
+        body = self._json("POST", path, json_body=dict(payload), auth=True, cancel=cancel)
         images = body.get("images") if isinstance(body, dict) else None
         if not isinstance(images, list) or not images or not isinstance(images[0], dict):
             raise BadResponseError("The API answered without an 'images' list; try again.")
         first = images[0]
+        url = None
         if isinstance(first.get("b64_json"), str):
             try:
                 data = base64.b64decode(first["b64_json"], validate=True)
             except (binascii.Error, ValueError):
                 raise BadResponseError("The API returned an image whose base64 is invalid.") from None
         elif isinstance(first.get("url"), str):
-            data = self.download(first["url"])
+            url = _join(self.base + "/", first["url"], "returned a result URL")
+            data = self.download(url)
         else:
             raise BadResponseError("The API's image has neither a 'url' nor 'b64_json'.")
         image = decode_image(data, load=decode)
@@ -288,6 +296,7 @@ class OxenClient:
             elapsed=time.monotonic() - started,
             mime=_MIMES.get(image.format or "", "application/octet-stream"),
             size=image.size,
+            url=url,
             _image=image if decode else None,
         )
 
