@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import re
 import secrets
 import shlex
@@ -18,6 +19,9 @@ from typing import Any
 
 from .catalog import RESERVED
 from .errors import UsageProblem
+from .inputs import GRAMMAR as INPUT_GRAMMAR
+from .inputs import Group
+from .inputs import parse as parse_inputs
 
 #: Seeds are sent as JSON integers; most models take 32-bit seeds.
 SEED_MAX = 2**32 - 1
@@ -61,6 +65,7 @@ class Spec:
     seeds: tuple[int | None, ...] = (None,)
     aspect_ratios: tuple[str | None, ...] = (None,)
     steps: tuple[int | None, ...] = (None,)
+    input_images: tuple[Group | None, ...] = (None,)
     params: tuple[tuple[str, str], ...] = ()
     response_format: str = "url"
     namespace: str | None = None
@@ -79,9 +84,8 @@ class Spec:
     @property
     def count(self) -> int:
         """How many requests the cartesian product holds, before any per-model dedupe."""
-        return (
-            len(self.prompts) * len(self.models) * len(self.seeds) * len(self.aspect_ratios) * len(self.steps)
-        )
+        axes = (self.prompts, self.models, self.seeds, self.aspect_ratios, self.steps, self.input_images)
+        return math.prod(len(axis) for axis in axes)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,6 +102,7 @@ def _parser() -> _Parser:
     add("-s", "--seed", help="seed(s): 7, 1..4, 1..10:3, 1,5,9 or random:4")
     add("-a", "--aspect-ratio", action="append", help="aspect ratio(s), e.g. 1:1 or 1:1,16:9")
     add("-n", "--steps", help="num_inference_steps: a number, list or range like --seed")
+    add("-i", "--input-image", action="append", help="input image(s): file, URL or variable; , axis, + joins")
     add("-p", "--param", action="append", metavar="KEY=VALUE", help="a model-specific parameter")
     add("--format", choices=FORMATS, help="how images come back: url (default) or b64_json")
     add("--namespace", help="target_namespace: the user or organisation billed")
@@ -116,7 +121,7 @@ def _parser() -> _Parser:
 
 
 PARSER = _parser()
-HELP = PARSER.format_help() + "\n" + SEED_GRAMMAR
+HELP = PARSER.format_help() + "\n" + SEED_GRAMMAR + "\n" + INPUT_GRAMMAR
 
 #: An option whose name holds one of these is someone pasting a key (`--oxen-api-key`, `--secret`).
 _KEY_WORDS = ("key", "token", "auth", "password", "passwd", "secret", "bearer", "credential")
@@ -352,14 +357,16 @@ def build_spec(
                 "goes in the cell body, and options start with --."
             )
         texts = split_prompts(body)
-    if any(not t for t in texts):
+    if args.input_image and all(not t for t in texts):
+        texts = [""]  # an upscaler needs no prompt; the plan asks for one where a model does
+    elif any(not t for t in texts):
         raise UsageProblem(
             EMPTY_PROMPT
             if len(texts) == 1
             else "A prompt between --- lines is empty; write one or remove the extra ---."
         )
     prompts = tuple(fill_template(t, variables or {}) for t in texts)
-    if any(not p.strip() for p in prompts):
+    if any(not p.strip() for p in prompts) and not (args.input_image and texts == [""]):
         raise UsageProblem(EMPTY_PROMPT)
 
     seeds: tuple[int | None, ...] = (None,)
@@ -391,6 +398,7 @@ def build_spec(
         seeds=seeds,
         aspect_ratios=split_list(args.aspect_ratio, "aspect ratio") or (None,),
         steps=steps,
+        input_images=parse_inputs(args.input_image, variables) if args.input_image else (None,),
         params=parse_params(args.param),
         response_format=args.format or defaults.response_format,
         namespace=args.namespace or None,

@@ -13,10 +13,14 @@ from .cache import Cache
 from .catalog import ModelInfo
 from .client import OxenClient
 from .errors import NetworkError, NotFoundError, OxenError, UsageProblem
+from .inputs import inline_note
 from .options import Spec
 from .plan import make_plan, suggest
 from .results import Item, Results
 from .runner import run
+
+#: Notes given once per process (the data: URI caveat), not on every cell.
+_NOTED: set[str] = set()
 
 
 def resolve_models(
@@ -60,6 +64,9 @@ def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Resul
     plan = make_plan(spec, models)
     results = Results(plan, size=spec.size, cols=spec.cols)
     results.notes[:0] = notes
+    inline = inline_note(spec.input_images, _NOTED)
+    if inline:
+        results.notes.append(inline)
     if spec.random_seeds:
         seeds = ",".join(str(s) for s in spec.seeds)
         results.notes.append(f"Random seeds: {seeds} (use --seed {seeds} to get these images again).")

@@ -10,16 +10,27 @@ import difflib
 import itertools
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .catalog import ModelInfo
 from .errors import UsageProblem
+from .inputs import Group, InputImage, is_list
 from .options import Spec
 
 #: Grid axes in the order they nest; the seed sweep is the column axis whenever it varies.
-AXES = ("model", "prompt", "steps", "aspect_ratio", "seed")
+AXES = ("model", "input_image", "prompt", "steps", "aspect_ratio", "seed")
+GENERATE_PATH = "/api/ai/images/generate"
+EDIT_PATH = "/api/ai/images/edit"
+#: The option that sets each request field, for "add --x" messages.
+FLAGS = {
+    "seed": "--seed",
+    "aspect_ratio": "--aspect-ratio",
+    "num_inference_steps": "--steps",
+    "input_image": "--input-image",
+}
 
 
 @dataclass(frozen=True)
@@ -34,9 +45,24 @@ class Request:
     extra: tuple[tuple[str, Any], ...] = ()
     response_format: str = "url"
     namespace: str | None = None
+    inputs: tuple[InputImage, ...] = ()
+    input_list: bool = False
+    path: str = GENERATE_PATH
 
     def payload(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "prompt": self.prompt}
+        """The body as sent: `input_image` as URLs (or data: URIs), a list if the schema says so."""
+        return self._body([i.url for i in self.inputs])
+
+    def key_body(self) -> dict[str, Any]:
+        """The body with each input image replaced by its identity: what the cache keys on."""
+        return self._body([i.identity for i in self.inputs])
+
+    def _body(self, images: list[str]) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model}
+        if self.prompt:
+            body["prompt"] = self.prompt
+        if images:
+            body["input_image"] = images if self.input_list else images[0]
         if self.response_format != "url":
             body["response_format"] = self.response_format
         if self.namespace:
@@ -52,8 +78,8 @@ class Request:
 
     @property
     def params(self) -> dict[str, Any]:
-        """The generation parameters (the payload without transport fields)."""
-        body = self.payload()
+        """The generation parameters (no transport fields; inputs as URL or hash, never data:)."""
+        body = self._body([i.record for i in self.inputs])
         body.pop("response_format", None)
         body.pop("target_namespace", None)
         return body
@@ -81,6 +107,11 @@ class Plan:
     notes: tuple[str, ...] = ()
     cost: float | None = None
     unpriced: int = 0
+    #: The input images each row / column header shows (empty where the inputs do not vary
+    #: along it); `fixed_inputs`: the one group every request shares, shown above the grid.
+    row_inputs: tuple[Group, ...] = ()
+    col_inputs: tuple[Group, ...] = ()
+    fixed_inputs: Group = ()
 
     @property
     def requests(self) -> tuple[Request, ...]:
@@ -117,6 +148,8 @@ def axis_label(axis: str, value: Any, prompts: Sequence[str] = ()) -> str:
         return "default steps" if value is None else f"{value} steps"
     if axis == "aspect_ratio":
         return "default ratio" if value is None else str(value)
+    if axis == "input_image":
+        return "no input image" if not value else " + ".join(i.label for i in value)
     if axis == "prompt":
         short = value if len(value) <= 40 else value[:39] + "…"
         return f"prompt {list(prompts).index(value) + 1}: {short}" if len(prompts) > 1 else short
@@ -133,6 +166,7 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
     """
     values: dict[str, tuple[Any, ...]] = {
         "model": spec.models,
+        "input_image": spec.input_images,
         "prompt": spec.prompts,
         "steps": spec.steps,
         "aspect_ratio": spec.aspect_ratios,
@@ -142,6 +176,9 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
     for model in spec.models:
         info = models.get(model)
         _check_values(spec, info, model, notes)
+        _check_inputs(spec, info, model)
+        if info is not None and info.takes("prompt") is False and any(spec.prompts):
+            notes.append(f"{model} takes no prompt; sent without it.")
 
     varying = [a for a in AXES if len(values[a]) > 1]
     col_axis = "seed" if "seed" in varying else (varying[-1] if varying else None)
@@ -165,17 +202,21 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
             for axis in AXES:
                 point.setdefault(axis, values[axis][0])
             info = models.get(point["model"])
+            group: Group = point["input_image"] or ()
             request = Request(
                 model=point["model"],
-                prompt=point["prompt"],
+                prompt=point["prompt"] if _takes(info, "prompt") else "",
                 seed=point["seed"] if _takes(info, "seed") else None,
                 aspect_ratio=point["aspect_ratio"] if _takes(info, "aspect_ratio") else None,
                 steps=point["steps"] if _takes(info, "num_inference_steps") else None,
                 extra=extras[point["model"]],
                 response_format=spec.response_format,
                 namespace=spec.namespace,
+                inputs=group,
+                input_list=bool(group) and is_list(info, len(group)),
+                path=request_path(info) if group else GENERATE_PATH,
             )
-            key = json.dumps(request.payload(), sort_keys=True, default=str)
+            key = json.dumps(request.key_body(), sort_keys=True, default=str)
             if key in seen:
                 where = seen[key]
                 same = col_labels[where[1]]
@@ -188,6 +229,7 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
 
     priced = [models.get(c.request.model) for c in cells if c.request is not None]
     known = [m.cost_per_image for m in priced if m is not None and m.cost_per_image is not None]
+    groups: list[Group] = [g or () for g in spec.input_images]
     return Plan(
         cells=tuple(cells),
         row_labels=row_labels,
@@ -197,7 +239,84 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
         notes=tuple(notes),
         cost=sum(known) if known else None,
         unpriced=len(priced) - len(known) if known else 0,
+        row_inputs=_heads(row_axes, row_values, "input_image" in row_axes),
+        col_inputs=tuple(v or () for v in col_values) if col_axis == "input_image" else (),
+        fixed_inputs=groups[0] if len(groups) == 1 else (),
     )
+
+
+def _heads(axes: Sequence[str], rows: Sequence[tuple[Any, ...]], varies: bool) -> tuple[Group, ...]:
+    """Each row's input group, when the inputs vary along the rows."""
+    if not varies:
+        return ()
+    at = list(axes).index("input_image")
+    return tuple(row[at] or () for row in rows)
+
+
+def request_path(info: ModelInfo | None) -> str:
+    """Where a request with an input image goes: the model's `endpoint` under /api/ai."""
+    endpoint = info.endpoint if info is not None else ""
+    if re.fullmatch(r"/images/[a-z0-9_-]+", endpoint or ""):
+        return "/api/ai" + endpoint
+    return EDIT_PATH
+
+
+def _given(spec: Spec, name: str) -> bool:
+    values = {"seed": spec.seeds, "aspect_ratio": spec.aspect_ratios, "num_inference_steps": spec.steps}
+    return all(v is not None for v in values.get(name, (None,)))
+
+
+def _check_inputs(spec: Spec, info: ModelInfo | None, model: str) -> None:
+    """Refuse, before anything is sent, what a model's schema says cannot work.
+
+    A required field the line does not give (`input_image` above all, or a prompt), an input
+    image for a text-only model, or several images for a model that takes one.
+    """
+    given = [g for g in spec.input_images if g]
+    missing_input = any(g is None for g in spec.input_images)
+    no_prompt = any(not p for p in spec.prompts)
+    if info is None or info.request_schema is None:
+        if no_prompt:
+            raise UsageProblem(
+                f"{model} needs a prompt as far as we know (its parameters are unknown); write "
+                "one in the cell body.",
+                field="prompt",
+            )
+        return
+    props = info.properties
+    if given and "input_image" not in props:
+        raise UsageProblem(
+            f"{model} does not take an input image; remove --input-image, or pick a model that "
+            "does (%oxenimage --list-models shows them).",
+            field="input_image",
+        )
+    if any(len(g) > 1 for g in given) and not is_list(info, 2):
+        raise UsageProblem(
+            f"{model} takes one input image per request; separate images with commas (one "
+            "request each) instead of joining them with +.",
+            field="input_image",
+        )
+    required = info.request_schema.get("required")
+    for name in required if isinstance(required, list) else ():
+        if name == "input_image" and missing_input:
+            raise UsageProblem(
+                f"{model} needs an input image; add --input-image with a file, an https:// URL "
+                "or a variable holding an image or a result (best = grid[0]).",
+                field="input_image",
+            )
+        if name == "prompt" and no_prompt:
+            raise UsageProblem(
+                f"{model} needs a prompt; write one in the cell body (or on the %oxenimage line).",
+                field="prompt",
+            )
+        if name in ("model", "prompt", "input_image"):
+            continue
+        if name in FLAGS:
+            if not _given(spec, name):
+                raise UsageProblem(f"{model} requires {name}; add {FLAGS[name]}.", field=name)
+            continue
+        if name not in dict(spec.params) and name in props:
+            raise UsageProblem(f"{model} requires {name}; add --param {name}=...", field=name)
 
 
 def col_labels_for(axis: str | None, vals: Sequence[Any], prompts: Sequence[str]) -> tuple[str, ...]:

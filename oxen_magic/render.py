@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 if TYPE_CHECKING:
     from .catalog import ModelInfo
+    from .inputs import InputImage
     from .results import Item, Results
 
 THUMB_QUALITY = 82
@@ -116,6 +117,25 @@ def cell_html(item: Item, size: int, model_in_caption: bool = True) -> str:
     )
 
 
+def inputs_html(group: Sequence[InputImage]) -> str:
+    """An input group as small thumbnails (what a row, column or whole grid was made from)."""
+    bits = []
+    for image in group:
+        label = html.escape(image.label)
+        src = image.thumb_uri
+        pic = (
+            f'<img src="{src}" alt="{label}" style="height:40px;width:auto;display:block;'
+            'border-radius:3px;margin:0 auto 2px 0">'
+            if src
+            else ""
+        )
+        bits.append(
+            f'<span class="oxen-input" title="{html.escape(image.record)}" style="display:inline-block;'
+            f'margin-right:6px;vertical-align:top">{pic}</span>'
+        )
+    return "".join(bits)
+
+
 def grid_html(results: Results) -> str:
     """The whole grid: a progress line, notes, then rows × columns with headers."""
     plan = results.plan
@@ -128,14 +148,17 @@ def grid_html(results: Results) -> str:
     for start in range(0, ncols, wrap):
         chunk = range(start, min(ncols, start + wrap))
         if plan.col_axis:
+            pics = [inputs_html(plan.col_inputs[c]) if plan.col_inputs else "" for c in range(ncols)]
             heads = "".join(
-                f'<th class="oxen-col" style="{th}">{html.escape(plan.col_labels[c])}</th>' for c in chunk
+                f'<th class="oxen-col" style="{th}">{pics[c]}{html.escape(plan.col_labels[c])}</th>'
+                for c in chunk
             )
             corner = '<th class="oxen-corner"></th>' if plan.row_axes else ""
             rows_html.append(f'<tr style="background:transparent">{corner}{heads}</tr>')
         for r, label in enumerate(plan.row_labels):
+            pic = inputs_html(plan.row_inputs[r]) if plan.row_inputs else ""
             head = (
-                f'<th class="oxen-row" style="{th};vertical-align:middle">{html.escape(label)}</th>'
+                f'<th class="oxen-row" style="{th};vertical-align:middle">{pic}{html.escape(label)}</th>'
                 if plan.row_axes
                 else ""
             )
@@ -151,6 +174,12 @@ def grid_html(results: Results) -> str:
         f'<div class="oxen-notice" style="font-size:12px;opacity:.8">{html.escape(n)}</div>'
         for n in results.notes
     )
+    if plan.fixed_inputs:
+        names = html.escape(" + ".join(i.label for i in plan.fixed_inputs))
+        notes += (
+            f'<div class="oxen-inputs" style="font-size:12px;margin:2px 0">'
+            f"{inputs_html(plan.fixed_inputs)}<div>input: {names}</div></div>"
+        )
     return (
         '<div class="oxen-magic">'
         f'<div class="oxen-progress" style="font-size:12px;opacity:.8;margin:2px 0">{status}</div>'
@@ -246,7 +275,10 @@ class ModelTable:
             text += f" ({prop['default']})"
         return text
 
-    def rows(self) -> list[tuple[str, str, str]]:
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """(id, price, input image, parameters); input image: required, optional or text only."""
+        from .inputs import role_text
+
         out = []
         for m in self.models:
             price = f"${m.cost_per_image:.3f}" if m.cost_per_image is not None else "?"
@@ -255,23 +287,26 @@ class ModelTable:
                 for name, prop in m.properties.items()
                 if name not in ("prompt", "input_image") and isinstance(prop, dict)
             ]
-            out.append((m.id, price, "; ".join(params) or "(no parameters listed)"))
+            out.append((m.id, price, role_text(m), "; ".join(params) or "(no parameters listed)"))
         return out
 
     def __repr__(self) -> str:
         rows = self.rows()
         width = max((len(r[0]) for r in rows), default=5)
-        lines = [f"{'model':<{width}}  {'price':>7}  parameters"]
-        lines += [f"{a:<{width}}  {b:>7}  {c}" for a, b, c in rows]
+        lines = [f"{'model':<{width}}  {'price':>7}  {'input image':<19}  parameters"]
+        lines += [f"{a:<{width}}  {b:>7}  {c:<19}  {d}" for a, b, c, d in rows]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         cells = "".join(
             f"<tr><td><code>{html.escape(a)}</code></td><td>{html.escape(b)}</td>"
-            f'<td style="text-align:left">{html.escape(c)}</td></tr>'
-            for a, b, c in self.rows()
+            f"<td>{html.escape(c)}</td>"
+            f'<td style="text-align:left">{html.escape(d)}</td></tr>'
+            for a, b, c, d in self.rows()
         )
         return (
             '<table class="oxen-models"><tr><th>model</th><th>price / image</th>'
+            '<th title="--input-image: required, optional (several = reference images) or text only">'
+            "input image</th>"
             f'<th style="text-align:left">parameters (allowed, default)</th></tr>{cells}</table>'
         )

@@ -36,6 +36,10 @@ class Item:
     elapsed: float | None = None
     cached: bool = False
     note: str | None = None
+    #: The result URL the API returned (kept in the cache too): passed on when this item is
+    #: the input image of a later cell. `key`: its cache key, its identity as an input.
+    url: str | None = None
+    key: str | None = None
     _uri: tuple[bytes, str] | None = field(default=None, repr=False)
 
     @property
@@ -84,6 +88,8 @@ class Item:
             parts.append(f"steps-{params['num_inference_steps']}")
         if "aspect_ratio" in params:
             parts.append("ar-" + _slug(str(params["aspect_ratio"])))
+        if self.request is not None and self.request.inputs:
+            parts.append("in-" + _slug(self.request.inputs[0].label)[:24])
         return "_".join(parts)
 
 

@@ -21,6 +21,7 @@ from .cache import Cache
 from .client import Generation, OxenClient
 from .errors import Cancelled, OxenError
 from .images import decode_image
+from .inputs import fetch_failure
 from .render import thumbnail
 from .results import Item, Results
 
@@ -148,7 +149,7 @@ def _settle(item: Item, frozen: _Frozen, **fields: Any) -> None:
 def _cached(item: Item, host: str, cache: Cache | None, size: int) -> dict[str, Any] | None:
     """The item's fields from the cache, or None (absent, damaged, or not cacheable)."""
     assert item.request is not None
-    body = item.request.payload()
+    body = item.request.key_body()
     if cache is None or not cache.cacheable(body):
         return None
     entry = cache.get(host, body, size)
@@ -170,6 +171,8 @@ def _cached(item: Item, host: str, cache: Cache | None, size: int) -> dict[str, 
         "size": (int(wh[0]), int(wh[1])) if isinstance(wh, list) and len(wh) == 2 else None,
         "elapsed": 0.0,
         "status": "done",
+        "url": entry.meta.get("url") if isinstance(entry.meta.get("url"), str) else None,
+        "key": Cache.key(host, body),
     }
 
 
@@ -224,7 +227,7 @@ class _Job:
     def generate(self, item: Item) -> Item:
         """One image in a worker thread: (wait for a twin in flight,) send, thumbnail, cache."""
         assert item.request is not None
-        body = item.request.payload()
+        body = item.request.key_body()  # input images by identity, not their (data:) URIs
         readable = self.use_cache and self.cache is not None and self.cache.cacheable(body)
         key = Cache.key(self.client.base, body) if readable else None
         while key is not None and (twin := _claim(key)) is not None:
@@ -243,22 +246,28 @@ class _Job:
                 _release(key)
 
     def _send(self, item: Item, body: dict[str, Any]) -> Item:
+        request = item.request
+        assert request is not None
         if self.cancel.is_set() or not self._acquire():
             return self._outcome(item, status="cancelled")
         try:
             try:
-                generation = self.client.generate_payload(body, cancel=self.cancel, decode=False)
+                generation = self.client.generate_payload(
+                    request.payload(), cancel=self.cancel, decode=False, path=request.path
+                )
             finally:
                 self.slots.release()
             thumb = self._run_in_cpu_pool(_thumbnail, generation, self.size)
         except Cancelled:
             return self._outcome(item, status="cancelled")
         except OxenError as exc:
-            return self._outcome(item, error=str(exc), status="failed")
+            error = fetch_failure(str(exc), exc.status, request.inputs) or str(exc)
+            return self._outcome(item, error=error, status="failed")
         except Exception as exc:  # a bug must not take the whole grid down with it
             error = self.client.scrub(f"Unexpected error: {type(exc).__name__}: {exc}")
             return self._outcome(item, error=error, status="failed")
-        if self.cache is not None and self.cache.cacheable(body):
+        cacheable = self.cache is not None and self.cache.cacheable(body)
+        if self.cache is not None and cacheable:
             self.cache.put(
                 self.client.base,
                 body,
@@ -268,6 +277,7 @@ class _Job:
                 mime=generation.mime,
                 size=list(generation.size),
                 created=generation.created,
+                url=generation.url,
             )
         return self._outcome(
             item,
@@ -277,6 +287,8 @@ class _Job:
             size=generation.size,
             elapsed=generation.elapsed,
             status="done",
+            url=generation.url,
+            key=Cache.key(self.client.base, body) if cacheable else None,
         )
 
     def _outcome(self, item: Item, **fields: Any) -> Item:

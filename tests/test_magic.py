@@ -471,8 +471,12 @@ def test_list_models_shows_a_table_with_prices_and_ratios(shell: Any, hub: Local
     (output,) = captured.outputs
     text = output.data["text/plain"]
     lines = text.splitlines()
-    assert lines[0].split() == ["model", "price", "parameters"]
+    assert lines[0].split() == ["model", "price", "input", "image", "parameters"]
     flux = next(line for line in lines if line.split()[0] == "flux-2-dev")
+    assert "optional (several)" in flux
+    upscale = next(line for line in lines if line.split()[0] == "topazlabs-image-upscale")
+    assert "required" in upscale and "several" not in upscale
+    assert "text only" in next(line for line in lines if line.split()[0] == "z-image-turbo")
     assert "$0.025" in flux
     assert "aspect_ratio: 1:1|16:9|9:16|4:3|3:4|3:2|2:3|match_input_image (16:9)" in flux
     assert "num_inference_steps: int 1-50 (30)" in flux

@@ -286,7 +286,7 @@ def test_schema_validation_messages(line: str, message: str) -> None:
 
 def test_values_inside_the_schema_pass() -> None:
     assert plan(f"-m {QWEN} -s 0,2147483647 -a 2:1").requests[1].seed == 2147483647
-    assert [r.steps for r in plan(f"-m {KONTEXT} -n 4,50").requests] == [4, 50]
+    assert [r.steps for r in plan(f"-m {KONTEXT} -n 4,50 -i https://example.com/in.png").requests] == [4, 50]
     (request,) = plan(f"-m {QWEN} -p match_input_image=off -p 'negative_prompt=blurry, dark'").requests
     assert request.payload()["match_input_image"] is False
     assert request.payload()["negative_prompt"] == "blurry, dark"

@@ -230,11 +230,13 @@ def test_model_table_lists_price_and_parameters_sorted() -> None:
     rows = table.rows()
     assert [r[0] for r in rows] == ["flux-2-dev", "free-form", "z-image-turbo"]
     assert rows[0][1] == "$0.025" and rows[1][1] == "?" and rows[2][1] == "$0.002"
-    assert "aspect_ratio: 1:1|16:9|9:16|4:3|3:4|3:2|2:3|match_input_image (16:9)" in rows[0][2]
-    assert "guidance: float 0.0-10.0 (2)" in rows[0][2]
-    assert rows[1][2] == "(no parameters listed)"
-    assert not re.search(r"(^|; )(prompt|input_image):", rows[0][2])  # not parameters to sweep
+    assert "aspect_ratio: 1:1|16:9|9:16|4:3|3:4|3:2|2:3|match_input_image (16:9)" in rows[0][3]
+    assert "guidance: float 0.0-10.0 (2)" in rows[0][3]
+    assert rows[1][3] == "(no parameters listed)"
+    assert not re.search(r"(^|; )(prompt|input_image):", rows[0][3])  # not parameters to sweep
+    # which models take an input image: reference images, unknown (no schema), text only
+    assert [r[2] for r in rows] == ["optional (several)", "?", "text only"]
     text = repr(table)
-    assert text.splitlines()[0].split() == ["model", "price", "parameters"]
+    assert text.splitlines()[0].split() == ["model", "price", "input", "image", "parameters"]
     assert len(text.splitlines()) == 4
     assert "<code>flux-2-dev</code>" in table._repr_html_()
