@@ -2,7 +2,13 @@
 
 A gradient and a few shapes whose colours come from (model, prompt, seed), fine grain so files
 have a realistic size, and a card naming the model, the seed, the prompt and the size. Pure
-drawing: the same `ImageSpec` always gives the same bytes, whichever hub drew it.
+drawing: the same `ImageSpec` (and inputs) always give the same bytes, whichever hub drew it.
+
+A request with input images (edit, reference images, upscaling) gets a picture visibly derived
+from them: the first input resized to fill the frame and tinted, any others as thumbnails along
+the bottom, captioned "edit of …". It carries the sha256 hex of the input bytes (comma-joined for
+several) so a test can trace a result to its input: a PNG text chunk `oxen-input-sha`, or for
+JPEG and WebP the EXIF ImageDescription `oxen-input-sha=<hex>`. `input_sha_of(data)` reads either.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ import hashlib
 import io
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image, ImageChops, ImageDraw, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps, PngImagePlugin
 
 from .catalog import properties_of
 
@@ -115,6 +122,33 @@ class ImageSpec:
     ratio_label: str
     fmt: str  # key of FORMATS
     extras: tuple[tuple[str, str], ...]  # other parameters, written on the picture
+    input_sha: str = ""  # comma-joined sha256 hex of the input images; "" for text only
+
+
+#: The PNG text chunk (and EXIF ImageDescription prefix) that names a result's input images.
+INPUT_SHA_KEY = "oxen-input-sha"
+_EXIF_DESCRIPTION = 0x010E
+
+
+def input_sha(inputs: Sequence[bytes]) -> str:
+    """The mark a result made from `inputs` carries: sha256 hex of each, comma-joined."""
+    return ",".join(hashlib.sha256(data).hexdigest() for data in inputs)
+
+
+def input_sha_of(data: bytes) -> str | None:
+    """The `oxen-input-sha` mark of a placeholder's bytes (PNG text chunk or EXIF), or None."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            text = img.info.get(INPUT_SHA_KEY)
+            if isinstance(text, str):
+                return text
+            description = img.getexif().get(_EXIF_DESCRIPTION)
+    except Exception:  # not an image, or a damaged one: no mark
+        return None
+    prefix = INPUT_SHA_KEY + "="
+    if isinstance(description, str) and description.startswith(prefix):
+        return description[len(prefix) :]
+    return None
 
 
 def _digest(*parts: object) -> bytes:
@@ -148,11 +182,58 @@ def short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def render_image(spec: ImageSpec) -> bytes:
-    """Draw the placeholder for `spec` and encode it. Deterministic: same spec, same bytes."""
-    w, h = spec.width, spec.height
+def render_image(spec: ImageSpec, inputs: Sequence[bytes] = ()) -> bytes:
+    """Draw the placeholder for `spec` (derived from `inputs` when given) and encode it.
+
+    Deterministic: same spec and inputs, same bytes. `spec.input_sha` must describe `inputs`.
+    """
     digest = _digest(spec.model, spec.prompt, spec.seed)
     rng = random.Random(int.from_bytes(digest[:8], "big"))
+    img = _from_inputs(spec, inputs, digest) if inputs else _from_scratch(spec, digest, rng)
+    _draw_caption(img, spec)
+    return _encode(img, spec)
+
+
+def _from_inputs(spec: ImageSpec, inputs: Sequence[bytes], digest: bytes) -> Image.Image:
+    """The first input filling the frame, tinted by (model, prompt, seed); others as thumbnails."""
+    w, h = spec.width, spec.height
+    with Image.open(io.BytesIO(inputs[0])) as first:
+        first.draft("RGB", (w, h))
+        base = ImageOps.fit(first.convert("RGB"), (w, h), Image.Resampling.BILINEAR)
+    tint = _colour(digest[8] / 255.0, 0.7, 0.9)
+    img = Image.blend(base, Image.new("RGB", (w, h), tint), 0.3)
+    side = max(8, min(w, h) // 5)
+    for index, data in enumerate(inputs[1:5]):
+        with Image.open(io.BytesIO(data)) as other:
+            other.draft("RGB", (side, side))
+            thumb = ImageOps.fit(other.convert("RGB"), (side, side), Image.Resampling.BILINEAR)
+        img.paste(thumb, (index * (side + 2), h - side))
+    return img
+
+
+def _encode(img: Image.Image, spec: ImageSpec) -> bytes:
+    pil_format = FORMATS[spec.fmt][0]
+    out = io.BytesIO()
+    mark: dict[str, Any] = {}
+    if spec.input_sha:
+        exif = Image.Exif()
+        exif[_EXIF_DESCRIPTION] = f"{INPUT_SHA_KEY}={spec.input_sha}"
+        mark["exif"] = exif
+    if pil_format == "JPEG":
+        img.save(out, "JPEG", quality=90, **mark)
+    elif pil_format == "WEBP":
+        img.save(out, "WEBP", quality=80, method=4, **mark)
+    else:
+        info = PngImagePlugin.PngInfo()
+        if spec.input_sha:
+            info.add_text(INPUT_SHA_KEY, spec.input_sha)
+        img.save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def _from_scratch(spec: ImageSpec, digest: bytes, rng: random.Random) -> Image.Image:
+    """A gradient, a few shapes and fine grain, all from (model, prompt, seed)."""
+    w, h = spec.width, spec.height
 
     # Two-colour diagonal gradient: hues from (model, prompt, seed).
     hue = digest[8] / 255.0
@@ -182,19 +263,7 @@ def render_image(spec: ImageSpec) -> bytes:
     # Fine grain, so a PNG weighs about what a real generated image does (~1 MB at 1024x1024).
     amp = 12
     grain = Image.frombytes("L", (w, h), rng.randbytes(w * h)).point(lambda v: v * amp // 255)
-    img = ImageChops.add(img, Image.merge("RGB", (grain, grain, grain)), 1.0, -(amp // 2))
-
-    _draw_caption(img, spec)
-
-    pil_format = FORMATS[spec.fmt][0]
-    out = io.BytesIO()
-    if pil_format == "JPEG":
-        img.save(out, "JPEG", quality=90)
-    elif pil_format == "WEBP":
-        img.save(out, "WEBP", quality=80, method=4)
-    else:
-        img.save(out, "PNG")
-    return out.getvalue()
+    return ImageChops.add(img, Image.merge("RGB", (grain, grain, grain)), 1.0, -(amp // 2))
 
 
 def _draw_caption(img: Image.Image, spec: ImageSpec) -> None:
@@ -204,8 +273,13 @@ def _draw_caption(img: Image.Image, spec: ImageSpec) -> None:
         seed_line = "no seed: this model takes none (random result)"
     else:
         seed_line = f"seed {spec.seed}" + (f" ({spec.seed_note})" if spec.seed_note else "")
-    prompt_line = f"“{short(spec.prompt)}”"
-    lines: list[tuple[str, float]] = [(spec.model, 1.0), (seed_line, 0.85), (prompt_line, 0.75)]
+    prompt_line = f"“{short(spec.prompt)}”" if spec.prompt else "(no prompt)"
+    lines: list[tuple[str, float]] = [(spec.model, 1.0)]
+    if spec.input_sha:
+        shas = spec.input_sha.split(",")
+        more = f" + {len(shas) - 1} more" if len(shas) > 1 else ""
+        lines.append((f"edit of {shas[0][:12]}{more}", 0.85))
+    lines += [(seed_line, 0.85), (prompt_line, 0.75)]
     if spec.extras:
         extra = " · ".join(f"{k} {v}" for k, v in spec.extras)
         lines.append((short(extra, 60), 0.6))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import io
 import json
@@ -22,6 +23,7 @@ from PIL import Image
 
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.localhub import FINE_TUNED_ID, LocalHub
+from oxen_magic.placeholder import input_sha_of
 
 KEY = "local-demo-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -589,6 +591,227 @@ def test_stop_is_prompt_and_idempotent(session: requests.Session) -> None:
 def test_url_before_start() -> None:
     with pytest.raises(RuntimeError):
         _ = LocalHub().url
+
+
+# -- model reads: auth and schemas (knobs for the docs' two readings) ------------------------
+
+MODEL_READS = ["/api/ai/models", "/api/ai/models/flux-2-dev", "/api/ai/models/search?search=flux"]
+
+
+@pytest.mark.parametrize("path", MODEL_READS)
+def test_model_reads_can_require_the_bearer(session: requests.Session, path: str) -> None:
+    with LocalHub(image_size=64, anonymous_reads=False) as hub:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            r = session.get(hub.url + path, headers=headers)
+            assert r.status_code == 401
+            assert r.json() == UNAUTHENTICATED
+        assert session.get(hub.url + path, headers=AUTH).status_code == 200
+    with LocalHub(image_size=64, anonymous_reads=True) as hub:
+        assert session.get(hub.url + path).status_code == 200
+
+
+def test_list_without_schemas_detail_with(session: requests.Session) -> None:
+    with LocalHub(image_size=64, list_schemas=False) as hub:
+        listing = session.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
+        assert listing and all(m["request_schema"] is None for m in listing)
+        assert {m["id"] for m in listing} >= {"flux-2-dev", FINE_TUNED_ID}
+        found = session.get(hub.url + "/api/ai/models/search?search=flux-2-dev", headers=AUTH).json()
+        assert all(m["request_schema"] is None for m in found["data"])
+        detail = session.get(hub.url + "/api/ai/models/flux-2-dev", headers=AUTH).json()
+        assert detail["request_schema"]["properties"]["num_inference_steps"]["maximum"] == 50
+        assert hub.models[0]["request_schema"] is not None  # the served catalogue is untouched
+    with LocalHub(image_size=64, list_schemas=True) as hub:
+        listing = session.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
+        assert next(m for m in listing if m["id"] == "flux-2-dev")["request_schema"]
+
+
+# -- image inputs: the edit route, required fields, fetching ---------------------------------
+
+EDIT = "/api/ai/images/edit"
+
+
+def solid_png(colour: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def data_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def edit(hub: LocalHub, session: requests.Session, path: str = EDIT, **body: Any) -> requests.Response:
+    payload: dict[str, Any] = {"model": "flux-kontext-dev", "prompt": "make it night", "seed": 3}
+    payload.update(body)
+    payload = {k: v for k, v in payload.items() if v is not None}
+    return session.post(hub.url + path, json=payload, headers=AUTH)
+
+
+def error_title(r: requests.Response) -> str:
+    body = r.json()
+    assert body["status"] == "error" and body["status_message"] == body["error"]["type"]
+    return str(body["error"]["title"])
+
+
+def test_edit_from_a_data_uri_is_derived_and_traceable(hub: LocalHub, session: requests.Session) -> None:
+    red = solid_png((220, 20, 20))
+    r = edit(hub, session, input_image=data_uri(red), output_format="png")
+    data = image_bytes(hub, session, r)
+    assert input_sha_of(data) == sha(red)
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.format == "PNG" and img.info["oxen-input-sha"] == sha(red)
+        r_, g_, b_ = img.convert("RGB").getpixel((1, 1))  # the tinted input shows at the corner
+    assert r_ > g_ + 60 and r_ > b_ + 60
+    plain = image_bytes(hub, session, generate(hub, session, output_format="png"))
+    assert input_sha_of(plain) is None
+    again = image_bytes(hub, session, edit(hub, session, input_image=data_uri(red), output_format="png"))
+    assert again == data  # deterministic, like generate
+    call, _ = hub.edit_calls()
+    assert call.path == EDIT and call.body is not None and call.body["input_image"].startswith("data:")
+    assert len(hub.generate_calls()) == 1
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "webp"])
+def test_jpeg_and_webp_results_carry_the_mark_in_exif(
+    hub: LocalHub, session: requests.Session, fmt: str
+) -> None:
+    blue = solid_png((10, 10, 200))
+    data = image_bytes(hub, session, edit(hub, session, input_image=data_uri(blue), output_format=fmt))
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.format == {"jpg": "JPEG", "webp": "WEBP"}[fmt]
+        assert img.getexif()[0x010E] == f"oxen-input-sha={sha(blue)}"
+    assert input_sha_of(data) == sha(blue)
+
+
+def test_chain_from_own_result_url_and_several_references(hub: LocalHub, session: requests.Session) -> None:
+    first = generate(hub, session, output_format="png")
+    url = first.json()["images"][0]["url"]
+    first_bytes = session.get(url, headers=AUTH).content
+    green = solid_png((0, 200, 0))
+    r = edit(hub, session, model="flux-2-dev", input_image=[url, data_uri(green)], output_format="png")
+    data = image_bytes(hub, session, r)
+    assert input_sha_of(data) == f"{sha(first_bytes)},{sha(green)}"
+    # an array model given a plain string, and a string model given a list, are refused by type
+    wrong = edit(hub, session, model="flux-2-dev", input_image=url)
+    assert wrong.status_code == 400 and "input_image" in error_title(wrong)
+    wrong = edit(hub, session, model="flux-kontext-dev", input_image=[url])
+    assert wrong.status_code == 400 and "input_image" in error_title(wrong)
+
+
+def test_input_from_another_loopback_server(hub: LocalHub, session: requests.Session) -> None:
+    with LocalHub(image_size=48, require_auth_for_files=False) as other, LocalHub(image_size=48) as guarded:
+        public = other.url + "/api/ai/models"  # JSON, not an image
+        r = edit(hub, session, input_image=public)
+        assert (
+            r.status_code == 400
+            and error_title(r) == "Failed to load input image: cannot identify image file"
+        )
+        made = generate(other, session, output_format="png").json()["images"][0]["url"]
+        made_bytes = session.get(made).content
+        data = image_bytes(hub, session, edit(hub, session, input_image=made))
+        assert input_sha_of(data) == sha(made_bytes)
+        locked = generate(guarded, session).json()["images"][0]["url"]
+        r = edit(hub, session, input_image=locked)  # the hub sends no token, like the real one
+        assert r.status_code == 400
+        assert (
+            error_title(r)
+            == f"Failed to download input image: 401 Client Error: Unauthorized for url: {locked}"
+        )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/cat.png",
+        "http://10.1.2.3/cat.png",
+        "ftp://127.0.0.1/x.png",
+        "http://127.0.0.1:9/x",
+    ],
+)
+def test_unfetchable_input_reads_like_the_real_error(
+    hub: LocalHub, session: requests.Session, url: str
+) -> None:
+    r = edit(hub, session, input_image=url)
+    assert r.status_code == 400
+    assert error_title(r) == f"Failed to download input image: 403 Client Error: Forbidden for url: {url}"
+    assert hub.billed == 0
+
+
+def test_expired_own_result_url_is_unfetchable(hub: LocalHub, session: requests.Session) -> None:
+    url = generate(hub, session).json()["images"][0]["url"]
+    hub.expire_urls()
+    r = edit(hub, session, input_image=url)
+    assert r.status_code == 400
+    assert error_title(r) == f"Failed to download input image: 403 Client Error: Forbidden for url: {url}"
+
+
+def test_data_uris_knob(session: requests.Session) -> None:
+    with LocalHub(image_size=48, data_uris=False) as hub:
+        r = edit(hub, session, input_image=data_uri(solid_png((1, 2, 3))))
+        assert r.status_code == 400
+        assert error_title(r).startswith("Failed to download input image: No connection adapters were found")
+    with LocalHub(image_size=48) as hub:
+        r = edit(hub, session, input_image="data:image/png;base64,***")
+        assert r.status_code == 400 and error_title(r).startswith("Failed to download input image")
+
+
+@pytest.mark.parametrize("path", [GENERATE, EDIT])
+@pytest.mark.parametrize(
+    "model", ["flux-kontext-dev", "qwen-image-edit-plus", "topazlabs-image-upscale", "sam-3-image"]
+)
+def test_required_input_image_is_enforced(
+    hub: LocalHub, session: requests.Session, model: str, path: str
+) -> None:
+    r = edit(hub, session, path=path, model=model, seed=None)
+    assert r.status_code == 400
+    assert r.json() == {
+        "error": {"type": "invalid_params", "title": "input_image is required"},
+        "status": "error",
+        "status_message": "invalid_params",
+    }
+    assert hub.billed == 0
+
+
+def test_upscaler_needs_no_prompt_and_generate_uses_inputs(hub: LocalHub, session: requests.Session) -> None:
+    img = solid_png((50, 60, 70), (96, 48))
+    r = edit(hub, session, model="topazlabs-image-upscale", prompt=None, seed=None, input_image=data_uri(img))
+    assert input_sha_of(image_bytes(hub, session, r)) == sha(img)
+    # gpt-image-1-5 takes input_image on the generate route (its endpoint reads /images/generate)
+    r = edit(hub, session, path=GENERATE, model="gpt-image-1-5", seed=None, input_image=[data_uri(img)])
+    assert input_sha_of(image_bytes(hub, session, r)) == sha(img)
+    # the edit route needs an input, and a model that takes one
+    r = edit(hub, session, model="flux-2-dev")
+    assert r.status_code == 400 and error_title(r) == "input_image is required"
+    r = edit(hub, session, model="z-image-turbo", input_image=data_uri(img))
+    assert r.status_code == 400 and error_title(r) == "Model z-image-turbo does not accept input_image"
+    # match_input_image takes the input's shape
+    r = edit(hub, session, model="flux-2-dev", aspect_ratio="match_input_image", input_image=[data_uri(img)])
+    with Image.open(io.BytesIO(image_bytes(hub, session, r))) as out:
+        assert out.size == (128, 64)
+
+
+def test_fail_after_billing_makes_the_image_then_answers_the_gateway_error(
+    hub: LocalHub, session: requests.Session
+) -> None:
+    hub.fail_next(1, 504, after_billing=True)
+    r = generate(hub, session)
+    assert r.status_code == 504 and r.headers["Content-Type"].startswith("text/html")
+    assert hub.billed == 1
+    hub.fail_next(1, 504, after_billing=True)
+    assert generate(hub, session, model="no-such-model").status_code == 404  # refused: not billed
+    assert hub.billed == 1
+    assert generate(hub, session).status_code == 200  # that failure was spent on the refused call
+    assert hub.billed == 2
+    hub.fail_next(1, 503)  # a plain failure comes before anything is made
+    assert generate(hub, session).status_code == 503
+    assert hub.billed == 2
+    assert len(hub.generate_calls()) == 4
+    hub.reset()
+    assert hub.billed == 0
 
 
 # -- command line ---------------------------------------------------------------------------

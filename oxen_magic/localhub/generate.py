@@ -1,19 +1,31 @@
-"""The local hub's image routes: `POST /api/ai/images/generate` (`oxen-api.md`).
+"""The local hub's image routes: `POST /api/ai/images/generate` and `/api/ai/images/edit`
+(`oxen-api.md`).
 
-Checks a request as the API does (auth, prompt, model, response_format, the model's schema),
-sleeps out the injected latency, draws the deterministic placeholder and answers a temporary URL
-or `b64_json`. Failure knobs (`faults.py`) come first, before auth, as a gateway's would.
+Checks a request as the API does (auth, prompt, model, response_format, the model's schema and
+its top-level `required`), fetches `input_image` (`inputs.py`), sleeps out the injected latency,
+draws the deterministic placeholder (derived from the inputs when there are any) and answers a
+temporary URL or `b64_json`. Failure knobs (`faults.py`) come first, before auth, as a gateway's
+would; one marked `after_billing` comes after the image was made.
+
+Where the docs are silent: the edit route needs `input_image` and a model whose schema takes it
+(a 400 otherwise); the generate route also uses `input_image` when the model's schema takes it
+(gpt-image-1-5 does, its endpoint reading `/images/generate`) and ignores it otherwise; a prompt
+is needed unless the model's schema has a `required` list without it (the topazlabs models).
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
+
+from PIL import Image
 
 from oxen_magic.catalog import properties_of, schema_of
 from oxen_magic.placeholder import (
@@ -22,15 +34,17 @@ from oxen_magic.placeholder import (
     ImageSpec,
     format_for,
     image_dimensions,
+    input_sha,
     ratio_for,
     render_image,
     short,
 )
 
 from .catalogue import _makes_images
-from .faults import FaultQueue, failure_reply, garbage_reply
+from .faults import FaultQueue, _Failure, failure_reply, garbage_reply
+from .inputs import InputProblem, fetch
 from .replies import _error_reply, _json_bytes, _not_found, _Reply
-from .routes import _ModelRoutes
+from .routes import EDIT_PATH, GENERATE_PATH, _ModelRoutes
 from .validation import _BadRequest, validate
 
 #: Request fields that do not change the picture (or are handled on their own).
@@ -49,11 +63,23 @@ _NOT_DRAWN = frozenset(
 )
 
 
+def _required(schema: dict[str, Any] | None, unknown: bool) -> set[str]:
+    """The schema's top-level `required` names; `prompt` when there is no schema to say (the
+    generate route's documented required fields are model and prompt)."""
+    names = schema.get("required") if isinstance(schema, dict) else None
+    if not isinstance(names, list):
+        return {"prompt"}
+    found = {n for n in names if isinstance(n, str)}
+    return found | ({"prompt"} if unknown else set())
+
+
 class _GenerateRoutes(_ModelRoutes):
     """The POST routes (mixed into `LocalHub`)."""
 
     latency: float
     image_size: int | None
+    billed: int
+    data_uris: bool
     in_flight: int
     peak_in_flight: int
     _faults: FaultQueue
@@ -66,36 +92,48 @@ class _GenerateRoutes(_ModelRoutes):
     def garbage(self) -> str | None:
         raise NotImplementedError
 
-    def _generate_counted(self, headers: Any, raw: bytes, body: dict[str, Any] | None) -> _Reply:
+    def _generate_counted(
+        self, headers: Any, raw: bytes, body: dict[str, Any] | None, path: str = GENERATE_PATH
+    ) -> _Reply:
         with self._lock:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
-            return self._generate(headers, raw, body)
+            return self._generate(headers, raw, body, path)
         finally:
             with self._lock:
                 self.in_flight -= 1
 
-    def _injected_failure(self) -> _Reply | None:
+    def _injected_failure(self) -> _Failure | None:
         with self._lock:
-            failure = self._faults.take()
-        return None if failure is None else failure_reply(failure)
+            return self._faults.take()
 
-    def _generate(self, headers: Any, raw: bytes, body: dict[str, Any] | None) -> _Reply:
+    def _generate(
+        self, headers: Any, raw: bytes, body: dict[str, Any] | None, path: str = GENERATE_PATH
+    ) -> _Reply:
         failure = self._injected_failure()
-        if failure is not None:
-            return failure
+        if failure is not None and not failure.after_billing:
+            return failure_reply(failure)
+        reply = self._make(headers, body, path)
+        if failure is not None and reply.status == 200:
+            return failure_reply(failure)  # the image was made (and billed) all the same
+        return reply
+
+    def _make(self, headers: Any, body: dict[str, Any] | None, path: str) -> _Reply:
+        """Check the request as the API does, then draw and answer the image."""
         if not self._authorised(headers):
             return _error_reply(401)
         if body is None:
             return _error_reply(400, "Request body must be a JSON object")
         prompt = body.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            return _error_reply(400, "Prompt cannot be empty")
         name = body.get("model")
+        obj = self._find(name) if isinstance(name, str) else None
+        schema = schema_of(obj) if obj is not None else None
+        needs_prompt = prompt is not None or "prompt" in _required(schema, obj is None)
+        if needs_prompt and (not isinstance(prompt, str) or not prompt.strip()):
+            return _error_reply(400, "Prompt cannot be empty")
         if not isinstance(name, str) or not name.strip():
             return _error_reply(400, "Model is required")
-        obj = self._find(name)
         if obj is None:
             return _not_found(f"Model not found: {name}")
         if not _makes_images(obj):
@@ -105,9 +143,15 @@ class _GenerateRoutes(_ModelRoutes):
             response_format = "url"
         if response_format not in ("url", "b64_json"):
             return _error_reply(400, f"Invalid response_format: {response_format!r} (use url or b64_json)")
-        schema = schema_of(obj)
         try:
             validate(body, schema)
+            takes_input = schema is None or "input_image" in properties_of(schema)
+            if path == EDIT_PATH and not takes_input:
+                raise _BadRequest(f"Model {name} does not accept input_image")
+            required = _required(schema, False) | ({"input_image"} if path == EDIT_PATH else set())
+            for field in sorted(required - {"prompt"}):
+                if body.get(field) in (None, "", []):
+                    raise _BadRequest(f"{field} is required")
         except _BadRequest as problem:
             return _error_reply(400, str(problem))
         output_format = body.get("output_format")
@@ -115,10 +159,16 @@ class _GenerateRoutes(_ModelRoutes):
             not isinstance(output_format, str) or output_format.lower() not in FORMATS
         ):
             return _error_reply(400, f"Invalid output_format: {output_format!r} is not one of png, jpg, webp")
+        try:
+            inputs = self._inputs(body.get("input_image")) if takes_input else []
+        except InputProblem as problem:
+            return _error_reply(400, str(problem))
 
-        spec = self._spec(name, prompt, body, schema)
+        spec = self._spec(name, prompt if isinstance(prompt, str) else "", body, schema, inputs)
         if self.latency > 0:
             self._stopping.wait(self.latency)
+        with self._lock:
+            self.billed += 1
 
         garbage = self.garbage
         if garbage is not None:
@@ -126,13 +176,32 @@ class _GenerateRoutes(_ModelRoutes):
                 garbage,
                 name,
                 lambda data: self._images_reply(name, response_format, body, data, "png", "image/png"),
-                lambda: self._image(replace(spec, fmt="png")),
+                lambda: self._image(replace(spec, fmt="png"), inputs),
             )
-        data = self._image(spec)
+        data = self._image(spec, inputs)
         _, ext, content_type = FORMATS[spec.fmt]
         return self._images_reply(name, response_format, body, data, ext, content_type)
 
-    def _spec(self, name: str, prompt: str, body: dict[str, Any], schema: dict[str, Any] | None) -> ImageSpec:
+    def _inputs(self, value: Any) -> list[bytes]:
+        """The bytes of each input image (none when the request gives none); each must decode."""
+        urls = value if isinstance(value, list) else [] if value in (None, "") else [value]
+        inputs = [fetch(url, self._own_file, data_uris=self.data_uris) for url in urls]
+        for data in inputs:
+            try:
+                with Image.open(io.BytesIO(data)) as img:
+                    img.verify()
+            except Exception:
+                raise InputProblem("Failed to load input image: cannot identify image file") from None
+        return inputs
+
+    def _spec(
+        self,
+        name: str,
+        prompt: str,
+        body: dict[str, Any],
+        schema: dict[str, Any] | None,
+        inputs: Sequence[bytes] = (),
+    ) -> ImageSpec:
         seed = body.get("seed")
         takes_seed = schema is None or "seed" in properties_of(schema)
         if isinstance(seed, int) and not isinstance(seed, bool) and takes_seed:
@@ -143,6 +212,9 @@ class _GenerateRoutes(_ModelRoutes):
             note = NO_SEED if not takes_seed else "random: none sent"
             seed = seed_value
         label, ratio = ratio_for(body, schema)
+        if inputs and body.get("aspect_ratio") == "match_input_image":
+            with Image.open(io.BytesIO(inputs[0])) as first:
+                label, ratio = "match_input_image", (float(first.width), float(first.height))
         width, height = image_dimensions(ratio, self.image_size or 1024)
         extras = tuple(
             (k, short(str(v), 16))
@@ -159,15 +231,16 @@ class _GenerateRoutes(_ModelRoutes):
             ratio_label=label,
             fmt=format_for(body, schema),
             extras=extras,
+            input_sha=input_sha(inputs),
         )
 
-    def _image(self, spec: ImageSpec) -> bytes:
+    def _image(self, spec: ImageSpec, inputs: Sequence[bytes] = ()) -> bytes:
         with self._lock:
             data = self._cache.get(spec)
             if data is not None:
                 self._cache.move_to_end(spec)
                 return data
-        data = render_image(spec)
+        data = render_image(spec, inputs)
         with self._lock:
             self._cache[spec] = data
             self._cache.move_to_end(spec)

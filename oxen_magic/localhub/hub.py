@@ -25,7 +25,18 @@ from .storage import ResultStore
 
 
 class LocalHub(_GenerateRoutes):
-    """The Oxen inference API on loopback. Use as a context manager or call start()/stop()."""
+    """The Oxen inference API on loopback. Use as a context manager or call start()/stop().
+
+    Knobs for readings of the docs (`oxen-api.md`) that are not settled:
+
+    * `anonymous_reads`: whether the model routes answer without a bearer token. The docs send
+      the token on every request and list 401 for them, but do not confirm a keyless read is
+      refused. False: a missing or wrong token gets the documented 401 `unauthenticated`.
+    * `list_schemas`: whether the list's items carry their `request_schema`. The documented
+      example has `"request_schema": null`; the detail route always has it.
+    * `data_uris`: whether `input_image` may be a `data:` URI (undocumented either way).
+    * `require_auth_for_files`: whether result URLs need the token (not confirmed either way).
+    """
 
     def __init__(
         self,
@@ -42,6 +53,9 @@ class LocalHub(_GenerateRoutes):
         fail_seed: int = 0,
         verbose: bool = False,
         cache_size: int = 64,
+        anonymous_reads: bool = True,
+        list_schemas: bool = True,
+        data_uris: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -49,7 +63,11 @@ class LocalHub(_GenerateRoutes):
         self.latency = latency
         self.image_size = image_size
         self.require_auth_for_files = require_auth_for_files
+        self.anonymous_reads = anonymous_reads
+        self.list_schemas = list_schemas
+        self.data_uris = data_uris
         self.verbose = verbose
+        self.billed = 0  # images made, whatever was answered afterwards
         self._garbage_kind: str | None = None
         self.requests: list[RecordedRequest] = []
         self.peak_in_flight = 0
@@ -166,14 +184,23 @@ class LocalHub(_GenerateRoutes):
 
     # -- test controls --------------------------------------------------------------------
 
-    def fail_next(self, n: int, status: int = 503, retry_after: float | str | None = None) -> None:
-        """Make the next `n` generate calls answer `status` (before auth or validation).
+    def fail_next(
+        self,
+        n: int,
+        status: int = 503,
+        retry_after: float | str | None = None,
+        after_billing: bool = False,
+    ) -> None:
+        """Make the next `n` generate or edit calls answer `status` (before auth or validation).
 
         429 answers the rate-limit JSON (with Retry-After when given); 5xx answers an HTML page
         as a proxy would; other codes answer the API's JSON error for that status.
+        `after_billing=True`: the request is checked and its image made (counted in `billed`)
+        first, then answered `status` (a gateway 504 after the backend billed, as the docs warn);
+        a request the API would refuse gets its own refusal instead.
         """
         with self._lock:
-            self._faults.add(n, status, retry_after, False)
+            self._faults.add(n, status, retry_after, after_billing)
 
     def expire_urls(self) -> None:
         """Every result URL issued so far answers 404 from now on."""
@@ -185,13 +212,20 @@ class LocalHub(_GenerateRoutes):
             records = list(self.requests)
         return [r for r in records if r.method == "POST" and r.path.split("?")[0] == GENERATE_PATH]
 
+    def edit_calls(self) -> list[RecordedRequest]:
+        """The recorded `POST /api/ai/images/edit` requests, in order."""
+        with self._lock:
+            records = list(self.requests)
+        return [r for r in records if r.method == "POST" and r.path.split("?")[0] == EDIT_PATH]
+
     def reset(self) -> None:
-        """Forget recorded requests, pending failures, garbage mode and the in-flight peak."""
+        """Forget recorded requests, pending failures, garbage mode, the in-flight peak and `billed`."""
         with self._lock:
             self.requests.clear()
             self._faults.clear()
             self._garbage_kind = None
             self.peak_in_flight = self.in_flight
+            self.billed = 0
 
 
 __all__ = ["EDIT_PATH", "GENERATE_PATH", "LocalHub"]

@@ -22,11 +22,23 @@ MODELS_PATH = "/api/ai/models"
 FILES_PREFIX = "/api/repos/"
 
 
+def _without_schema(obj: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        return obj
+    copy = dict(obj)
+    copy["request_schema"] = None
+    if "json_request_schema" in copy:
+        copy["json_request_schema"] = None
+    return copy
+
+
 class _ModelRoutes:
     """Routing, the model routes and the file route (mixed into `LocalHub`)."""
 
     api_key: str | None
     require_auth_for_files: bool
+    anonymous_reads: bool
+    list_schemas: bool
     requests: list[RecordedRequest]
     _models: list[dict[str, Any]]
     _lock: threading.Lock
@@ -43,6 +55,9 @@ class _ModelRoutes:
     ) -> _Reply:
         path, _, query = target.partition("?")
         if method in ("GET", "HEAD"):
+            model_route = path == MODELS_PATH or path.startswith(MODELS_PATH + "/")
+            if model_route and not self.anonymous_reads and not self._authorised(headers):
+                return _error_reply(401)
             if path in (MODELS_PATH, MODELS_PATH + "/"):
                 return self._list(self._models)
             if path == MODELS_PATH + "/search":
@@ -52,11 +67,13 @@ class _ModelRoutes:
                 return self._model(unquote(path[len(MODELS_PATH) + 1 :]))
             if path.startswith(FILES_PREFIX) and "/files/results/" in path:
                 return self._file(path, headers)
-        if method == "POST" and path == GENERATE_PATH:
-            return self._generate_counted(headers, raw, body)
+        if method == "POST" and path in (GENERATE_PATH, EDIT_PATH):
+            return self._generate_counted(headers, raw, body, path)
         return _not_found(f"Not found: {path}")
 
-    def _generate_counted(self, headers: Any, raw: bytes, body: dict[str, Any] | None) -> _Reply:
+    def _generate_counted(
+        self, headers: Any, raw: bytes, body: dict[str, Any] | None, path: str = GENERATE_PATH
+    ) -> _Reply:
         raise NotImplementedError
 
     def _record(self, record: RecordedRequest) -> None:
@@ -66,7 +83,12 @@ class _ModelRoutes:
     # -- models ---------------------------------------------------------------------------
 
     def _list(self, models: Sequence[dict[str, Any]]) -> _Reply:
-        return _Reply(200, _json_bytes({"object": "list", "data": list(models)}))
+        """The list shape; without `list_schemas` its items carry `"request_schema": null`, as
+        the documented example does (the schema is only certain on the detail route)."""
+        items = list(models)
+        if not self.list_schemas:
+            items = [_without_schema(m) for m in items]
+        return _Reply(200, _json_bytes({"object": "list", "data": items}))
 
     def _search(self, term: str) -> _Reply:
         needle = term.strip().lower()
@@ -98,6 +120,15 @@ class _ModelRoutes:
         return self.api_key is None or secrets.compare_digest(token, self.api_key)
 
     # -- result files ---------------------------------------------------------------------
+
+    def _own_file(self, url: str) -> bytes | None:
+        """The bytes behind one of this hub's result URLs (None when expired or evicted);
+        `KeyError` when `url` is not one of them."""
+        prefix = self.url + FILES_PREFIX
+        if not url.startswith(prefix) or "/files/results/" not in url:
+            raise KeyError(url)
+        entry = self._store.get(url.split("?")[0].rsplit("/", 1)[-1])
+        return None if entry is None else entry.data
 
     def _file(self, path: str, headers: Any) -> _Reply:
         if self.require_auth_for_files and not self._authorised(headers):
