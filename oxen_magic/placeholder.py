@@ -71,16 +71,21 @@ def image_dimensions(ratio: tuple[float, float], long_side: int) -> tuple[int, i
     return round8(long_side * w / h), round8(long_side)
 
 
+def _default(schema: dict[str, Any] | None, name: str) -> Any:
+    """A parameter's schema default, or None (also when the schema is malformed)."""
+    spec = properties_of(schema).get(name)
+    return spec.get("default") if isinstance(spec, dict) else None
+
+
 def ratio_for(body: dict[str, Any], schema: dict[str, Any] | None) -> tuple[str, tuple[float, float]]:
     """The aspect ratio to draw: the request's, else the schema's default, else 1:1."""
-    props = properties_of(schema)
     candidates = [
         body.get("aspect_ratio"),
-        (props.get("aspect_ratio") or {}).get("default"),
+        _default(schema, "aspect_ratio"),
         body.get("size"),
-        (props.get("size") or {}).get("default"),
+        _default(schema, "size"),
         body.get("image_size"),
-        (props.get("image_size") or {}).get("default"),
+        _default(schema, "image_size"),
     ]
     for value in candidates:
         if not isinstance(value, str):
@@ -100,7 +105,7 @@ def format_for(body: dict[str, Any], schema: dict[str, Any] | None) -> str:
     requested = body.get("output_format")
     if isinstance(requested, str) and requested.lower() in FORMATS:
         return requested.lower()
-    default = (properties_of(schema).get("output_format") or {}).get("default")
+    default = _default(schema, "output_format")
     if isinstance(default, str) and default.lower() in FORMATS:
         return default.lower()
     return "png"

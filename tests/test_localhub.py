@@ -22,7 +22,7 @@ import requests
 from PIL import Image
 
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
-from oxen_magic.localhub import FINE_TUNED_ID, LocalHub
+from oxen_magic.localhub import FINE_TUNED_ID, LocalHub, default_catalogue, malformed_catalogue
 from oxen_magic.placeholder import input_sha_of
 
 KEY = "local-demo-key"
@@ -812,6 +812,76 @@ def test_fail_after_billing_makes_the_image_then_answers_the_gateway_error(
     assert len(hub.generate_calls()) == 4
     hub.reset()
     assert hub.billed == 0
+
+
+# -- a misbehaving server: oversized and dripping bodies, malformed model descriptions -------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_oversize_url_download_is_padded_and_streamed(session: requests.Session) -> None:
+    size = 3_000_001
+    with LocalHub(image_size=64, oversize_bytes=size) as hub:
+        url = generate(hub, session, output_format="png").json()["images"][0]["url"]
+        assert hub._store.total_bytes < 100_000  # the store keeps the real image only
+        with session.get(url, headers=AUTH, stream=True) as r:
+            assert r.status_code == 200 and int(r.headers["Content-Length"]) == size
+            chunks = list(r.iter_content(65536))
+        assert chunks[0].startswith(PNG_SIGNATURE)
+        assert sum(map(len, chunks)) == size
+        hub.oversize_bytes = None
+        assert len(session.get(url, headers=AUTH).content) < 100_000
+
+
+def test_oversize_b64_json_decodes_to_the_size(session: requests.Session) -> None:
+    with LocalHub(image_size=64, oversize_bytes=2_000_000) as hub:
+        r = generate(hub, session, response_format="b64_json", output_format="png")
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(r.content)
+        data = base64.b64decode(r.json()["images"][0]["b64_json"], validate=True)
+        assert data.startswith(PNG_SIGNATURE) and len(data) == 2_000_000
+        assert r.json()["model"] == "z-image-turbo"
+
+
+def test_drip_sends_one_byte_at_a_time(session: requests.Session) -> None:
+    with LocalHub(image_size=8, drip=0.0005) as hub:
+        r = generate(hub, session, output_format="png")  # the JSON answer, dripped
+        url = r.json()["images"][0]["url"]
+        data = session.get(url, headers=AUTH).content  # the file, dripped
+        assert data.startswith(PNG_SIGNATURE) and Image.open(io.BytesIO(data)).size == (8, 8)
+        hub.drip = 0.2
+        host, port = urlsplit(hub.url).hostname, urlsplit(hub.url).port
+        conn = http.client.HTTPConnection(str(host), port, timeout=5)
+        try:
+            conn.request("GET", urlsplit(url).path, headers=AUTH)
+            answer = conn.getresponse()
+            assert answer.status == 200 and int(answer.headers["Content-Length"]) == len(data)
+            first = answer.read1(65536)
+            assert 1 <= len(first) <= 2  # a byte, and the next is 0.2 s away
+            started = time.monotonic()
+            hub.stop()  # a dripping answer does not hold up stopping
+            assert time.monotonic() - started < 3
+        finally:
+            conn.close()
+
+
+def test_malformed_catalogue_is_served_and_usable(session: requests.Session) -> None:
+    bad = malformed_catalogue()
+    assert len(bad) >= 10 and all(m["id"].startswith("malformed-") for m in bad)
+    kinds = {m["id"]: m for m in bad}
+    assert isinstance(kinds["malformed-properties-list"]["request_schema"]["properties"], list)
+    assert isinstance(kinds["malformed-capabilities-list"]["capabilities"], list)
+    props = kinds["malformed-minimum-string"]["request_schema"]["properties"]
+    assert isinstance(props["num_inference_steps"]["minimum"], str)
+    assert kinds["malformed-price-negative"]["pricing"]["cost_per_image"] < 0
+    assert isinstance(kinds["malformed-price-text"]["pricing"]["cost_per_image"], str)
+    with LocalHub(image_size=32, catalogue=[*default_catalogue(), *bad]) as hub:
+        listing = session.get(hub.url + "/api/ai/models", headers=AUTH)
+        assert listing.status_code == 200 and len(listing.json()["data"]) == len(hub.models)
+        for obj in bad:
+            detail = session.get(hub.url + "/api/ai/models/" + obj["id"], headers=AUTH)
+            assert detail.status_code == 200 and detail.json() == obj
+            r = generate(hub, session, model=obj["id"], num_inference_steps=4)
+            assert r.status_code == 200, (obj["id"], r.text)
 
 
 # -- command line ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@ Run it by hand with `python -m oxen_magic.localhub --port 8765 --latency 0.5 --k
 
 from __future__ import annotations
 
-from .catalogue import FINE_TUNED_ID, default_catalogue
+from .catalogue import FINE_TUNED_ID, default_catalogue, malformed_catalogue
 from .cli import main
 from .faults import GARBAGE_KINDS
 from .hub import LocalHub
@@ -45,5 +45,6 @@ __all__ = [
     "_Reply",
     "default_catalogue",
     "main",
+    "malformed_catalogue",
     "validate",
 ]

@@ -152,3 +152,62 @@ def _makes_images(obj: dict[str, Any]) -> bool:
     if not isinstance(caps, dict):
         return True  # be lenient with hand-made catalogues
     return "image" in (caps.get("output") or [])
+
+
+def malformed_catalogue() -> list[dict[str, Any]]:
+    """Image models whose descriptions a careful client must survive: each has one field of the
+    wrong type (its id says which). The hub still serves and generates for all of them; the
+    client should degrade to "parameters unchecked" or "price unknown", never a traceback."""
+
+    def model(mid: str, **fields: Any) -> dict[str, Any]:
+        obj: dict[str, Any] = {
+            "id": mid,
+            "object": "model",
+            "display_name": f"Malformed: {mid}",
+            "description": "A model description with a field of the wrong type.",
+            "owned_by": "oxen",
+            "model_type": "image_generation",
+            "endpoint": "/images/generate",
+            "capabilities": {"input": ["text"], "output": ["image"]},
+            "pricing": {"method": "per_image", "cost_per_image": 0.01},
+            "request_schema": {
+                "type": "object",
+                "properties": {
+                    "prompt": {"type": "string"},
+                    "seed": {"type": "integer"},
+                    "num_inference_steps": {"type": "integer", "default": 8, "minimum": 1, "maximum": 50},
+                },
+                "required": ["prompt"],
+            },
+        }
+        obj.update(fields)
+        return obj
+
+    def schema(**changes: Any) -> dict[str, Any]:
+        base = copy.deepcopy(model("x")["request_schema"])
+        base.update(changes)
+        return base
+
+    def steps(**changes: Any) -> dict[str, Any]:
+        props = copy.deepcopy(schema()["properties"])
+        props["num_inference_steps"].update(changes)
+        return schema(properties=props)
+
+    return [
+        model("malformed-properties-list", request_schema=schema(properties=["prompt", "seed"])),
+        model("malformed-properties-string", request_schema=schema(properties="prompt, seed")),
+        model("malformed-minimum-string", request_schema=steps(minimum="1", maximum="fifty")),
+        model("malformed-default-wrong-type", request_schema=steps(default="eight", type=7)),
+        model("malformed-enum-string", request_schema=steps(enum="1, 2, 3")),
+        model("malformed-parameter-not-object", request_schema=schema(properties={"seed": "integer"})),
+        model("malformed-required-string", request_schema=schema(required="prompt")),
+        model("malformed-schema-string", request_schema="{not json"),
+        model("malformed-schema-list", request_schema=[{"name": "prompt"}]),
+        model("malformed-capabilities-list", capabilities=["text", "image"]),
+        model("malformed-capabilities-output-string", capabilities={"input": "text", "output": "image"}),
+        model("malformed-price-negative", pricing={"method": "per_image", "cost_per_image": -0.5}),
+        model("malformed-price-text", pricing={"method": "per_image", "cost_per_image": "cheap"}),
+        model("malformed-price-nan", pricing={"method": "per_image", "cost_per_image": "NaN"}),
+        model("malformed-pricing-list", pricing=[0.01]),
+        model("malformed-display-name-number", display_name=42, description=None),
+    ]

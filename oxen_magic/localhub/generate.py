@@ -80,6 +80,8 @@ class _GenerateRoutes(_ModelRoutes):
     image_size: int | None
     billed: int
     data_uris: bool
+    oversize_bytes: int | None
+    drip: float | None
     in_flight: int
     peak_in_flight: int
     _faults: FaultQueue
@@ -257,9 +259,29 @@ class _GenerateRoutes(_ModelRoutes):
         ext: str,
         content_type: str,
     ) -> _Reply:
+        drip = self.drip or 0.0
         if response_format == "b64_json":
+            if self.oversize_bytes:
+                return _oversized_b64_reply(name, data, self.oversize_bytes, drip)
             image: dict[str, str] = {"b64_json": base64.b64encode(data).decode("ascii")}
         else:
             image = {"url": self._issue_url(body.get("target_namespace"), data, ext, content_type)}
         payload = {"model": name, "created": int(time.time()), "images": [image]}
-        return _Reply(200, _json_bytes(payload))
+        return _Reply(200, _json_bytes(payload), drip=drip)
+
+
+_B64_SLOT = "@@b64@@"
+
+
+def _oversized_b64_reply(name: str, data: bytes, size: int, drip: float) -> _Reply:
+    """A `b64_json` answer whose image decodes to `size` bytes: the real image's bytes (a valid
+    header) followed by zeros, streamed as base64 'A's so the answer is never built whole."""
+    data += b"\0" * (-len(data) % 3)  # base64 of the head then ends on a whole group
+    decoded = max(size, len(data))
+    padding = b"=" * (-decoded % 3)
+    payload = {"model": name, "created": int(time.time()), "images": [{"b64_json": _B64_SLOT}]}
+    head, tail = _json_bytes(payload).split(_B64_SLOT.encode())
+    total = len(head) + (decoded + 2) // 3 * 4 + len(tail)
+    return _Reply(
+        200, head + base64.b64encode(data), tail=padding + tail, pad_to=total, pad_byte=b"A", drip=drip
+    )

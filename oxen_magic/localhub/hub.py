@@ -36,6 +36,14 @@ class LocalHub(_GenerateRoutes):
       example has `"request_schema": null`; the detail route always has it.
     * `data_uris`: whether `input_image` may be a `data:` URI (undocumented either way).
     * `require_auth_for_files`: whether result URLs need the token (not confirmed either way).
+
+    Knobs for a misbehaving server (the client must stay bounded whatever a server does):
+
+    * `oversize_bytes`: result bodies (URL downloads and `b64_json`) padded with zeros to this
+      many bytes after a real image's header, streamed without being built in memory;
+    * `drip`: seconds between bytes of a result body and of the generate/edit JSON answer;
+    * `catalogue=malformed_catalogue()` (or added to the default one): models with wrong-typed
+      fields.
     """
 
     def __init__(
@@ -56,6 +64,8 @@ class LocalHub(_GenerateRoutes):
         anonymous_reads: bool = True,
         list_schemas: bool = True,
         data_uris: bool = True,
+        oversize_bytes: int | None = None,
+        drip: float | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -66,6 +76,8 @@ class LocalHub(_GenerateRoutes):
         self.anonymous_reads = anonymous_reads
         self.list_schemas = list_schemas
         self.data_uris = data_uris
+        self.oversize_bytes = oversize_bytes
+        self.drip = drip
         self.verbose = verbose
         self.billed = 0  # images made, whatever was answered afterwards
         self._garbage_kind: str | None = None

@@ -39,6 +39,8 @@ class _ModelRoutes:
     require_auth_for_files: bool
     anonymous_reads: bool
     list_schemas: bool
+    oversize_bytes: int | None
+    drip: float | None
     requests: list[RecordedRequest]
     _models: list[dict[str, Any]]
     _lock: threading.Lock
@@ -136,7 +138,14 @@ class _ModelRoutes:
         entry = self._store.get(path.rsplit("/", 1)[-1])
         if entry is None:
             return _error_reply(404, "File not found or expired")
-        return _Reply(200, entry.data, entry.content_type, {"Cache-Control": "private, no-store"})
+        return _Reply(
+            200,
+            entry.data,
+            entry.content_type,
+            {"Cache-Control": "private, no-store"},
+            pad_to=self.oversize_bytes or 0,
+            drip=self.drip or 0.0,
+        )
 
     def _issue_url(self, namespace: Any, data: bytes, ext: str, content_type: str) -> str:
         token = self._store.put(data, ext, content_type)
