@@ -884,6 +884,74 @@ def test_malformed_catalogue_is_served_and_usable(session: requests.Session) -> 
             assert r.status_code == 200, (obj["id"], r.text)
 
 
+# -- load: a hub that admits at most N requests at once -------------------------------------
+
+
+def _hold(hub: LocalHub, n: int) -> list[threading.Thread]:
+    """Start `n` generate calls in the background and wait until the hub is serving them all."""
+    results: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda i=i: results.append(
+                requests.post(
+                    hub.url + GENERATE,
+                    json={"model": "z-image-turbo", "prompt": f"held {i}"},
+                    headers=AUTH,
+                    timeout=10,
+                ).status_code
+            )
+        )
+        for i in range(n)
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while hub.in_flight < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert hub.in_flight == n
+    return threads
+
+
+def test_max_concurrent_answers_429_above_the_limit(session: requests.Session) -> None:
+    with LocalHub(image_size=32, latency=1.0, max_concurrent=2) as hub:
+        held = _hold(hub, 2)
+        for _ in range(3):
+            r = generate(hub, session)
+            assert r.status_code == 429
+            assert r.headers["Retry-After"] == "1"
+            assert r.json() == {
+                "error": {"type": "rate_limited", "title": "Rate limit exceeded"},
+                "status": "error",
+                "status_message": "rate_limited",
+            }
+        r = edit(hub, session, input_image=data_uri(solid_png((1, 1, 1))))
+        assert r.status_code == 429  # the edit route shares the limit
+        for t in held:
+            t.join()
+        assert hub.rejected == 4 and hub.peak_in_flight == 2 and hub.billed == 2
+        assert generate(hub, session).status_code == 200  # room again
+        hub.reset()
+        assert hub.rejected == 0
+
+
+@pytest.mark.parametrize(("value", "header"), [(None, None), (2.5, "2.5"), ("7", "7")])
+def test_retry_after_knob(session: requests.Session, value: float | str | None, header: str | None) -> None:
+    with LocalHub(image_size=32, latency=1.0, max_concurrent=1, retry_after=value) as hub:
+        held = _hold(hub, 1)
+        r = generate(hub, session)
+        assert r.status_code == 429 and r.headers.get("Retry-After") == header
+        for t in held:
+            t.join()
+
+
+def test_unlimited_by_default() -> None:
+    with LocalHub(image_size=32, latency=0.5) as hub:
+        assert hub.max_concurrent is None
+        for t in _hold(hub, 12):
+            t.join()
+        assert hub.rejected == 0 and hub.billed == 12
+
+
 # -- command line ---------------------------------------------------------------------------
 
 

@@ -41,7 +41,7 @@ from oxen_magic.placeholder import (
 )
 
 from .catalogue import _makes_images
-from .faults import FaultQueue, _Failure, failure_reply, garbage_reply
+from .faults import FaultQueue, _Failure, failure_reply, garbage_reply, retry_after_value
 from .inputs import InputProblem, fetch
 from .replies import _error_reply, _json_bytes, _not_found, _Reply
 from .routes import EDIT_PATH, GENERATE_PATH, _ModelRoutes
@@ -82,6 +82,9 @@ class _GenerateRoutes(_ModelRoutes):
     data_uris: bool
     oversize_bytes: int | None
     drip: float | None
+    max_concurrent: int | None
+    retry_after: float | str | None
+    rejected: int
     in_flight: int
     peak_in_flight: int
     _faults: FaultQueue
@@ -98,6 +101,9 @@ class _GenerateRoutes(_ModelRoutes):
         self, headers: Any, raw: bytes, body: dict[str, Any] | None, path: str = GENERATE_PATH
     ) -> _Reply:
         with self._lock:
+            if self.max_concurrent is not None and self.in_flight >= self.max_concurrent:
+                self.rejected += 1
+                return self._rate_limited()
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
@@ -105,6 +111,13 @@ class _GenerateRoutes(_ModelRoutes):
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def _rate_limited(self) -> _Reply:
+        """429 in the documented shape; Retry-After (undocumented) only when the knob sets one."""
+        reply = _error_reply(429)
+        if self.retry_after is not None:
+            reply.headers["Retry-After"] = retry_after_value(self.retry_after)
+        return reply
 
     def _injected_failure(self) -> _Failure | None:
         with self._lock:

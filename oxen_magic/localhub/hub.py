@@ -37,6 +37,13 @@ class LocalHub(_GenerateRoutes):
     * `data_uris`: whether `input_image` may be a `data:` URI (undocumented either way).
     * `require_auth_for_files`: whether result URLs need the token (not confirmed either way).
 
+    Load (the docs say only that 429 means "Rate limit exceeded" and that Retry-After is not
+    documented):
+
+    * `max_concurrent`: at most this many generate/edit requests in flight at once; one more is
+      answered 429 at once (counted in `rejected`), with `Retry-After: <retry_after>` unless
+      `retry_after` is None.
+
     Knobs for a misbehaving server (the client must stay bounded whatever a server does):
 
     * `oversize_bytes`: result bodies (URL downloads and `b64_json`) padded with zeros to this
@@ -66,6 +73,8 @@ class LocalHub(_GenerateRoutes):
         data_uris: bool = True,
         oversize_bytes: int | None = None,
         drip: float | None = None,
+        max_concurrent: int | None = None,
+        retry_after: float | str | None = 1.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -78,6 +87,9 @@ class LocalHub(_GenerateRoutes):
         self.data_uris = data_uris
         self.oversize_bytes = oversize_bytes
         self.drip = drip
+        self.max_concurrent = max_concurrent
+        self.retry_after = retry_after
+        self.rejected = 0  # 429s sent because more than max_concurrent were in flight
         self.verbose = verbose
         self.billed = 0  # images made, whatever was answered afterwards
         self._garbage_kind: str | None = None
@@ -231,13 +243,14 @@ class LocalHub(_GenerateRoutes):
         return [r for r in records if r.method == "POST" and r.path.split("?")[0] == EDIT_PATH]
 
     def reset(self) -> None:
-        """Forget recorded requests, pending failures, garbage mode, the in-flight peak and `billed`."""
+        """Forget recorded requests, pending failures, garbage mode, the in-flight peak and counters."""
         with self._lock:
             self.requests.clear()
             self._faults.clear()
             self._garbage_kind = None
             self.peak_in_flight = self.in_flight
             self.billed = 0
+            self.rejected = 0
 
 
 __all__ = ["EDIT_PATH", "GENERATE_PATH", "LocalHub"]
