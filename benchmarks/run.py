@@ -17,7 +17,10 @@ Figures (see benchmarks/RESULTS.md for a run's table and what was tuned):
 4. rerun of a cached 16-image grid: wall time and generate requests;
 5. notebook bytes per image vs the raw PNG;
 6. `%load_ext oxen_magic` time in a fresh process vs `python -c "import IPython"`;
-7. peak RSS of a 64-image 1024x1024 sweep vs the encoded bytes it keeps.
+7. peak RSS of a 64-image 1024x1024 sweep vs the encoded bytes it keeps;
+
+room. the local hub serving 30 clients x 4 images (`benchmarks/room.py`): p95 image time vs one
+   image alone, and the hub's peak RSS.
 """
 
 from __future__ import annotations
@@ -509,8 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["6", "3", "sweeps", "7"],
-        help="run only these parts (repeatable): 6 import, 3 overhead, sweeps (1, 2, 4, 5), 7 memory",
+        choices=["6", "3", "sweeps", "7", "room"],
+        help="run only these parts (repeatable): 6 import, 3 overhead, sweeps (1, 2, 4, 5), 7 memory, "
+        "room (the local hub under a class's load)",
     )
     parser.add_argument("--child-memory", nargs=3, metavar=("URL", "KEY", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -519,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     latency, repeats = args.latency, max(1, args.repeats)
-    want = set(args.only or ["6", "3", "sweeps", "7"])
+    want = set(args.only or ["6", "3", "sweeps", "7", "room"])
     rows: list[Row] = []
     began = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="oxen-bench-"))
@@ -798,6 +802,14 @@ def main(argv: list[str] | None = None) -> int:
         if hub is not None:
             hub.close()
         shutil.rmtree(scratch, ignore_errors=True)  # the caches of every run: hundreds of MB
+
+    # -- room: the local hub under a class's load (benchmarks/room.py) --------------------------
+    if "room" in want:
+        done = step("room: 30 clients x 4 images on one local hub")
+        from room import room_rows  # benchmarks/ is on sys.path: this file runs as a script
+
+        rows.extend(Row(**row) for row in room_rows(latency))
+        done()
 
     print()
     print(table(rows))

@@ -494,6 +494,44 @@ def test_expire_urls(hub: LocalHub, session: requests.Session) -> None:
     assert session.get(hub.url + "/api/repos/local/files/results/nope.png", headers=AUTH).status_code == 404
 
 
+def test_result_ttl_is_the_url_lifetime(session: requests.Session) -> None:
+    with LocalHub(image_size=32, result_ttl=-1.0) as hub:  # every file stale at once
+        assert hub.url_ttl == hub.result_ttl == -1.0
+        url = generate(hub, session).json()["images"][0]["url"]
+        assert session.get(url, headers=AUTH).status_code == 404
+        assert hub.results_kept == (0, 0)  # expired files are dropped, not only hidden
+        hub.result_ttl = 300.0
+        assert session.get(generate(hub, session).json()["images"][0]["url"], headers=AUTH).status_code == 200
+
+
+def test_max_results_evicts_the_oldest(session: requests.Session) -> None:
+    with LocalHub(image_size=32, max_results=2) as hub:
+        urls = [generate(hub, session, seed=s).json()["images"][0]["url"] for s in (1, 2, 3)]
+        assert [session.get(u, headers=AUTH).status_code for u in urls] == [404, 200, 200]
+        assert hub.results_kept[0] == 2
+        r = edit(hub, session, input_image=urls[0])  # an evicted result cannot be an input either
+        assert r.status_code == 400 and "403 Client Error: Forbidden" in error_title(r)
+
+
+def test_max_result_bytes_evicts_the_oldest(session: requests.Session) -> None:
+    with LocalHub(image_size=128, max_result_bytes=1) as hub:  # always keeps the newest one
+        first = generate(hub, session, output_format="png", seed=1).json()["images"][0]["url"]
+        second = generate(hub, session, output_format="png", seed=2).json()["images"][0]["url"]
+        assert session.get(first, headers=AUTH).status_code == 404
+        assert session.get(second, headers=AUTH).status_code == 200
+        files, size = hub.results_kept
+        assert files == 1 and 0 < size < 200_000
+        hub.max_result_bytes = None
+        generate(hub, session, seed=3)
+        assert hub.results_kept[0] == 2
+
+
+def test_storage_is_bounded_by_default() -> None:
+    hub = LocalHub()
+    assert hub.max_results is not None and hub.max_result_bytes is not None
+    assert hub.max_result_bytes <= 256 * 1024 * 1024 and hub.result_ttl <= 3600
+
+
 # -- concurrency, connections, records ------------------------------------------------------
 
 
@@ -984,6 +1022,8 @@ def test_cli_serves_until_terminated() -> None:
         )
         assert "(key: cli-key)" in line
         url = line.split(" on ", 1)[1].split(" ", 1)[0]
+        told = [proc.stdout.readline().strip() for _ in range(3)]
+        assert f"export OXEN_HOST={url}" in told and "export OXEN_API_KEY=cli-key" in told
         assert requests.get(url + "/api/ai/models", timeout=5).status_code == 200
         r = requests.post(
             url + GENERATE,
@@ -997,3 +1037,23 @@ def test_cli_serves_until_terminated() -> None:
         proc.terminate()
         proc.wait(timeout=5)
     assert proc.returncode == 0
+
+
+def test_cli_on_a_busy_port_says_so_in_one_line() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "oxen_magic.localhub", "--port", str(port)],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"Port {port} on 127.0.0.1 is already in use" in result.stderr and "--port" in result.stderr

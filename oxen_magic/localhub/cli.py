@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import signal
+import sys
 import threading
 
 from .hub import LocalHub
@@ -21,11 +23,29 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--any-key", action="store_true", help="accept any non-empty token")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per image")
     parser.add_argument("--image-size", type=int, default=None, help="long side in pixels")
-    parser.add_argument("--url-ttl", type=float, default=300.0, help="result URL lifetime (s)")
+    parser.add_argument(
+        "--url-ttl", "--result-ttl", type=float, default=300.0, help="result URL lifetime (s)"
+    )
+    parser.add_argument("--max-results", type=int, default=500, help="result files kept at most")
+    parser.add_argument("--max-result-mb", type=float, default=128.0, help="MB of result files kept")
+    parser.add_argument(
+        "--max-concurrent", type=int, default=None, help="admit this many images at once, 429 above"
+    )
     parser.add_argument("--public-files", action="store_true", help="no token for result files")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of transient 503s")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser
+
+
+def _bind_problem(host: str, port: int, problem: OSError) -> str:
+    """One sentence for a port the hub cannot listen on (no traceback)."""
+    if problem.errno == errno.EADDRINUSE:
+        return (
+            f"Port {port} on {host} is already in use (another local hub?): stop it, or pick "
+            "another port with --port (0 picks a free one)."
+        )
+    reason = problem.strerror or str(problem)
+    return f"Cannot listen on {host} port {port}: {reason}; pick another with --host or --port."
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,14 +61,23 @@ def main(argv: list[str] | None = None) -> None:
         require_auth_for_files=not args.public_files,
         fail_rate=args.fail_rate,
         verbose=args.verbose,
+        max_results=args.max_results,
+        max_result_bytes=int(args.max_result_mb * 1024 * 1024),
+        max_concurrent=args.max_concurrent,
     )
     done = threading.Event()
     if threading.current_thread() is threading.main_thread():
         with contextlib.suppress(ValueError, OSError):
             signal.signal(signal.SIGTERM, lambda *_: done.set())
-    hub.start()
+    try:
+        hub.start()
+    except OSError as problem:
+        print(_bind_problem(args.host, args.port, problem), file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     shown_key = "any non-empty token" if hub.api_key is None else hub.api_key
     print(f"Local Oxen hub on {hub.url} (key: {shown_key})", flush=True)
+    print("  In a shell, then start Jupyter from it:", flush=True)
+    print(f"  export OXEN_HOST={hub.url}", flush=True)
     print(f"  export OXEN_API_KEY={hub.api_key or 'anything'}", flush=True)
     print("  Press Ctrl-C to stop.", flush=True)
     try:

@@ -44,6 +44,14 @@ class LocalHub(_GenerateRoutes):
       answered 429 at once (counted in `rejected`), with `Retry-After: <retry_after>` unless
       `retry_after` is None.
 
+    Memory (a hub serving a room for hours must stay bounded; the docs say only that result
+    URLs are temporary):
+
+    * `result_ttl` (alias of `url_ttl`): seconds a result file is kept and its URL answers;
+    * `max_results` and `max_result_bytes`: caps on the files kept, the oldest evicted first (an
+      evicted file's URL answers 404 like an expired one); None for no cap;
+    * `cache_size`: placeholders kept to answer repeated requests without drawing again.
+
     Knobs for a misbehaving server (the client must stay bounded whatever a server does):
 
     * `oversize_bytes`: result bodies (URL downloads and `b64_json`) padded with zeros to this
@@ -75,6 +83,9 @@ class LocalHub(_GenerateRoutes):
         drip: float | None = None,
         max_concurrent: int | None = None,
         retry_after: float | str | None = 1.0,
+        result_ttl: float | None = None,
+        max_results: int | None = 500,
+        max_result_bytes: int | None = 128 * 1024 * 1024,
     ) -> None:
         self.host = host
         self.port = port
@@ -100,7 +111,8 @@ class LocalHub(_GenerateRoutes):
         self._lock = threading.Lock()
         self._faults = FaultQueue(fail_rate, fail_seed)
         self._seed_rng = random.Random()
-        self._store = ResultStore(url_ttl)
+        ttl = url_ttl if result_ttl is None else result_ttl
+        self._store = ResultStore(ttl, max_results, max_result_bytes)
         self._cache: OrderedDict[ImageSpec, bytes] = OrderedDict()
         self._cache_size = cache_size
         self._server: _Server | None = None
@@ -136,6 +148,31 @@ class LocalHub(_GenerateRoutes):
     @url_ttl.setter
     def url_ttl(self, seconds: float) -> None:
         self._store.ttl = seconds
+
+    result_ttl = url_ttl
+
+    @property
+    def max_results(self) -> int | None:
+        """Most result files kept (oldest evicted first); None: no cap."""
+        return self._store.max_files
+
+    @max_results.setter
+    def max_results(self, count: int | None) -> None:
+        self._store.max_files = count
+
+    @property
+    def max_result_bytes(self) -> int | None:
+        """Most bytes of result files kept (oldest evicted first); None: no cap."""
+        return self._store.max_bytes
+
+    @max_result_bytes.setter
+    def max_result_bytes(self, size: int | None) -> None:
+        self._store.max_bytes = size
+
+    @property
+    def results_kept(self) -> tuple[int, int]:
+        """(files, bytes) in the result store now."""
+        return len(self._store), self._store.total_bytes
 
     @property
     def fail_rate(self) -> float:
