@@ -66,7 +66,7 @@ def image_bytes(hub: LocalHub, session: requests.Session, response: requests.Res
 
 
 def test_models_list_has_the_bundled_catalogue_priced(hub: LocalHub, session: requests.Session) -> None:
-    r = session.get(hub.url + "/api/ai/models")  # no auth needed
+    r = session.get(hub.url + "/api/ai/models", headers=AUTH)
     assert r.status_code == 200
     assert r.headers["Content-Type"].startswith("application/json")
     listing = r.json()
@@ -93,7 +93,7 @@ def test_models_list_has_the_bundled_catalogue_priced(hub: LocalHub, session: re
 
 
 def test_model_detail_unwrapped(hub: LocalHub, session: requests.Session) -> None:
-    r = session.get(hub.url + "/api/ai/models/flux-2-dev")
+    r = session.get(hub.url + "/api/ai/models/flux-2-dev", headers=AUTH)
     assert r.status_code == 200
     obj = r.json()
     assert obj["id"] == "flux-2-dev"
@@ -105,7 +105,7 @@ def test_fine_tuned_id_with_colon_and_slash(hub: LocalHub, session: requests.Ses
     path = quote(FINE_TUNED_ID, safe="") if encode else FINE_TUNED_ID
     if encode:
         assert "%2F" in path and "%3A" in path
-    r = session.get(f"{hub.url}/api/ai/models/{path}")
+    r = session.get(f"{hub.url}/api/ai/models/{path}", headers=AUTH)
     assert r.status_code == 200
     obj = r.json()
     assert obj["id"] == FINE_TUNED_ID
@@ -113,28 +113,31 @@ def test_fine_tuned_id_with_colon_and_slash(hub: LocalHub, session: requests.Ses
 
 
 def test_unknown_model_detail_is_404(hub: LocalHub, session: requests.Session) -> None:
-    r = session.get(hub.url + "/api/ai/models/no-such-model")
+    r = session.get(hub.url + "/api/ai/models/no-such-model", headers=AUTH)
     assert r.status_code == 404
     assert r.json() == {"error": {"message": "Model not found: no-such-model"}}
 
 
 def test_search(hub: LocalHub, session: requests.Session) -> None:
-    r = session.get(hub.url + "/api/ai/models/search", params={"search": "FLUX.2"})
+    r = session.get(hub.url + "/api/ai/models/search", params={"search": "FLUX.2"}, headers=AUTH)
     assert r.status_code == 200
     found = {m["id"] for m in r.json()["data"]}
     assert r.json()["object"] == "list"
     assert {"flux-2-dev", "flux-2-pro", "black-forest-labs-flux-2-klein-4b"} <= found
     assert "flux-1-dev" not in found
-    by_id = session.get(hub.url + "/api/ai/models/search", params={"search": "Qwen-Image-2"}).json()
+    by_id = session.get(
+        hub.url + "/api/ai/models/search", params={"search": "Qwen-Image-2"}, headers=AUTH
+    ).json()
     assert {m["id"] for m in by_id["data"]} == {"qwen-image-2", "qwen-image-2512"}
-    none = session.get(hub.url + "/api/ai/models/search", params={"search": "zzz"}).json()
+    none = session.get(hub.url + "/api/ai/models/search", params={"search": "zzz"}, headers=AUTH).json()
     assert none == {"object": "list", "data": []}
 
 
 def test_custom_catalogue() -> None:
     only = [{"id": "tiny", "capabilities": {"output": ["image"]}, "request_schema": None}]
     with LocalHub(catalogue=only, image_size=64) as hub:
-        assert [m["id"] for m in requests.get(hub.url + "/api/ai/models").json()["data"]] == ["tiny"]
+        listing = requests.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
+        assert [m["id"] for m in listing] == ["tiny"]
         r = requests.post(hub.url + GENERATE, json={"model": "tiny", "prompt": "x"}, headers=AUTH)
         assert r.status_code == 200
         assert Image.open(io.BytesIO(image_bytes(hub, requests.Session(), r))).size == (64, 64)
@@ -562,7 +565,7 @@ def test_keep_alive_on_one_connection(hub: LocalHub) -> None:
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=5)
     try:
         for _ in range(3):
-            conn.request("GET", "/api/ai/models/flux-2-dev")
+            conn.request("GET", "/api/ai/models/flux-2-dev", headers=AUTH)
             r = conn.getresponse()
             assert r.status == 200 and r.version == 11
             assert json.loads(r.read())["id"] == "flux-2-dev"
@@ -586,7 +589,7 @@ def test_records(hub: LocalHub, session: requests.Session) -> None:
     generate(hub, session, headers={"Authorization": "Bearer wrong"})
     generate(hub, session, seed=9)
     assert [(r.method, r.path, r.status) for r in hub.requests] == [
-        ("GET", "/api/ai/models?x=1", 200),
+        ("GET", "/api/ai/models?x=1", 200 if hub.anonymous_reads else 401),
         ("POST", GENERATE, 401),
         ("POST", GENERATE, 200),
     ]
@@ -741,7 +744,10 @@ def test_chain_from_own_result_url_and_several_references(hub: LocalHub, session
 
 
 def test_input_from_another_loopback_server(hub: LocalHub, session: requests.Session) -> None:
-    with LocalHub(image_size=48, require_auth_for_files=False) as other, LocalHub(image_size=48) as guarded:
+    with (
+        LocalHub(image_size=48, require_auth_for_files=False, anonymous_reads=True) as other,
+        LocalHub(image_size=48) as guarded,
+    ):
         public = other.url + "/api/ai/models"  # JSON, not an image
         r = edit(hub, session, input_image=public)
         assert (
@@ -1024,7 +1030,12 @@ def test_cli_serves_until_terminated() -> None:
         url = line.split(" on ", 1)[1].split(" ", 1)[0]
         told = [proc.stdout.readline().strip() for _ in range(3)]
         assert f"export OXEN_HOST={url}" in told and "export OXEN_API_KEY=cli-key" in told
-        assert requests.get(url + "/api/ai/models", timeout=5).status_code == 200
+        assert (
+            requests.get(
+                url + "/api/ai/models", headers={"Authorization": "Bearer cli-key"}, timeout=5
+            ).status_code
+            == 200
+        )
         r = requests.post(
             url + GENERATE,
             json={"model": "z-image-turbo", "prompt": "cli", "response_format": "b64_json"},
