@@ -11,7 +11,7 @@ The package is split by job:
 
 * `hub.py` — `LocalHub`: knobs, lifecycle, test controls;
 * `routes.py` — routing, model list/detail/search, result files;
-* `generate.py` — the image routes;
+* `generate.py` — the image routes (generate and edit); `inputs.py` — fetching `input_image`;
 * `catalogue.py` — the models served; `validation.py` — schema checks;
 * `storage.py` — result files with expiry and caps; `faults.py` — failure injection;
 * `replies.py` — reply and error shapes; `server.py` — HTTP plumbing; `cli.py` — the command line.
