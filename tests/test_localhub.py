@@ -666,6 +666,46 @@ def test_list_without_schemas_detail_with(session: requests.Session) -> None:
         assert next(m for m in listing if m["id"] == "flux-2-dev")["request_schema"]
 
 
+def test_json_request_schema_naming(session: requests.Session) -> None:
+    with LocalHub(image_size=32, schema_field="json_request_schema", list_schemas=True) as hub:
+        detail = session.get(hub.url + "/api/ai/models/flux-2-dev", headers=AUTH).json()
+        assert "request_schema" not in detail
+        assert detail["json_request_schema"]["properties"]["output_format"]["default"] == "webp"
+        listing = session.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
+        assert all("request_schema" not in m for m in listing)
+        hub.list_schemas = False
+        listing = session.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
+        assert all(m["json_request_schema"] is None for m in listing)
+        assert generate(hub, session, model="flux-2-dev", num_inference_steps=99).status_code == 400
+    with pytest.raises(ValueError):
+        LocalHub(schema_field="schema")
+
+
+def test_private_model_generates_but_cannot_be_read(session: requests.Session) -> None:
+    with LocalHub(image_size=32, private_models=[FINE_TUNED_ID]) as hub:
+        path = quote(FINE_TUNED_ID, safe="")
+        r = session.get(f"{hub.url}/api/ai/models/{path}", headers=AUTH)
+        assert r.status_code == 404 and r.json() == {
+            "error": {"message": f"Model not found: {FINE_TUNED_ID}"}
+        }
+        listing = session.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
+        assert FINE_TUNED_ID not in {m["id"] for m in listing} and "flux-1-dev" in {m["id"] for m in listing}
+        found = session.get(hub.url + "/api/ai/models/search?search=cyberpunk", headers=AUTH).json()
+        assert found["data"] == []
+        assert generate(hub, session, model=FINE_TUNED_ID).status_code == 200
+
+
+def test_bare_edit_route_knob(session: requests.Session) -> None:
+    body = {"model": "flux-kontext-dev", "prompt": "p", "input_image": data_uri(solid_png((9, 9, 9)))}
+    with LocalHub(image_size=32) as hub:
+        assert session.post(hub.url + "/api/images/edit", json=body, headers=AUTH).status_code == 404
+    with LocalHub(image_size=32, bare_edit_route=True) as hub:
+        r = session.post(hub.url + "/api/images/edit", json=body, headers=AUTH)
+        assert r.status_code == 200
+        (call,) = hub.edit_calls()
+        assert call.path == "/api/images/edit"
+
+
 # -- image inputs: the edit route, required fields, fetching ---------------------------------
 
 EDIT = "/api/ai/images/edit"

@@ -10,6 +10,7 @@ import copy
 import random
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
@@ -19,7 +20,7 @@ from .catalogue import default_catalogue
 from .faults import GARBAGE_KINDS, FaultQueue
 from .generate import _GenerateRoutes
 from .replies import RecordedRequest
-from .routes import EDIT_PATH, GENERATE_PATH
+from .routes import BARE_EDIT_PATH, EDIT_PATH, GENERATE_PATH
 from .server import _Server, _V6Server
 from .storage import ResultStore
 
@@ -35,6 +36,12 @@ class LocalHub(_GenerateRoutes):
     * `list_schemas`: whether the list's items carry their `request_schema`. The documented
       example has `"request_schema": null`; the detail route always has it.
     * `data_uris`: whether `input_image` may be a `data:` URI (undocumented either way).
+    * `schema_field`: the schema's name in model objects, `request_schema` or (as the docs say
+      it is sometimes named) `json_request_schema`.
+    * `private_models`: ids that generate and edit serve but the list, search and detail routes
+      do not (404), like a fine-tuned or private model another account cannot read.
+    * `bare_edit_route`: also serve `POST /api/images/edit`, the path the editing reference
+      page's examples write (the catalogue's endpoint is under `/api/ai`).
     * `require_auth_for_files`: whether result URLs need the token (not confirmed either way).
 
     Load (the docs say only that 429 means "Rate limit exceeded" and that Retry-After is not
@@ -79,6 +86,9 @@ class LocalHub(_GenerateRoutes):
         anonymous_reads: bool = True,
         list_schemas: bool = True,
         data_uris: bool = True,
+        schema_field: str = "request_schema",
+        private_models: Iterable[str] = (),
+        bare_edit_route: bool = False,
         oversize_bytes: int | None = None,
         drip: float | None = None,
         max_concurrent: int | None = None,
@@ -96,6 +106,11 @@ class LocalHub(_GenerateRoutes):
         self.anonymous_reads = anonymous_reads
         self.list_schemas = list_schemas
         self.data_uris = data_uris
+        if schema_field not in ("request_schema", "json_request_schema"):
+            raise ValueError("schema_field must be 'request_schema' or 'json_request_schema'")
+        self.schema_field = schema_field
+        self.private_models = set(private_models)
+        self.bare_edit_route = bare_edit_route
         self.oversize_bytes = oversize_bytes
         self.drip = drip
         self.max_concurrent = max_concurrent
@@ -277,7 +292,8 @@ class LocalHub(_GenerateRoutes):
         """The recorded `POST /api/ai/images/edit` requests, in order."""
         with self._lock:
             records = list(self.requests)
-        return [r for r in records if r.method == "POST" and r.path.split("?")[0] == EDIT_PATH]
+        paths = (EDIT_PATH, BARE_EDIT_PATH)
+        return [r for r in records if r.method == "POST" and r.path.split("?")[0] in paths]
 
     def reset(self) -> None:
         """Forget recorded requests, pending failures, garbage mode, the in-flight peak and counters."""

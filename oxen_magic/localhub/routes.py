@@ -18,17 +18,20 @@ from .storage import ResultStore
 
 GENERATE_PATH = "/api/ai/images/generate"
 EDIT_PATH = "/api/ai/images/edit"
+#: The editing reference page's examples write the route without `/ai` (knob `bare_edit_route`).
+BARE_EDIT_PATH = "/api/images/edit"
 MODELS_PATH = "/api/ai/models"
 FILES_PREFIX = "/api/repos/"
 
 
-def _without_schema(obj: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(obj, dict):
+def _shown(obj: dict[str, Any], schema: bool, field: str) -> dict[str, Any]:
+    """A model as served: its schema under `field` (or null when `schema` is False)."""
+    if not isinstance(obj, dict) or (schema and field == "request_schema"):
         return obj
     copy = dict(obj)
-    copy["request_schema"] = None
-    if "json_request_schema" in copy:
-        copy["json_request_schema"] = None
+    value = copy.pop("request_schema", None)
+    value = copy.pop("json_request_schema", value)
+    copy[field] = value if schema else None
     return copy
 
 
@@ -39,6 +42,9 @@ class _ModelRoutes:
     require_auth_for_files: bool
     anonymous_reads: bool
     list_schemas: bool
+    schema_field: str
+    private_models: set[str]
+    bare_edit_route: bool
     oversize_bytes: int | None
     drip: float | None
     requests: list[RecordedRequest]
@@ -71,6 +77,8 @@ class _ModelRoutes:
                 return self._file(path, headers)
         if method == "POST" and path in (GENERATE_PATH, EDIT_PATH):
             return self._generate_counted(headers, raw, body, path)
+        if method == "POST" and path == BARE_EDIT_PATH and self.bare_edit_route:
+            return self._generate_counted(headers, raw, body, EDIT_PATH)
         return _not_found(f"Not found: {path}")
 
     def _generate_counted(
@@ -86,10 +94,13 @@ class _ModelRoutes:
 
     def _list(self, models: Sequence[dict[str, Any]]) -> _Reply:
         """The list shape; without `list_schemas` its items carry `"request_schema": null`, as
-        the documented example does (the schema is only certain on the detail route)."""
-        items = list(models)
-        if not self.list_schemas:
-            items = [_without_schema(m) for m in items]
+        the documented example does (the schema is only certain on the detail route). Private
+        models are not listed."""
+        items = [
+            _shown(m, self.list_schemas, self.schema_field)
+            for m in models
+            if not (isinstance(m, dict) and m.get("id") in self.private_models)
+        ]
         return _Reply(200, _json_bytes({"object": "list", "data": items}))
 
     def _search(self, term: str) -> _Reply:
@@ -109,9 +120,9 @@ class _ModelRoutes:
 
     def _model(self, model_id: str) -> _Reply:
         obj = self._find(model_id)
-        if obj is None:
+        if obj is None or model_id in self.private_models:
             return _not_found(f"Model not found: {model_id}")
-        return _Reply(200, _json_bytes(obj))
+        return _Reply(200, _json_bytes(_shown(obj, True, self.schema_field)))
 
     def _authorised(self, headers: Any) -> bool:
         value = headers.get("Authorization") or ""
