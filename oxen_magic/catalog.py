@@ -7,6 +7,7 @@ is sent, without knowing where the description came from (the live API, the loca
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -31,24 +32,34 @@ class ModelInfo:
     request_schema: dict[str, Any] | None = field(default=None, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    #: What was wrong with the description, as short clauses ("its price is unreadable, so
+    #: the price is unknown"); the fields at fault are ignored, never trusted.
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
     @classmethod
     def from_api(cls, obj: dict[str, Any]) -> ModelInfo:
-        """Build from an API model object; tolerant of missing or oddly typed fields."""
-        caps = obj.get("capabilities") or {}
+        """Build from an API model object; every field is checked, a wrong one ignored (noted)."""
+        notes: list[str] = []
+        caps = obj.get("capabilities")
+        if not isinstance(caps, dict):
+            if caps is not None:
+                notes.append("its capabilities are not an object, so they are ignored")
+            caps = {}
         pricing = obj.get("pricing") if isinstance(obj.get("pricing"), dict) else None
-        cost = pricing.get("cost_per_image") if pricing else None
-        schema = schema_of(obj)
+        cost = _price(pricing.get("cost_per_image") if pricing else None, notes)
+        schema = clean_schema(schema_of(obj), notes)
         return cls(
-            id=str(obj.get("id", "")),
-            display_name=str(obj.get("display_name") or ""),
-            description=str(obj.get("description") or ""),
-            endpoint=str(obj.get("endpoint") or ""),
-            outputs=tuple(str(x) for x in caps.get("output") or ()),
-            inputs=tuple(str(x) for x in caps.get("input") or ()),
-            cost_per_image=float(cost) if isinstance(cost, (int, float)) else None,
+            id=_text(obj.get("id")),
+            display_name=_text(obj.get("display_name")),
+            description=_text(obj.get("description")),
+            endpoint=_text(obj.get("endpoint")),
+            outputs=_strings(caps.get("output")),
+            inputs=_strings(caps.get("input")),
+            cost_per_image=cost,
             pricing=pricing,
             request_schema=schema,
             raw=obj,
+            notes=tuple(notes),
         )
 
     @property
@@ -73,7 +84,7 @@ def schema_of(obj: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(schema, str):  # some APIs ship the schema as a JSON string
         try:
             schema = json.loads(schema)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     return schema if isinstance(schema, dict) else None
 
@@ -82,6 +93,109 @@ def properties_of(schema: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     """A schema's `properties` (empty when the schema is unknown or malformed)."""
     props = (schema or {}).get("properties")
     return props if isinstance(props, dict) else {}
+
+
+#: The most a single image may plausibly cost (USD); above it a price is taken as a mistake.
+MAX_PRICE = 100.0
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def clean_schema(schema: dict[str, Any] | None, notes: list[str]) -> dict[str, Any] | None:
+    """A copy of `schema` that the planner and the panel can trust field by field.
+
+    `properties` that is not an object makes the whole schema unknown (parameters unchecked);
+    a property that is not an object, or a `type`, `enum`, `minimum`, `maximum` or `default` of
+    the wrong kind, is dropped (that check is skipped) with a note.
+    """
+    if schema is None:
+        return None
+    props = schema.get("properties")
+    if not isinstance(props, dict):
+        notes.append("its schema's 'properties' is not an object, so its parameters are sent unchecked")
+        return None
+    bad: list[str] = []
+    clean: dict[str, dict[str, Any]] = {}
+    for name, prop in props.items():
+        if not isinstance(name, str) or not isinstance(prop, dict):
+            bad.append(str(name))
+            continue
+        kept = dict(prop)
+        kind = kept.get("type")
+        if kind is not None and not (
+            isinstance(kind, str) or (isinstance(kind, list) and all(isinstance(k, str) for k in kind))
+        ):
+            del kept["type"]
+            bad.append(name)
+        enum = kept.get("enum")
+        if enum is not None and not (isinstance(enum, list) and all(isinstance(v, _SCALARS) for v in enum)):
+            del kept["enum"]
+            bad.append(name)
+        for bound in ("minimum", "maximum"):
+            if bound in kept and kept[bound] is not None and _number(kept[bound]) is None:
+                del kept[bound]
+                bad.append(name)
+        if "default" in kept and not _json_value(kept["default"]):
+            del kept["default"]
+            bad.append(name)
+        clean[name] = kept
+    required = schema.get("required")
+    if required is not None and not (
+        isinstance(required, list) and all(isinstance(r, str) for r in required)
+    ):
+        notes.append("its schema's 'required' is not a list of names, so it is ignored")
+        required = None
+    if bad:
+        names = ", ".join(sorted(set(bad)))
+        notes.append(f"the schema of {names} is malformed, so those values are partly unchecked")
+    out = dict(schema)
+    out["properties"] = clean
+    if required is None:
+        out.pop("required", None)
+    else:
+        out["required"] = list(required)
+    return out
+
+
+def _price(value: Any, notes: list[str]) -> float | None:
+    if value is None:
+        return None
+    cost = _number(value)
+    if cost is None or not 0 <= cost <= MAX_PRICE:
+        notes.append("its price is not a usable number, so the price is unknown")
+        return None
+    return cost
+
+
+def _number(value: Any) -> float | None:
+    """A finite int or float (never a bool or a string), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int too big for a float
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _json_value(value: Any, depth: int = 0) -> bool:
+    """A scalar, or a short flat list of scalars (what a default may sensibly be)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, _SCALARS):
+        return True
+    return isinstance(value, list) and depth == 0 and all(_json_value(v, 1) for v in value)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)[:200]
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, (list, tuple)):
+        return ()
+    return tuple(v for v in value if isinstance(v, str))
 
 
 @cache

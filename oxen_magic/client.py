@@ -9,130 +9,44 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import os
-import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlsplit
 
-import requests
-import requests.adapters
-import urllib3.exceptions
 from PIL import Image
 
 from .catalog import ModelInfo
-from .images import decode_image
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 from .errors import (
     AuthError,
     BadResponseError,
-    Cancelled,
-    InvalidParamsError,
     MissingKeyError,
-    NetworkError,
-    NotFoundError,
     OxenError,
-    RateLimitError,
     ResultExpiredError,
-    ServerError,
     redact,
+    too_large,
+)
+from .images import decode_image
+from .keys import BAD_KEY_HELP, DEFAULT_HOST, NO_KEY_HELP, _env_netloc, find_key, normalize_host, remember_key
+from .threads import DaemonPool
+from .transport import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BODY,
+    DEFAULT_TIMEOUT,
+    MAX_JSON,
+    Transport,
+    _join,
+    check_not_downgraded,
+    is_loopback,
+    origin,
 )
 
-DEFAULT_HOST = "https://hub.oxen.ai"
-#: (connect, read) seconds. Generation is documented at 5-30 s; queues make it longer.
-DEFAULT_TIMEOUT = (10.0, 180.0)
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
-MAX_REDIRECTS = 5
-NO_KEY_HELP = (
-    "No Oxen API key found; run oxen_magic.login(), or set the OXEN_API_KEY environment variable, "
-    "or run `oxen config --auth hub.oxen.ai YOUR_KEY` (keys are on your oxen.ai profile settings page)."
-)
-BAD_KEY_HELP = (
-    "The Oxen API key contains a space or a character a key cannot have; copy it again from your "
-    "oxen.ai profile settings and run oxen_magic.login() or set OXEN_API_KEY."
-)
-_KEY_LOCK = threading.Lock()
-_SESSION_KEYS: dict[str, str] = {}
+__all__ = ["DEFAULT_HOST", "Generation", "OxenClient", "find_key", "normalize_host", "origin", "remember_key"]
 
-
-def normalize_host(host: str) -> str:
-    """`hub.oxen.ai` → `https://hub.oxen.ai`; a full URL is kept (without a trailing slash)."""
-    text = host.strip()
-    if not text.rstrip("/"):
-        raise ValueError("The Oxen host is empty; set OXEN_HOST to e.g. hub.oxen.ai.")
-    if "://" not in text:
-        text = "https://" + text
-    text = text.rstrip("/")  # after the scheme check, so "http://" is not read as host "http"
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(
-            f"The Oxen host '{host}' is not a web address; use e.g. hub.oxen.ai or http://127.0.0.1:8765."
-        )
-    try:
-        parts.port  # noqa: B018  (raises on a bad port)
-    except ValueError:
-        raise ValueError(f"The Oxen host '{host}' has a bad port; use e.g. 127.0.0.1:8765.") from None
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) with default ports filled in, for the same-origin rule."""
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return (parts.scheme, (parts.hostname or "").lower(), port)
-
-
-def remember_key(host: str, key: str) -> None:
-    """Keep a key for this process only (what `oxen_magic.login()` stores)."""
-    with _KEY_LOCK:
-        _SESSION_KEYS[urlsplit(normalize_host(host)).netloc] = key
-
-
-def find_key(host: str, env: Mapping[str, str] | None = None) -> str | None:
-    """The key for `host`: a login() of this session, `OXEN_API_KEY`, then the Oxen CLI config.
-
-    `OXEN_API_KEY` belongs to the host the environment names (`OXEN_HOST`, else hub.oxen.ai):
-    a `--host` pointing elsewhere (a typo, a notebook from someone else) never receives it.
-    """
-    env = os.environ if env is None else env
-    netloc = urlsplit(normalize_host(host)).netloc
-    with _KEY_LOCK:
-        if netloc in _SESSION_KEYS:
-            return _SESSION_KEYS[netloc]
-    if env.get("OXEN_API_KEY", "").strip() and netloc == _env_netloc(env):
-        return env["OXEN_API_KEY"].strip()
-    folder = Path(env["OXEN_CONFIG_DIR"]) if env.get("OXEN_CONFIG_DIR") else None
-    folder = folder or Path.home() / ".config" / "oxen"
-    try:
-        config = tomllib.loads((folder / "auth_config.toml").read_text())
-    except (OSError, ValueError):
-        return None
-    for entry in config.get("host_configs") or ():
-        if isinstance(entry, dict) and entry.get("host") == netloc and entry.get("auth_token"):
-            return str(entry["auth_token"]).strip()
-    return None
-
-
-def _env_netloc(env: Mapping[str, str]) -> str | None:
-    try:
-        return urlsplit(normalize_host(env.get("OXEN_HOST") or DEFAULT_HOST)).netloc
-    except ValueError:
-        return None
-
-
-def is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
+GENERATE_PATH = "/api/ai/images/generate"
 
 
 @dataclass(eq=False)
@@ -165,7 +79,7 @@ class Generation:
 _MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
 
-class OxenClient:
+class OxenClient(Transport):
     """A small, thread-safe client for the image routes of the Oxen inference API."""
 
     def __init__(
@@ -179,20 +93,21 @@ class OxenClient:
         max_wait: float = 60.0,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        max_body_bytes: int | None = None,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         self.base = normalize_host(host or os.environ.get("OXEN_HOST") or DEFAULT_HOST)
         self._key = api_key.strip() if api_key else None
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.max_wait = max_wait
-        self.backoff = backoff
-        self._sleep = sleep
-        self.pool_size = pool_size
-        self.session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self._model_cache: dict[str, ModelInfo] = {}
+        super().__init__(
+            pool_size=pool_size,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_wait=max_wait,
+            backoff=backoff,
+            sleep=sleep,
+            max_body_bytes=max_body_bytes or _env_max_body(),
+            deadline=deadline,
+        )
 
     def __repr__(self) -> str:
         return f"OxenClient(host={self.base!r})"
@@ -215,6 +130,13 @@ class OxenClient:
             )
         return key
 
+    def _read_key(self) -> str | None:
+        """The key for a model read when one can be sent; None means "try without"."""
+        try:
+            return self._api_key()
+        except AuthError:
+            return None
+
     def check_key(self) -> None:
         """Raise `MissingKeyError` (no key anywhere) or `AuthError` (a key that cannot be sent)."""
         self._api_key()
@@ -234,22 +156,90 @@ class OxenClient:
 
     # -- models -------------------------------------------------------------------------------
     def models(self) -> list[ModelInfo]:
-        """The image-generation models the API lists ("image" in capabilities.output)."""
-        body = self._json("GET", "/api/ai/models", auth=False)
+        """The image-generation models the API lists ("image" in capabilities.output).
+
+        The list may carry no schemas (`request_schema: null`): `models_detailed` reads them.
+        A malformed entry is skipped; it never costs the rest of the list.
+        """
+        body = self._model_read("/api/ai/models")
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
             raise BadResponseError("The model list from the API has no 'data' list.")
-        out = [ModelInfo.from_api(m) for m in data if isinstance(m, dict)]
-        return [m for m in out if m.makes_images]
+        out = []
+        for obj in data:
+            if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not obj["id"]:
+                continue
+            try:
+                info = ModelInfo.from_api(obj)
+            except Exception:  # a field of a shape nobody foresaw: skip this model only
+                continue
+            if info.makes_images:
+                out.append(info)
+        return out
 
     def model(self, model_id: str) -> ModelInfo:
-        """One model with its request_schema; ids like `oxen:team/x` are URL-encoded."""
-        if model_id not in self._model_cache:
-            body = self._json("GET", "/api/ai/models/" + quote(model_id, safe=""), auth=False)
-            if not isinstance(body, dict) or "id" not in body:
-                raise BadResponseError(f"The API's description of {model_id} has no 'id'.")
-            self._model_cache[model_id] = ModelInfo.from_api(body)
-        return self._model_cache[model_id]
+        """One model with its request_schema (the detail route); ids like `oxen:team/x` are
+        URL-encoded. Kept per host for the process, so the panel and each cell read it once."""
+        known = _remembered(self.base, model_id)
+        if known is not None:
+            return known
+        body = self._model_read("/api/ai/models/" + quote(model_id, safe=""))
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+            raise BadResponseError(f"The API's description of {model_id} has no 'id'.")
+        try:
+            info = ModelInfo.from_api(body)
+        except Exception:  # pragma: no cover - from_api is tolerant; belt and braces
+            raise BadResponseError(f"The API's description of {model_id} is unreadable.") from None
+        _remember(self.base, model_id, info)
+        return info
+
+    def models_detailed(self, ids: Iterable[str], workers: int = 6) -> dict[str, ModelInfo | OxenError]:
+        """Each model's detail (with its schema), read in parallel; a failure is returned, not
+        raised, so one unreadable model never costs the others."""
+        wanted = list(dict.fromkeys(ids))
+        out: dict[str, ModelInfo | OxenError] = {}
+        todo = []
+        for model_id in wanted:
+            known = _remembered(self.base, model_id)
+            if known is None:
+                todo.append(model_id)
+            else:
+                out[model_id] = known
+        if len(todo) == 1:
+            out[todo[0]] = self._detail_or_error(todo[0])
+        elif todo:
+            pool = DaemonPool(min(workers, len(todo)), "oxen-magic-models")
+            try:
+                futures = {m: pool.submit(self._detail_or_error, m) for m in todo}
+                for model_id, future in futures.items():
+                    out[model_id] = future.result()
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
+        return {m: out[m] for m in wanted}
+
+    def _detail_or_error(self, model_id: str) -> ModelInfo | OxenError:
+        try:
+            return self.model(model_id)
+        except OxenError as exc:
+            return exc
+        except Exception as exc:  # a bug must not cost the listing
+            return BadResponseError(self.scrub(f"Could not read {model_id}: {type(exc).__name__}."))
+
+    def _model_read(self, path: str) -> Any:
+        """GET a model route with the key when there is one; without, say how to give one."""
+        key = self._read_key()
+        try:
+            answer = self._call("GET", self.base + path, limit=MAX_JSON, key=key, what="model list")
+        except AuthError as exc:
+            if key is not None or exc.status not in (401, 403):
+                raise
+            raise AuthError(
+                f"The API refused to read its models without a key (HTTP {exc.status}); run "
+                "oxen_magic.login(), or set OXEN_API_KEY, or use the local hub "
+                "(python -m oxen_magic.localhub).",
+                exc.status,
+            ) from None
+        return answer.json()
 
     # -- generate -----------------------------------------------------------------------------
     def generate(self, model: str, prompt: str, **params: Any) -> Generation:
@@ -262,37 +252,54 @@ class OxenClient:
         cancel: threading.Event | None = None,
         *,
         decode: bool = True,
-        path: str = "/api/ai/images/generate",
+        path: str = GENERATE_PATH,
     ) -> Generation:
-        """POST a ready JSON body and return the image, downloaded at once if it came as a URL.
+        """POST a ready JSON body to `path` (generate, or `/api/ai/images/edit` for an input
+        image) and return the image, downloaded at once if it came as a URL.
 
         `decode=False` reads only the image's header here and leaves the pixels to
         `Generation.image` (which raises the same `BadResponseError` for a corrupt image): the
         runner decodes outside its network slots, so the next request need not wait for it.
         """
         started = time.monotonic()
-        body = self._json("POST", path, json_body=dict(payload), auth=True, cancel=cancel)
+        limit = max(MAX_JSON, self.max_body_bytes * 4 // 3 + 65536)  # room for b64_json
+        answer = self._call(
+            "POST",
+            self.base + path,
+            limit=limit,
+            json_body=dict(payload),
+            key=self._api_key(),
+            cancel=cancel,
+            what="answer",
+        )
+        body = answer.json()
+        del answer
         images = body.get("images") if isinstance(body, dict) else None
         if not isinstance(images, list) or not images or not isinstance(images[0], dict):
             raise BadResponseError("The API answered without an 'images' list; try again.")
         first = images[0]
-        url = None
+        url: str | None = None
         if isinstance(first.get("b64_json"), str):
+            text = first["b64_json"]
+            if len(text) // 4 * 3 > self.max_body_bytes + 2:
+                raise too_large("image", self.max_body_bytes)
             try:
-                data = base64.b64decode(first["b64_json"], validate=True)
+                data = base64.b64decode(text, validate=True)
             except (binascii.Error, ValueError):
                 raise BadResponseError("The API returned an image whose base64 is invalid.") from None
+            del text
         elif isinstance(first.get("url"), str):
             url = _join(self.base + "/", first["url"], "returned a result URL")
             data = self.download(url)
         else:
             raise BadResponseError("The API's image has neither a 'url' nor 'b64_json'.")
-        image = decode_image(data, load=decode)
         created = body.get("created")
+        del body, images, first
+        image = decode_image(data, load=decode)
         return Generation(
             data=data,
             request=dict(payload),
-            created=created if isinstance(created, int) else None,
+            created=created if isinstance(created, int) and not isinstance(created, bool) else None,
             elapsed=time.monotonic() - started,
             mime=_MIMES.get(image.format or "", "application/octet-stream"),
             size=image.size,
@@ -301,10 +308,12 @@ class OxenClient:
         )
 
     def download(self, url: str) -> bytes:
-        """Fetch a result file. The token goes along only to the API's own origin."""
+        """Fetch a result file (streamed, capped). The token goes only to the API's own origin."""
         full = _join(self.base + "/", url, "returned a result URL")
+        check_not_downgraded(self.base, full, "returned a result URL pointing")
+        key = self._api_key() if origin(full) == origin(self.base) else None
         try:
-            response = self._send("GET", full, auth=True)
+            answer = self._call("GET", full, limit=self.max_body_bytes, key=key, what="image")
         except OxenError as exc:
             if exc.status not in (403, 404, 410):
                 raise
@@ -312,216 +321,42 @@ class OxenClient:
                 f"The result URL had expired when it was fetched (HTTP {exc.status}); generate again.",
                 exc.status,
             ) from None
-        return response.content
-
-    # -- transport ----------------------------------------------------------------------------
-    def _json(
-        self,
-        method: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        auth: bool,
-        cancel: threading.Event | None = None,
-    ) -> Any:
-        response = self._send(method, self.base + path, json_body=json_body, auth=auth, cancel=cancel)
-        try:
-            return response.json()
-        except (ValueError, RecursionError):  # RecursionError: JSON nested past the stack
-            text = _not_json(response)
-            raise BadResponseError(text[0].upper() + text[1:] + ".") from None
-
-    def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        json_body: Any = None,
-        auth: bool,
-        cancel: threading.Event | None = None,
-    ) -> requests.Response:
-        """One logical call: retries (bounded in count and total wait), redirects origin-checked."""
-        key = self._api_key() if auth and origin(url) == origin(self.base) else None
-        waited = 0.0
-        for attempt in range(1, self.max_retries + 2):
-            try:
-                response = self._follow(method, url, json_body, key)
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                # A GET (models, result files) is safe to repeat; a POST is resent only if it
-                # never reached the server, so a timeout or a dropped answer never bills twice.
-                failure: OxenError = NetworkError(self._network_message(exc, url))
-                if method != "GET" and not _never_sent(exc):
-                    raise failure from None
-                if _refused(exc) and attempt > 1:  # nothing listens there: say so after one retry
-                    raise failure from None
-                delay = self._delay(attempt, None)
-            except requests.exceptions.RequestException as exc:
-                raise NetworkError(self._network_message(exc, url)) from None
-            else:
-                if response.status_code < 400:
-                    return response
-                failure = self._error(response, attempt)
-                if response.status_code not in RETRY_STATUSES:
-                    raise failure
-                delay = self._delay(attempt, response.headers.get("Retry-After"))
-                response.close()
-            if attempt > self.max_retries or waited + delay > self.max_wait:
-                raise failure
-            if cancel is not None:
-                if cancel.wait(delay):
-                    raise Cancelled("Stopped before this image was generated.")
-            else:
-                self._sleep(delay)
-            waited += delay
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _follow(self, method: str, url: str, json_body: Any, key: str | None) -> requests.Response:
-        """Send, following redirects by hand so the token never leaves the API's origin."""
-        for _ in range(MAX_REDIRECTS + 1):
-            headers = {"Accept": "application/json"}
-            if key and origin(url) == origin(self.base):
-                headers["Authorization"] = f"Bearer {key}"
-            try:
-                response = self.session.request(
-                    method,
-                    url,
-                    json=json_body,
-                    headers=headers,
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                )
-            except requests.exceptions.RequestException:
-                raise
-            except ValueError:  # requests parses a redirect's Location even when not following it
-                raise BadResponseError(BAD_REDIRECT) from None
-            if response.status_code not in (301, 302, 303, 307, 308) or not response.headers.get("Location"):
-                return response
-            url = _join(url, response.headers["Location"], "redirected to an address")
-            if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
-                method, json_body = "GET", None
-            response.close()
-        raise BadResponseError(f"Too many redirects from {_where(url)}.")
-
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        """Retry-After (seconds or an HTTP date) when given, else exponential backoff + jitter."""
-        if retry_after:
-            try:
-                return max(0.0, float(retry_after))
-            except ValueError:
-                try:
-                    when = email.utils.parsedate_to_datetime(retry_after)
-                except (TypeError, ValueError):  # unreadable: back off as if it were absent
-                    when = None
-                if when is not None:
-                    return max(0.0, when.timestamp() - time.time())
-        return self.backoff * 2 ** (attempt - 1) * (0.5 + random.random())
-
-    def _error(self, response: requests.Response, attempts: int = 1) -> OxenError:
-        status = response.status_code
-        detail = _detail(response)
-        tries = f"{attempts} {'try' if attempts == 1 else 'tries'}"
-        cls: type[OxenError]
-        if status in (401, 403):
-            cls = AuthError
-            text = f"The API refused the key (HTTP {status}: {detail}); check OXEN_API_KEY."
-        elif status == 404:
-            cls, text = NotFoundError, detail
-        elif status == 429:
-            cls = RateLimitError
-            text = f"Rate limit exceeded (HTTP 429) after {tries}; wait a minute and rerun."
-        elif status >= 500:
-            cls = ServerError
-            text = f"The API failed (HTTP {status}: {detail}) after {tries}; try again later."
-        elif status in (400, 422):
-            cls, text = InvalidParamsError, f"The API rejected the request: {detail}."
-        else:
-            cls, text = OxenError, f"The API answered HTTP {status}: {detail}."
-        text = text[:-1] if text.endswith("..") else text  # a detail ending in "." then our "."
-        return cls(self.scrub(text), status)
-
-    def _network_message(self, exc: Exception, url: str) -> str:
-        text = str(exc)
-        where = _where(url)
-        if "timed out" in text.lower() or isinstance(exc, requests.exceptions.Timeout):
-            return f"{where} did not answer in time (timeout); check your network and try again."
-        if (
-            "Name or service not known" in text
-            or "nodename nor servname" in text
-            or ("getaddrinfo" in text or "NameResolution" in text)
-        ):
-            return f"Cannot find the host {where} (DNS failed); check OXEN_HOST and your network."
-        if "refused" in text.lower():
-            return f"Cannot connect to {where} (connection refused); is the server running?"
-        if isinstance(exc, requests.exceptions.SSLError):
-            plain = "http://" + urlsplit(url).netloc
-            return f"Cannot talk https to {where} (SSL failed); if it serves plain http, use {plain}."
-        return f"Lost the connection to {where}; check your network and try again."
-
-    def close(self) -> None:
-        self.session.close()
+        return answer.body
 
 
-def _join(base: str, ref: str, what: str) -> str:
-    """`ref` resolved against `base`, or `BadResponseError` when it is no http(s) address."""
+# -- the process-wide memory of model details ----------------------------------------------------
+
+#: Seconds a model's detail is trusted before it is read again (a workshop may run for hours).
+DETAIL_TTL = 600.0
+_DETAILS: dict[tuple[str, str], tuple[float, ModelInfo]] = {}
+_DETAILS_LOCK = threading.Lock()
+
+
+def _remembered(base: str, model_id: str) -> ModelInfo | None:
+    with _DETAILS_LOCK:
+        hit = _DETAILS.get((base, model_id))
+    if hit is None or time.monotonic() - hit[0] > DETAIL_TTL:
+        return None
+    return hit[1]
+
+
+def _remember(base: str, model_id: str, info: ModelInfo) -> None:
+    with _DETAILS_LOCK:
+        _DETAILS[(base, model_id)] = (time.monotonic(), info)
+
+
+def forget_models() -> None:
+    """Drop every remembered model detail (a test with a new local hub on a reused port)."""
+    with _DETAILS_LOCK:
+        _DETAILS.clear()
+
+
+def _env_max_body() -> int:
+    """`OXEN_MAGIC_MAX_BODY_MB` when it is a positive number, else the default cap."""
     try:
-        url = urljoin(base, ref)
-        ok = urlsplit(url).scheme in ("http", "https") and bool(origin(url)[1])
-    except ValueError:  # a bad IPv6 literal or port: urllib raises while parsing
-        ok = False
-    if not ok:
-        raise BadResponseError(f"The API {what} that is not a web address.")
-    return url
-
-
-BAD_REDIRECT = "The API redirected to an address that is not a web address."
-
-
-def _where(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def _never_sent(exc: Exception) -> bool:
-    """True when the connection failed before the request went out (refused, DNS, connect)."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
-
-
-def _refused(exc: Exception) -> bool:
-    """The host answered that nothing listens on that port (not a flaky network)."""
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(getattr(reason, "__cause__", None), ConnectionRefusedError) or (
-        isinstance(reason, urllib3.exceptions.NewConnectionError) and "refused" in str(reason).lower()
-    )
-
-
-def _detail(response: requests.Response) -> str:
-    """The human part of an error body, for both documented shapes and for HTML pages."""
-    try:
-        body = response.json()
-    except (ValueError, RecursionError):
-        return _not_json(response)
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        for name in ("title", "detail", "message"):
-            if isinstance(error.get(name), str) and error[name].strip():
-                text = error[name].strip()
-                if name == "title" and isinstance(error.get("detail"), str):
-                    text += f" ({error['detail'].strip()})"
-                return text
-    if isinstance(error, str):
-        return error
-    if isinstance(body, dict) and isinstance(body.get("status_message"), str):
-        return body["status_message"]
-    return f"HTTP {response.status_code}"
-
-
-def _not_json(response: requests.Response) -> str:
-    kind = response.headers.get("Content-Type", "").split(";")[0] or "no content type"
-    if "html" in kind or response.text.lstrip()[:1] == "<":
-        return f"the API answered with an HTML page (HTTP {response.status_code}), not JSON"
-    if "json" in kind:
-        return f"the API answered with invalid JSON (HTTP {response.status_code})"
-    return f"the API answered with {kind} (HTTP {response.status_code}), not JSON"
+        megabytes = float(os.environ.get("OXEN_MAGIC_MAX_BODY_MB", ""))
+    except ValueError:
+        return DEFAULT_MAX_BODY
+    if not 0 < megabytes < 1e6:  # also false for NaN
+        return DEFAULT_MAX_BODY
+    return int(megabytes * 1024 * 1024)

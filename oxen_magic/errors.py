@@ -8,6 +8,7 @@ traceback.
 
 from __future__ import annotations
 
+import json
 import re
 
 
@@ -76,6 +77,10 @@ class BadResponseError(OxenError):
     """An answer we cannot use: not JSON, missing images, bad base64, not an image."""
 
 
+class TooLargeError(BadResponseError):
+    """An answer past the byte cap: cut off while streaming, never held whole."""
+
+
 class ResultExpiredError(BadResponseError):
     """The temporary result URL answered 403/404/410 when we fetched it."""
 
@@ -89,3 +94,98 @@ def redact(text: str, *secrets: str | None) -> str:
         if secret:
             text = text.replace(secret, "***")
     return _BEARER.sub(r"\1***", text)
+
+
+# -- messages for what a server answered ----------------------------------------------------------
+
+
+def http_error(
+    status: int, content_type: str, body: bytes, *, attempts: int, method: str, asked: float | None
+) -> tuple[type[OxenError], str]:
+    """The error class and one sentence for an HTTP error answer (not yet scrubbed of the key).
+
+    `asked`: the Retry-After seconds when they were longer than we may wait.
+    """
+    detail = detail_of(status, content_type, body)
+    tries = f"{attempts} {'try' if attempts == 1 else 'tries'}"
+    wait = f"the API asked to wait {_seconds(asked)}, so try again then" if asked is not None else ""
+    cls: type[OxenError]
+    if status in (401, 403):
+        cls = AuthError
+        text = f"The API refused the key (HTTP {status}: {detail}); check OXEN_API_KEY."
+    elif status == 404:
+        cls, text = NotFoundError, detail
+    elif status == 429:
+        cls = RateLimitError
+        text = f"Rate limit exceeded (HTTP 429) after {tries}; {wait or 'wait a minute and rerun'}."
+    elif status in (502, 504) and method != "GET":
+        cls = ServerError
+        text = (
+            f"The API's gateway failed (HTTP {status}: {detail}) after the request was sent, so "
+            "the image may have been made and billed; it was not resent, and a rerun asks again."
+        )
+    elif status >= 500:
+        cls = ServerError
+        text = f"The API failed (HTTP {status}: {detail}) after {tries}; {wait or 'try again later'}."
+    elif status in (400, 422):
+        cls, text = InvalidParamsError, f"The API rejected the request: {detail}."
+    else:
+        cls, text = OxenError, f"The API answered HTTP {status}: {detail}."
+    text = text[:-1] if text.endswith("..") else text  # a detail ending in "." then our "."
+    return cls, text
+
+
+def too_large(what: str, limit: int) -> TooLargeError:
+    """The error for an answer past the byte cap."""
+    size = f"{limit / 1024 / 1024:g} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
+    return TooLargeError(
+        f"The API's {what} is larger than the {size} limit, so it was cut off unread; raise "
+        "max_body_bytes (or OXEN_MAGIC_MAX_BODY_MB) if this model really makes files that big."
+    )
+
+
+def _seconds(value: float | None) -> str:
+    if value is None or value > 86400:
+        return "more than a day"
+    if value >= 120:
+        return f"{value / 60:.0f} min"
+    return f"{value:.0f} s"
+
+
+def detail_of(status: int, content_type: str, body: bytes) -> str:
+    """The human part of an error body, for both documented shapes and for HTML pages."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return not_json(status, content_type, body)
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict):
+        for name in ("title", "detail", "message"):
+            if isinstance(error.get(name), str) and error[name].strip():
+                text = _short(error[name])
+                if name == "title" and isinstance(error.get("detail"), str) and error["detail"].strip():
+                    text += f" ({_short(error['detail'])})"
+                return text
+    if isinstance(error, str) and error.strip():
+        return _short(error)
+    if isinstance(parsed, dict):
+        for name in ("message", "status_message", "detail"):
+            if isinstance(parsed.get(name), str) and parsed[name].strip():
+                return _short(parsed[name])
+    return f"HTTP {status}"
+
+
+def _short(text: str, most: int = 300) -> str:
+    """One line of server text, of bounded length."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= most else flat[: most - 3] + "..."
+
+
+def not_json(status: int, content_type: str, body: bytes) -> str:
+    """What an answer that should have been JSON was instead (lower case, no full stop)."""
+    kind = content_type.split(";")[0].strip() or "no content type"
+    if "html" in kind or body.lstrip()[:1] == b"<":
+        return f"the API answered with an HTML page (HTTP {status}), not JSON"
+    if "json" in kind:
+        return f"the API answered with invalid JSON (HTTP {status})"
+    return f"the API answered with {_short(kind, 60)} (HTTP {status}), not JSON"

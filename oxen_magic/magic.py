@@ -136,11 +136,12 @@ class OxenMagic(Magics):
     def _list_models(self, spec: options.Spec) -> None:
         from IPython.display import display
 
+        from .pipeline import list_models
         from .render import ModelTable
 
         client = self.client(spec.host)
         try:
-            models = client.models()
+            models, notes = list_models(client)
         except OxenError as exc:
             raise UsageError(str(exc)) from None
-        display(ModelTable(models))
+        display(ModelTable(models, notes))

@@ -26,36 +26,73 @@ _NOTED: set[str] = set()
 def resolve_models(
     client: OxenClient, ids: Sequence[str], cache: Cache | None = None
 ) -> tuple[dict[str, ModelInfo | None], list[str]]:
-    """Each model's description, so the plan can be checked; notes for what could not be read.
+    """Each model's description (read in parallel from the detail route, the only one sure to
+    carry a schema), so the plan can be checked; notes for what could not be read.
 
-    Offline, the descriptions saved by an earlier run are used, so cached results still match.
+    When a description cannot be read (offline, refused), the one saved by an earlier run is
+    used, so cached results still match. A fine-tuned `oxen:` id the detail route does not know
+    is sent with its parameters unchecked (generate may still know it); a plain unknown id gets
+    "did you mean".
     """
     found: dict[str, ModelInfo | None] = {}
     notes: list[str] = []
-    for model_id in ids:
-        info: ModelInfo | None
-        try:
-            info = client.model(model_id)
-        except NotFoundError:
+    for model_id, got in client.models_detailed(ids).items():
+        if isinstance(got, ModelInfo):
+            if cache is not None:
+                cache.put_model(client.base, model_id, got.raw)
+            found[model_id] = got
+            notes.extend(f"{model_id}: {note}." for note in got.notes)
+            continue
+        if isinstance(got, NotFoundError):
+            if model_id.startswith("oxen:"):
+                found[model_id] = None
+                notes.append(
+                    f"{model_id} has no public description (a fine-tuned or private model?), so "
+                    "its parameters are sent unchecked."
+                )
+                continue
             try:
                 known = [m.id for m in client.models()]
             except OxenError:
                 known = []
-            raise UsageProblem(suggest(model_id, known)) from None
-        except NetworkError:
-            saved = cache.get_model(client.base, model_id) if cache else None
-            if saved is None:
-                raise
-            info = ModelInfo.from_api(saved)
-            notes.append(f"Offline: using the description of {model_id} saved by an earlier run.")
-        except OxenError as exc:
-            info = None
-            notes.append(f"Could not read {model_id}'s parameters, so they are sent unchecked: {exc}")
+            raise UsageProblem(suggest(model_id, known))
+        saved = cache.get_model(client.base, model_id) if cache else None
+        info = _saved(saved)
+        if info is not None:
+            found[model_id] = info
+            where = "Offline" if isinstance(got, NetworkError) else f"Could not read {model_id} ({got})"
+            notes.append(f"{where}: using the description of {model_id} saved by an earlier run.")
+        elif isinstance(got, NetworkError):
+            raise got
         else:
-            if cache is not None:
-                cache.put_model(client.base, model_id, info.raw)
-        found[model_id] = info
+            found[model_id] = None
+            notes.append(f"Could not read {model_id}'s parameters, so they are sent unchecked: {got}")
     return found, notes
+
+
+def _saved(obj: object) -> ModelInfo | None:
+    """A description saved by an earlier run, or None when there is none (or it is damaged)."""
+    if not isinstance(obj, dict):
+        return None
+    try:
+        return ModelInfo.from_api(obj)
+    except Exception:  # a damaged file on disk is no description
+        return None
+
+
+def list_models(client: OxenClient) -> tuple[list[ModelInfo], list[str]]:
+    """What `--list-models` and the panel show: the list, with each model's detail filled in
+    where it can be read (the list may carry no schemas). One failing detail costs only that
+    model's parameters, never the listing; the notes say which."""
+    listed = client.models()
+    details = client.models_detailed([m.id for m in listed if m.request_schema is None])
+    missing = [m for m, got in details.items() if not isinstance(got, ModelInfo)]
+    models = [d if isinstance(d := details.get(m.id), ModelInfo) else m for m in listed]
+    notes = [f"{m.id}: {note}." for m in models for note in m.notes]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        notes.append(f"Could not read the parameters of {shown}; they are sent unchecked.")
+    return models, notes
 
 
 def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Results:

@@ -257,8 +257,9 @@ def _wrap(text: str, width: int) -> str:
 class ModelTable:
     """`%oxenimage --list-models`: image models, their parameters (default, range) and price."""
 
-    def __init__(self, models: Sequence[ModelInfo]) -> None:
+    def __init__(self, models: Sequence[ModelInfo], notes: Sequence[str] = ()) -> None:
         self.models = sorted(models, key=lambda m: m.id)
+        self.notes = list(notes)  # e.g. models whose details could not be read
 
     @staticmethod
     def describe(prop: dict[str, Any]) -> str:
@@ -287,7 +288,8 @@ class ModelTable:
                 for name, prop in m.properties.items()
                 if name not in ("prompt", "input_image") and isinstance(prop, dict)
             ]
-            out.append((m.id, price, role_text(m), "; ".join(params) or "(no parameters listed)"))
+            empty = "(parameters unknown)" if m.request_schema is None else "(no parameters listed)"
+            out.append((m.id, price, role_text(m), "; ".join(params) or empty))
         return out
 
     def __repr__(self) -> str:
@@ -295,7 +297,7 @@ class ModelTable:
         width = max((len(r[0]) for r in rows), default=5)
         lines = [f"{'model':<{width}}  {'price':>7}  {'input image':<19}  parameters"]
         lines += [f"{a:<{width}}  {b:>7}  {c:<19}  {d}" for a, b, c, d in rows]
-        return "\n".join(lines)
+        return "\n".join(lines + self.notes)
 
     def _repr_html_(self) -> str:
         cells = "".join(
@@ -309,4 +311,4 @@ class ModelTable:
             '<th title="--input-image: required, optional (several = reference images) or text only">'
             "input image</th>"
             f'<th style="text-align:left">parameters (allowed, default)</th></tr>{cells}</table>'
-        )
+        ) + "".join(f'<p class="oxen-note">{html.escape(n)}</p>' for n in self.notes)

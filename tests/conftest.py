@@ -24,8 +24,15 @@ from support import wait_for_no_oxen_threads
 
 import oxen_magic
 import oxen_magic.client
+import oxen_magic.keys
 from oxen_magic.localhub import LocalHub
 from oxen_magic.magic import OxenMagic
+
+
+@pytest.fixture(autouse=True)
+def _fresh_model_details() -> None:
+    """Model details are kept per host for the process; a new hub may reuse an old port."""
+    oxen_magic.client.forget_models()
 
 
 @pytest.fixture
@@ -51,7 +58,7 @@ def oxen_env(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("OXEN_CONFIG_DIR", str(config))
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setattr(oxen_magic.client, "_SESSION_KEYS", {})  # login()s end with the test
+    monkeypatch.setattr(oxen_magic.keys, "_SESSION_KEYS", {})  # login()s end with the test
     return cache
 
 

@@ -8,7 +8,8 @@ the local hub, then checks:
   carries the message, in `Results` and in the HTML);
 * the number of generate calls the hub recorded: 0 where the input was already known to be wrong,
   exactly 1 where a retry could bill twice (400/401/404, a read timeout, an unusable answer),
-  exactly `max_retries + 1` where the server certainly did not bill (429, 502/503/504 forever);
+  exactly `max_retries + 1` where the server certainly did not bill (429, 503 forever), exactly 1
+  after a gateway's 502/504 (the image may have been billed);
 * nothing lost: a variable the failing cell would have replaced is left alone.
 """
 
@@ -375,7 +376,22 @@ CASES: list[Case] = [
             calls=5,
             per_image=True,
         )
-        for status in (502, 503, 504)
+        for status in (503,)
+    ),
+    *(
+        Case(
+            f"gateway-{status}-not-resent",
+            OUT,
+            setup=_fail(50, status),
+            expect=(
+                f"gateway failed (HTTP {status}: ",
+                "may have been made and billed",
+                "a rerun asks again",
+            ),
+            calls=1,
+            per_image=True,
+        )
+        for status in (502, 504)
     ),
     Case(
         "server-500-not-retried",

@@ -9,6 +9,7 @@ configuration is never read.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import io
 import json
@@ -20,13 +21,15 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 import requests
 from PIL import Image
 
 import oxen_magic.client as client_module
+import oxen_magic.keys as keys_module
+import oxen_magic.transport as transport_module
 from oxen_magic.catalog import ModelInfo
 from oxen_magic.client import (
     DEFAULT_HOST,
@@ -49,7 +52,7 @@ from oxen_magic.errors import (
     ResultExpiredError,
     ServerError,
 )
-from oxen_magic.localhub import FINE_TUNED_ID, GENERATE_PATH, LocalHub, RecordedRequest, _Reply
+from oxen_magic.localhub import FINE_TUNED_ID, GENERATE_PATH, MODELS_PATH, LocalHub, RecordedRequest, _Reply
 
 KEY = "sk-oxen-test-7Hq2ZpX9fLw3"
 WRONG_KEY = "sk-oxen-wrong-0000aaaa"
@@ -71,7 +74,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("OXEN_API_KEY", "OXEN_HOST", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
-    monkeypatch.setattr(client_module, "_SESSION_KEYS", {})
+    monkeypatch.setattr(keys_module, "_SESSION_KEYS", {})
     return config
 
 
@@ -82,6 +85,10 @@ class TestHub(LocalHub):
     * `redirect_to`: generate answers with a URL on the hub's origin that 302-redirects here.
     * `echo_auth`: generate answers 400 with the Authorization header quoted in the title, like
       a careless server would (the client must scrub it).
+    * `refuse_anonymous`: model reads without the bearer token answer 401 (the documented
+      reading; the stock hub serves them to anyone).
+    * `bare_list`: the model list carries `"request_schema": null`, as the documented example.
+    * `broken_details`: model ids whose detail route answers a proxy's HTML 502.
     """
 
     __test__ = False  # not a pytest test class
@@ -91,6 +98,9 @@ class TestHub(LocalHub):
         self.result_url: str | None = None
         self.redirect_to: str | None = None
         self.echo_auth = False
+        self.refuse_anonymous = False
+        self.bare_list = False
+        self.broken_details: set[str] = set()
 
     def _issue_url(self, namespace: Any, data: bytes, ext: str, content_type: str) -> str:
         url = super()._issue_url(namespace, data, ext, content_type)
@@ -103,6 +113,19 @@ class TestHub(LocalHub):
     def _dispatch(
         self, method: str, target: str, headers: Any, raw: bytes, body: dict[str, Any] | None
     ) -> _Reply:
+        path = target.split("?")[0]
+        if method == "GET" and path.startswith(MODELS_PATH):
+            if self.refuse_anonymous and not self._authorised(headers):
+                payload = {
+                    "error": {"type": "unauthenticated", "title": "Unauthenticated"},
+                    "status": "error",
+                }
+                return _Reply(401, json.dumps(payload).encode())
+            if unquote(path[len(MODELS_PATH) + 1 :]) in self.broken_details:
+                return _Reply(502, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+            if self.bare_list and path == MODELS_PATH:
+                data = [{**m, "request_schema": None} for m in self.models]
+                return _Reply(200, json.dumps({"object": "list", "data": data}).encode())
         if target.startswith("/redirect/") and self.redirect_to is not None:
             return _Reply(302, b"", "text/plain", {"Location": self.redirect_to})
         if method == "POST" and target.startswith(GENERATE_PATH) and self.echo_auth:
@@ -425,6 +448,7 @@ def test_no_key_anywhere(
     assert repr(client) == f"OxenClient(host={client.base!r})"
     assert len(client.models()) == 35  # listing works without a key
     assert client.model("flux-2-dev").id == "flux-2-dev"
+    assert [r.authorization for r in gets(hub, MODELS_PATH)] == [None, None]  # tried without
     with pytest.raises(MissingKeyError) as info:
         client.generate(MODEL, PROMPT, seed=1)
     assert isinstance(info.value, AuthError)
@@ -453,7 +477,7 @@ def test_models_lists_only_image_models(hub: TestHub, client: OxenClient) -> Non
     assert flux.takes("aspect_ratio") is True and flux.takes("no_such_param") is False
     assert next(m for m in models if m.id == "z-image-turbo").cost_per_image == 0.002
     listing = gets(hub, "/api/ai/models")
-    assert len(listing) == 1 and listing[0].authorization is None  # the key is not needed here
+    assert len(listing) == 1 and listing[0].authorization == f"Bearer {KEY}"  # sent when found
 
 
 def test_model_detail_with_url_encoded_fine_tuned_id(hub: TestHub, client: OxenClient) -> None:
@@ -475,6 +499,201 @@ def test_unknown_model_id(hub: TestHub, client: OxenClient) -> None:
     assert_clean(info.value, client)
 
 
+def detail_gets(hub: LocalHub) -> list[RecordedRequest]:
+    return gets(hub, MODELS_PATH + "/")
+
+
+def test_model_reads_send_the_key_when_one_is_found(hub: TestHub, client: OxenClient) -> None:
+    client.models()
+    client.model("flux-2-dev")
+    reads = gets(hub, MODELS_PATH)
+    assert len(reads) == 2 and all(r.authorization == f"Bearer {KEY}" for r in reads)
+
+
+@pytest.mark.parametrize("refuse_anonymous", [False, True])
+def test_model_reads_with_a_key_work_whether_or_not_the_api_needs_it(
+    hub: TestHub, client: OxenClient, refuse_anonymous: bool
+) -> None:
+    hub.refuse_anonymous = refuse_anonymous
+    assert len(client.models()) == 35
+    assert client.model(FINE_TUNED_ID).takes("aspect_ratio")
+
+
+def test_a_model_read_refused_without_a_key_says_how_to_give_one(
+    hub: TestHub, make_client: Callable[..., OxenClient]
+) -> None:
+    hub.refuse_anonymous = True
+    client = make_client(api_key=None)
+    for read in (client.models, lambda: client.model("flux-2-dev")):
+        with pytest.raises(AuthError) as info:
+            read()
+        message = str(info.value)
+        assert "without a key (HTTP 401)" in message
+        assert "oxen_magic.login()" in message and "OXEN_API_KEY" in message and "local hub" in message
+        assert info.value.status == 401
+        assert_clean(info.value, client)
+    assert all(r.authorization is None for r in gets(hub, MODELS_PATH))  # tried without
+
+
+def test_a_key_that_cannot_be_sent_is_left_off_model_reads(
+    hub: TestHub, make_client: Callable[..., OxenClient]
+) -> None:
+    client = make_client(api_key="two words")
+    assert len(client.models()) == 35  # read without it rather than fail in http.client
+    assert gets(hub, MODELS_PATH)[0].authorization is None
+
+
+def test_schemas_come_from_the_detail_route(hub: TestHub, client: OxenClient) -> None:
+    hub.bare_list = True
+    listed = client.models()
+    assert listed and all(m.request_schema is None for m in listed)  # the list may carry none
+    ids = ["flux-2-dev", MODEL, FINE_TUNED_ID, "flux-2-dev"]
+    details = client.models_detailed(ids)
+    assert list(details) == ["flux-2-dev", MODEL, FINE_TUNED_ID]
+    assert all(isinstance(d, ModelInfo) and d.request_schema is not None for d in details.values())
+    assert len(detail_gets(hub)) == 3
+
+
+def test_details_are_kept_per_host_for_the_process(
+    hub: TestHub, make_client: Callable[..., OxenClient], other: OtherOrigin
+) -> None:
+    first = make_client().models_detailed(["flux-2-dev", MODEL])
+    again = make_client().models_detailed([MODEL, "flux-2-dev"])  # a new client, same host
+    assert again[MODEL] is first[MODEL]
+    assert len(detail_gets(hub)) == 2
+    client_module.forget_models()
+    make_client().model(MODEL)
+    assert len(detail_gets(hub)) == 3
+
+
+def test_models_detailed_reads_in_parallel(hub: TestHub, client: OxenClient) -> None:
+    hub.latency = 0.0
+    seen: list[str] = []
+    original = client.model
+
+    def slow(model_id: str) -> ModelInfo:
+        seen.append(threading.current_thread().name)
+        return original(model_id)
+
+    client.model = slow  # type: ignore[method-assign]
+    ids = [m["id"] for m in hub.models][:8]
+    client.models_detailed(ids)
+    assert len(set(seen)) > 1 and all(name.startswith("oxen-magic-models") for name in seen)
+
+
+def test_one_failing_detail_is_returned_not_raised(hub: TestHub, client: OxenClient) -> None:
+    hub.broken_details = {"flux-2-dev"}
+    details = client.models_detailed(["flux-2-dev", "no-such-model", MODEL])
+    assert isinstance(details["flux-2-dev"], OxenError) and details["flux-2-dev"].status == 502
+    assert isinstance(details["no-such-model"], NotFoundError)
+    assert isinstance(details[MODEL], ModelInfo)
+
+
+def test_listing_fills_in_details_and_survives_a_failing_one(
+    hub: TestHub, make_client: Callable[..., OxenClient]
+) -> None:
+    from oxen_magic.pipeline import list_models
+
+    hub.bare_list = True
+    hub.broken_details = {"flux-2-dev"}
+    client = make_client(max_retries=0)
+    models, notes = list_models(client)
+    by_id = {m.id: m for m in models}
+    assert len(models) == 35
+    assert by_id["flux-2-dev"].request_schema is None  # shown with what the list knows
+    assert by_id[MODEL].takes("num_inference_steps")  # filled in from its detail
+    assert notes == ["Could not read the parameters of flux-2-dev; they are sent unchecked."]
+
+
+def test_a_fine_tuned_id_without_a_description_is_planned_unchecked(hub: TestHub, client: OxenClient) -> None:
+    from oxen_magic.pipeline import resolve_models
+
+    tuned = "oxen:someone/private-ft_img_gen_1"
+    found, notes = resolve_models(client, [tuned, MODEL])
+    assert found[tuned] is None and isinstance(found[MODEL], ModelInfo)
+    assert notes == [
+        f"{tuned} has no public description (a fine-tuned or private model?), so its parameters "
+        "are sent unchecked."
+    ]
+
+
+def test_a_plain_unknown_id_still_gets_did_you_mean(hub: TestHub, client: OxenClient) -> None:
+    from oxen_magic.errors import UsageProblem
+    from oxen_magic.pipeline import resolve_models
+
+    with pytest.raises(UsageProblem) as info:
+        resolve_models(client, ["flux-2-devv"])
+    assert "flux-2-dev" in str(info.value)
+
+
+# -- descriptions of every shape ----------------------------------------------------------------
+
+GOOD_SCHEMA = {"properties": {"prompt": {"type": "string"}, "seed": {"type": "integer", "minimum": 0}}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "note", "unchecked"),
+    [
+        ({"capabilities": ["image"]}, "capabilities are not an object", False),
+        ({"request_schema": {"properties": ["seed"]}}, "'properties' is not an object", True),
+        ({"request_schema": {"properties": "seed"}}, "'properties' is not an object", True),
+        (
+            {"request_schema": {"properties": {"seed": {"minimum": "0"}}}},
+            "schema of seed is malformed",
+            False,
+        ),
+        (
+            {"request_schema": {"properties": {"seed": {"maximum": float("nan")}}}},
+            "of seed is malformed",
+            False,
+        ),
+        ({"request_schema": {"properties": {"seed": 5}}}, "schema of seed is malformed", False),
+        ({"request_schema": {"properties": {"s": {"enum": "a|b"}}}}, "schema of s is malformed", False),
+        ({"request_schema": {"properties": {"s": {"type": 3}}}}, "schema of s is malformed", False),
+        ({"request_schema": {**GOOD_SCHEMA, "required": "prompt"}}, "'required' is not a list", False),
+        ({"pricing": {"cost_per_image": -1}}, "price is not a usable number", False),
+        ({"pricing": {"cost_per_image": "0.02"}}, "price is not a usable number", False),
+        ({"pricing": {"cost_per_image": float("nan")}}, "price is not a usable number", False),
+        ({"pricing": {"cost_per_image": 1e12}}, "price is not a usable number", False),
+        ({"pricing": {"cost_per_image": 10**400}}, "price is not a usable number", False),
+        ({"pricing": {"cost_per_image": True}}, "price is not a usable number", False),
+    ],
+)
+def test_a_malformed_description_degrades_with_a_note(
+    fields: dict[str, Any], note: str, unchecked: bool
+) -> None:
+    obj = {"id": "m", "capabilities": {"output": ["image"]}, "request_schema": GOOD_SCHEMA, **fields}
+    info = ModelInfo.from_api(obj)
+    assert any(note in n for n in info.notes), info.notes
+    assert (info.request_schema is None) is unchecked
+    if "pricing" in fields:
+        assert info.cost_per_image is None
+    for prop in info.properties.values():  # what is kept can be trusted
+        assert isinstance(prop, dict)
+        for bound in ("minimum", "maximum"):
+            assert bound not in prop or isinstance(prop[bound], (int, float))
+
+
+def test_one_malformed_model_never_breaks_the_listing(hub: TestHub, client: OxenClient) -> None:
+    from oxen_magic.pipeline import list_models
+    from oxen_magic.render import ModelTable
+
+    hub.models[:0] = [
+        "not an object",
+        {"id": 5, "capabilities": ["image"]},
+        {"id": "weird", "capabilities": {"output": "image"}, "request_schema": {"properties": []}},
+        {"id": "priced", "capabilities": {"output": ["image"]}, "pricing": {"cost_per_image": "free"}},
+        {"id": ["x"], "capabilities": {"output": ["image"]}},
+    ]
+    models, notes = list_models(client)
+    ids = {m.id for m in models}
+    assert {"weird", "priced", MODEL} <= ids and len(models) == 37
+    assert "weird: its schema's 'properties' is not an object, so its parameters are sent unchecked." in notes
+    assert "priced: its price is not a usable number, so the price is unknown." in notes
+    table = ModelTable(models, notes)
+    assert "weird" in repr(table) and "weird" in table._repr_html_()
+
+
 # -- generate -------------------------------------------------------------------------------
 
 
@@ -493,6 +712,7 @@ def test_generate_url(hub: TestHub, client: OxenClient) -> None:
     (download,) = gets(hub, "/api/repos/")
     assert download.authorization == f"Bearer {KEY}"  # same origin: the token goes along
     assert download.status == 200
+    assert gen.url is not None and gen.url.endswith(download.path)  # kept, for a later edit
 
 
 def test_generate_b64_json(hub: TestHub, client: OxenClient) -> None:
@@ -500,8 +720,20 @@ def test_generate_b64_json(hub: TestHub, client: OxenClient) -> None:
     assert gen.mime == "image/webp" and gen.size == (64, 64)  # z-image-turbo defaults to webp
     assert gen.request["response_format"] == "b64_json"
     assert len(hub.requests) == 1  # nothing to download
+    assert gen.url is None
     # the same request as a URL gives the same bytes (the hub is deterministic)
     assert client.generate(MODEL, PROMPT, seed=7).data == gen.data
+
+
+def test_generate_payload_posts_to_the_given_route(hub: TestHub, client: OxenClient) -> None:
+    edit = "/api/ai/images/edit"
+    source = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+    gen = client.generate_payload(
+        {"model": "flux-kontext-dev", "prompt": PROMPT, "input_image": source}, path=edit
+    )
+    assert gen.data and gen.url is not None
+    assert [r.path for r in hub.requests if r.method == "POST"] == [edit]
+    assert hub.requests[0].authorization == f"Bearer {KEY}"
 
 
 @pytest.mark.parametrize(
@@ -614,7 +846,7 @@ def test_redirect_loop_is_bounded(hub: TestHub, client: OxenClient) -> None:
     with pytest.raises(BadResponseError) as info:
         client.generate(MODEL, PROMPT, seed=1)
     assert str(info.value) == f"Too many redirects from {hub.url}."
-    assert len(gets(hub, "/redirect/")) == client_module.MAX_REDIRECTS + 1
+    assert len(gets(hub, "/redirect/")) == transport_module.MAX_REDIRECTS + 1
     assert_clean(info.value, client)
 
 
@@ -668,15 +900,32 @@ def test_server_text_quoting_the_token_is_scrubbed(hub: TestHub, client: OxenCli
 
 def test_html_5xx_page(hub: TestHub, make_client: Callable[..., OxenClient], sleeps: Sleeps) -> None:
     client = make_client(max_retries=1)
-    hub.fail_next(2, 502)
+    hub.fail_next(2, 503)
     with pytest.raises(ServerError) as info:
         client.generate(MODEL, PROMPT, seed=1)
     message = str(info.value)
-    assert message.startswith("The API failed (HTTP 502: the API answered with an HTML page")
+    assert message.startswith("The API failed (HTTP 503: the API answered with an HTML page")
     assert message.endswith("after 2 tries; try again later.")
     assert "<" not in message and "nginx" not in message
-    assert info.value.status == 502
+    assert info.value.status == 503
     assert len(posts(hub)) == 2 and len(sleeps) == 1
+    assert_clean(info.value, client)
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_gateway_failure_after_sending_is_not_resent(
+    hub: TestHub, make_client: Callable[..., OxenClient], sleeps: Sleeps, status: int
+) -> None:
+    """A gateway may answer 502/504 after the backend started (and billed) the image."""
+    client = make_client()
+    hub.fail_next(3, status)
+    with pytest.raises(ServerError) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    message = str(info.value)
+    assert f"HTTP {status}" in message and "may have been made and billed" in message
+    assert "not resent" in message and "a rerun asks again" in message
+    assert "<" not in message
+    assert len(posts(hub)) == 1 and sleeps == []
     assert_clean(info.value, client)
 
 
@@ -792,7 +1041,7 @@ def test_unreadable_retry_after_falls_back_to_backoff(
     assert len(posts(hub)) == 2
 
 
-@pytest.mark.parametrize("status", [502, 503, 504])
+@pytest.mark.parametrize("status", [503])
 def test_html_5xx_is_retried(
     hub: TestHub, make_client: Callable[..., OxenClient], sleeps: Sleeps, status: int
 ) -> None:
@@ -837,7 +1086,9 @@ def test_long_retry_after_gives_up_at_max_wait(
         client.generate(MODEL, PROMPT, seed=1)
     assert sleeps == [30.0, 30.0]
     assert len(posts(hub)) == 3
-    assert str(info.value) == "Rate limit exceeded (HTTP 429) after 3 tries; wait a minute and rerun."
+    assert str(info.value) == (
+        "Rate limit exceeded (HTTP 429) after 3 tries; the API asked to wait 30 s, so try again then."
+    )
     assert info.value.status == 429
     assert_clean(info.value, client)
 

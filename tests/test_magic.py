@@ -24,6 +24,7 @@ from IPython.utils.capture import CapturedIO, capture_output
 from PIL import Image
 from support import all_text, html_outputs, login_for, magic_of, run_cell, wait_for_no_oxen_threads
 
+from oxen_magic.client import forget_models
 from oxen_magic.localhub import GENERATE_PATH, LocalHub
 from oxen_magic.magic import OxenMagic
 from oxen_magic.results import Results
@@ -778,6 +779,7 @@ def test_offline_rerun_uses_the_cache_and_the_saved_model_description(shell: Any
     hub.stop()
     magic = magic_of(shell)
     magic._clients.clear()  # a new session: no model descriptions in memory
+    forget_models()
     client = magic.client(None, 8)
     client.backoff = 0.001  # a refused connection is retried; keep the test fast
     _, r = ok(shell, hub, "--model flux-2-dev --seed 1,2")

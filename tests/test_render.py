@@ -232,7 +232,7 @@ def test_model_table_lists_price_and_parameters_sorted() -> None:
     assert rows[0][1] == "$0.025" and rows[1][1] == "?" and rows[2][1] == "$0.002"
     assert "aspect_ratio: 1:1|16:9|9:16|4:3|3:4|3:2|2:3|match_input_image (16:9)" in rows[0][3]
     assert "guidance: float 0.0-10.0 (2)" in rows[0][3]
-    assert rows[1][3] == "(no parameters listed)"
+    assert rows[1][3] == "(parameters unknown)"  # no schema: nothing is known
     assert not re.search(r"(^|; )(prompt|input_image):", rows[0][3])  # not parameters to sweep
     # which models take an input image: reference images, unknown (no schema), text only
     assert [r[2] for r in rows] == ["optional (several)", "?", "text only"]

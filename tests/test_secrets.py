@@ -37,7 +37,7 @@ from PIL import Image
 from support import all_text, magic_of, run_cell
 
 import oxen_magic
-import oxen_magic.client as client_module
+import oxen_magic.keys as keys_module
 from oxen_magic.client import OxenClient
 from oxen_magic.errors import OxenError
 from oxen_magic.localhub import LocalHub
@@ -58,7 +58,7 @@ def hub() -> Iterator[LocalHub]:
 @pytest.fixture(autouse=True)
 def _no_session_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """login() keeps keys for the process: give each test its own, empty, store."""
-    monkeypatch.setattr(client_module, "_SESSION_KEYS", {})
+    monkeypatch.setattr(keys_module, "_SESSION_KEYS", {})
 
 
 def _png_bytes(size: tuple[int, int] = (8, 8)) -> bytes:
@@ -508,7 +508,7 @@ def test_login_with_nothing_typed_changes_nothing(
     monkeypatch.setattr(getpass, "getpass", lambda prompt="", stream=None: "   ")
     oxen_magic.login()
     assert "No key entered" in capsys.readouterr().out
-    assert client_module._SESSION_KEYS == {}
+    assert keys_module._SESSION_KEYS == {}
 
 
 def test_the_oxen_cli_config_is_used_without_the_env_var(

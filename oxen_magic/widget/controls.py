@@ -239,13 +239,14 @@ def _fetch_models(host: str | None) -> tuple[dict[str, ModelInfo] | None, str | 
     A short-lived client with one quick retry: opening the panel must not hang on a dead host.
     """
     from ..client import OxenClient
+    from ..pipeline import list_models
 
     try:
-        client = OxenClient(host, max_retries=1, max_wait=2.0, timeout=(3.0, 10.0))
+        client = OxenClient(host, max_retries=1, max_wait=2.0, timeout=(3.0, 10.0), deadline=30.0)
     except ValueError as exc:
         return None, f"{exc} Type model ids, comma separated."
     try:
-        listed = client.models()
+        listed, _ = list_models(client)  # details filled in: the list may carry no schemas
     except OxenError as exc:
         return None, f"Could not fetch the model list, so type model ids, comma separated. {exc}"
     finally:
