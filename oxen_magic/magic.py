@@ -37,6 +37,9 @@ class OxenMagic(Magics):
         config=True
     )
     host = Unicode("", help="API host ('' = OXEN_HOST or https://hub.oxen.ai).").tag(config=True)
+    upload_repo = Unicode(
+        "", help="Public Oxen repository (namespace/repo) that local --input-image files are uploaded to."
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -52,6 +55,7 @@ class OxenMagic(Magics):
             size=self.display_size,
             cols=self.cols,
             host=self.host or None,
+            upload_repo=self.upload_repo or None,
         )
 
     def client(self, host: str | None, pool: int = 8) -> OxenClient:

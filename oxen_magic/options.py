@@ -54,6 +54,7 @@ class Defaults:
     size: int = 256
     cols: int = 8
     host: str | None = None
+    upload_repo: str | None = None  # "namespace/repo" that local --input-image files go to
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ class Spec:
     save_dir: str | None = None
     max_images: int = 64
     dry_run: bool = False
+    to_oxen: str | None = None
+    push: bool = False
+    to_html: str | None = None
+    upload_repo: str | None = None
     list_models: bool = field(default=False, compare=False)
 
     @property
@@ -113,6 +118,9 @@ def _parser() -> _Parser:
     add("--no-cache", action="store_true", help="do not read the on-disk cache")
     add("--concurrency", type=int, help="requests in flight at once (default 8)")
     add("--save", metavar="DIR", help="also save each image as a PNG (with its parameters) here")
+    add("--to-oxen", metavar="REPO_DIR", help="also commit the images and a table to this Oxen repository")
+    add("--push", action="store_true", help="with --to-oxen: push that commit to the repository's remote")
+    add("--to-html", metavar="FILE", help="also write a standalone HTML gallery of the grid here")
     add("--max-images", type=int, help="refuse plans larger than this (default 64)")
     add("--dry-run", action="store_true", help="show the grid plan and estimated cost; send nothing")
     add("--list-models", action="store_true", help="show the image models and their parameters")
@@ -388,6 +396,8 @@ def build_spec(
     concurrency = args.concurrency or defaults.concurrency
     if concurrency > 64:
         raise UsageProblem(f"--concurrency {concurrency} is too many; use 1 to 64.")
+    if args.push and not args.to_oxen:
+        raise UsageProblem("--push pushes what --to-oxen commits; add --to-oxen REPO_DIR, or drop --push.")
     size = args.size or defaults.size
     if not 32 <= size <= 2048:
         raise UsageProblem(f"--size {size} is not a sensible cell width; use 32 to 2048 pixels.")
@@ -412,6 +422,10 @@ def build_spec(
         save_dir=args.save,
         max_images=args.max_images or defaults.max_images,
         dry_run=args.dry_run,
+        to_oxen=args.to_oxen or None,
+        push=args.push,
+        to_html=args.to_html or None,
+        upload_repo=defaults.upload_repo or None,
     )
     if spec.count > spec.max_images:
         raise UsageProblem(

@@ -104,6 +104,8 @@ def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Resul
     inline = inline_note(spec.input_images, _NOTED)
     if inline:
         results.notes.append(inline)
+    results.host = client.base
+    results.prices = {m: i.cost_per_image for m, i in models.items() if i and i.cost_per_image is not None}
     if spec.random_seeds:
         seeds = ",".join(str(s) for s in spec.seeds)
         results.notes.append(f"Random seeds: {seeds} (use --seed {seeds} to get these images again).")
@@ -141,11 +143,35 @@ def execute(
         on_update=on_update,
         cancel=cancel,
     )
-    if spec.save_dir and results.done:
-        try:
-            written = results.save(spec.save_dir)
-        except OSError as exc:
-            results.notes.append(f"Could not save the PNGs to {spec.save_dir} ({exc.strerror or exc}).")
-        else:
-            results.notes.append(f"Saved {len(written)} PNG file(s) to {spec.save_dir}.")
+    export(results, spec)
     return results
+
+
+def export(results: Results, spec: Spec) -> None:
+    """`--save`, `--to-oxen`, `--to-html`: a problem becomes a note, as the images are made."""
+    if not results.done:
+        return
+    _write(
+        results,
+        spec.save_dir,
+        "save the PNGs to",
+        lambda p: [f"Saved {len(results.save(p))} PNG file(s) to {p}."],
+    )
+    _write(results, spec.to_oxen, "write to", lambda p: results.to_oxen(p, push=spec.push).notes)
+    _write(
+        results,
+        spec.to_html,
+        "write the gallery to",
+        lambda p: [f"Wrote the gallery to {results.to_html(p)}."],
+    )
+
+
+def _write(results: Results, target: str | None, what: str, write: Callable[[str], list[str]]) -> None:
+    if not target:
+        return
+    try:
+        results.notes.extend(write(target))
+    except (UsageProblem, OxenError) as exc:
+        results.notes.append(str(exc))
+    except OSError as exc:
+        results.notes.append(f"Could not {what} {target} ({exc.strerror or exc}).")

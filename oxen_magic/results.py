@@ -12,12 +12,15 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, PngImagePlugin
 
 from .images import decode_image
 from .plan import Plan, Request
+
+if TYPE_CHECKING:
+    from .oxen_repo import OxenExport
 
 
 @dataclass(eq=False)
@@ -34,6 +37,7 @@ class Item:
     size: tuple[int, int] | None = None
     error: str | None = None
     elapsed: float | None = None
+    created: int | None = None  # the API's `created` (Unix seconds), when it sent one
     cached: bool = False
     note: str | None = None
     #: The result URL the API returned (kept in the cache too): passed on when this item is
@@ -111,6 +115,8 @@ class Results(Sequence[Item]):
         self.elapsed = 0.0
         self.interrupted = False
         self.notes: list[str] = list(plan.notes)
+        self.host: str | None = None  # the API base the images came from
+        self.prices: dict[str, float] = {}  # model id -> price per image, where the API gave one
 
     def __len__(self) -> int:
         return len(self.items)
@@ -175,9 +181,15 @@ class Results(Sequence[Item]):
 
     def save(self, folder: str | Path) -> list[Path]:
         """Write each image as PNG, its generation parameters in the `parameters` text chunk."""
+        return [path for _, path in self.save_items(folder)]
+
+    def save_items(self, folder: str | Path) -> list[tuple[Item, Path]]:
+        """`save`, saying which item each file holds (for tables that describe the files)."""
+        from .oxen_repo import public_params
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        written: list[Path] = []
+        written: list[tuple[Item, Path]] = []
         prompts = list(dict.fromkeys(i.prompt for i in self.items if i.request is not None))
         names: set[str] = set()
         for item in self.items:
@@ -190,11 +202,24 @@ class Results(Sequence[Item]):
                 name = f"{stem}_{len(names)}"
             names.add(name)
             info = PngImagePlugin.PngInfo()
-            info.add_text("parameters", json.dumps(item.params, sort_keys=True))
+            info.add_text("parameters", json.dumps(public_params(item.params), sort_keys=True))
             path = folder / f"{name}.png"
             image.save(path, format="PNG", pnginfo=info)
-            written.append(path)
+            written.append((item, path))
         return written
+
+    def to_oxen(self, path: str | Path, message: str | None = None, push: bool = False) -> OxenExport:
+        """Commit the images and one row each to the Oxen repository at `path` (made if absent);
+        `push=True` then pushes to its remote. Needs `pip install "oxen_magic[oxen]"`."""
+        from .oxen_repo import to_oxen
+
+        return to_oxen(self, path, message, push)
+
+    def to_html(self, path: str | Path) -> Path:
+        """One standalone HTML file: the labelled grid, each image's parameters, click to enlarge."""
+        from .gallery import write_html
+
+        return write_html(self, path)
 
     def contact_sheet(self, cell: int | None = None) -> Image.Image:
         """One labelled image of the whole grid, for slides and sharing."""

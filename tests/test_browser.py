@@ -259,3 +259,33 @@ def test_quickstart_and_panel_in_jupyterlab(
     for shot in shots:
         print(f"screenshot: {shot}")
     print(f"timings (s since test start): {timings}")
+
+
+def test_html_gallery_opens_offline_with_every_image_loaded(tmp_path: Path) -> None:
+    """`Results.to_html` in Chromium from file://: every <img> decodes; a click enlarges."""
+    from oxen_magic.client import OxenClient
+    from oxen_magic.options import build_spec
+    from oxen_magic.pipeline import execute, prepare
+
+    with LocalHub("127.0.0.1", 0, api_key=None, image_size=256, latency=0.0) as hub:
+        client = OxenClient(hub.url, api_key="unused-local-key")
+        spec = build_spec("--model flux-2-dev,z-image-turbo --seed 1..3 --no-cache", "a lighthouse")
+        results = execute(prepare(spec, client, None), spec, client, None)
+        client.close()
+    page_file = results.to_html(tmp_path / "gallery.html")
+    artifacts = Path(os.environ.get("OXEN_BROWSER_ARTIFACTS") or tmp_path) / "test_browser"
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(page_file.as_uri())
+        states = assert_images_loaded(page, "table.gallery", expected=6)
+        assert all(s.natural_width > 0 for s in states)
+        page.locator("table.gallery img").first.click()
+        assert_images_loaded(page, "#big", expected=1)
+        assert "a lighthouse" in page.locator("#big").inner_text()
+        print("gallery screenshot:", save_screenshot(page, artifacts, "gallery-enlarged"))
+        page.keyboard.press("Escape")
+        assert not page.locator("#big").is_visible()
+        # Nothing but the file itself (and its inline data: URIs) was requested.
+        assert all(u.startswith(("file://", "data:")) for u in requests), requests

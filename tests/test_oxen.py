@@ -1,0 +1,296 @@
+"""Sweeps as Oxen datasets (`Results.to_oxen`, `--to-oxen`), the HTML gallery, input uploads.
+
+The repositories are real ones, written and read back through the `oxenai` package. Uploads to
+a remote repository are tested up to `oxen.RemoteRepo`'s calls (no Oxen server runs here): a
+recording stand-in takes its place.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from support import all_text, run_cell
+
+from oxen_magic import oxen_repo
+from oxen_magic.client import OxenClient
+from oxen_magic.errors import OxenError, UsageProblem
+from oxen_magic.gallery import MAX_BYTES, embed, gallery_html
+from oxen_magic.localhub import LocalHub
+from oxen_magic.options import build_spec
+from oxen_magic.pipeline import execute, prepare
+from oxen_magic.results import Results
+
+oxen = pytest.importorskip("oxen")
+
+
+@pytest.fixture
+def no_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Git sees only this (empty) global config: no user name or email anywhere."""
+    config = tmp_path / "gitconfig"
+    config.write_text("")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    return config
+
+
+def sweep(hub: LocalHub, line: str, prompt: str) -> Results:
+    client = OxenClient(hub.url)
+    try:
+        spec = build_spec(line + " --no-cache", prompt)
+        return execute(prepare(spec, client, None), spec, client, None)
+    finally:
+        client.close()
+
+
+def table(repo: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (repo / "images.jsonl").read_text().splitlines()]
+
+
+def test_two_sweeps_make_two_commits_with_rows_and_images(
+    hub: LocalHub, oxen_env: Path, tmp_path: Path, no_git: Path
+) -> None:
+    repo = tmp_path / "dataset"
+    first = sweep(hub, "--model flux-2-dev,z-image-turbo --seed 1..2", "a red cube")
+    second = sweep(hub, "--model flux-2-dev --seed 7 --aspect-ratio 16:9", "a blue cone")
+
+    one = first.to_oxen(repo)
+    two = second.to_oxen(repo, message="blue cones")
+
+    log = oxen.Repo(str(repo)).log()  # read back through oxenai
+    assert log[0].message == "blue cones"
+    assert len(log) == 2 and [c.id for c in log] == [two.commit, one.commit]
+    assert "a red cube" in log[1].message
+    rows = table(repo)
+    items = [*first.items, *second.items]
+    assert len(rows) == len(items) == 5
+    for row, item in zip(rows, items, strict=True):
+        assert (row["model"], row["prompt"], row["seed"]) == (item.model, item.prompt, item.seed)
+        assert json.loads(row["parameters"]) == item.params
+        assert row["host"] == hub.url and row["price"] == first.prices.get(item.model or "", row["price"])
+        assert row["price"] is not None and row["elapsed"] is not None
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", row["created"])
+        assert row["input_image"] is None
+        with Image.open(repo / row["file"]) as png:  # decodes, and carries its parameters
+            assert png.size == (row["width"], row["height"]) == item.size
+            assert json.loads(png.info["parameters"]) == item.params
+    assert rows[-1]["aspect_ratio"] == "16:9"
+    assert one.files == [r["file"] for r in rows[:4]] and two.files == [rows[4]["file"]]
+    assert rows[0]["sweep"] != rows[4]["sweep"]
+    # Oxen's own data-frame loader reads the table.
+    frame = oxen.df_utils.load(str(repo / "images.jsonl"))
+    assert frame.height == 5 and "parameters" in frame.columns
+    # Committed as a default author, and the note says so.
+    assert log[0].email.endswith("@localhost")
+    assert "neither Oxen nor git" in "\n".join(two.notes)
+    assert not (Path(os.environ["OXEN_CONFIG_DIR"]) / "user_config.toml").exists()  # theirs untouched
+    status = oxen.Repo(str(repo)).status()
+    assert not status.added_files()
+
+
+def test_author_from_oxen_config_then_git(
+    hub: LocalHub, oxen_env: Path, tmp_path: Path, no_git: Path
+) -> None:
+    results = sweep(hub, "--seed 1", "a cube")
+    no_git.write_text("[user]\n\tname = Git Person\n\temail = git@example.com\n")
+    export = results.to_oxen(tmp_path / "a")
+    assert export.author == "Git Person <git@example.com>"
+    assert "from git's user.name" in repr(export)
+
+    config = Path(os.environ["OXEN_CONFIG_DIR"])
+    (config / "user_config.toml").write_text('name = "Ox Person"\nemail = "ox@example.com"\n')
+    export = results.to_oxen(tmp_path / "a")
+    assert export.author == "Ox Person <ox@example.com>" and "from your Oxen config" in repr(export)
+    assert [(c.author, c.email) for c in oxen.Repo(str(tmp_path / "a")).log()] == [
+        ("Ox Person", "ox@example.com"),
+        ("Git Person", "git@example.com"),
+    ]
+
+
+def test_push_without_a_remote_is_one_sentence_and_writes_nothing(
+    hub: LocalHub, oxen_env: Path, tmp_path: Path, no_git: Path
+) -> None:
+    results = sweep(hub, "--seed 1", "a cube")
+    with pytest.raises(UsageProblem, match=r"has no remote to push to; add one with `oxen config") as exc:
+        results.to_oxen(tmp_path / "r", push=True)
+    assert str(exc.value).count(". ") == 0 and not (tmp_path / "r").exists()
+
+
+def test_a_failed_push_keeps_the_commit(hub: LocalHub, oxen_env: Path, tmp_path: Path, no_git: Path) -> None:
+    repo = tmp_path / "r"
+    results = sweep(hub, "--seed 1", "a cube")
+    results.to_oxen(repo)
+    config = repo / ".oxen" / "config.toml"
+    # A remote on a loopback port nothing listens on (set_remote itself would contact it).
+    text = config.read_text().replace("remotes = []", "")
+    config.write_text('[[remotes]]\nname = "origin"\nurl = "http://127.0.0.1:9/ns/r"\n' + text)
+    assert oxen_repo.remotes(repo) == [("origin", "http://127.0.0.1:9/ns/r")]
+    with pytest.raises(OxenError, match=r"is committed in .*, but pushing it to origin failed"):
+        results.to_oxen(repo, push=True)
+    assert len(oxen.Repo(str(repo)).log()) == 2
+
+
+def test_without_oxenai_one_sentence_says_how_to_install(
+    hub: LocalHub, oxen_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = sweep(hub, "--seed 1", "a cube")
+    monkeypatch.setitem(sys.modules, "oxen", None)  # import oxen now raises ImportError
+    with pytest.raises(UsageProblem) as exc:
+        results.to_oxen(tmp_path / "r")
+    assert str(exc.value) == oxen_repo.INSTALL and 'pip install "oxen_magic[oxen]"' in str(exc.value)
+    assert not (tmp_path / "r").exists()
+
+
+def test_nothing_to_save_is_refused(hub: LocalHub, oxen_env: Path, tmp_path: Path) -> None:
+    client = OxenClient(hub.url)
+    spec = build_spec("--seed 1 --dry-run", "a cube")
+    results = prepare(spec, client, None)
+    client.close()
+    with pytest.raises(UsageProblem, match="no finished images"):
+        results.to_oxen(tmp_path / "r")
+
+
+def test_magic_options_write_the_repository_and_the_gallery(shell: Any, tmp_path: Path, no_git: Path) -> None:
+    repo, page = tmp_path / "ds", tmp_path / "g" / "sweep.html"
+    captured, error = run_cell(
+        shell, f"--model flux-2-dev --seed 1..2 --to-oxen {repo} --to-html {page}", "a lamp"
+    )
+    assert error is None
+    text = all_text(captured)
+    assert f"Created the Oxen repository {repo}: 2 image(s)" in text
+    assert f"Wrote the gallery to {page}" in text
+    assert len(table(repo)) == 2 and page.is_file()
+    _, error = run_cell(shell, "--seed 1 --push", "a lamp")
+    assert error is not None and "--push pushes what --to-oxen commits" in error
+
+
+def test_public_params_never_keep_a_data_uri() -> None:
+    raw = b"\x89PNG fake"
+    uri = "data:image/png;base64," + base64.b64encode(raw).decode()
+    ref = "sha256:" + hashlib.sha256(raw).hexdigest()
+    params = {"prompt": "p", "input_image": [uri, "https://x/y.png"], "mask": uri, "seed": 3}
+    assert oxen_repo.public_params(params) == {
+        "prompt": "p",
+        "input_image": [ref, "https://x/y.png"],
+        "mask": ref,
+        "seed": 3,
+    }
+
+
+# -- uploads -------------------------------------------------------------------------------------
+class FakeRemote:
+    """Records what `upload_input` asks of `oxen.RemoteRepo`; keeps uploaded files in a dict."""
+
+    def __init__(self, repo: str, host: str, files: dict[str, bytes], calls: list[Any]) -> None:
+        self.repo, self.host, self.files, self.calls = repo, host, files, calls
+
+    def file_exists(self, path: str) -> bool:
+        self.calls.append(("file_exists", path))
+        return path in self.files
+
+    def upload(self, src: str, commit_message: str, file_name: str, dst_dir: str) -> None:
+        # The real upload reads the author from Oxen's config folder: one must be there.
+        config = Path(os.environ["OXEN_CONFIG_DIR"])
+        assert (config / "user_config.toml").is_file()
+        self.calls.append(("upload", file_name, dst_dir, commit_message))
+        self.files[f"{dst_dir}/{file_name}"] = Path(src).read_bytes()
+
+
+def test_upload_input_is_content_addressed_and_uploads_once(oxen_env: Path, no_git: Path) -> None:
+    files: dict[str, bytes] = {}
+    calls: list[Any] = []
+    made: list[tuple[str, str]] = []
+
+    def factory(repo: str, host: str) -> FakeRemote:
+        made.append((repo, host))
+        return FakeRemote(repo, host, files, calls)
+
+    data = b"\x89PNG\r\n\x1a\n not really"
+    sha = hashlib.sha256(data).hexdigest()
+    url = oxen_repo.upload_input(data, "me/inputs", "hub.oxen.ai", "png", remote_factory=factory)
+    assert url == f"https://hub.oxen.ai/api/repos/me/inputs/file/main/oxen_magic/inputs/{sha}.png"
+    assert files == {f"oxen_magic/inputs/{sha}.png": data}
+    assert [c[0] for c in calls] == ["file_exists", "upload"]
+    calls.clear()
+    again = oxen_repo.upload_input(data, "me/inputs", "hub.oxen.ai", ".PNG", remote_factory=factory)
+    assert again == url and [c[0] for c in calls] == ["file_exists"]  # nothing sent twice
+    assert made == [("me/inputs", "hub.oxen.ai")] * 2
+    assert not (Path(os.environ["OXEN_CONFIG_DIR"]) / "user_config.toml").exists()
+
+
+@pytest.mark.parametrize("name", ["inputs", "a/b/c", "/", "me/ in"])
+def test_upload_repo_must_be_namespace_slash_repo(name: str) -> None:
+    with pytest.raises(UsageProblem, match="namespace/repo"):
+        oxen_repo.upload_input(b"x", name, remote_factory=lambda r, h: pytest.fail("no call"))
+
+
+def test_a_failed_upload_is_one_sentence(oxen_env: Path, no_git: Path) -> None:
+    class Down(FakeRemote):
+        def file_exists(self, path: str) -> bool:
+            raise ValueError("Remote Error: repository me/inputs not found")
+
+    with pytest.raises(
+        OxenError, match=r"^Could not upload the input image to the Oxen repository me/inputs"
+    ):
+        oxen_repo.upload_input(b"x", "me/inputs", remote_factory=lambda r, h: Down(r, h, {}, []))
+
+
+def test_remote_repo_is_built_from_the_host() -> None:
+    made: dict[str, Any] = {}
+
+    class Spy:
+        def __init__(self, repo: str, host: str, revision: str, scheme: str) -> None:
+            made.update(repo=repo, host=host, revision=revision, scheme=scheme)
+
+    real = oxen.RemoteRepo
+    oxen.RemoteRepo = Spy
+    try:
+        oxen_repo._remote_repo("me/inputs", "http://127.0.0.1:3000")
+    finally:
+        oxen.RemoteRepo = real
+    assert made == {"repo": "me/inputs", "host": "127.0.0.1:3000", "revision": "main", "scheme": "http"}
+    assert oxen_repo.file_url("me/r", "http://127.0.0.1:3000", "a b.png").endswith("/file/main/a%20b.png")
+
+
+# -- gallery -------------------------------------------------------------------------------------
+def test_gallery_is_standalone_with_every_prompt_and_parameter(
+    hub: LocalHub, oxen_env: Path, tmp_path: Path
+) -> None:
+    results = sweep(hub, "--model flux-2-dev,z-image-turbo --seed 1..2 --steps 4", "a <b>bold</b> fox")
+    page = results.to_html(tmp_path)
+    assert page == tmp_path / "gallery.html"
+    text = page.read_text()
+    sources = re.findall(r'<img src="([^"]+)"', text)
+    assert len(sources) == results.done == 4
+    for src in sources:
+        assert src.startswith("data:image/jpeg;base64,")
+        assert len(base64.b64decode(src.split(",", 1)[1])) <= MAX_BYTES
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)  # nothing fetched from a network
+    assert "a &lt;b&gt;bold&lt;/b&gt; fox" in text and "<b>bold</b> fox" not in text
+    assert text.count("num_inference_steps: 4") >= 4 and "seed: 2" in text
+    for label in ("flux-2-dev", "z-image-turbo", "seed 1", "seed 2"):
+        assert f"<th>{label}</th>" in text
+
+
+def test_a_large_noisy_image_is_shrunk_under_the_cap() -> None:
+    noisy = Image.effect_noise((2048, 2048), 120).convert("RGB")
+    data = embed(noisy)
+    assert len(data) <= MAX_BYTES
+    with Image.open(io.BytesIO(data)) as out:
+        assert out.format == "JPEG" and max(out.size) <= 1024
+
+
+def test_gallery_shows_failed_cells(hub: LocalHub, oxen_env: Path) -> None:
+    hub.fail_next(1, 400)
+    results = sweep(hub, "--seed 1", "a cube")
+    assert results.failed == 1
+    assert 'class="missing"' in gallery_html(results)
