@@ -43,8 +43,8 @@ class ModelInfo:
         caps = obj.get("capabilities")
         if not isinstance(caps, dict):
             if caps is not None:
-                notes.append("its capabilities are not an object, so they are ignored")
-            caps = {}
+                notes.append("its capabilities are not an object, so they are read loosely")
+            caps = {"output": caps} if isinstance(caps, list) else {}  # ["text", "image"]
         pricing = obj.get("pricing") if isinstance(obj.get("pricing"), dict) else None
         cost = _price(pricing.get("cost_per_image") if pricing else None, notes)
         schema = clean_schema(schema_of(obj), notes)

@@ -52,7 +52,15 @@ from oxen_magic.errors import (
     ResultExpiredError,
     ServerError,
 )
-from oxen_magic.localhub import FINE_TUNED_ID, GENERATE_PATH, MODELS_PATH, LocalHub, RecordedRequest, _Reply
+from oxen_magic.localhub import (
+    FINE_TUNED_ID,
+    GENERATE_PATH,
+    MODELS_PATH,
+    LocalHub,
+    RecordedRequest,
+    _Reply,
+    malformed_catalogue,
+)
 
 KEY = "sk-oxen-test-7Hq2ZpX9fLw3"
 WRONG_KEY = "sk-oxen-wrong-0000aaaa"
@@ -635,6 +643,7 @@ GOOD_SCHEMA = {"properties": {"prompt": {"type": "string"}, "seed": {"type": "in
     ("fields", "note", "unchecked"),
     [
         ({"capabilities": ["image"]}, "capabilities are not an object", False),
+        ({"capabilities": 3}, "capabilities are not an object", False),
         ({"request_schema": {"properties": ["seed"]}}, "'properties' is not an object", True),
         ({"request_schema": {"properties": "seed"}}, "'properties' is not an object", True),
         (
@@ -678,20 +687,21 @@ def test_one_malformed_model_never_breaks_the_listing(hub: TestHub, client: Oxen
     from oxen_magic.pipeline import list_models
     from oxen_magic.render import ModelTable
 
-    hub.models[:0] = [
-        "not an object",
-        {"id": 5, "capabilities": ["image"]},
-        {"id": "weird", "capabilities": {"output": "image"}, "request_schema": {"properties": []}},
-        {"id": "priced", "capabilities": {"output": ["image"]}, "pricing": {"cost_per_image": "free"}},
-        {"id": ["x"], "capabilities": {"output": ["image"]}},
-    ]
+    malformed = malformed_catalogue()
+    hub.models[:0] = malformed
     models, notes = list_models(client)
     ids = {m.id for m in models}
-    assert {"weird", "priced", MODEL} <= ids and len(models) == 37
-    assert "weird: its schema's 'properties' is not an object, so its parameters are sent unchecked." in notes
-    assert "priced: its price is not a usable number, so the price is unknown." in notes
+    assert {m["id"] for m in malformed} <= ids and MODEL in ids
+    by_id = {m.id: m for m in models}
+    assert by_id["malformed-properties-list"].request_schema is None
+    assert by_id["malformed-price-text"].cost_per_image is None
+    assert (
+        "malformed-properties-list: its schema's 'properties' is not an object, so its parameters "
+        "are sent unchecked." in notes
+    )
+    assert "malformed-price-negative: its price is not a usable number, so the price is unknown." in notes
     table = ModelTable(models, notes)
-    assert "weird" in repr(table) and "weird" in table._repr_html_()
+    assert "malformed-minimum-string" in repr(table) and "malformed-enum-string" in table._repr_html_()
 
 
 # -- generate -------------------------------------------------------------------------------
