@@ -34,6 +34,7 @@ from urllib.parse import quote
 from .errors import OxenError, UsageProblem, redact
 
 if TYPE_CHECKING:
+    from .inputs import Group, InputImage
     from .results import Item, Results
 
 if sys.version_info >= (3, 11):
@@ -345,6 +346,39 @@ def check_repo_name(repo: str) -> str:
     return "/".join(parts)
 
 
+def split_target(target: str) -> tuple[str, str]:
+    """`namespace/repo` (on hub.oxen.ai) or `https://host/namespace/repo` into (repo, host)."""
+    text = target.strip()
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        host, _, repo = rest.partition("/")
+        return check_repo_name(repo), f"{scheme}://{host}"
+    return check_repo_name(text), "hub.oxen.ai"
+
+
+def _put(remote: Any, data: bytes, repo: str, host: str, ext: str) -> tuple[str, bool]:
+    """(file URL, whether it was sent): the content-addressed upload itself."""
+    name = f"{hashlib.sha256(data).hexdigest()}.{ext.lstrip('.').lower() or 'png'}"
+    path = f"{UPLOAD_DIR}/{name}"
+    sent = False
+    try:
+        if not remote.file_exists(path):
+            with tempfile.TemporaryDirectory(prefix="oxen-magic-upload-") as tmp:
+                local = Path(tmp, name)
+                local.write_bytes(data)
+                with _quiet(), _as_author(*find_author()):
+                    remote.upload(
+                        str(local), f"oxen_magic input image {name}", file_name=name, dst_dir=UPLOAD_DIR
+                    )
+            sent = True
+    except Exception as exc:
+        raise OxenError(
+            f"Could not upload the input image to the Oxen repository {repo} ({redact(str(exc)).strip()}); "
+            "check that it exists and that `oxen config --auth` holds a key that may write to it."
+        ) from None
+    return file_url(repo, host, path), sent
+
+
 def upload_input(
     data: bytes,
     repo: str,
@@ -360,23 +394,49 @@ def upload_input(
     repository must be public for the API's servers to download the file.
     """
     repo = check_repo_name(repo)
-    name = f"{hashlib.sha256(data).hexdigest()}.{ext.lstrip('.').lower() or 'png'}"
-    path = f"{UPLOAD_DIR}/{name}"
-    remote = (remote_factory or _remote_repo)(repo, host)
-    try:
-        if not remote.file_exists(path):
-            with tempfile.TemporaryDirectory(prefix="oxen-magic-upload-") as tmp:
-                local = Path(tmp, name)
-                local.write_bytes(data)
-                with _as_author(*find_author()):
-                    remote.upload(
-                        str(local), f"oxen_magic input image {name}", file_name=name, dst_dir=UPLOAD_DIR
-                    )
-    except UsageProblem:
-        raise
-    except Exception as exc:
-        raise OxenError(
-            f"Could not upload the input image to the Oxen repository {repo} ({redact(str(exc)).strip()}); "
-            "check that it exists and that `oxen config --auth` holds a key that may write to it."
-        ) from None
-    return file_url(repo, host, path)
+    return _put((remote_factory or _remote_repo)(repo, host), data, repo, host, ext)[0]
+
+
+_EXTS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+
+
+def upload_inputs(
+    groups: tuple[Group | None, ...],
+    target: str,
+    *,
+    remote_factory: Callable[[str, str], Any] | None = None,
+) -> tuple[tuple[Group | None, ...], str | None]:
+    """Every inline (data: URI) input uploaded to `target` and sent as its file URL instead.
+
+    The identity (and so the cache key) is unchanged: the same picture is the same request
+    whether it went inline or through the repository. Returns the groups and a note.
+    """
+    import base64
+    import dataclasses
+
+    repo, host = split_target(target)
+    remote = None
+    swapped: dict[str, InputImage] = {}
+    sent = 0
+    out: list[Group | None] = []
+    for group in groups:
+        if not group:
+            out.append(group)
+            continue
+        images: list[InputImage] = []
+        for image in group:
+            if image.inline and image.url not in swapped:
+                head, _, body = image.url.partition(",")
+                mime = head[5:].split(";")[0].lower()
+                if remote is None:
+                    remote = (remote_factory or _remote_repo)(repo, host)
+                url, fresh = _put(remote, base64.b64decode(body), repo, host, _EXTS.get(mime, "png"))
+                swapped[image.url] = dataclasses.replace(image, url=url)
+                sent += fresh
+            images.append(swapped.get(image.url, image))
+        out.append(tuple(images))
+    if not swapped:
+        return tuple(out), None
+    kept = len(swapped) - sent
+    note = f"Input image(s) sent as files of the Oxen repository {repo}: {sent} uploaded"
+    return tuple(out), note + (f", {kept} already there." if kept else ".")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from .cache import Cache
 from .catalog import ModelInfo
@@ -99,6 +100,10 @@ def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Resul
     """Validate the spec against the models and lay out the grid; sends no generate request."""
     models, notes = resolve_models(client, spec.models, cache)
     plan = make_plan(spec, models)
+    if spec.upload_repo and any(i.inline for g in spec.input_images if g for i in g):
+        spec, note = _upload(spec)
+        plan = make_plan(spec, models)  # validated above, before anything was uploaded
+        notes.append(note)
     results = Results(plan, size=spec.size, cols=spec.cols)
     results.notes[:0] = notes
     inline = inline_note(spec.input_images, _NOTED)
@@ -119,6 +124,17 @@ def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Resul
             "sent. Remove --dry-run to generate them."
         )
     return results
+
+
+def _upload(spec: Spec) -> tuple[Spec, str]:
+    """Local input images into the upload repository (not on a dry run, which sends nothing)."""
+    if spec.dry_run:
+        return spec, f"Dry run: local input images would be uploaded to {spec.upload_repo}; none were."
+    from .oxen_repo import upload_inputs
+
+    assert spec.upload_repo is not None
+    groups, note = upload_inputs(spec.input_images, spec.upload_repo)
+    return replace(spec, input_images=groups), note or ""
 
 
 def execute(

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import io
 import json
 import os
 import re
 import sys
+import threading
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ from oxen_magic.gallery import MAX_BYTES, embed, gallery_html
 from oxen_magic.localhub import LocalHub
 from oxen_magic.options import build_spec
 from oxen_magic.pipeline import execute, prepare
+from oxen_magic.placeholder import input_sha_of
 from oxen_magic.results import Results
 
 oxen = pytest.importorskip("oxen")
@@ -294,3 +299,97 @@ def test_gallery_shows_failed_cells(hub: LocalHub, oxen_env: Path) -> None:
     results = sweep(hub, "--seed 1", "a cube")
     assert results.failed == 1
     assert 'class="missing"' in gallery_html(results)
+
+
+@pytest.fixture
+def repo_files(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A loopback stand-in for hub.oxen.ai's public file route: serves `root/<path>` at
+    `/api/repos/<ns>/<repo>/file/main/<path>`, so the local hub can download uploaded inputs."""
+    root = tmp_path / "served"
+    root.mkdir()
+
+    class Files(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = urllib.parse.unquote(self.path).split("/file/main/", 1)[-1]
+            target = root / path
+            body = target.read_bytes() if target.is_file() else b""
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_input_images_go_through_the_upload_repository(
+    shell: Any,
+    hub: LocalHub,
+    tmp_path: Path,
+    no_git: Path,
+    repo_files: tuple[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`%config OxenMagic.upload_repo`: a local file is uploaded once (content-addressed) and sent
+    as its repository file URL; the hub downloads it from there and marks its result with it."""
+    base, root = repo_files
+    calls: list[Any] = []
+
+    class Remote(FakeRemote):
+        def upload(self, src: str, commit_message: str, file_name: str, dst_dir: str) -> None:
+            super().upload(src, commit_message, file_name, dst_dir)
+            (root / dst_dir).mkdir(parents=True, exist_ok=True)
+            (root / dst_dir / file_name).write_bytes(Path(src).read_bytes())
+
+    files: dict[str, bytes] = {}
+    monkeypatch.setattr(oxen_repo, "_remote_repo", lambda repo, host: Remote(repo, host, files, calls))
+    picture = tmp_path / "cat.png"
+    Image.new("RGB", (32, 32), "orange").save(picture)
+    data = picture.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    url = f"{base}/api/repos/me/inputs/file/main/oxen_magic/inputs/{sha}.png"
+
+    shell.run_line_magic("config", f'OxenMagic.upload_repo = "{base}/me/inputs"')
+    captured, error = run_cell(shell, f"-m flux-kontext-dev -i {picture} --seed 1,2 --out edits", "a hat")
+    assert error is None, error
+    assert "1 uploaded" in all_text(captured) and "data: URI" not in all_text(captured)
+    assert [c[0] for c in calls] == ["file_exists", "upload"]  # one picture, one upload
+    sent = [r.body["input_image"] for r in hub.edit_calls()]
+    assert sent == [url, url]
+    edits = shell.user_ns["edits"]
+    assert edits.done == 2 and all(input_sha_of(i.data) == sha for i in edits)
+    assert all(i.params["input_image"] == url for i in edits)
+
+    calls.clear()
+    captured, error = run_cell(shell, f"-m flux-kontext-dev -i {picture} --seed 3", "a hat")
+    assert error is None and [c[0] for c in calls] == ["file_exists"]  # already there: not sent
+    assert "0 uploaded, 1 already there" in all_text(captured)
+
+    calls.clear()
+    _, error = run_cell(shell, f"-m flux-kontext-dev -i {picture} --seed 4 --dry-run", "a hat")
+    assert error is None and calls == []  # a dry run sends nothing, uploads included
+
+
+def test_an_unreachable_upload_repository_stops_the_cell_before_any_request(
+    shell: Any, hub: LocalHub, tmp_path: Path, no_git: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Down(FakeRemote):
+        def file_exists(self, path: str) -> bool:
+            raise ValueError("Remote Error: repository me/inputs not found")
+
+    monkeypatch.setattr(oxen_repo, "_remote_repo", lambda repo, host: Down(repo, host, {}, []))
+    picture = tmp_path / "cat.png"
+    Image.new("RGB", (32, 32), "orange").save(picture)
+    shell.run_line_magic("config", 'OxenMagic.upload_repo = "me/inputs"')
+    _, error = run_cell(shell, f"-m flux-kontext-dev -i {picture} --seed 1", "a hat")
+    assert error is not None and error.startswith("Could not upload the input image to the Oxen repository")
+    assert hub.edit_calls() == [] and hub.billed == 0
