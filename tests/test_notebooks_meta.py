@@ -27,6 +27,7 @@ EXPECTED = {
     "model_comparison.ipynb",
     "panel.ipynb",
     "workshop.ipynb",
+    "image_editing.ipynb",
 }
 MAX_BYTES = 1_000_000
 CHECK_TAG = "nbval-check-output"
