@@ -91,17 +91,23 @@ def parse(texts: Sequence[str], variables: Mapping[str, Any] | None = None) -> t
     for text in texts:
         text = text.strip()
         if not text:
-            raise UsageProblem("--input-image is empty; give a file, a URL or a variable name.")
+            raise UsageProblem(
+                "--input-image is empty; give a file, a URL or a variable name.", field="input_image"
+            )
         if _is_file(text) or _URL.match(text):  # a path or URL holding ',' or '+' is one image
             plan.append((text,))
             continue
         for item in text.split(","):
             item = item.strip()
             if not item:
-                raise UsageProblem(f"Empty item in the --input-image list '{text}'; remove the comma.")
+                raise UsageProblem(
+                    f"Empty item in the --input-image list '{text}'; remove the comma.", field="input_image"
+                )
             parts = tuple(p.strip() for p in item.split("+"))
             if any(not p for p in parts[1:-1]) or not any(parts):
-                raise UsageProblem(f"'{item}' has an empty part; join images like a.png+b.png.")
+                raise UsageProblem(
+                    f"'{item}' has an empty part; join images like a.png+b.png.", field="input_image"
+                )
             plan.append(parts if len(parts) == 1 else ("+", *(p for p in parts if p)))
     axis: list[Group] = []
     for parts in plan:
@@ -127,9 +133,12 @@ def resolve(text: str, variables: Mapping[str, Any]) -> list[InputImage]:
     if text.isidentifier():
         raise UsageProblem(
             f"--input-image {text}: no variable or file named '{text}'; run the cell that sets it, "
-            "or give a file path or an https:// URL."
+            "or give a file path or an https:// URL.",
+            field="input_image",
         )
-    raise UsageProblem(f"--input-image {text}: no such file; check the path, or give an https:// URL.")
+    raise UsageProblem(
+        f"--input-image {text}: no such file; check the path, or give an https:// URL.", field="input_image"
+    )
 
 
 def from_value(value: Any, name: str) -> list[InputImage]:
@@ -149,11 +158,14 @@ def from_value(value: Any, name: str) -> list[InputImage]:
     if isinstance(value, (Results, list, tuple)):
         items = [i for i in value if not isinstance(i, Item) or i.request is not None]
         if not items:
-            raise UsageProblem(f"--input-image {name}: '{name}' is empty; give it at least one image.")
+            raise UsageProblem(
+                f"--input-image {name}: '{name}' is empty; give it at least one image.", field="input_image"
+            )
         return [image for i, v in enumerate(items) for image in from_value(v, f"{name}[{i}]")]
     raise UsageProblem(
         f"--input-image {name}: '{name}' holds a {type(value).__name__}, not an image; give a PIL "
-        "image, a result (grid[0]), a list of those, a file path or a URL."
+        "image, a result (grid[0]), a list of those, a file path or a URL.",
+        field="input_image",
     )
 
 
@@ -161,7 +173,10 @@ def from_item(item: Any, name: str) -> InputImage:
     """A result item: the URL the API returned for it, else its bytes inline."""
     if not item.ok:
         why = item.error or item.status
-        raise UsageProblem(f"--input-image {name}: that result has no image ({why}); rerun its cell first.")
+        raise UsageProblem(
+            f"--input-image {name}: that result has no image ({why}); rerun its cell first.",
+            field="input_image",
+        )
     label = f"{name}: {item.model}" + (f" seed {item.seed}" if item.seed is not None else "")
     key = getattr(item, "key", None)
     identity = f"request:{key}" if key else "sha256:" + hashlib.sha256(item.data).hexdigest()
@@ -189,17 +204,22 @@ def _from_text(text: str, name: str) -> InputImage:
         except ValueError:
             data = b""
         if not data:
-            raise UsageProblem(f"--input-image {name[:30]}…: not a base64 data: URI of an image.")
+            raise UsageProblem(
+                f"--input-image {name[:30]}…: not a base64 data: URI of an image.", field="input_image"
+            )
         return _from_bytes(data, "inline image", name[:30])
     path = Path(os.path.expanduser(text))
     try:
         if path.stat().st_size > MAX_INPUT_BYTES:
             raise UsageProblem(
-                f"--input-image {text}: the file is over {MAX_INPUT_BYTES // 2**20} MB; shrink it first."
+                f"--input-image {text}: the file is over {MAX_INPUT_BYTES // 2**20} MB; shrink it first.",
+                field="input_image",
             )
         data = path.read_bytes()
     except OSError as exc:
-        raise UsageProblem(f"--input-image {text}: cannot read the file ({exc.strerror or exc}).") from None
+        raise UsageProblem(
+            f"--input-image {text}: cannot read the file ({exc.strerror or exc}).", field="input_image"
+        ) from None
     return _from_bytes(data, path.name, text)
 
 
@@ -213,7 +233,7 @@ def _from_bytes(data: bytes, label: str, name: str) -> InputImage:
     except Exception:  # Pillow raises many types on junk
         kind = ""
     if kind not in MIMES:
-        raise UsageProblem(f"--input-image {name}: not a PNG, JPEG, WebP or GIF image.")
+        raise UsageProblem(f"--input-image {name}: not a PNG, JPEG, WebP or GIF image.", field="input_image")
     sha = hashlib.sha256(data).hexdigest()
     return InputImage(_data_uri(data, MIMES[kind]), "sha256:" + sha, label[:40], _small(data))
 
@@ -223,7 +243,9 @@ def _from_pil(image: Image.Image, name: str) -> InputImage:
     try:
         image.save(out, format="PNG")
     except Exception as exc:  # an image mode PNG cannot hold
-        raise UsageProblem(f"--input-image {name}: cannot encode that image as PNG ({exc}).") from None
+        raise UsageProblem(
+            f"--input-image {name}: cannot encode that image as PNG ({exc}).", field="input_image"
+        ) from None
     return _from_bytes(out.getvalue(), name, name)
 
 

@@ -41,7 +41,7 @@ def body(record: Any) -> dict[str, Any]:
 
 
 def make(shell: Any, line: str, cell: str | None = "a red fox", out: str = "r") -> Any:
-    captured, error = run_cell(shell, f"{line} --out {out}", cell)
+    _, error = run_cell(shell, f"{line} --out {out}", cell)
     assert error is None, error
     return shell.user_ns[out]
 
@@ -168,7 +168,7 @@ def test_an_expired_result_url_says_how_to_recover(shell: Any, hub: LocalHub) ->
     grid = make(shell, "-m flux-2-dev -s 3", "a red cube", out="grid")
     shell.user_ns["best"] = grid[0]
     hub.expire_urls()
-    captured, error = run_cell(shell, "-m flux-kontext-dev -i best --out r", "paint it blue")
+    _, error = run_cell(shell, "-m flux-kontext-dev -i best --out r", "paint it blue")
     assert error is None
     item = shell.user_ns["r"][0]
     assert item.status == "failed"

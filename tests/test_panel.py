@@ -6,7 +6,10 @@ The controls are set as a user would, `generate_button.click()` starts a backgro
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import importlib
+import io
 import socket
 import threading
 import time
@@ -16,10 +19,12 @@ from pathlib import Path
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from PIL import Image
 
 import oxen_magic
 from oxen_magic.localhub import LocalHub
 from oxen_magic.magic import OxenMagic
+from oxen_magic.placeholder import input_sha_of
 from oxen_magic.widget import ModelsText, Panel
 
 PROMPT = "a red cube on a white background"
@@ -486,3 +491,85 @@ def test_dry_run_in_more_options_sends_nothing(hub: LocalHub, make) -> None:  # 
     assert hub.generate_calls() == []
     assert {i.status for i in panel.result} == {"planned"}
     assert "Dry run: 3 image(s) planned" in panel.output.value
+
+
+# -- the input-image control ----------------------------------------------------------------------
+KONTEXT = "flux-kontext-dev"
+
+
+def test_the_models_message_says_what_they_do_with_an_image(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]
+    panel = make()
+    panel.prompt.value = "paint it blue"
+    panel.models.value = (KONTEXT, "z-image-turbo", "flux-2-dev")
+    message = panel.messages["models"].value
+    assert "flux-kontext-dev needs an input image" in message
+    assert "z-image-turbo takes text only" in message
+    assert "flux-2-dev takes an optional input image (several)" in message
+    # the missing image is named next to the input control, and blocks Generate
+    assert panel.errors["input_image"].startswith("flux-kontext-dev needs an input image")
+    assert panel.generate_button.disabled
+
+
+def test_a_result_from_the_panel_becomes_the_next_input(hub: LocalHub, shell, make) -> None:  # type: ignore[no-untyped-def]
+    panel = make()
+    panel.prompt.value = "a red cube"
+    panel.models.value = ("flux-2-dev",)
+    panel.seeds.value = "1..2"
+    _run(panel)
+    labels = [label for label, _ in panel.input_pick.options]
+    assert labels[1:] == ["flux-2-dev · seed 1", "flux-2-dev · seed 2"]
+    panel.input_pick.value = "1"  # seed 2
+    assert panel.input_image.value == "panel_flux_2_dev_seed_2"
+    assert shell.user_ns["panel_flux_2_dev_seed_2"] is panel.result[1]
+    assert "--input-image panel_flux_2_dev_seed_2" in panel.magic_line.value
+    source = panel.result[1]
+    panel.models.value = (KONTEXT,)
+    panel.seeds.value = "4"
+    panel.prompt.value = "paint it blue"
+    _run(panel)
+    (edit,) = hub.edit_calls()
+    assert edit.body["input_image"] == source.url
+    assert input_sha_of(panel.result[0].data) == hashlib.sha256(source.data).hexdigest()
+
+
+def test_an_upload_needs_no_prompt_for_an_upscaler(hub: LocalHub, shell, make) -> None:  # type: ignore[no-untyped-def]
+    panel = make()
+    panel.models.value = ("topazlabs-image-upscale",)
+    out = io.BytesIO()
+    Image.new("RGB", (20, 20), "teal").save(out, format="PNG")
+    data = out.getvalue()
+    panel.input_upload.value = (
+        {
+            "name": "My Photo.png",
+            "type": "image/png",
+            "size": len(data),
+            "content": memoryview(data),
+            "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+        },
+    )
+    assert panel.input_image.value == "upload_my_photo"
+    assert shell.user_ns["upload_my_photo"] == data
+    assert "prompt" not in panel.errors
+    _run(panel)
+    assert input_sha_of(panel.result[0].data) == hashlib.sha256(data).hexdigest()
+
+
+def test_a_bad_upload_and_a_bad_name_are_shown(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]
+    panel = make()
+    panel.prompt.value = "x"
+    panel.models.value = ("flux-2-dev",)
+    panel.input_upload.value = (
+        {
+            "name": "notes.txt",
+            "type": "text/plain",
+            "size": 5,
+            "content": memoryview(b"hello"),
+            "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+        },
+    )
+    assert "notes.txt is not an image" in panel.messages["input_image"].value
+    panel.input_image.value = "nothing_here"
+    assert "no variable or file named 'nothing_here'" in panel.errors["input_image"]
+    assert panel.generate_button.disabled
+    panel.extra_options.value = "--input-image x"
+    assert panel.errors["extra_options"] == "Set --input-image with the Input image control above, not here."

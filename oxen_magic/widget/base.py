@@ -31,6 +31,7 @@ class PanelBase:
     seeds: widgets.Text
     aspect_ratio: widgets.Dropdown
     steps: widgets.Text
+    input_image: widgets.Text
     extra_options: widgets.Text
     magic_line: widgets.Text
     generate_button: widgets.Button
@@ -79,4 +80,10 @@ class PanelBase:
         raise NotImplementedError
 
     def _user_ns(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _roles_note(self) -> str:
+        raise NotImplementedError
+
+    def _refresh_picks(self) -> None:
         raise NotImplementedError

@@ -24,9 +24,9 @@ class Checks(PanelBase):
         errors: dict[str, str] = {}
         variables = self._user_ns()
         prompt = self.prompt.value
-        if not prompt.strip():
+        if not prompt.strip() and not self.input_image.value.strip():  # an upscaler needs none
             errors["prompt"] = "Write a prompt first."
-        else:
+        elif prompt.strip():
             try:
                 texts = options.split_prompts(prompt)
                 if any(not t for t in texts):
@@ -56,8 +56,8 @@ class Checks(PanelBase):
         for name, message in self.messages.items():
             if name in errors:
                 message.value = _error(errors[name])
-            elif name == "models" and self._models_notice():
-                message.value = _note(self._models_notice())
+            elif name == "models" and (self._models_notice() or self._roles_note()):
+                message.value = _note(self._models_notice() or self._roles_note())
             else:
                 message.value = ""
         if "general" in errors:
@@ -84,16 +84,20 @@ class Checks(PanelBase):
                 self._line[len(PREFIX) :], self.prompt.value, variables, self._defaults()
             )
         except UsageProblem as exc:
-            errors["general"] = str(exc)
+            errors["input_image" if exc.field == "input_image" else "general"] = str(exc)
             return
         schemas = self._schemas or {}
         try:
             plan = make_plan(spec, {m: schemas.get(m) for m in spec.models})
         except UsageProblem as exc:
             text = str(exc)
-            where = {"aspect_ratio": "aspect_ratio", "num_inference_steps": "steps", "seed": "seeds"}.get(
-                exc.field or "", "general"
-            )
+            where = {
+                "aspect_ratio": "aspect_ratio",
+                "num_inference_steps": "steps",
+                "seed": "seeds",
+                "input_image": "input_image",
+                "prompt": "prompt",
+            }.get(exc.field or "", "general")
             if where == "general" and spec.params:
                 where = "extra_options"
             errors[where] = text
@@ -120,6 +124,7 @@ def _extra_problem(text: str) -> str | None:
         ("seed", "Seeds"),
         ("aspect_ratio", "Aspect ratio"),
         ("steps", "Steps"),
+        ("input_image", "Input image"),
     ):
         if getattr(args, dest):
             flag = "--" + dest.replace("_", "-")

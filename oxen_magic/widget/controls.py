@@ -20,7 +20,7 @@ from .base import _DESC, PREFIX, PanelBase
 #: Offered when no chosen model lists its aspect ratios but one takes the parameter.
 COMMON_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3")
 #: The options that have a control of their own (everything else goes in "More options").
-CONTROLLED = ("model", "seed", "aspect_ratio", "steps", "list_models")
+CONTROLLED = ("model", "seed", "aspect_ratio", "steps", "input_image", "list_models")
 
 
 class ModelsText(widgets.VBox):
@@ -83,6 +83,7 @@ class Controls(PanelBase):
             "seeds": self.seeds.value,
             "aspect_ratio": self.aspect_ratio.value,
             "steps": self.steps.value,
+            "input_image": self.input_image.value,
             "extra_options": self.extra_options.value,
         }
 
@@ -93,6 +94,7 @@ class Controls(PanelBase):
             self._select_models(state["models"])
             self.seeds.value = state["seeds"]
             self.steps.value = state["steps"]
+            self.input_image.value = state.get("input_image", "")
             self.extra_options.value = state["extra_options"]
             self._set_ratio_choices(keep=state["aspect_ratio"])
         finally:
@@ -117,6 +119,7 @@ class Controls(PanelBase):
             ("--seed", self.seeds.value),
             ("--aspect-ratio", self.aspect_ratio.value or ""),
             ("--steps", self.steps.value),
+            ("--input-image", self.input_image.value),
         ):
             if text.strip():
                 words += [flag, shlex.quote(text.strip())]

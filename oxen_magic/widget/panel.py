@@ -16,16 +16,18 @@ from .base import _DESC, PREFIX
 from .checks import Checks
 from .controls import Controls, ModelsText, _extra_words, _fetch_models, _initial_args
 from .display import Display, _note
+from .inputs import InputControls
 from .run import HistoryEntry, Runs
 
 if TYPE_CHECKING:
     from ..magic import OxenMagic
 
 
-class Panel(Runs, Checks, Controls, Display, widgets.VBox):
+class Panel(Runs, Checks, Controls, InputControls, Display, widgets.VBox):
     """The image-grid panel. See the module docstring; the public widgets are listed below.
 
     `prompt`, `models` (`.value`: tuple of ids), `seeds`, `aspect_ratio`, `steps`,
+    `input_image` (the `--input-image` text; `input_upload` and `input_pick` fill it in),
     `extra_options` (any other `%%oxenimage` options, e.g. `--size 128 --no-cache`),
     `generate_button`, `stop_button`, `progress`, `status`, `output`, `magic_line`, `history`,
     `messages` (name → the message widget next to that control), and the trait `result`.
@@ -109,6 +111,7 @@ class Panel(Runs, Checks, Controls, Display, widgets.VBox):
             style=_DESC,
             layout=widgets.Layout(width="560px"),
         )
+        input_helpers = self._make_input_controls(",".join(args.input_image or ()))
         self.magic_line = widgets.Text(
             description="Magic line",
             tooltip="The same grid as a cell: paste this line above your prompt",
@@ -130,7 +133,7 @@ class Panel(Runs, Checks, Controls, Display, widgets.VBox):
         self.output = widgets.HTML(value="")
         self.history = widgets.HBox([])
 
-        names = ("prompt", "models", "seeds", "aspect_ratio", "steps", "extra_options")
+        names = ("prompt", "models", "seeds", "aspect_ratio", "steps", "input_image", "extra_options")
         self.messages: dict[str, widgets.HTML] = {name: widgets.HTML(value="") for name in names}
         if models_note:
             self.messages["models"].value = _note(models_note)
@@ -170,6 +173,8 @@ class Panel(Runs, Checks, Controls, Display, widgets.VBox):
                 row(self.seeds, "seeds"),
                 row(self.aspect_ratio, "aspect_ratio"),
                 row(self.steps, "steps"),
+                row(self.input_image, "input_image"),
+                input_helpers,
                 row(self.extra_options, "extra_options"),
                 self.magic_line,
                 widgets.HBox(
@@ -182,8 +187,16 @@ class Panel(Runs, Checks, Controls, Display, widgets.VBox):
         )
         self.add_class("oxen-panel")
 
-        for control in (self.prompt, self.models, self.seeds, self.aspect_ratio, self.steps):
+        for control in (
+            self.prompt,
+            self.models,
+            self.seeds,
+            self.aspect_ratio,
+            self.steps,
+            self.input_image,
+        ):
             control.observe(self._changed, names="value")
+        self.observe(lambda _change: self._refresh_picks(), names="result")  # restore() sets it
         self.extra_options.observe(self._changed, names="value")
         self.magic_line.observe(self._keep_line, names="value")
         self.generate_button.on_click(lambda _b: self.generate())
@@ -258,6 +271,7 @@ class Panel(Runs, Checks, Controls, Display, widgets.VBox):
             self.output,
             self.history,
             *self.messages.values(),
+            *self._input_widgets(),
         ]
         if isinstance(self.models, ModelsText):
             out.append(self.models.text)

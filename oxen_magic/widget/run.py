@@ -150,6 +150,7 @@ class Runs(PanelBase):
         if results is not None:
             self.output.value = grid_html(results)
             self._show_progress(results)
+            self._refresh_picks()  # its images can be the next run's input
             if results.done:
                 self._remember(HistoryEntry(state=state, line=line, results=results))
         if problem:
