@@ -50,6 +50,12 @@ Input images (--input-image / -i) for editing, reference images and upscaling: a
 WebP, GIF), an https:// URL, or a variable holding a PIL image, a result (best = grid["flux-2-dev",
 3]), a Results or a list of those. Commas make an axis (-i a.png,b.png: one request each); +
 joins reference images into one request (-i a.png+b.png; -i +refs joins a whole list)."""
+INLINE_REFUSED = (
+    "The server refused the input image {label} sent inline as a data: URI ({detail}); give it "
+    "as a public https:// URL instead, or set %config OxenMagic.upload_repo = 'namespace/repo' "
+    "to upload local inputs to an Oxen repository first."
+)
+_DATA_URI = re.compile(r"data:[\w/+.-]*;base64,[A-Za-z0-9+/=]+")
 _URL = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
 
 
@@ -308,10 +314,14 @@ def inline_note(groups: Sequence[Group | None], noted: set[str]) -> str | None:
 
 
 def fetch_failure(message: str, status: int | None, group: Sequence[InputImage]) -> str | None:
-    """The cell's error when the server could not download an input (an expired result URL)."""
+    """The cell's error when the server could not take an input: an expired result URL, or a
+    `data:` URI it refuses (the docs promise only public URLs); None for any other error."""
     if not group or status not in (400, 403, 404, 410, 422):
         return None
-    if not re.search(r"for url|input_image|fetch|download", message, re.IGNORECASE):
+    if not re.search(r"for url|input_image|input image|fetch|download|adapter", message, re.IGNORECASE):
         return None
-    label = ", ".join(i.label for i in group)
-    return FETCH_HELP.format(label=label, detail=message.rstrip(". "))
+    detail = _DATA_URI.sub("data:…", message).rstrip(". ")
+    inline = [i.label for i in group if i.inline]
+    if inline and re.search(r"data:|adapter|scheme", message, re.IGNORECASE):
+        return INLINE_REFUSED.format(label=", ".join(inline), detail=detail)
+    return FETCH_HELP.format(label=", ".join(i.label for i in group), detail=detail)

@@ -201,3 +201,23 @@ def test_refusals_send_nothing(shell: Any, hub: LocalHub, picture: Path) -> None
         _, error = run_cell(shell, line, "x")
         assert error is not None and needle in error
     assert posts(hub) == []
+
+
+def test_a_server_that_refuses_data_uris_gets_advice(shell: Any, hub: LocalHub, picture: Path) -> None:
+    hub.data_uris = False  # the docs promise only public URLs: the other reading
+    _, error = run_cell(shell, f"-m flux-kontext-dev -i {picture} --out r", "paint it blue")
+    assert error is None
+    item = shell.user_ns["r"][0]
+    assert item.status == "failed"
+    assert item.error.startswith("The server refused the input image photo.png sent inline as a data: URI (")
+    assert "upload_repo" in item.error and ";base64," not in item.error  # the bytes are not echoed
+
+
+def test_a_b64_json_result_goes_on_inline(shell: Any, hub: LocalHub) -> None:
+    grid = make(shell, "-m flux-2-dev -s 2 --format b64_json", "a red cube", out="grid")
+    assert grid[0].url is None
+    shell.user_ns["best"] = grid[0]
+    captured, error = run_cell(shell, "-m qwen-image-edit -i best --out r", "paint it blue")
+    assert error is None and "Sent best: flux-2-dev seed 2 inline as a data: URI" in all_text(captured)
+    assert body(hub.edit_calls()[0])["input_image"].startswith("data:image/")
+    assert input_sha_of(shell.user_ns["r"][0].data) == sha(grid[0].data)
