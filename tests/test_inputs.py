@@ -227,3 +227,10 @@ def test_the_inline_note_is_given_once() -> None:
     assert first is not None and "documents input images as public URLs" in first
     assert inputs.inline_note([group], noted) is None
     assert inputs.inline_note([None], set()) is None
+
+
+def test_the_help_documents_the_input_grammar() -> None:
+    from oxen_magic.options import HELP
+
+    for needle in ("--input-image", "a.png+b.png", "-i +refs", "one request each"):
+        assert needle in HELP
