@@ -253,6 +253,7 @@ class OxenClient(Transport):
         *,
         decode: bool = True,
         path: str = GENERATE_PATH,
+        on_throttle: Callable[[float], None] | None = None,
     ) -> Generation:
         """POST a ready JSON body to `path` (generate, or `/api/ai/images/edit` for an input
         image) and return the image, downloaded at once if it came as a URL.
@@ -260,6 +261,8 @@ class OxenClient(Transport):
         `decode=False` reads only the image's header here and leaves the pixels to
         `Generation.image` (which raises the same `BadResponseError` for a corrupt image): the
         runner decodes outside its network slots, so the next request need not wait for it.
+        `on_throttle(delay)`, when given, is called instead of sleeping before a 429/503 is retried:
+        the runner's congestion window learns from it, then waits (at least `delay`).
         """
         started = time.monotonic()
         limit = max(MAX_JSON, self.max_body_bytes * 4 // 3 + 65536)  # room for b64_json
@@ -271,6 +274,7 @@ class OxenClient(Transport):
             key=self._api_key(),
             cancel=cancel,
             what="answer",
+            on_throttle=on_throttle,
         )
         body = answer.json()
         del answer

@@ -28,7 +28,9 @@ class OxenMagic(Magics):
     """Generate image grids with the Oxen.ai API. Defaults are set with `%config OxenMagic.<name>`."""
 
     model = Unicode(options.DEFAULT_MODEL, help="Model used when a cell names none.").tag(config=True)
-    concurrency = Int(8, help="Requests in flight at once.").tag(config=True)
+    concurrency = Int(
+        0, help="At most this many requests in flight; 0 = auto (adapts to the server, up to 32)."
+    ).tag(config=True)
     max_images = Int(64, help="The largest sweep a cell may send (a budget guard).").tag(config=True)
     response_format = Enum(["url", "b64_json"], "url", help="How images come back.").tag(config=True)
     display_size = Int(256, help="Display width of one grid cell, in pixels.").tag(config=True)
@@ -65,6 +67,9 @@ class OxenMagic(Magics):
         effect on the next cell instead of a client still talking to the old host.
         """
         from .client import DEFAULT_HOST, OxenClient, normalize_host
+        from .window import CEILING
+
+        pool = pool or CEILING  # concurrency 0 (auto) may open up to the window's ceiling
 
         try:
             base = normalize_host(host or os.environ.get("OXEN_HOST") or DEFAULT_HOST)

@@ -48,7 +48,7 @@ class Defaults:
     """What `%config OxenMagic` sets; options on the line override it."""
 
     model: str = DEFAULT_MODEL
-    concurrency: int = 8
+    concurrency: int = 0  # 0: auto (the runner's window finds the server's limit)
     max_images: int = 64
     response_format: str = "url"
     size: int = 256
@@ -76,7 +76,7 @@ class Spec:
     cols: int = 8
     size: int = 256
     use_cache: bool = True
-    concurrency: int = 8
+    concurrency: int = 0  # 0: auto
     save_dir: str | None = None
     max_images: int = 64
     dry_run: bool = False
@@ -91,6 +91,19 @@ class Spec:
         """How many requests the cartesian product holds, before any per-model dedupe."""
         axes = (self.prompts, self.models, self.seeds, self.aspect_ratios, self.steps, self.input_images)
         return math.prod(len(axis) for axis in axes)
+
+
+AUTO = "auto"
+
+
+def _concurrency(text: str) -> int | str:
+    """`--concurrency N`, or `auto` (the runner's window adapts to the server)."""
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value: '{text}' (use a number or auto)") from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -116,7 +129,11 @@ def _parser() -> _Parser:
     add("--cols", type=int, help="at most this many images per grid row")
     add("--size", type=int, help="display width of a grid cell in pixels")
     add("--no-cache", action="store_true", help="do not read the on-disk cache")
-    add("--concurrency", type=int, help="requests in flight at once (default 8)")
+    add(
+        "--concurrency",
+        type=_concurrency,
+        help="at most this many requests in flight (default auto: adapts to the server, up to 32)",
+    )
     add("--save", metavar="DIR", help="also save each image as a PNG (with its parameters) here")
     add("--to-oxen", metavar="REPO_DIR", help="also commit the images and a table to this Oxen repository")
     add("--push", action="store_true", help="with --to-oxen: push that commit to the repository's remote")
@@ -390,10 +407,11 @@ def build_spec(
         raise UsageProblem(f"--out '{out}' is not a Python variable name; use letters, digits, _.")
     for name in ("cols", "size", "concurrency", "max_images"):
         value = getattr(args, name)
-        if value is not None and value < 1:
+        if value is not None and value != AUTO and value < 1:
             flag = "--" + name.replace("_", "-")
             raise UsageProblem(f"{flag} must be 1 or more (got {value}).")
-    concurrency = args.concurrency or defaults.concurrency
+    concurrency = defaults.concurrency if args.concurrency is None else args.concurrency
+    concurrency = 0 if concurrency == AUTO else concurrency  # 0: auto
     if concurrency > 64:
         raise UsageProblem(f"--concurrency {concurrency} is too many; use 1 to 64.")
     if args.push and not args.to_oxen:

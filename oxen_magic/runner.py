@@ -24,6 +24,7 @@ from .images import decode_image
 from .inputs import fetch_failure
 from .render import thumbnail
 from .results import Item, Results
+from .window import Ticket, Window
 
 THREAD_PREFIX = "oxen-magic"
 #: Threads that decode and thumbnail. Arrivals come in bursts (a round of `concurrency` requests
@@ -65,12 +66,15 @@ def run(
     *,
     cache: Cache | None = None,
     use_cache: bool = True,
-    concurrency: int = 8,
+    concurrency: int = 0,
     on_update: Callable[[Item | None], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> Results:
     """Fill `results` in place and return it; raises only when a request is due and the key is
-    missing or unusable (after the cache has answered what it can)."""
+    missing or unusable (after the cache has answered what it can).
+
+    `concurrency` caps the requests in flight; 0 lets the window find the server's limit alone
+    (see `window.py`), up to its ceiling."""
     cancel = cancel or threading.Event()
     started = time.monotonic()
     frozen = _Frozen()
@@ -93,13 +97,13 @@ def run(
                 on_update(item)
         if todo and not cancel.is_set():
             client.check_key()  # one clear sentence before anything is sent, not one per cell
-            # `concurrency` bounds the requests in flight (network slots), not the threads: a
-            # worker gives its slot back as soon as the bytes are in, so the next request goes
-            # out while this image is decoded and thumbnailed.
-            slots = threading.Semaphore(max(1, concurrency))
+            # The window bounds the requests in flight (network places), not the threads: a
+            # worker gives its place back as soon as the bytes are in, so the next request goes
+            # out while this image is decoded and thumbnailed; a refused request waits without one.
+            window = Window(concurrency if concurrency > 0 else None)
             cpu = ThreadPoolExecutor(max_workers=CPU_SLOTS, thread_name_prefix=THREAD_PREFIX + "-cpu")
-            pool = ThreadPoolExecutor(max_workers=2 * max(1, concurrency), thread_name_prefix=THREAD_PREFIX)
-            job = _Job(client, cache, use_cache, results.size, cancel, slots, cpu, frozen)
+            pool = ThreadPoolExecutor(max_workers=2 * window.limit, thread_name_prefix=THREAD_PREFIX)
+            job = _Job(client, cache, use_cache, results.size, cancel, window, cpu, frozen)
             futures = {pool.submit(job.generate, item): item for item in todo}
             pending = set(futures)
         while pending:
@@ -217,13 +221,13 @@ class _Job:
         use_cache: bool,
         size: int,
         cancel: threading.Event,
-        slots: threading.Semaphore,
+        window: Window,
         cpu: ThreadPoolExecutor,
         frozen: _Frozen,
     ) -> None:
         self.client, self.cache, self.size, self.cancel = client, cache, size, cancel
         self.use_cache = use_cache  # False (--no-cache): always send, but still write the cache
-        self.slots, self.cpu, self.frozen = slots, cpu, frozen
+        self.window, self.cpu, self.frozen = window, cpu, frozen
 
     def generate(self, item: Item) -> Item:
         """One image in a worker thread: (wait for a twin in flight,) send, thumbnail, cache."""
@@ -249,15 +253,25 @@ class _Job:
     def _send(self, item: Item, body: dict[str, Any]) -> Item:
         request = item.request
         assert request is not None
-        if self.cancel.is_set() or not self._acquire():
+        place = _Place(self.window, self.cancel)
+        if self.cancel.is_set() or not place.take():
             return self._outcome(item, status="cancelled")
         try:
             try:
                 generation = self.client.generate_payload(
-                    request.payload(), cancel=self.cancel, decode=False, path=request.path
+                    request.payload(),
+                    cancel=self.cancel,
+                    decode=False,
+                    path=request.path,
+                    on_throttle=place.refused,
                 )
-            finally:
-                self.slots.release()
+            except OxenError as exc:
+                place.give_back(ok=False, refused=exc.status in (429, 503))
+                raise
+            except BaseException:
+                place.give_back(ok=False)
+                raise
+            place.give_back(ok=True)
             thumb = self._run_in_cpu_pool(_thumbnail, generation, self.size)
         except Cancelled:
             return self._outcome(item, status="cancelled")
@@ -297,16 +311,6 @@ class _Job:
         _settle(item, self.frozen, **fields)
         return item
 
-    def _acquire(self) -> bool:
-        """Wait for a network slot; False (holding none) once the run is stopped."""
-        while not self.slots.acquire(timeout=TICK):
-            if self.cancel.is_set():
-                return False
-        if self.cancel.is_set():
-            self.slots.release()
-            return False
-        return True
-
     def _run_in_cpu_pool(self, fn: Callable[..., bytes], *args: Any) -> bytes:
         """`fn(*args)` in the small decode pool; in this thread once the run is over."""
         try:
@@ -314,3 +318,33 @@ class _Job:
         except RuntimeError:  # the pool was shut down: this request finishes in the background
             return fn(*args)
         return future.result()
+
+
+class _Place:
+    """One request's place in the window, across the client's retries of a refused request."""
+
+    def __init__(self, window: Window, cancel: threading.Event) -> None:
+        self.window, self.cancel = window, cancel
+        self.ticket: Ticket | None = None
+
+    def take(self) -> bool:
+        """Wait for a place; False (holding none) once the run is stopped."""
+        self.ticket = self.window.acquire(self.cancel)
+        if self.ticket is not None and self.cancel.is_set():
+            self.give_back(ok=False)
+        return self.ticket is not None
+
+    def refused(self, delay: float) -> None:
+        """The client's `on_throttle`: close the window, wait out Retry-After, then for a place."""
+        self.give_back(ok=False, refused=True)
+        if self.cancel.wait(delay) or not self.take():
+            raise Cancelled("Stopped before this image was generated.")
+
+    def give_back(self, ok: bool, refused: bool = False) -> None:
+        ticket, self.ticket = self.ticket, None
+        if ticket is None:
+            return
+        if refused:
+            self.window.refused(ticket)
+        else:
+            self.window.release(ticket, ok)

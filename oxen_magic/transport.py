@@ -131,8 +131,12 @@ class Transport:
         key: str | None = None,
         cancel: threading.Event | None = None,
         what: str = "answer",
+        on_throttle: Callable[[float], None] | None = None,
     ) -> Answer:
-        """Send with bounded retries, read the body under `limit` bytes, all before the deadline."""
+        """Send with bounded retries, read the body under `limit` bytes, all before the deadline.
+
+        `on_throttle(delay)`, when given, is called instead of sleeping before a 429/503 is
+        retried: the runner's congestion window learns of it, then does the waiting."""
         stop_at = time.monotonic() + self.deadline
         retry = GET_RETRY if method == "GET" else POST_RETRY
         waited = 0.0
@@ -178,7 +182,9 @@ class Transport:
                 raise failure
             if time.monotonic() + delay > stop_at:
                 raise failure
-            if cancel is not None:
+            if on_throttle is not None and failure.status in (429, 503):
+                on_throttle(delay)  # waits at least `delay` (or raises Cancelled)
+            elif cancel is not None:
                 if cancel.wait(delay):
                     raise Cancelled("Stopped before this image was generated.")
             else:

@@ -440,7 +440,7 @@ def test_defaults_applied() -> None:
         "url",
         8,
         256,
-        8,
+        0,  # auto: the runner's window adapts to the server
         64,
     )
     assert (spec.use_cache, spec.namespace, spec.host, spec.out, spec.save_dir, spec.params) == (
@@ -588,3 +588,10 @@ def test_fill_template_raises_only_usage_problems(text: str) -> None:
         return
     if "{" not in text and "}" not in text:
         assert filled == text
+
+
+def test_concurrency_auto_overrides_a_configured_number() -> None:
+    assert build_spec("--concurrency auto", "a cat", defaults=Defaults(concurrency=8)).concurrency == 0
+    assert build_spec("--concurrency 3", "a cat").concurrency == 3
+    with pytest.raises(UsageProblem, match="use a number or auto"):
+        build_spec("--concurrency lots", "a cat")

@@ -1,0 +1,150 @@
+"""How many requests may be in flight: a congestion window, like TCP's, for one run.
+
+Users should not need to know their account's rate limit. The window starts modestly, opens
+while requests are accepted, and closes when the server says it is full (429, or 503), so a run
+settles just under what the server carries:
+
+* **Slow start**: every accepted request opens the window by one (it doubles per round trip)
+  until the first refusal; after that, **additive increase**: by one per window's worth of
+  accepted requests, and slower still (`PROBE_SLOWDOWN`) when the next step would reach the level
+  the server last refused, so a server at its limit sees a probe every few rounds, not each round.
+* **Multiplicative decrease**: a refusal halves the window, once per burst (refusals of requests
+  sent before the last cut are the same news). It never closes below what the server has shown
+  it carries: the requests sent before the refused one and still running, and, once they have run
+  for `ADMITTED_AFTER`, all accepted requests still in flight.
+* A request counts as **accepted** once it has run `ADMITTED_AFTER` seconds without a refusal
+  (servers refuse at once: a 429 carries no work), or when it succeeds. Waiting for whole
+  generations (5 to 30 s each) instead would take a minute to open the window to its ceiling.
+
+The window never exceeds `limit`: `--concurrency N` (a hard cap; the window then starts at N,
+the number the user chose) or the ceiling (`CEILING`, so a real account is not flooded).
+The refused request itself waits out its Retry-After, then for a place in the smaller window
+(see `runner.py`); the window does not pause the others, which the server is still serving.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+#: Where the window starts when no --concurrency is given, and how far it may open.
+START = 4
+CEILING = 32
+#: Seconds a request must run without being refused to count as accepted.
+ADMITTED_AFTER = 0.25
+#: Near the level last refused, additive increase is this many times slower.
+PROBE_SLOWDOWN = 8
+#: Seconds between two looks at the clock of a thread waiting for a place.
+TICK = 0.1
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One request's place in the window."""
+
+    sent: float
+    accepted: bool = False
+
+
+class Window:
+    """A thread-safe congestion window; `clock` is injectable so tests need no sleeping."""
+
+    def __init__(
+        self,
+        cap: int | None = None,
+        *,
+        start: int = START,
+        ceiling: int = CEILING,
+        accepted_after: float = ADMITTED_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = max(1, cap if cap else ceiling)
+        self.size = float(self.limit if cap else min(start, self.limit))
+        self.threshold = math.inf  # slow start below it, additive increase above it
+        self.refused_at = math.inf  # the window size at the last refusal (+1): probe slowly there
+        self.accepted_after = accepted_after
+        self.clock = clock
+        self.flight: list[Ticket] = []
+        self.last_cut = -math.inf
+        self.throttles = 0  # refusals seen (429/503)
+        self.peak = 0  # most requests in flight at once
+        self._cond = threading.Condition()
+
+    # -- the places -----------------------------------------------------------------------------
+    @property
+    def room(self) -> int:
+        """Places the window allows in all (at least one, so a run always progresses)."""
+        return max(1, int(self.size))
+
+    def try_acquire(self) -> Ticket | None:
+        """A place if one is free now, else None."""
+        with self._cond:
+            self._promote()
+            if len(self.flight) >= self.room:
+                return None
+            ticket = Ticket(self.clock())
+            self.flight.append(ticket)
+            self.peak = max(self.peak, len(self.flight))
+            return ticket
+
+    def acquire(self, cancel: threading.Event | None = None) -> Ticket | None:
+        """Wait for a place; None (holding none) once `cancel` is set."""
+        while True:
+            if cancel is not None and cancel.is_set():
+                return None
+            ticket = self.try_acquire()
+            if ticket is not None:
+                return ticket
+            with self._cond:
+                self._cond.wait(TICK)
+
+    def release(self, ticket: Ticket, ok: bool) -> None:
+        """The request is over; `ok` (it succeeded) counts as accepted if not counted yet."""
+        with self._cond:
+            if ticket in self.flight:
+                self.flight.remove(ticket)
+            if ok and not ticket.accepted:
+                ticket.accepted = True
+                self._grow()
+            self._cond.notify_all()
+
+    def refused(self, ticket: Ticket) -> None:
+        """The server refused this request (429/503): give its place back and close the window."""
+        with self._cond:
+            self._promote()
+            self.throttles += 1
+            if ticket in self.flight:
+                self.flight.remove(ticket)
+            if ticket.sent > self.last_cut:  # once per burst: older refusals are the same news
+                carried = sum(1 for t in self.flight if t.sent < ticket.sent or t.accepted)
+                self.size = min(float(self.limit), max(1.0, self.size / 2, float(carried)))
+                self.threshold = self.size
+                self.refused_at = float(int(self.size) + 1)
+                self.last_cut = self.clock()
+            self._cond.notify_all()
+
+    # -- growth -------------------------------------------------------------------------------
+    def _promote(self) -> None:
+        """Count requests that have run long enough without a refusal as accepted."""
+        now = self.clock()
+        fresh = [t for t in self.flight if not t.accepted and now - t.sent >= self.accepted_after]
+        for ticket in fresh:
+            ticket.accepted = True
+            self._grow()
+        if fresh and self.last_cut > -math.inf:
+            # After a cut: the server carries every accepted request still in flight.
+            carried = sum(1 for t in self.flight if t.accepted)
+            self.size = min(float(self.limit), max(self.size, float(carried)))
+            self.refused_at = max(self.refused_at, float(int(self.size) + 1))
+
+    def _grow(self) -> None:
+        if self.size < self.threshold:
+            step = 1.0
+        else:
+            step = 1.0 / self.size
+            if self.refused_at - 1 <= self.size < self.refused_at:  # next: the level last refused
+                step /= PROBE_SLOWDOWN
+        self.size = min(float(self.limit), self.size + step)
