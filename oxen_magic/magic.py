@@ -69,7 +69,7 @@ class OxenMagic(Magics):
         from .client import DEFAULT_HOST, OxenClient, normalize_host
         from .window import CEILING
 
-        pool = pool or CEILING  # concurrency 0 (auto) may open up to the window's ceiling
+        pool = max(pool, CEILING)  # an auto window may open up to its ceiling; unused slots cost nothing
 
         try:
             base = normalize_host(host or os.environ.get("OXEN_HOST") or DEFAULT_HOST)
@@ -119,6 +119,7 @@ class OxenMagic(Magics):
         from IPython.display import display
 
         from .pipeline import execute, prepare
+        from .render import LiveGrid
         from .runner import Throttled
 
         client = self.client(spec.host, spec.concurrency)
@@ -130,8 +131,19 @@ class OxenMagic(Magics):
         if spec.dry_run:
             display(results)
             return results
-        handle = display(results, display_id=True)
-        redraw = Throttled(lambda: handle.update(results) if handle is not None else None)
+        handles: dict[int, Any] = {}
+
+        def publish(index: int, html: str, first: bool) -> None:
+            plain = repr(results) if index == 0 else ""
+            bundle = {"text/html": html, "text/plain": plain}
+            if first:
+                handles[index] = display(bundle, raw=True, display_id=True)
+            elif handles.get(index) is not None:
+                handles[index].update(bundle, raw=True)
+
+        view = LiveGrid(results, publish)
+        view.draw()
+        redraw = Throttled(view.draw)
         try:
             execute(results, spec, client, cache, on_update=redraw)
         except OxenError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
@@ -136,57 +136,154 @@ def inputs_html(group: Sequence[InputImage]) -> str:
     return "".join(bits)
 
 
-def grid_html(results: Results) -> str:
-    """The whole grid: a progress line, notes, then rows × columns with headers."""
+_NOTE = "font-size:12px;opacity:.8"
+_TH = "padding:4px;font-size:12px;text-align:left;font-weight:600"
+_TR = '<tr style="background:transparent">'
+
+
+def _table_rows(results: Results) -> list[tuple[int, str, int]]:
+    """The grid's table rows in order, as (cells, html, chunk): a column-header row has 0 cells.
+
+    Columns wrap every `results.cols`; each chunk of columns gets its header row, then every row.
+    """
     plan = results.plan
     wrap = max(1, results.cols)
     ncols = len(plan.col_labels)
     cells: dict[tuple[int, int], Item] = {(i.row, i.col): i for i in results.items}
     model_on_axis = "model" in plan.row_axes or plan.col_axis == "model"
-    th = "padding:4px;font-size:12px;text-align:left;font-weight:600"
-    rows_html: list[str] = []
-    for start in range(0, ncols, wrap):
-        chunk = range(start, min(ncols, start + wrap))
+    out: list[tuple[int, str, int]] = []
+    for chunk, start in enumerate(range(0, ncols, wrap)):
+        span = range(start, min(ncols, start + wrap))
         if plan.col_axis:
             pics = [inputs_html(plan.col_inputs[c]) if plan.col_inputs else "" for c in range(ncols)]
             heads = "".join(
-                f'<th class="oxen-col" style="{th}">{pics[c]}{html.escape(plan.col_labels[c])}</th>'
-                for c in chunk
+                f'<th class="oxen-col" style="{_TH}">{pics[c]}{html.escape(plan.col_labels[c])}</th>'
+                for c in span
             )
             corner = '<th class="oxen-corner"></th>' if plan.row_axes else ""
-            rows_html.append(f'<tr style="background:transparent">{corner}{heads}</tr>')
+            out.append((0, f"{_TR}{corner}{heads}</tr>", chunk))
         for r, label in enumerate(plan.row_labels):
             pic = inputs_html(plan.row_inputs[r]) if plan.row_inputs else ""
             head = (
-                f'<th class="oxen-row" style="{th};vertical-align:middle">{pic}{html.escape(label)}</th>'
+                f'<th class="oxen-row" style="{_TH};vertical-align:middle">{pic}{html.escape(label)}</th>'
                 if plan.row_axes
                 else ""
             )
-            body = "".join(
-                cell_html(cells[(r, c)], results.size, not model_on_axis) for c in chunk if (r, c) in cells
-            )
-            rows_html.append(f'<tr style="background:transparent">{head}{body}</tr>')
+            row = [cells[(r, c)] for c in span if (r, c) in cells]
+            body = "".join(cell_html(item, results.size, not model_on_axis) for item in row)
+            out.append((max(1, len(row)), f"{_TR}{head}{body}</tr>", chunk))
+    return out
+
+
+def grid_pages(results: Results, cells: int) -> list[list[tuple[int, str, int]]]:
+    """The table rows cut into pages of at most `cells` images (a row is never split); a page
+    repeats its chunk's column headers."""
+    rows = _table_rows(results)
+    headers = {chunk: text for n, text, chunk in rows if n == 0}
+    pages: list[list[tuple[int, str, int]]] = []
+    page: list[tuple[int, str, int]] = []
+    count = 0
+    for n, text, chunk in rows:
+        if n == 0:
+            continue
+        if page and count + n > cells:
+            pages.append(page)
+            page, count = [], 0
+        if chunk in headers and not any(c == chunk and m == 0 for m, _, c in page):
+            page.append((0, headers[chunk], chunk))
+        page.append((n, text, chunk))
+        count += n
+    return [*pages, page] if page else pages or [[]]
+
+
+def _head(results: Results, shown: int | None = None, page: int = 1, pages: int = 1) -> str:
+    """The progress line, the notes, and (for a big grid) which part is shown and how to see more."""
     status = html.escape(results.summary())
-    cost = plan.cost_line()
+    cost = results.plan.cost_line()
     if cost:
         status += " · " + html.escape(cost)
-    notes = "".join(
-        f'<div class="oxen-notice" style="font-size:12px;opacity:.8">{html.escape(n)}</div>'
-        for n in results.notes
-    )
-    if plan.fixed_inputs:
-        names = html.escape(" + ".join(i.label for i in plan.fixed_inputs))
-        notes += (
+    notes = list(results.notes)
+    if pages > 1:
+        later = f"results.page({page + 1}) shows the next ones, " if page < pages else ""
+        notes.append(
+            f"Showing page {page} of {pages} ({shown} of {results.total} images); {later}"
+            "results.save(folder) writes them all (--out NAME keeps the results in a variable)."
+        )
+    inputs = ""
+    if results.plan.fixed_inputs:
+        names = html.escape(" + ".join(i.label for i in results.plan.fixed_inputs))
+        inputs = (
             f'<div class="oxen-inputs" style="font-size:12px;margin:2px 0">'
-            f"{inputs_html(plan.fixed_inputs)}<div>input: {names}</div></div>"
+            f"{inputs_html(results.plan.fixed_inputs)}<div>input: {names}</div></div>"
         )
     return (
-        '<div class="oxen-magic">'
         f'<div class="oxen-progress" style="font-size:12px;opacity:.8;margin:2px 0">{status}</div>'
-        f"{notes}"
-        f'<table class="oxen-grid" style="border-collapse:collapse">{"".join(rows_html)}</table>'
-        "</div>"
+        + "".join(f'<div class="oxen-notice" style="{_NOTE}">{html.escape(n)}</div>' for n in notes)
+        + inputs
     )
+
+
+def grid_html(results: Results, page: int = 1, cells: int | None = None) -> str:
+    """The grid (one page of it when it holds more than `cells` images): progress, notes, table."""
+    from .results import PAGE_CELLS
+
+    pages = grid_pages(results, cells or PAGE_CELLS)
+    page = min(max(1, page), len(pages))
+    rows = pages[page - 1]
+    shown = sum(n for n, _, _ in rows)
+    return (
+        '<div class="oxen-magic">'
+        + _head(results, shown, page, len(pages))
+        + '<table class="oxen-grid" style="border-collapse:collapse">'
+        + "".join(t for _, t, _ in rows)
+        + "</table></div>"
+    )
+
+
+def live_parts(results: Results) -> list[str]:
+    """The first page of the grid as separate pieces (the progress line, then one table per row)
+    for a view that resends only the pieces that changed. Every table has the same fixed column
+    widths, so the separate tables line up as one grid."""
+    from .results import PAGE_CELLS
+
+    pages = grid_pages(results, PAGE_CELLS)
+    rows = pages[0]
+    shown = sum(n for n, _, _ in rows)
+    plan = results.plan
+    width = results.size + 8
+    label = 0
+    if plan.row_axes:
+        label = min(260, max(80, 7 * max((len(x) for x in plan.row_labels), default=0) + 16))
+    ncols = min(max(1, results.cols), max(1, len(plan.col_labels)))
+    cols = (f'<col style="width:{label}px">' if label else "") + f'<col style="width:{width}px">' * ncols
+    style = f"border-collapse:collapse;table-layout:fixed;width:{label + ncols * width}px;margin:0"
+    tables = [
+        f'<table class="oxen-grid" style="{style}"><colgroup>{cols}</colgroup>{text}</table>'
+        for _, text, _ in rows
+    ]
+    head = '<div class="oxen-magic">' + _head(results, shown, 1, len(pages)) + "</div>"
+    return [head, *tables]
+
+
+class LiveGrid:
+    """A filling grid shown as separate outputs (the progress line, then one per table row), so a
+    redraw resends only the rows that changed: a 64-image sweep sends about its final size
+    through the display channel instead of the whole grid again at every redraw. The saved
+    outputs, read in order, are the complete grid. `publish(index, html, first)` shows piece
+    `index` (first time) or replaces it; the front end owns the display machinery."""
+
+    def __init__(self, results: Results, publish: Callable[[int, str, bool], None]) -> None:
+        self.results, self.publish = results, publish
+        self.sent: list[str] = []
+
+    def draw(self) -> None:
+        for index, piece in enumerate(live_parts(self.results)):
+            if index >= len(self.sent):
+                self.sent.append(piece)
+                self.publish(index, piece, True)
+            elif piece != self.sent[index]:
+                self.sent[index] = piece
+                self.publish(index, piece, False)
 
 
 def _font(px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

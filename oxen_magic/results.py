@@ -1,7 +1,9 @@
 """What a run gives back: `Item`s in a `Results` grid that saves, exports and displays itself.
 
-Items keep the encoded bytes the API sent (small) and decode the full picture only when asked,
-so a 64-image sweep costs its encoded size in memory, not 64 decoded bitmaps.
+Items keep a thumbnail in memory and the encoded bytes the API sent on disk (see `spool.py`),
+reading and decoding the full picture only when asked, so a sweep of a thousand images costs
+its thumbnails in memory, not a thousand images. Bytes set by hand (`item.data = ...`) stay in
+memory.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from PIL import Image, PngImagePlugin
 
 from .images import decode_image
 from .plan import Plan, Request
+from .spool import Blob
+
+#: A grid shows at most this many cells at once (about 12 KB each in a saved notebook); the
+#: rest are a `page()` away.
+PAGE_CELLS = 64
 
 if TYPE_CHECKING:
     from .oxen_repo import OxenExport
@@ -31,7 +38,8 @@ class Item:
     row: int
     col: int
     status: str = "pending"  # pending | done | failed | cancelled | skipped | planned (dry run)
-    data: bytes | None = field(default=None, repr=False)
+    _data: bytes | None = field(default=None, repr=False)
+    _blob: Blob | None = field(default=None, repr=False)
     mime: str | None = None
     thumb: bytes | None = field(default=None, repr=False)
     size: tuple[int, int] | None = None
@@ -64,9 +72,21 @@ class Item:
         return self.request.params if self.request else {}
 
     @property
+    def data(self) -> bytes | None:
+        """The image's bytes as the API sent them, read from the spool each time."""
+        if self._data is not None:
+            return self._data
+        return self._blob.read() if self._blob is not None else None
+
+    @data.setter
+    def data(self, value: bytes | None) -> None:
+        self._data, self._blob = value, None
+
+    @property
     def image(self) -> Image.Image | None:
         """The full-resolution image, decoded from the kept bytes each time it is asked for."""
-        return None if self.data is None else decode_image(self.data)
+        data = self.data
+        return None if data is None else decode_image(data)
 
     @property
     def thumb_uri(self) -> str | None:
@@ -79,7 +99,7 @@ class Item:
 
     @property
     def ok(self) -> bool:
-        return self.status == "done" and self.data is not None
+        return self.status == "done" and (self._data is not None or self._blob is not None)
 
     def filename(self, prompt_number: int | None = None) -> str:
         """`flux-2-dev_seed-3` style names; other axes (and `p2` for a second prompt) appended."""
@@ -113,6 +133,7 @@ class Results(Sequence[Item]):
             if item.request is None:
                 item.status = "skipped"
         self.elapsed = 0.0
+        self.running = False  # set by the runner while requests are out: the progress line's ETA
         self.interrupted = False
         self.notes: list[str] = list(plan.notes)
         self.host: str | None = None  # the API base the images came from
@@ -167,9 +188,33 @@ class Results(Sequence[Item]):
         if cached:
             text += f", {cached} from cache"
         text += f", {self.elapsed:.1f} s"
+        eta = self.eta()
+        if eta is not None:
+            text += f", about {_duration(eta)} left"
         if self.interrupted:
             text += " (interrupted)"
         return text
+
+    def eta(self) -> float | None:
+        """Seconds until the rest arrive at the pace so far (None when idle or nothing came yet)."""
+        if not self.running or self.elapsed <= 0:
+            return None
+        fetched = sum(1 for i in self.items if i.status in ("done", "failed") and not i.cached)
+        left = sum(1 for i in self.items if i.status == "pending")
+        if not fetched or not left:
+            return None
+        return left * self.elapsed / fetched
+
+    @property
+    def pages(self) -> int:
+        """How many `page()`s the grid's cells fill, `PAGE_CELLS` at most on each."""
+        from .render import grid_pages
+
+        return len(grid_pages(self, PAGE_CELLS))
+
+    def page(self, number: int = 1, cells: int = PAGE_CELLS) -> GridPage:
+        """Rows of the grid holding about `cells` images: `results.page(2)` shows the next ones."""
+        return GridPage(self, number, cells)
 
     def _repr_html_(self) -> str:
         from .render import grid_html
@@ -226,3 +271,26 @@ class Results(Sequence[Item]):
         from .render import contact_sheet
 
         return contact_sheet(self, cell or self.size)
+
+
+class GridPage:
+    """One page of a big grid, displayed like the grid itself."""
+
+    def __init__(self, results: Results, number: int, cells: int) -> None:
+        self.results, self.number, self.cells = results, number, cells
+
+    def _repr_html_(self) -> str:
+        from .render import grid_html
+
+        return grid_html(self.results, page=self.number, cells=self.cells)
+
+    def __repr__(self) -> str:
+        return f"<page {self.number} of {self.results!r}>"
+
+
+def _duration(seconds: float) -> str:
+    """`8 s`, `3 min`, `1 h 20 min`: an ETA, rounded the way people say it."""
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"

@@ -24,6 +24,7 @@ from .images import decode_image
 from .inputs import fetch_failure
 from .render import thumbnail
 from .results import Item, Results
+from .spool import Spool
 from .window import Ticket, Window
 
 THREAD_PREFIX = "oxen-magic"
@@ -77,6 +78,8 @@ def run(
     (see `window.py`), up to its ceiling."""
     cancel = cancel or threading.Event()
     started = time.monotonic()
+    spool = Spool(cache.folder / "spool" if cache is not None else None)
+    results.running = True
     frozen = _Frozen()
     futures: dict[Future[Item], Item] = {}
     pending: set[Future[Item]] = set()
@@ -87,7 +90,7 @@ def run(
         for item in results.items:
             if item.request is None or item.status == "done" or cancel.is_set():
                 continue
-            entry = _cached(item, client.base, cache, results.size) if use_cache else None
+            entry = _cached(item, client.base, cache, results.size, spool) if use_cache else None
             if entry is None:
                 todo.append(item)
                 continue
@@ -103,7 +106,7 @@ def run(
             window = Window(concurrency if concurrency > 0 else None)
             cpu = ThreadPoolExecutor(max_workers=CPU_SLOTS, thread_name_prefix=THREAD_PREFIX + "-cpu")
             pool = ThreadPoolExecutor(max_workers=2 * window.limit, thread_name_prefix=THREAD_PREFIX)
-            job = _Job(client, cache, use_cache, results.size, cancel, window, cpu, frozen)
+            job = _Job(client, cache, use_cache, results.size, cancel, window, cpu, frozen, spool)
             futures = {pool.submit(job.generate, item): item for item in todo}
             pending = set(futures)
         while pending:
@@ -120,6 +123,7 @@ def run(
     finally:
         with frozen.lock:  # from here on the results do not change
             frozen.done = True
+            results.running = False
             for future in pending:
                 future.cancel()
             for item in results.items:
@@ -150,7 +154,13 @@ def _settle(item: Item, frozen: _Frozen, **fields: Any) -> None:
                 setattr(item, name, value)
 
 
-def _cached(item: Item, host: str, cache: Cache | None, size: int) -> dict[str, Any] | None:
+def _kept(spool: Spool, data: bytes) -> dict[str, Any]:
+    """An item's fields for its image bytes: a spool file, or the bytes when the disk refuses."""
+    blob = spool.put(data)
+    return {"_blob": blob} if blob is not None else {"data": data}
+
+
+def _cached(item: Item, host: str, cache: Cache | None, size: int, spool: Spool) -> dict[str, Any] | None:
     """The item's fields from the cache, or None (absent, damaged, or not cacheable)."""
     assert item.request is not None
     body = item.request.key_body()
@@ -168,7 +178,7 @@ def _cached(item: Item, host: str, cache: Cache | None, size: int) -> dict[str, 
         cache.put_thumb(host, body, entry, thumb, size)
     wh = entry.meta.get("size")
     return {
-        "data": entry.data,
+        **_kept(spool, entry.data),
         "thumb": thumb,
         "cached": True,
         "mime": entry.meta.get("mime"),
@@ -224,10 +234,11 @@ class _Job:
         window: Window,
         cpu: ThreadPoolExecutor,
         frozen: _Frozen,
+        spool: Spool,
     ) -> None:
         self.client, self.cache, self.size, self.cancel = client, cache, size, cancel
         self.use_cache = use_cache  # False (--no-cache): always send, but still write the cache
-        self.window, self.cpu, self.frozen = window, cpu, frozen
+        self.window, self.cpu, self.frozen, self.spool = window, cpu, frozen, spool
 
     def generate(self, item: Item) -> Item:
         """One image in a worker thread: (wait for a twin in flight,) send, thumbnail, cache."""
@@ -239,12 +250,12 @@ class _Job:
             while not twin.wait(TICK):
                 if self.cancel.is_set():
                     return self._outcome(item, status="cancelled")
-            entry = _cached(item, self.client.base, self.cache, self.size)
+            entry = _cached(item, self.client.base, self.cache, self.size, self.spool)
             if entry is not None:
                 return self._outcome(item, **entry)
         try:
             # A twin may have finished between the cache pass and our claim: look once more.
-            entry = _cached(item, self.client.base, self.cache, self.size) if key else None
+            entry = _cached(item, self.client.base, self.cache, self.size, self.spool) if key else None
             return self._outcome(item, **entry) if entry else self._send(item, body)
         finally:
             if key is not None:
@@ -296,7 +307,7 @@ class _Job:
             )
         return self._outcome(
             item,
-            data=generation.data,
+            **_kept(self.spool, generation.data),
             thumb=thumb,
             mime=generation.mime,
             size=generation.size,

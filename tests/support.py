@@ -60,6 +60,18 @@ def html_outputs(captured: CapturedIO) -> list[str]:
     return [o.data["text/html"] for o in captured.outputs if "text/html" in o.data]
 
 
+def shown_html(captured: CapturedIO) -> str:
+    """What the notebook shows (and saves) once the cell is done: the last `text/html` of every
+    display, in the order they first appeared (a grid is a progress line, then one output per
+    row, each updated in place)."""
+    final: dict[str, str] = {}
+    for index, output in enumerate(captured.outputs):
+        key = (output.transient or {}).get("display_id") or f"#{index}"
+        if "text/html" in output.data:
+            final[key] = output.data["text/html"]
+    return "".join(final.values())
+
+
 def all_text(captured: CapturedIO) -> str:
     """Everything a user could see: stdout, stderr and every representation of every output."""
     parts = [captured.stdout, captured.stderr]

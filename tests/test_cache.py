@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from support import all_text, html_outputs, login_for, run_cell
+from support import all_text, login_for, run_cell, shown_html
 
 from oxen_magic.cache import Cache, default_dir
 from oxen_magic.localhub import LocalHub
@@ -39,13 +39,15 @@ def magic(shell: Any, hub: LocalHub, line: str = LINE, body: str = PROMPT) -> Re
 
 
 def entry_files(folder: Path, suffix: str) -> list[Path]:
-    """Cache entry files (not the saved model descriptions, not temp files)."""
+    """Cache entry files (not the saved model descriptions, not a run's spool, not temp files)."""
     if not folder.exists():
         return []
     return sorted(
         p
         for p in folder.rglob("*" + suffix)
-        if p.is_file() and "models" not in p.relative_to(folder).parts and not p.name.startswith(".tmp-")
+        if p.is_file()
+        and not {"models", "spool"} & set(p.relative_to(folder).parts)
+        and not p.name.startswith(".tmp-")
     )
 
 
@@ -151,7 +153,7 @@ def test_a_rerun_is_answered_from_the_cache(shell: Any, hub: LocalHub, oxen_env:
     assert again.done == 3 and all(i.cached for i in again)
     assert [i.data for i in again] == [i.data for i in first]
     assert [i.size for i in again] == [i.size for i in first]
-    html = html_outputs(captured)[-1]
+    html = shown_html(captured)
     assert "3 from cache" in html
     assert html.count("<img ") == 3 and "cached" in html
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import html_outputs, magic_of, run_cell, wait_for_no_oxen_threads
+from support import magic_of, run_cell, shown_html, wait_for_no_oxen_threads
 
 from oxen_magic.client import OxenClient, forget_models
 from oxen_magic.localhub import LocalHub
@@ -124,7 +124,7 @@ def test_one_failing_image_does_not_spoil_the_grid(hub: LocalHub, shell: Any, st
     expected = {400: "The API rejected the request", 500: "The API failed (HTTP 500"}[status]
     assert expected in (r.items[0].error or "")
     assert all(i.image is not None for i in r.items[1:])
-    page = html_outputs(captured)[-1]
+    page = shown_html(captured)
     assert page.count("<img ") == 3 and page.count('class="oxen-error"') == 1
     assert "3/4 images, 1 failed" in page
     assert len(hub.generate_calls()) == 4
@@ -195,7 +195,7 @@ def test_interrupt_keeps_what_arrived_and_rerun_fetches_only_the_rest(hub: Local
     assert {i.status for i in r.items} <= {"done", "cancelled"}
     assert f"Interrupted: kept {r.done} of 6 images; rerun to fetch the rest." in captured.stdout
     assert "Traceback" not in captured.stdout + captured.stderr and "KeyboardInterrupt" not in captured.stderr
-    assert "(interrupted)" in html_outputs(captured)[-1]
+    assert "(interrupted)" in shown_html(captured)
 
     # Requests already sent when Ctrl-C came may finish (into the cache, not into r, which no
     # longer changes): one in flight, one arrived but not yet shown. Nothing else runs.

@@ -22,7 +22,15 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import CapturedIO, capture_output
 from PIL import Image
-from support import all_text, html_outputs, login_for, magic_of, run_cell, wait_for_no_oxen_threads
+from support import (
+    all_text,
+    html_outputs,
+    login_for,
+    magic_of,
+    run_cell,
+    shown_html,
+    wait_for_no_oxen_threads,
+)
 
 from oxen_magic.client import forget_models
 from oxen_magic.localhub import GENERATE_PATH, LocalHub
@@ -70,9 +78,8 @@ def ok(shell: Any, hub: LocalHub, line: str, body: str | None = PROMPT) -> tuple
 
 
 def final_html(captured: CapturedIO) -> str:
-    htmls = html_outputs(captured)
-    assert htmls, f"no HTML output captured: {captured.outputs!r}"
-    return htmls[-1]
+    assert html_outputs(captured), f"no HTML output captured: {captured.outputs!r}"
+    return shown_html(captured)
 
 
 def progress(html: str) -> str:
@@ -132,7 +139,7 @@ def test_seed_sweep_sends_one_request_per_seed_and_shows_the_grid(shell: Any, hu
         assert item.thumb is not None and item.thumb[:2] == b"\xff\xd8"
 
     displays = [o for o in captured.outputs if not o.update]
-    assert len(displays) == 1  # one grid, updated in place
+    assert len(displays) == 3  # the progress line, the column headers, the row: updated in place
     html = final_html(captured)
     assert progress(html).startswith("3/3 images")
     assert col_headers(html) == ["seed 1", "seed 2", "seed 3"]
@@ -324,7 +331,9 @@ def test_out_stores_results_and_rejects_bad_names(shell: Any, hub: LocalHub) -> 
     assert error is None
     grid = shell.user_ns["grid"]
     assert isinstance(grid, Results) and grid.done == 1
-    assert grid._repr_html_() == final_html(captured)
+    shown, saved = final_html(captured), grid._repr_html_()
+    assert progress(saved) == progress(shown)
+    assert re.findall(r'<img src="([^"]+)"', saved) == re.findall(r'<img src="([^"]+)"', shown)
 
     hub.reset()
     _, error = go(shell, hub, "--model z-image-turbo --seed 1 --out 1grid")
@@ -622,35 +631,37 @@ def test_a_model_without_seed_sends_one_request_for_a_seed_sweep(shell: Any, hub
 
 def test_cost_estimate_is_shown_from_the_first_display(shell: Any, hub: LocalHub) -> None:
     captured, _ = ok(shell, hub, "--model flux-2-dev,z-image-turbo --seed 1,2")
-    htmls = html_outputs(captured)
+    heads = [h for h in html_outputs(captured) if "oxen-progress" in h]
     # 2 x 0.025 + 2 x 0.002
-    assert all("est. $0.054" in h for h in htmls)
-    assert progress(htmls[0]).startswith("0/4 images")
+    assert all("est. $0.054" in h for h in heads)
+    assert progress(heads[0]).startswith("0/4 images")
 
 
 # -- progress, failures, interrupts -------------------------------------------------------------
 
 
-def test_the_grid_fills_in_progressively_in_one_display(shell: Any, hub: LocalHub) -> None:
+def test_the_grid_fills_in_progressively_in_place(shell: Any, hub: LocalHub) -> None:
     hub.latency = 0.3
     captured, r = ok(shell, hub, "--model z-image-turbo --seed 1..6 --concurrency 2")
     assert r.done == 6
 
     outputs = captured.outputs
-    initial = [o for o in outputs if not o.update]
-    assert len(initial) == 1 and outputs[0] is initial[0]
-    display_id = outputs[0].transient["display_id"]
-    assert display_id
-    assert all(o.update and o.transient["display_id"] == display_id for o in outputs[1:])
+    first = [o for o in outputs if not o.update]
+    assert outputs[: len(first)] == first  # every piece shown first, then only updated in place
+    ids = [o.transient["display_id"] for o in first]
+    assert all(ids) and len(set(ids)) == len(ids) == 3  # progress, column headers, the row
+    assert all(o.update and o.transient["display_id"] in ids for o in outputs[len(first) :])
+    assert not any(o.transient["display_id"] == ids[1] for o in outputs[len(first) :])  # headers: once
 
-    counts = [int(progress(o.data["text/html"]).split("/")[0]) for o in outputs]
-    assert counts[0] == 0
-    assert counts[-1] == 6 and progress(outputs[-1].data["text/html"]).startswith("6/6 images")
-    assert any(0 < c < 6 for c in counts), counts  # partial progress was shown
-    assert counts == sorted(counts)
-    assert outputs[0].data["text/html"].count('class="oxen-pending"') == 6
-    partial = next(o.data["text/html"] for o, c in zip(outputs, counts, strict=True) if 0 < c < 6)
-    assert "generating…" in partial and "<img " in partial
+    heads = [o.data["text/html"] for o in outputs if o.transient["display_id"] == ids[0]]
+    counts = [int(progress(h).split("/")[0]) for h in heads]
+    assert counts[0] == 0 and counts == sorted(counts)
+    assert counts[-1] == 6 and progress(heads[-1]).startswith("6/6 images")
+    rows = [o.data["text/html"] for o in outputs if o.transient["display_id"] == ids[2]]
+    assert rows[0].count('class="oxen-pending"') == 6
+    assert any("generating…" in h and "<img " in h for h in rows)  # partial progress was shown
+    assert rows[-1].count("<img ") == 6
+    assert "<img " not in "".join(heads)  # a new image resends its row, never the progress line
 
 
 def test_one_failed_image_shows_its_error_in_place(shell: Any, hub: LocalHub) -> None:

@@ -5,12 +5,15 @@ Counts and sizes only, never times (speed figures live in benchmarks/run.py).
 
 from __future__ import annotations
 
+import gc
+import re
+from pathlib import Path
 from typing import Any
 
-from support import run_cell
+from support import run_cell, shown_html
 
 from oxen_magic.localhub import LocalHub
-from oxen_magic.results import Results
+from oxen_magic.results import Item, Results
 from oxen_magic.window import CEILING
 
 
@@ -55,3 +58,70 @@ def test_an_explicit_concurrency_is_a_hard_cap_even_when_refused(shell: Any, hub
     r = sweep(shell, "--model z-image-turbo --seed 1..12 --concurrency 5")[1]
     assert [r.done, r.failed, hub.peak_in_flight] == [12, 0, 3]
     assert refusals(hub) <= 4  # the first round's two, then a probe of four now and then
+
+
+# -- full images on disk, not in memory ---------------------------------------------------------
+
+
+def test_a_sweep_keeps_its_images_on_disk_and_reads_them_when_asked(
+    shell: Any, hub: LocalHub, oxen_env: Path
+) -> None:
+    _, r = sweep(shell, "--model z-image-turbo --seed 1..6")
+    assert r.done == 6
+    blobs = [item._blob for item in r]
+    assert all(item._data is None for item in r)  # no image's bytes are held in memory
+    assert all(b is not None and b.path.is_file() for b in blobs)
+    folder = blobs[0].path.parent if blobs[0] else None
+    assert folder is not None and folder.parent == oxen_env / "spool"
+    for item in r:
+        assert item.ok and item.data is not None and item.data == item._blob.read()
+        assert item.image is not None and item.image.size == item.size
+
+    _, again = sweep(shell, "--model z-image-turbo --seed 1..6")  # from the cache: spooled too
+    assert all(i.cached and i._data is None for i in again)
+    assert [i.data for i in again] == [i.data for i in r]
+
+    del r, blobs, item  # the last holder of the run's blobs: its folder goes
+    shell.user_ns.pop("r", None)
+    gc.collect()
+    assert not folder.exists()
+
+
+def test_bytes_set_by_hand_stay_in_memory() -> None:
+    item = Item(None, 0, 0)
+    item.data = b"abc"
+    assert (item.data, item._blob) == (b"abc", None)
+
+
+# -- display traffic ----------------------------------------------------------------------------
+
+
+def sent_html(captured: Any) -> list[str]:
+    return [o.data["text/html"] for o in captured.outputs]
+
+
+def test_redraws_resend_only_the_rows_that_changed(shell: Any, hub: LocalHub) -> None:
+    hub.latency = 0.3
+    captured, r = sweep(shell, "--model z-image-turbo,flux-2-dev --seed 1..8 --concurrency 16")
+    assert r.done == 16
+    final = shown_html(captured)
+    assert final.count("<img ") == 16
+    sent = sent_html(captured)
+    for html in sent:
+        assert html.count("<img ") <= 8  # one row at most: never the whole grid again
+    assert sum(len(h) for h in sent) <= 3 * len(final)
+
+
+def test_a_big_grid_shows_its_first_page_and_pages_to_the_rest(shell: Any, hub: LocalHub) -> None:
+    hub.latency = 0.2
+    captured, r = sweep(shell, "--model z-image-turbo --seed 1..100 --max-images 100")
+    assert r.done == 100 and r.pages == 2
+    shown = shown_html(captured)
+    assert shown.count("<img ") == 64
+    assert "Showing page 1 of 2 (64 of 100 images); results.page(2) shows the next ones" in shown
+    second = r.page(2)._repr_html_()
+    assert second.count("<img ") == 36 and "Showing page 2 of 2 (36 of 100 images)" in second
+    assert r._repr_html_().count("<img ") == 64
+    heads = [h for h in sent_html(captured) if "oxen-progress" in h]
+    assert any(re.search(r"\d+/100 images, [\d.]+ s, about \d+ s left", h) for h in heads)
+    assert "left" not in heads[-1]  # no estimate once done
