@@ -4,6 +4,8 @@ Prints `URL KEY` on the first line of stdout, then answers one command per stdin
 
 * `latency SECONDS` sets the injected latency of every generate call;
 * `calls` prints how many generate calls the hub has served so far;
+* `slots N` admits at most N generate requests at once (429 above; `slots none`: no limit);
+* `refused` prints how many generate calls were answered 429 so far;
 * `quit` (or end of input) stops the hub.
 
 Its image cache holds every picture the benchmarks ask for, so after one warm-up pass the hub
@@ -30,6 +32,11 @@ def main() -> None:
                 print("ok", flush=True)
             elif word == "calls":
                 print(len(hub.generate_calls()), flush=True)
+            elif word == "slots":
+                hub.max_concurrent = None if arg == "none" else int(arg)
+                print("ok", flush=True)
+            elif word == "refused":
+                print(sum(1 for c in hub.generate_calls() if c.status == 429), flush=True)
             elif word == "quit":
                 break
             else:

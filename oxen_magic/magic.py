@@ -149,7 +149,7 @@ class OxenMagic(Magics):
         except OxenError as exc:
             raise UsageError(str(exc)) from None
         finally:
-            redraw.flush()
+            view.draw(force=True)
         if results.interrupted:
             print(f"Interrupted: kept {results.done} of {results.total} images; rerun to fetch the rest.")
         return results

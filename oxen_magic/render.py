@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import io
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -265,25 +266,51 @@ def live_parts(results: Results) -> list[str]:
     return [head, *tables]
 
 
+#: A row holding images waits at most this long to show newer ones (see `LiveGrid`).
+STALE_AFTER = 1.0
+
+
 class LiveGrid:
     """A filling grid shown as separate outputs (the progress line, then one per table row), so a
-    redraw resends only the rows that changed: a 64-image sweep sends about its final size
-    through the display channel instead of the whole grid again at every redraw. The saved
-    outputs, read in order, are the complete grid. `publish(index, html, first)` shows piece
-    `index` (first time) or replaces it; the front end owns the display machinery."""
+    redraw resends only the rows that changed, not the whole grid again at every redraw. The
+    saved outputs, read in order, are the complete grid.
+
+    A row is resent when its first image arrives, when it is complete, when its new images
+    since it was last sent at least match those already shown (so its sends grow geometrically
+    and add up to about twice its final size), or when an image has waited `STALE_AFTER`
+    seconds; `draw(force=True)` sends everything. `publish(index, html, first)` shows piece
+    `index` (first time) or replaces it; the front end owns the display machinery.
+    """
 
     def __init__(self, results: Results, publish: Callable[[int, str, bool], None]) -> None:
         self.results, self.publish = results, publish
         self.sent: list[str] = []
+        self.waiting: dict[int, float] = {}  # row piece -> when a change was first held back
 
-    def draw(self) -> None:
+    def draw(self, force: bool = False) -> bool:
+        """Send what is due; True when a change is held back (draw again soon)."""
+        now = time.monotonic()
         for index, piece in enumerate(live_parts(self.results)):
             if index >= len(self.sent):
                 self.sent.append(piece)
                 self.publish(index, piece, True)
             elif piece != self.sent[index]:
-                self.sent[index] = piece
-                self.publish(index, piece, False)
+                if force or index == 0 or self._due(index, piece, now):
+                    self.sent[index] = piece
+                    self.waiting.pop(index, None)
+                    self.publish(index, piece, False)
+                else:
+                    self.waiting.setdefault(index, now)
+        return bool(self.waiting)
+
+    def _due(self, index: int, piece: str, now: float) -> bool:
+        shown, ready = self.sent[index].count("<img "), piece.count("<img ")
+        return (
+            shown == 0
+            or ready - shown >= shown
+            or "oxen-pending" not in piece
+            or now - self.waiting.get(index, now) >= STALE_AFTER
+        )
 
 
 def _font(px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

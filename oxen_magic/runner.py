@@ -43,10 +43,11 @@ class Throttled:
     """Call `draw()` at most every `every` seconds; a skipped change is drawn on the next call.
 
     Used as `on_update`: arrivals mark the grid dirty, ticks (`None`) draw it once it is due, so
-    no image waits for the next arrival to appear and a burst of arrivals costs one redraw.
+    no image waits for the next arrival to appear and a burst of arrivals costs one redraw. A
+    `draw()` that returns True held something back: the grid stays dirty.
     """
 
-    def __init__(self, draw: Callable[[], None], every: float = REDRAW_EVERY) -> None:
+    def __init__(self, draw: Callable[[], bool | None], every: float = REDRAW_EVERY) -> None:
         self.draw, self.every = draw, every
         self.last = time.monotonic()
         self.dirty = False
@@ -58,7 +59,7 @@ class Throttled:
 
     def flush(self) -> None:
         self.dirty, self.last = False, time.monotonic()
-        self.draw()
+        self.dirty = bool(self.draw())
 
 
 def run(

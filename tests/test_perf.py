@@ -10,9 +10,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from support import run_cell, shown_html
 
+from oxen_magic import render
 from oxen_magic.localhub import LocalHub
+from oxen_magic.options import build_spec
+from oxen_magic.plan import make_plan
+from oxen_magic.render import LiveGrid, thumbnail
 from oxen_magic.results import Item, Results
 from oxen_magic.window import CEILING
 
@@ -125,3 +130,22 @@ def test_a_big_grid_shows_its_first_page_and_pages_to_the_rest(shell: Any, hub: 
     heads = [h for h in sent_html(captured) if "oxen-progress" in h]
     assert any(re.search(r"\d+/100 images, [\d.]+ s, about \d+ s left", h) for h in heads)
     assert "left" not in heads[-1]  # no estimate once done
+
+
+def test_a_row_is_resent_as_its_images_double_not_at_every_arrival(monkeypatch: Any) -> None:
+    monkeypatch.setattr(render, "STALE_AFTER", 1e9)  # no image waits long in this test
+    spec = build_spec("--model z-image-turbo --seed 1..8", "a red cube")
+    results = Results(make_plan(spec, {"z-image-turbo": None}), size=spec.size, cols=spec.cols)
+    sent: list[tuple[int, str, bool]] = []
+    view = LiveGrid(results, lambda index, html, first: sent.append((index, html, first)))
+    view.draw()
+    assert [(i, first) for i, _, first in sent] == [(0, True), (1, True), (2, True)]
+    thumb = thumbnail(Image.new("RGB", (64, 64), "red"), 64)
+    shown = []
+    for item in results.items:
+        item.thumb, item.status, item.elapsed = thumb, "done", 0.1
+        sent.clear()
+        view.draw()
+        shown.append([html.count("<img ") for i, html, _ in sent if i == 2])
+    # the row goes out with its 1st, 2nd, 4th and 8th image; the progress line at every draw
+    assert shown == [[1], [2], [], [4], [], [], [], [8]]
