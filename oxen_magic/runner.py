@@ -108,7 +108,7 @@ def run(
             cpu = ThreadPoolExecutor(max_workers=CPU_SLOTS, thread_name_prefix=THREAD_PREFIX + "-cpu")
             pool = ThreadPoolExecutor(max_workers=2 * window.limit, thread_name_prefix=THREAD_PREFIX)
             job = _Job(client, cache, use_cache, results.size, cancel, window, cpu, frozen, spool)
-            futures = {pool.submit(job.generate, item): item for item in todo}
+            futures = {pool.submit(job.generate, item, turn): item for turn, item in enumerate(todo)}
             pending = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=TICK, return_when=FIRST_COMPLETED)
@@ -241,13 +241,22 @@ class _Job:
         self.use_cache = use_cache  # False (--no-cache): always send, but still write the cache
         self.window, self.cpu, self.frozen, self.spool = window, cpu, frozen, spool
 
-    def generate(self, item: Item) -> Item:
-        """One image in a worker thread: (wait for a twin in flight,) send, thumbnail, cache."""
+    def generate(self, item: Item, turn: int) -> Item:
+        """One image in a worker thread: (wait for a twin in flight,) send, thumbnail, cache.
+        `turn` orders the sends (the pool starts items in order, so every earlier turn is
+        already on its way to a place or to passing it)."""
+        try:
+            return self._generate(item, turn)
+        finally:
+            self.window.pass_turn(turn)
+
+    def _generate(self, item: Item, turn: int) -> Item:
         assert item.request is not None
         body = item.request.key_body()  # input images by identity, not their (data:) URIs
         readable = self.use_cache and self.cache is not None and self.cache.cacheable(body)
         key = Cache.key(self.client.base, body) if readable else None
         while key is not None and (twin := _claim(key)) is not None:
+            self.window.pass_turn(turn)  # no place needed while a twin is out
             while not twin.wait(TICK):
                 if self.cancel.is_set():
                     return self._outcome(item, status="cancelled")
@@ -257,16 +266,16 @@ class _Job:
         try:
             # A twin may have finished between the cache pass and our claim: look once more.
             entry = _cached(item, self.client.base, self.cache, self.size, self.spool) if key else None
-            return self._outcome(item, **entry) if entry else self._send(item, body)
+            return self._outcome(item, **entry) if entry else self._send(item, body, turn)
         finally:
             if key is not None:
                 _release(key)
 
-    def _send(self, item: Item, body: dict[str, Any]) -> Item:
+    def _send(self, item: Item, body: dict[str, Any], turn: int) -> Item:
         request = item.request
         assert request is not None
         place = _Place(self.window, self.cancel)
-        if self.cancel.is_set() or not place.take():
+        if self.cancel.is_set() or not place.take(turn):
             return self._outcome(item, status="cancelled")
         try:
             try:
@@ -339,9 +348,9 @@ class _Place:
         self.window, self.cancel = window, cancel
         self.ticket: Ticket | None = None
 
-    def take(self) -> bool:
+    def take(self, turn: int | None = None) -> bool:
         """Wait for a place; False (holding none) once the run is stopped."""
-        self.ticket = self.window.acquire(self.cancel)
+        self.ticket = self.window.acquire(self.cancel, turn)
         if self.ticket is not None and self.cancel.is_set():
             self.give_back(ok=False)
         return self.ticket is not None

@@ -16,6 +16,8 @@ settles just under what the server carries:
   (servers refuse at once: a 429 carries no work), or when it succeeds. Waiting for whole
   generations (5 to 30 s each) instead would take a minute to open the window to its ceiling.
 
+Places go out in the grid's order (`turn`: a request waits until every earlier one has had a
+place or passed), so a grid fills from its first cell and a failure lands where it was sent.
 The window never exceeds `limit`: `--concurrency N` (a hard cap; the window then starts at N,
 the number the user chose) or the ceiling (`CEILING`, so a real account is not flooded).
 The refused request itself waits out its Retry-After, then for a place in the smaller window
@@ -71,6 +73,8 @@ class Window:
         self.last_cut = -math.inf
         self.throttles = 0  # refusals seen (429/503)
         self.peak = 0  # most requests in flight at once
+        self._turn = 0  # requests take places in the grid's order: this turn's may go next
+        self._passed: set[int] = set()
         self._cond = threading.Condition()
 
     # -- the places -----------------------------------------------------------------------------
@@ -79,27 +83,43 @@ class Window:
         """Places the window allows in all (at least one, so a run always progresses)."""
         return max(1, int(self.size))
 
-    def try_acquire(self) -> Ticket | None:
-        """A place if one is free now, else None."""
+    def try_acquire(self, turn: int | None = None) -> Ticket | None:
+        """A place if one is free now (and it is `turn`'s turn), else None."""
         with self._cond:
             self._promote()
-            if len(self.flight) >= self.room:
+            if len(self.flight) >= self.room or (turn is not None and turn > self._turn):
                 return None
             ticket = Ticket(self.clock())
             self.flight.append(ticket)
             self.peak = max(self.peak, len(self.flight))
+            if turn is not None:
+                self._pass(turn)
             return ticket
 
-    def acquire(self, cancel: threading.Event | None = None) -> Ticket | None:
-        """Wait for a place; None (holding none) once `cancel` is set."""
+    def acquire(self, cancel: threading.Event | None = None, turn: int | None = None) -> Ticket | None:
+        """Wait for a place (after every lower `turn` has had one or passed); None (holding none)
+        once `cancel` is set."""
         while True:
             if cancel is not None and cancel.is_set():
                 return None
-            ticket = self.try_acquire()
+            ticket = self.try_acquire(turn)
             if ticket is not None:
                 return ticket
             with self._cond:
                 self._cond.wait(TICK)
+
+    def pass_turn(self, turn: int) -> None:
+        """`turn` needs no place (cached, waiting for a twin, stopped): the next may go."""
+        with self._cond:
+            self._pass(turn)
+
+    def _pass(self, turn: int) -> None:
+        if turn >= self._turn:
+            self._passed.add(turn)
+            while self._turn in self._passed:
+                self._passed.discard(self._turn)
+                self._turn += 1
+            self._cond.notify_all()
 
     def release(self, ticket: Ticket, ok: bool) -> None:
         """The request is over; `ok` (it succeeded) counts as accepted if not counted yet."""

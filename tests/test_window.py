@@ -130,3 +130,14 @@ def test_acquire_gives_up_once_cancelled() -> None:
     waiter.join(5)
     assert got == [None]
     assert window.flight == [held]
+
+
+def test_places_go_out_in_turn_order() -> None:
+    window = Window(2)
+    assert window.try_acquire(turn=1) is None  # turn 0 has not had its place yet
+    assert window.try_acquire(turn=0) is not None
+    window.pass_turn(2)  # turn 2 needs none (cached): it does not hold up turn 3 once 1 went
+    assert window.try_acquire(turn=3) is None
+    assert window.try_acquire(turn=1) is not None
+    assert window.try_acquire(turn=3) is None  # its turn, but no room: both places are taken
+    assert len(window.flight) == 2
