@@ -266,6 +266,7 @@ def live_parts(results: Results) -> list[str]:
     return [head, *tables]
 
 
+_DONE = 'class="oxen-cell oxen-done"'
 #: A row holding images waits at most this long to show newer ones (see `LiveGrid`).
 STALE_AFTER = 1.0
 
@@ -304,7 +305,7 @@ class LiveGrid:
         return bool(self.waiting)
 
     def _due(self, index: int, piece: str, now: float) -> bool:
-        shown, ready = self.sent[index].count("<img "), piece.count("<img ")
+        shown, ready = self.sent[index].count(_DONE), piece.count(_DONE)  # not input pictures
         return (
             shown == 0
             or ready - shown >= shown
