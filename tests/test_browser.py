@@ -75,14 +75,15 @@ PANEL_LINE = "%%oxenimage --model black-forest-labs-flux-2-klein-4b,z-image-turb
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
-# The output grid (`.oxen-magic`) whose `th.oxen-row` headers are exactly `rows` and whose
-# `th.oxen-col` headers are exactly `cols`; it gets `data-test-grid=<name>` so that later
-# selectors find it.  Returns how many grids matched.
+# The output grid whose `th.oxen-row` headers are exactly `rows` and whose `th.oxen-col`
+# headers are exactly `cols`: a cell's output area holding a `.oxen-magic` progress line (the
+# magic shows a grid as that line, then one output per row); it gets `data-test-grid=<name>` so
+# that later selectors find it.  Returns how many grids matched.
 _JS_TAG_GRID = """([name, rows, cols]) => {
   const text = (els) => Array.from(els).map((e) => e.innerText.trim());
   const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
-  const found = Array.from(document.querySelectorAll('.jp-Cell .jp-OutputArea-output .oxen-magic'))
-    .filter((g) => !g.closest('.oxen-panel'))
+  const found = Array.from(document.querySelectorAll('.jp-Cell .jp-OutputArea'))
+    .filter((g) => g.querySelector('.jp-OutputArea-output .oxen-magic') && !g.closest('.oxen-panel'))
     .filter((g) => same(text(g.querySelectorAll('th.oxen-row')), rows)
                 && same(text(g.querySelectorAll('th.oxen-col')), cols));
   found.forEach((g) => g.setAttribute('data-test-grid', name));
@@ -185,7 +186,7 @@ def test_quickstart_and_panel_in_jupyterlab(
             progress = page.locator(f"{comparison} .oxen-progress").inner_text()
             assert progress.startswith("8/8 images"), progress
             # Every image of the sweeps (not only the two grids) loaded.
-            assert_images_loaded(page, ".jp-Cell .jp-OutputArea-output .oxen-magic")
+            assert_images_loaded(page, ".jp-Cell .jp-OutputArea-output .oxen-grid")
             shots.append(save_screenshot(page, artifacts, "comparison-grid", selector=comparison))
             mark("grids checked")
 
