@@ -118,8 +118,8 @@ class OxenMagic(Magics):
         """Plan, then run with a grid that fills in as images arrive; one line on any problem."""
         from IPython.display import display
 
+        from .live import LiveGrid
         from .pipeline import execute, prepare
-        from .render import LiveGrid
         from .runner import Throttled
 
         client = self.client(spec.host, spec.concurrency)

@@ -13,11 +13,12 @@ from typing import Any
 from PIL import Image
 from support import run_cell, shown_html
 
-from oxen_magic import render
+from oxen_magic import live
+from oxen_magic.live import LiveGrid
 from oxen_magic.localhub import LocalHub
 from oxen_magic.options import build_spec
 from oxen_magic.plan import make_plan
-from oxen_magic.render import LiveGrid, thumbnail
+from oxen_magic.render import thumbnail
 from oxen_magic.results import Item, Results
 from oxen_magic.window import CEILING
 
@@ -133,7 +134,7 @@ def test_a_big_grid_shows_its_first_page_and_pages_to_the_rest(shell: Any, hub: 
 
 
 def test_a_row_is_resent_as_its_images_double_not_at_every_arrival(monkeypatch: Any) -> None:
-    monkeypatch.setattr(render, "STALE_AFTER", 1e9)  # no image waits long in this test
+    monkeypatch.setattr(live, "STALE_AFTER", 1e9)  # no image waits long in this test
     spec = build_spec("--model z-image-turbo --seed 1..8", "a red cube")
     results = Results(make_plan(spec, {"z-image-turbo": None}), size=spec.size, cols=spec.cols)
     sent: list[tuple[int, str, bool]] = []
