@@ -135,7 +135,7 @@ def _check_spec(spec: Spec) -> None:
     assert 1 <= spec.count <= spec.max_images
     seeds = [s for s in spec.seeds if s is not None]
     assert seeds == sorted(set(seeds)) and all(0 <= s <= SEED_MAX for s in seeds)
-    assert 1 <= spec.concurrency <= 64 and 32 <= spec.size <= 2048 and spec.cols >= 1
+    assert 0 <= spec.concurrency <= 64 and 32 <= spec.size <= 2048 and spec.cols >= 1  # 0: auto
     assert spec.out is None or spec.out.isidentifier()
     assert spec.response_format in ("url", "b64_json")
 
