@@ -234,3 +234,14 @@ def test_the_help_documents_the_input_grammar() -> None:
 
     for needle in ("--input-image", "a.png+b.png", "-i +refs", "one request each"):
         assert needle in HELP
+
+
+def test_the_contact_sheet_shows_the_inputs_too() -> None:
+    ns = {"a": Image.new("RGB", (64, 64), "red"), "b": Image.new("RGB", (64, 64), "blue")}
+    plain = Results(plan("-m flux-2-dev -s 1,2"), size=96).contact_sheet()
+    shared = Results(plan("-m flux-2-dev -i a+b -s 1,2", variables=ns), size=96).contact_sheet()
+    assert shared.height == plain.height + 48  # a band on top for the inputs every image shares
+    pixels = shared.convert("RGB")
+    assert pixels.getpixel((20, 20)) == pytest.approx((254, 0, 0), abs=8)  # a's thumbnail
+    rows = Results(plan("-m flux-2-dev -i a,b -s 1,2", variables=ns), size=96).contact_sheet()
+    assert rows.width > plain.width  # the row labels' column holds the input thumbnails
