@@ -26,6 +26,7 @@ from .errors import (
     MissingKeyError,
     OxenError,
     ResultExpiredError,
+    TooLargeError,
     redact,
     too_large,
 )
@@ -266,16 +267,19 @@ class OxenClient(Transport):
         """
         started = time.monotonic()
         limit = max(MAX_JSON, self.max_body_bytes * 4 // 3 + 65536)  # room for b64_json
-        answer = self._call(
-            "POST",
-            self.base + path,
-            limit=limit,
-            json_body=dict(payload),
-            key=self._api_key(),
-            cancel=cancel,
-            what="answer",
-            on_throttle=on_throttle,
-        )
+        try:
+            answer = self._call(
+                "POST",
+                self.base + path,
+                limit=limit,
+                json_body=dict(payload),
+                key=self._api_key(),
+                cancel=cancel,
+                what="answer",
+                on_throttle=on_throttle,
+            )
+        except TooLargeError:  # a b64_json image past the cap: say it in the cap's terms
+            raise too_large("image", self.max_body_bytes) from None
         body = answer.json()
         del answer
         images = body.get("images") if isinstance(body, dict) else None

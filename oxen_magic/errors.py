@@ -147,7 +147,7 @@ def too_large(what: str, limit: int) -> TooLargeError:
 def _seconds(value: float | None) -> str:
     if value is None or value > 86400:
         return "more than a day"
-    if value >= 120:
+    if value >= 600:
         return f"{value / 60:.0f} min"
     return f"{value:.0f} s"
 

@@ -3,30 +3,40 @@
 The client checks what the API sent, the runner remakes thumbnails from the cache, and results
 decode on demand for `.image`, `.save()` and `.contact_sheet()`: a corrupt or hostile file gives
 a `BadResponseError` sentence in each of them, never a Pillow traceback.
+
+A decompression bomb (a small file claiming a huge pixel count) is refused at the header, before
+any pixels are allocated: Pillow's `DecompressionBombWarning` (which names file paths inside
+Pillow) is caught and turned into the same one-sentence error, so it never reaches the cell.
 """
 
 from __future__ import annotations
 
 import io
+import threading
+import warnings
 
 from PIL import Image
 
 from .errors import BadResponseError
 
+#: `warnings.catch_warnings` swaps process-wide state: one opener at a time (opening reads only
+#: the header, so this costs nothing next to decoding, which runs outside the lock).
+_OPEN_LOCK = threading.Lock()
+
 
 def decode_image(data: bytes, *, load: bool = True) -> Image.Image:
-    """Fully decode `data`, or raise `BadResponseError` (never a Pillow traceback).
+    """Fully decode `data`, or raise `BadResponseError` (never a Pillow traceback or warning).
 
     With `load=False` only the header is read (format and size; the pixels decode on first use).
     """
     try:
-        image = Image.open(io.BytesIO(data))
+        image = _open(data)
         if load:
             image.load()
     except Image.DecompressionBombError:
-        raise BadResponseError(
-            f"The image the API returned claims to be too large to open safely ({len(data)} bytes)."
-        ) from None
+        raise _bomb(data, None) from None
+    except BadResponseError:
+        raise
     # Pillow's decoders raise more than OSError on malformed files (EOFError, struct.error, ...).
     except Exception as exc:
         known = data.startswith((b"\x89PNG", b"RIFF", b"\xff\xd8\xff", b"GIF8"))
@@ -35,3 +45,20 @@ def decode_image(data: bytes, *, load: bool = True) -> Image.Image:
             f"The image the API returned is {kind} ({len(data)} bytes: {type(exc).__name__})."
         ) from None
     return image
+
+
+def _open(data: bytes) -> Image.Image:
+    """`Image.open`, with a decompression-bomb warning raised as our error instead of shown."""
+    with _OPEN_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data))
+    if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
+        raise _bomb(data, image.size)
+    return image
+
+
+def _bomb(data: bytes, size: tuple[int, int] | None) -> BadResponseError:
+    pixels = f"{size[0]} x {size[1]} pixels, " if size else ""
+    return BadResponseError(
+        f"The image the API returned claims to be too large to open safely ({pixels}{len(data)} bytes)."
+    )

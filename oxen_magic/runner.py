@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 from .cache import Cache
@@ -26,6 +26,10 @@ from .render import thumbnail
 from .results import Item, Results
 from .spool import Spool
 from .window import Ticket, Window
+
+# The stdlib pool joins its workers at interpreter exit, so a kernel shut down or restarted after
+# Ctrl-C would wait for requests still in flight; these workers are daemons and do not.
+from .threads import DaemonPool as ThreadPoolExecutor
 
 THREAD_PREFIX = "oxen-magic"
 #: Threads that decode and thumbnail. Arrivals come in bursts (a round of `concurrency` requests

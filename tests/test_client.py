@@ -1216,3 +1216,78 @@ def test_a_get_that_times_out_is_retried(make_client: Callable[..., OxenClient],
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _DropsFirstDownload(BaseHTTPRequestHandler):
+    """Serves a PNG, but the first time hangs up halfway through the body."""
+
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.path)
+        body = png_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if len(type(self).seen) == 1:
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_download_dropped_mid_body_is_fetched_again(
+    make_client: Callable[..., OxenClient], sleeps: Sleeps
+) -> None:
+    _DropsFirstDownload.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DropsFirstDownload)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = make_client(host=f"http://127.0.0.1:{server.server_address[1]}")
+        assert client.download("/result.png") == png_bytes()
+        assert _DropsFirstDownload.seen == ["/result.png", "/result.png"]
+        assert len(sleeps) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_https_api_never_downloads_over_plain_http() -> None:
+    client = OxenClient("https://api.example.invalid", api_key=KEY)
+    with pytest.raises(BadResponseError) as info:  # refused before any connection is tried
+        client.download("http://cdn.example.invalid/result.png")
+    assert str(info.value) == (
+        "The https API returned a result URL pointing to plain http (http://cdn.example.invalid), "
+        "which was refused rather than fetched unencrypted."
+    )
+    assert_clean(info.value, client)
+    with pytest.raises(NetworkError):  # loopback stays allowed (a local hub behind a proxy)
+        client.download(f"http://127.0.0.1:{closed_port()}/result.png")
+    client.close()
+
+
+def test_a_long_retry_after_on_503_says_how_long(hub: TestHub, client: OxenClient, sleeps: Sleeps) -> None:
+    hub.fail_next(1, 503, retry_after=7200)
+    with pytest.raises(ServerError) as info:
+        client.generate(MODEL, PROMPT, seed=1)
+    assert str(info.value).endswith("after 1 try; the API asked to wait 120 min, so try again then.")
+    assert sleeps == [] and len(posts(hub)) == 1
+
+
+def test_a_huge_or_odd_retry_after_is_not_a_traceback(
+    hub: TestHub, client: OxenClient, sleeps: Sleeps
+) -> None:
+    for value in ("1e400", "nan", "-5", "Wed, 99 Foo 1999 99:99:99 GMT"):
+        hub.reset()
+        hub.fail_next(1, 429, retry_after=value)
+        try:
+            client.generate(MODEL, PROMPT, seed=1)
+        except OxenError as exc:
+            assert "Traceback" not in str(exc)
