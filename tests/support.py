@@ -13,7 +13,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.utils.capture import CapturedIO, capture_output
 
-from oxen_magic.client import remember_key
+from oxen_magic.client import OxenClient, remember_key
 from oxen_magic.localhub import LocalHub
 from oxen_magic.magic import OxenMagic
 from oxen_magic.runner import THREAD_PREFIX
@@ -36,6 +36,15 @@ def magic_of(shell: Any) -> OxenMagic:
     magic = shell.magics_manager.registry["OxenMagic"]
     assert isinstance(magic, OxenMagic)
     return magic
+
+
+def fast_client(shell: Any, **attrs: Any) -> OxenClient:
+    """The magic's client for the default host, with retries that do not make a test wait."""
+    client = magic_of(shell).client(None, 8)
+    client.backoff, client.max_wait = 0.001, 10.0
+    for name, value in attrs.items():
+        setattr(client, name, value)
+    return client
 
 
 def run_cell(shell: Any, line: str, body: str | None = None) -> tuple[CapturedIO, str | None]:

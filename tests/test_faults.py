@@ -18,23 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import magic_of, run_cell, shown_html, wait_for_no_oxen_threads
+from support import fast_client, magic_of, run_cell, shown_html, wait_for_no_oxen_threads
 
-from oxen_magic.client import OxenClient, forget_models
+from oxen_magic.client import forget_models
 from oxen_magic.localhub import LocalHub
 from oxen_magic.results import Results
 from oxen_magic.runner import THREAD_PREFIX
 
 PROMPT = "a lighthouse at dusk"
-
-
-def fast_client(shell: Any, **attrs: Any) -> OxenClient:
-    """The magic's client for the default host, with retries that do not make a test wait."""
-    client = magic_of(shell).client(None, 8)
-    client.backoff, client.max_wait = 0.001, 10.0
-    for name, value in attrs.items():
-        setattr(client, name, value)
-    return client
 
 
 def statuses(hub: LocalHub) -> list[int]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import all_text, magic_of, run_cell
+from support import all_text, fast_client, run_cell
 
 from oxen_magic.client import OxenClient
 from oxen_magic.errors import BadResponseError
@@ -35,15 +35,6 @@ from oxen_magic.localhub import LocalHub, malformed_catalogue
 PROMPT = "a lighthouse at dusk"
 MB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def client_of(shell: Any, **attrs: Any) -> OxenClient:
-    """The magic's client for the default host, with quick retries and the given limits."""
-    client = magic_of(shell).client(None, 8)
-    client.backoff, client.max_wait = 0.001, 10.0
-    for name, value in attrs.items():
-        setattr(client, name, value)
-    return client
 
 
 def one_cell(shell: Any, line: str) -> tuple[str, Any]:
@@ -61,7 +52,7 @@ def one_cell(shell: Any, line: str) -> tuple[str, Any]:
 
 @pytest.mark.parametrize("response_format", ["url", "b64_json"])
 def test_an_oversized_result_is_refused_for_its_cell(hub: LocalHub, shell: Any, response_format: str) -> None:
-    client_of(shell, max_body_bytes=1 * MB)
+    fast_client(shell, max_body_bytes=1 * MB)
     hub.oversize_bytes = 3 * MB
     shown, item = one_cell(shell, f"--model z-image-turbo --seed 1 --format {response_format}")
     assert item.status == "failed"
@@ -108,7 +99,7 @@ def test_a_decompression_bomb_is_one_sentence_and_no_warning(side: int) -> None:
 
 
 def test_a_bomb_from_the_server_fails_only_its_cell(hub: LocalHub, shell: Any) -> None:
-    client = client_of(shell)
+    client = fast_client(shell)
     data = bomb_png()
     original = client.download
     client.download = lambda url: data  # type: ignore[method-assign]  # the hub's URL, a bomb's bytes
@@ -125,7 +116,7 @@ def test_a_bomb_from_the_server_fails_only_its_cell(hub: LocalHub, shell: Any) -
 
 
 def test_a_dripping_answer_is_cut_at_the_deadline_and_not_resent(hub: LocalHub, shell: Any) -> None:
-    client_of(shell, deadline=1.0, timeout=(5.0, 5.0))
+    fast_client(shell, deadline=1.0, timeout=(5.0, 5.0))
     hub.drip = 0.05  # one byte every 50 ms: the ~150-byte answer would take ~8 s
     started = time.monotonic()
     _, item = one_cell(shell, "--model z-image-turbo --seed 1")
@@ -153,7 +144,7 @@ def test_a_dripping_download_is_cut_at_the_deadline(hub: LocalHub, oxen_env: Pat
 
 
 def test_a_long_retry_after_is_reported_with_the_wait(hub: LocalHub, shell: Any) -> None:
-    client_of(shell, max_wait=60.0)
+    fast_client(shell, max_wait=60.0)
     hub.fail_next(1, 429, retry_after=120)
     _, item = one_cell(shell, "--model z-image-turbo --seed 1")
     assert item.status == "failed"
@@ -163,7 +154,7 @@ def test_a_long_retry_after_is_reported_with_the_wait(hub: LocalHub, shell: Any)
 
 @pytest.mark.parametrize("status", [502, 504])
 def test_a_gateway_failure_after_billing_is_sent_once(hub: LocalHub, shell: Any, status: int) -> None:
-    client_of(shell)
+    fast_client(shell)
     hub.fail_next(1, status, after_billing=True)
     _, item = one_cell(shell, "--model z-image-turbo --seed 1")
     assert item.status == "failed"
