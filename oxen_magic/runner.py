@@ -25,11 +25,11 @@ from .inputs import fetch_failure
 from .render import thumbnail
 from .results import Item, Results
 from .spool import Spool
-from .window import Ticket, Window
 
-# The stdlib pool joins its workers at interpreter exit, so a kernel shut down or restarted after
-# Ctrl-C would wait for requests still in flight; these workers are daemons and do not.
+# The stdlib pool joins its workers at exit: a kernel shut down or restarted after Ctrl-C would
+# wait for requests still in flight. These workers are daemons, so it does not.
 from .threads import DaemonPool as ThreadPoolExecutor
+from .window import Ticket, Window
 
 THREAD_PREFIX = "oxen-magic"
 #: Threads that decode and thumbnail. Arrivals come in bursts (a round of `concurrency` requests
