@@ -133,7 +133,7 @@ def inputs_html(group: Sequence[InputImage]) -> str:
             f'<span class="oxen-input" title="{html.escape(image.record)}" style="display:inline-block;'
             f'margin-right:6px;vertical-align:top">{pic}</span>'
         )
-    return "".join(bits)
+    return f'<div style="white-space:nowrap">{"".join(bits)}</div>' if bits else ""  # label below
 
 
 _NOTE = "font-size:12px;opacity:.8"
