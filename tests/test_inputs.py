@@ -20,8 +20,9 @@ from oxen_magic import inputs
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.errors import UsageProblem
 from oxen_magic.options import build_spec
-from oxen_magic.plan import EDIT_PATH, GENERATE_PATH, Plan, make_plan
+from oxen_magic.plan import Plan, make_plan
 from oxen_magic.render import ModelTable, grid_html
+from oxen_magic.required import EDIT_PATH, GENERATE_PATH
 from oxen_magic.results import Item, Results
 
 CATALOGUE: dict[str, ModelInfo] = {m["id"]: ModelInfo.from_api(m) for m in bundled_catalogue()}
