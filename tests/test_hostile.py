@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import all_text, fast_client, run_cell
+from support import all_text, fast_client, magic_of, run_cell
 
 from oxen_magic.client import OxenClient
 from oxen_magic.errors import BadResponseError
@@ -187,6 +187,48 @@ def test_properties_not_an_object_plans_unchecked_with_a_note(hub: LocalHub, she
     r = shell.user_ns["r"]
     assert r.done == 1
     assert any("parameters are sent unchecked" in note for note in r.notes)
+
+
+def test_malformed_descriptions_never_break_the_panel(hub: LocalHub, shell: Any) -> None:
+    from oxen_magic.widget import Panel
+
+    hub.models[:0] = malformed_catalogue()
+    panel = Panel(magic=magic_of(shell))
+    try:
+        listed = set(panel.models.options)
+        assert {m["id"] for m in malformed_catalogue()} <= listed
+        for model in malformed_catalogue():  # choosing any of them redraws the controls calmly
+            panel.models.value = (model["id"], "z-image-turbo")
+            panel.prompt.value = PROMPT
+    finally:
+        panel.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"error": {"type": "invalid_params", "title": "Bad seed"}}', "Bad seed"),
+        (b'{"error": {"message": "Model not found: x"}}', "Model not found: x"),
+        (b'{"error": "plain text"}', "plain text"),
+        (b'{"error": 42}', "HTTP 400"),
+        (b'{"error": {"title": ["a", "list"]}}', "HTTP 400"),
+        (b'{"message": "top-level message"}', "top-level message"),
+        (b"[1, 2, 3]", "HTTP 400"),
+        (b'"just a string"', "HTTP 400"),
+        (b"null", "HTTP 400"),
+        (b'{"error": {"title": "' + b"x" * 5000 + b'"}}', "..."),
+        (b'{"error": {"title": "two\\nlines"}}', "two lines"),
+        (b"<html>502</html>", "an HTML page"),
+        (b"\xff\xfe garbage", "text/plain"),
+        (b"[" * 100000, "invalid JSON"),
+    ],
+)
+def test_error_bodies_of_any_shape_give_one_line(body: bytes, expected: str) -> None:
+    from oxen_magic.errors import detail_of
+
+    kind = "text/plain" if body.startswith(b"\xff") else "application/json"
+    text = detail_of(400, kind, body)
+    assert expected in text and "\n" not in text and len(text) <= 300
 
 
 # -- both readings of the docs on model reads ----------------------------------------------------
