@@ -264,6 +264,19 @@ def test_the_documented_reading_without_a_key_says_how_to_give_one(
     assert "without a key (HTTP 401)" in error and "oxen_magic.login()" in error and "local hub" in error
 
 
+def test_a_private_fine_tuned_model_generates_with_parameters_unchecked(hub: LocalHub, shell: Any) -> None:
+    from oxen_magic.localhub import FINE_TUNED_ID
+
+    hub.private_models = {FINE_TUNED_ID}  # generate serves it; the detail route answers 404
+    _, error = run_cell(shell, f"--model {FINE_TUNED_ID} --seed 1 --out r", PROMPT)
+    assert error is None
+    r = shell.user_ns["r"]
+    assert r.done == 1
+    assert any("no public description" in n and "sent unchecked" in n for n in r.notes)
+    _, error = run_cell(shell, "--model flux-2-devv --seed 1 --out r", PROMPT)  # a plain typo
+    assert error is not None and "flux-2-dev" in error
+
+
 # -- in a child process: memory and exit -------------------------------------------------------------
 
 
