@@ -706,6 +706,18 @@ def test_bare_edit_route_knob(session: requests.Session) -> None:
         assert call.path == "/api/images/edit"
 
 
+def test_result_origin_serves_files_under_another_origin(session: requests.Session) -> None:
+    with LocalHub(image_size=32, require_auth_for_files=False) as hub:
+        hub.result_origin = f"http://localhost:{hub.port}/"
+        url = generate(hub, session, output_format="png").json()["images"][0]["url"]
+        assert url.startswith(f"http://localhost:{hub.port}/api/repos/local/files/results/")
+        got = session.get(url)  # no key: another origin must never get it
+        assert got.status_code == 200 and got.content.startswith(b"\x89PNG")
+        assert hub.requests[-1].headers.get("Host") == f"localhost:{hub.port}"
+        r = edit(hub, session, input_image=url)  # still one of the hub's own results
+        assert input_sha_of(image_bytes(hub, session, r)) == sha(got.content)
+
+
 # -- image inputs: the edit route, required fields, fetching ---------------------------------
 
 EDIT = "/api/ai/images/edit"

@@ -43,6 +43,10 @@ class LocalHub(_GenerateRoutes):
     * `bare_edit_route`: also serve `POST /api/images/edit`, the path the editing reference
       page's examples write (the catalogue's endpoint is under `/api/ai`).
     * `require_auth_for_files`: whether result URLs need the token (not confirmed either way).
+    * `result_origin`: the origin result URLs are issued on (default: the hub's own). The docs
+      call result URLs presigned and say nothing of their host; give e.g.
+      `http://localhost:<port>` to serve them from this hub under another origin, which must
+      never receive the key.
 
     Load (the docs say only that 429 means "Rate limit exceeded" and that Retry-After is not
     documented):
@@ -89,6 +93,7 @@ class LocalHub(_GenerateRoutes):
         schema_field: str = "request_schema",
         private_models: Iterable[str] = (),
         bare_edit_route: bool = False,
+        result_origin: str | None = None,
         oversize_bytes: int | None = None,
         drip: float | None = None,
         max_concurrent: int | None = None,
@@ -111,6 +116,8 @@ class LocalHub(_GenerateRoutes):
         self.schema_field = schema_field
         self.private_models = set(private_models)
         self.bare_edit_route = bare_edit_route
+        self._result_origin: str | None = None
+        self.result_origin = result_origin
         self.oversize_bytes = oversize_bytes
         self.drip = drip
         self.max_concurrent = max_concurrent
@@ -154,6 +161,15 @@ class LocalHub(_GenerateRoutes):
         if kind is not None and kind not in GARBAGE_KINDS:
             raise ValueError(f"garbage must be None or one of {', '.join(sorted(GARBAGE_KINDS))}")
         self._garbage_kind = kind
+
+    @property
+    def result_origin(self) -> str | None:
+        """The origin result URLs are issued on; None: the hub's own."""
+        return self._result_origin
+
+    @result_origin.setter
+    def result_origin(self, origin: str | None) -> None:
+        self._result_origin = origin.rstrip("/") if origin else None
 
     @property
     def url_ttl(self) -> float:

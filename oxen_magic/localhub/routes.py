@@ -45,6 +45,7 @@ class _ModelRoutes:
     schema_field: str
     private_models: set[str]
     bare_edit_route: bool
+    result_origin: str | None
     oversize_bytes: int | None
     drip: float | None
     requests: list[RecordedRequest]
@@ -137,8 +138,8 @@ class _ModelRoutes:
     def _own_file(self, url: str) -> bytes | None:
         """The bytes behind one of this hub's result URLs (None when expired or evicted);
         `KeyError` when `url` is not one of them."""
-        prefix = self.url + FILES_PREFIX
-        if not url.startswith(prefix) or "/files/results/" not in url:
+        prefixes = tuple(f"{origin}{FILES_PREFIX}" for origin in (self.url, self.result_origin) if origin)
+        if not url.startswith(prefixes) or "/files/results/" not in url:
             raise KeyError(url)
         entry = self._store.get(url.split("?")[0].rsplit("/", 1)[-1])
         return None if entry is None else entry.data
@@ -161,4 +162,5 @@ class _ModelRoutes:
     def _issue_url(self, namespace: Any, data: bytes, ext: str, content_type: str) -> str:
         token = self._store.put(data, ext, content_type)
         owner = namespace if isinstance(namespace, str) and namespace.strip() else "local"
-        return f"{self.url}{FILES_PREFIX}{quote(owner, safe='')}/files/results/{token}"
+        origin = self.result_origin or self.url
+        return f"{origin}{FILES_PREFIX}{quote(owner, safe='')}/files/results/{token}"
