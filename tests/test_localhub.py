@@ -980,6 +980,16 @@ def test_malformed_catalogue_is_served_and_usable(session: requests.Session) -> 
             assert r.status_code == 200, (obj["id"], r.text)
 
 
+def test_entries_that_are_not_models_do_not_break_the_routes(
+    hub: LocalHub, session: requests.Session
+) -> None:
+    hub.models[:0] = ["not an object", {"id": ["x"]}, {"id": 5, "capabilities": ["image"]}]
+    hub.private_models.add("hidden")
+    for path in ("/api/ai/models", "/api/ai/models/search?search=flux", "/api/ai/models/flux-2-dev"):
+        assert session.get(hub.url + path, headers=AUTH).status_code == 200
+    assert generate(hub, session, model="flux-2-dev").status_code == 200
+
+
 # -- load: a hub that admits at most N requests at once -------------------------------------
 
 

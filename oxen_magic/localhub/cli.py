@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
         "--max-concurrent", type=int, default=None, help="admit this many images at once, 429 above"
     )
     parser.add_argument("--public-files", action="store_true", help="no token for result files")
+    parser.add_argument("--anonymous-reads", action="store_true", help="answer model reads without a token")
+    parser.add_argument(
+        "--list-schemas", action="store_true", help="include request schemas in the model list"
+    )
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of transient 503s")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser
@@ -64,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         max_results=args.max_results,
         max_result_bytes=int(args.max_result_mb * 1024 * 1024),
         max_concurrent=args.max_concurrent,
+        anonymous_reads=args.anonymous_reads,
+        list_schemas=args.list_schemas,
     )
     done = threading.Event()
     if threading.current_thread() is threading.main_thread():

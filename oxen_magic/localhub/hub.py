@@ -32,9 +32,11 @@ class LocalHub(_GenerateRoutes):
 
     * `anonymous_reads`: whether the model routes answer without a bearer token. The docs send
       the token on every request and list 401 for them, but do not confirm a keyless read is
-      refused. False: a missing or wrong token gets the documented 401 `unauthenticated`.
-    * `list_schemas`: whether the list's items carry their `request_schema`. The documented
-      example has `"request_schema": null`; the detail route always has it.
+      refused. False (the default, the documented reading): a missing or wrong token gets the
+      documented 401 `unauthenticated`.
+    * `list_schemas`: whether the list's items carry their `request_schema`. False (the
+      default): `"request_schema": null`, as the documented example has; the detail route
+      always has it.
     * `data_uris`: whether `input_image` may be a `data:` URI (undocumented either way).
     * `schema_field`: the schema's name in model objects, `request_schema` or (as the docs say
       it is sometimes named) `json_request_schema`.
@@ -87,8 +89,8 @@ class LocalHub(_GenerateRoutes):
         fail_seed: int = 0,
         verbose: bool = False,
         cache_size: int = 64,
-        anonymous_reads: bool = True,
-        list_schemas: bool = True,
+        anonymous_reads: bool = False,
+        list_schemas: bool = False,
         data_uris: bool = True,
         schema_field: str = "request_schema",
         private_models: Iterable[str] = (),

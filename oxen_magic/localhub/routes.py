@@ -100,7 +100,7 @@ class _ModelRoutes:
         items = [
             _shown(m, self.list_schemas, self.schema_field)
             for m in models
-            if not (isinstance(m, dict) and m.get("id") in self.private_models)
+            if not (isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"] in self.private_models)
         ]
         return _Reply(200, _json_bytes({"object": "list", "data": items}))
 
@@ -109,13 +109,14 @@ class _ModelRoutes:
         found = [
             m
             for m in self._models
-            if needle in str(m.get("id", "")).lower() or needle in str(m.get("display_name", "")).lower()
+            if isinstance(m, dict)
+            and (needle in str(m.get("id", "")).lower() or needle in str(m.get("display_name", "")).lower())
         ]
         return self._list(found)
 
     def _find(self, model_id: str) -> dict[str, Any] | None:
         for obj in self._models:
-            if obj.get("id") == model_id:
+            if isinstance(obj, dict) and obj.get("id") == model_id:
                 return obj
         return None
 
