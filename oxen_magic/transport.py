@@ -261,6 +261,7 @@ class Transport:
                     raise too_large(what, limit)
                 total += len(chunk)
                 buffer.write(chunk)
+            _limit_wait(response, self.timeout[1])  # the connection may serve the next request
             buffer.seek(0)
             return buffer.read()
 

@@ -93,9 +93,6 @@ class TestHub(LocalHub):
     * `redirect_to`: generate answers with a URL on the hub's origin that 302-redirects here.
     * `echo_auth`: generate answers 400 with the Authorization header quoted in the title, like
       a careless server would (the client must scrub it).
-    * `refuse_anonymous`: model reads without the bearer token answer 401 (the documented
-      reading; the stock hub serves them to anyone).
-    * `bare_list`: the model list carries `"request_schema": null`, as the documented example.
     * `broken_details`: model ids whose detail route answers a proxy's HTML 502.
     """
 
@@ -106,8 +103,6 @@ class TestHub(LocalHub):
         self.result_url: str | None = None
         self.redirect_to: str | None = None
         self.echo_auth = False
-        self.refuse_anonymous = False
-        self.bare_list = False
         self.broken_details: set[str] = set()
 
     def _issue_url(self, namespace: Any, data: bytes, ext: str, content_type: str) -> str:
@@ -122,18 +117,9 @@ class TestHub(LocalHub):
         self, method: str, target: str, headers: Any, raw: bytes, body: dict[str, Any] | None
     ) -> _Reply:
         path = target.split("?")[0]
-        if method == "GET" and path.startswith(MODELS_PATH):
-            if self.refuse_anonymous and not self._authorised(headers):
-                payload = {
-                    "error": {"type": "unauthenticated", "title": "Unauthenticated"},
-                    "status": "error",
-                }
-                return _Reply(401, json.dumps(payload).encode())
-            if unquote(path[len(MODELS_PATH) + 1 :]) in self.broken_details:
-                return _Reply(502, b"<html><body>502 Bad Gateway</body></html>", "text/html")
-            if self.bare_list and path == MODELS_PATH:
-                data = [{**m, "request_schema": None} for m in self.models]
-                return _Reply(200, json.dumps({"object": "list", "data": data}).encode())
+        detail = unquote(path[len(MODELS_PATH) + 1 :]) if path.startswith(MODELS_PATH + "/") else None
+        if method == "GET" and detail in self.broken_details:
+            return _Reply(502, b"<html><body>502 Bad Gateway</body></html>", "text/html")
         if target.startswith("/redirect/") and self.redirect_to is not None:
             return _Reply(302, b"", "text/plain", {"Location": self.redirect_to})
         if method == "POST" and target.startswith(GENERATE_PATH) and self.echo_auth:
@@ -145,7 +131,9 @@ class TestHub(LocalHub):
 
 @pytest.fixture
 def hub() -> Iterator[TestHub]:
-    running = TestHub(api_key=KEY, image_size=64)
+    # The lenient reading of the docs (keyless model reads, schemas in the list); the tests that
+    # need the documented one switch `anonymous_reads` / `list_schemas` off.
+    running = TestHub(api_key=KEY, image_size=64, anonymous_reads=True, list_schemas=True)
     running.start()
     try:
         yield running
@@ -524,7 +512,7 @@ def test_model_reads_send_the_key_when_one_is_found(hub: TestHub, client: OxenCl
 def test_model_reads_with_a_key_work_whether_or_not_the_api_needs_it(
     hub: TestHub, client: OxenClient, refuse_anonymous: bool
 ) -> None:
-    hub.refuse_anonymous = refuse_anonymous
+    hub.anonymous_reads = not refuse_anonymous
     assert len(client.models()) == 35
     assert client.model(FINE_TUNED_ID).takes("aspect_ratio")
 
@@ -532,7 +520,7 @@ def test_model_reads_with_a_key_work_whether_or_not_the_api_needs_it(
 def test_a_model_read_refused_without_a_key_says_how_to_give_one(
     hub: TestHub, make_client: Callable[..., OxenClient]
 ) -> None:
-    hub.refuse_anonymous = True
+    hub.anonymous_reads = False
     client = make_client(api_key=None)
     for read in (client.models, lambda: client.model("flux-2-dev")):
         with pytest.raises(AuthError) as info:
@@ -555,7 +543,7 @@ def test_a_key_that_cannot_be_sent_is_left_off_model_reads(
 
 
 def test_schemas_come_from_the_detail_route(hub: TestHub, client: OxenClient) -> None:
-    hub.bare_list = True
+    hub.list_schemas = False
     listed = client.models()
     assert listed and all(m.request_schema is None for m in listed)  # the list may carry none
     ids = ["flux-2-dev", MODEL, FINE_TUNED_ID, "flux-2-dev"]
@@ -605,7 +593,7 @@ def test_listing_fills_in_details_and_survives_a_failing_one(
 ) -> None:
     from oxen_magic.pipeline import list_models
 
-    hub.bare_list = True
+    hub.list_schemas = False
     hub.broken_details = {"flux-2-dev"}
     client = make_client(max_retries=0)
     models, notes = list_models(client)
