@@ -237,6 +237,8 @@ class Transport:
         if not cut and length.isdigit() and int(length) > limit:
             raise too_large(what, limit)
         raw = response.raw
+        # read1 returns what has arrived (a drip cannot stall a full-size read); decode_content
+        # undoes a gzip/deflate Content-Encoding, and the cap counts the decoded bytes.
         read = getattr(raw, "read1", None) or raw.read
         total = 0
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as buffer:
@@ -246,7 +248,7 @@ class Transport:
                     raise _Deadline
                 _limit_wait(response, min(self.timeout[1], left))
                 try:
-                    chunk = read(CHUNK)
+                    chunk = read(CHUNK, decode_content=True)
                 except (urllib3.exceptions.HTTPError, OSError) as exc:
                     timed_out = isinstance(exc, (urllib3.exceptions.ReadTimeoutError, TimeoutError))
                     if timed_out and stop_at - time.monotonic() <= 0.05:

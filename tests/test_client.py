@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import gzip
 import io
 import json
 import socket
@@ -1282,3 +1283,39 @@ def test_a_huge_or_odd_retry_after_is_not_a_traceback(
             client.generate(MODEL, PROMPT, seed=1)
         except OxenError as exc:
             assert "Traceback" not in str(exc)
+
+
+class _Gzipped(BaseHTTPRequestHandler):
+    """The model list gzip-encoded (as a CDN may send it); `/bomb` is 64 MB of zeros in 64 kB."""
+
+    def do_GET(self) -> None:
+        if self.path == "/bomb":
+            body = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=1)
+        else:
+            body = gzip.compress(json.dumps({"object": "list", "data": []}).encode())
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_gzip_answers_are_decoded_and_their_decoded_size_capped(
+    make_client: Callable[..., OxenClient],
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Gzipped)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = make_client(host=f"http://127.0.0.1:{server.server_address[1]}", max_body_bytes=1024 * 1024)
+        assert client.models() == []
+        with pytest.raises(BadResponseError) as info:
+            client.download("/bomb")
+        assert "larger than the 1 MB limit" in str(info.value)
+    finally:
+        server.shutdown()
+        server.server_close()
