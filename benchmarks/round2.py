@@ -90,9 +90,9 @@ def figures(
     rows.append(
         Row(
             "8. 64 images, no option, 4-slot hub: share of requests answered 429",
-            share,
+            100 * share,
             None,
-            "ratio",
+            "%",
             "<= 0.15 and no image fails",
             share <= 0.15 and failed == 0,
             ratio=share,

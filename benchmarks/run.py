@@ -492,6 +492,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.1f} KB"
     if unit == "n":
         return f"{value:.0f}"
+    if unit == "%":
+        return f"{value:.1f} %"
     return f"{value:.3g} {unit}"
 
 
