@@ -38,7 +38,8 @@ MAX_INPUT_BYTES = 20 * 1024 * 1024
 HEAD_THUMB = 64
 DATA_URI_NOTE = (
     "Sent {what} inline as a data: URI; the API documents input images as public URLs, so some "
-    "models may refuse it (pass an https:// URL, or a result of an earlier cell, if one does)."
+    "models may refuse it (if one does, pass an https:// URL, or set %config "
+    "OxenMagic.upload_repo to upload local inputs to an Oxen repository)."
 )
 FETCH_HELP = (
     "The server could not fetch the input image {label} ({detail}); if it is the result of an "
