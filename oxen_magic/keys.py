@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .validate import host_without_credentials
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -34,6 +36,7 @@ _SESSION_KEYS: dict[str, str] = {}
 def normalize_host(host: str) -> str:
     """`hub.oxen.ai` → `https://hub.oxen.ai`; a full URL is kept (without a trailing slash)."""
     text = host.strip()
+    host_without_credentials(text)  # before any message below echoes the host
     if not text.rstrip("/"):
         raise ValueError("The Oxen host is empty; set OXEN_HOST to e.g. hub.oxen.ai.")
     if "://" not in text:

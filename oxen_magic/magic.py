@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from .results import Results
 
 
+#: Ctrl-C while the models are being read: nothing was generated, so one line says so.
+STOPPED_LOOKUP = "Stopped while looking up the models; nothing was sent. Run the cell again when ready."
+
+
 @magics_class
 class OxenMagic(Magics):
     """Generate image grids with the Oxen.ai API. Defaults are set with `%config OxenMagic.<name>`."""
@@ -128,6 +132,8 @@ class OxenMagic(Magics):
             results = prepare(spec, client, cache)
         except (UsageProblem, OxenError) as exc:
             raise UsageError(str(exc)) from None
+        except KeyboardInterrupt:
+            raise UsageError(STOPPED_LOOKUP) from None
         if spec.dry_run:
             display(results)
             return results
@@ -165,4 +171,6 @@ class OxenMagic(Magics):
             models, notes = list_models(client)
         except OxenError as exc:
             raise UsageError(str(exc)) from None
+        except KeyboardInterrupt:
+            raise UsageError(STOPPED_LOOKUP) from None
         display(ModelTable(models, notes))

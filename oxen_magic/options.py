@@ -17,6 +17,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import validate
 from .catalog import RESERVED
 from .errors import UsageProblem
 from .inputs import GRAMMAR as INPUT_GRAMMAR
@@ -38,7 +39,9 @@ Seeds (--seed / -s) and steps (--steps / -n) take whole numbers:
   1,5,9        a list; items may be ranges: 1..3,10
   random:4     (seeds only) four random seeds, printed so you can reuse them
 Values are sorted and duplicates dropped. With no --seed the server picks one (not cached).
-Lists (--model, --aspect-ratio) are comma separated or the option repeated.
+Lists (--model, --aspect-ratio) are comma separated or the option repeated (the two merge), and
+--param may be repeated for different names; any other option is given at most once.
+Numbers are written with the digits 0-9.
 A line holding only --- in the cell body separates prompts; {name} in a prompt is filled
 from your variables ({{ and }} for literal braces)."""
 
@@ -96,14 +99,16 @@ class Spec:
 AUTO = "auto"
 
 
-def _concurrency(text: str) -> int | str:
-    """`--concurrency N`, or `auto` (the runner's window adapts to the server)."""
+def _concurrency(text: str) -> int:
+    """`--concurrency N`, or `auto` (0: the runner's window adapts to the server)."""
     if text.strip().lower() == AUTO:
-        return AUTO
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value: '{text}' (use a number or auto)") from None
+        return 0
+    validate.ascii_digits_only(text.strip(), "--concurrency", "concurrency")
+    if not re.fullmatch(r"\s*[+-]?[0-9]{1,9}\s*", text):
+        raise UsageProblem(
+            f"--concurrency takes a whole number or auto; got '{text[:20]}' (use a number or auto)."
+        )
+    return validate.whole_number(text, "--concurrency")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,35 +118,50 @@ class _Parser(argparse.ArgumentParser):
         raise UsageProblem(f"{message[0].upper()}{message[1:]}; see %%oxenimage? for the options.")
 
 
+class _Once(argparse.Action):
+    """A single-valued option: given twice (`--seed 1 --seed 2`) is refused, not last-one-wins."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            flag = max(self.option_strings, key=len)
+            hint = f" (a list like {flag} 1,2 sweeps several)" if self.dest in ("seed", "steps") else ""
+            raise UsageProblem(f"{flag} is given twice; give it once{hint}.", self.dest)
+        setattr(namespace, self.dest, values)
+
+
 def _parser() -> _Parser:
     p = _Parser(prog="%%oxenimage", add_help=False, allow_abbrev=False)
-    add = p.add_argument
-    add("-m", "--model", action="append", help="model id(s): a comma list or repeated")
+
+    def add(*flags: str, **kwargs: Any) -> None:
+        if "action" not in kwargs and flags[-1].startswith("--"):
+            kwargs["action"] = _Once
+        p.add_argument(*flags, **kwargs)
+
+    add("-m", "--model", action="append", help="model id(s): a comma list, or repeated (merged)")
     add("-s", "--seed", help="seed(s): 7, 1..4, 1..10:3, 1,5,9 or random:4")
-    add("-a", "--aspect-ratio", action="append", help="aspect ratio(s), e.g. 1:1 or 1:1,16:9")
+    add("-a", "--aspect-ratio", action="append", help="aspect ratio(s): 1:1 or 1:1,16:9, or repeated")
     add("-n", "--steps", help="num_inference_steps: a number, list or range like --seed")
     add("-i", "--input-image", action="append", help="input image(s): file, URL or variable; , axis, + joins")
-    add("-p", "--param", action="append", metavar="KEY=VALUE", help="a model-specific parameter")
+    add("-p", "--param", action="append", metavar="KEY=VALUE", help="a model-specific parameter (repeatable)")
     add("--format", choices=FORMATS, help="how images come back: url (default) or b64_json")
     add("--namespace", help="target_namespace: the user or organisation billed")
     add("--host", help="API host, e.g. hub.oxen.ai or http://127.0.0.1:8765")
     add("--out", help="store the result object in this variable")
-    add("--cols", type=int, help="at most this many images per grid row")
-    add("--size", type=int, help="display width of a grid cell in pixels")
+    add("--cols", help="at most this many images per grid row")
+    add("--size", help="display width of a grid cell in pixels")
     add("--no-cache", action="store_true", help="do not read the on-disk cache")
     add(
         "--concurrency",
-        type=_concurrency,
         help="at most this many requests in flight (default auto: adapts to the server, up to 32)",
     )
     add("--save", metavar="DIR", help="also save each image as a PNG (with its parameters) here")
     add("--to-oxen", metavar="REPO_DIR", help="also commit the images and a table to this Oxen repository")
     add("--push", action="store_true", help="with --to-oxen: push that commit to the repository's remote")
     add("--to-html", metavar="FILE", help="also write a standalone HTML gallery of the grid here")
-    add("--max-images", type=int, help="refuse plans larger than this (default 64)")
+    add("--max-images", help="refuse plans larger than this (default 64)")
     add("--dry-run", action="store_true", help="show the grid plan and estimated cost; send nothing")
     add("--list-models", action="store_true", help="show the image models and their parameters")
-    add("prompt", nargs="*", help="(one-line %%oxenimage only) the prompt")
+    p.add_argument("prompt", nargs="*", help="(one-line %%oxenimage only) the prompt")
     return p
 
 
@@ -206,6 +226,7 @@ def parse_ints(text: str, what: str = "seed", *, lo: int = 0, hi: int = SEED_MAX
     text = text.strip()
     if not text:
         raise UsageProblem(f"The {what} list is empty; write a number like 7 or a range like 1..4.")
+    validate.ascii_digits_only(text, what, _FIELD.get(what, what))
     values: set[int] = set()
     for item in text.split(","):
         item = item.strip()
@@ -220,7 +241,8 @@ def parse_ints(text: str, what: str = "seed", *, lo: int = 0, hi: int = SEED_MAX
     return tuple(sorted(values))
 
 
-_INT = r"[+-]?\d+"
+_FIELD = {"seed": "seed", "steps": "num_inference_steps"}
+_INT = r"[+-]?[0-9]+"  # not \\d, which takes any script's digits (３, ٣) that int() also reads
 _RANGE = re.compile(rf"^({_INT})\.\.({_INT})(?::({_INT}))?$")
 
 
@@ -271,7 +293,8 @@ def parse_seeds(text: str, rng: secrets.SystemRandom | None = None) -> tuple[tup
     head, _, count = text.partition(":")
     if head.strip().lower() == "random":
         count = count.strip() or "1"
-        if not count.isdecimal() or len(count) > 6 or not 1 <= int(count) <= MAX_RANGE:
+        validate.ascii_digits_only(count, "seed count", "seed")
+        if not (count.isascii() and count.isdecimal()) or len(count) > 6 or not 1 <= int(count) <= MAX_RANGE:
             raise UsageProblem(f"'{text}' needs a count from 1 to {MAX_RANGE}, like random:4.")
         pick = rng or secrets.SystemRandom()
         seeds: set[int] = set()
@@ -304,6 +327,8 @@ def parse_params(items: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
             raise UsageProblem(f"--param '{item}' needs the form key=value, like guidance=3.5.")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise UsageProblem(f"--param name '{key}' is not a parameter name; use letters and _.")
+        if key in out:
+            raise UsageProblem(f"--param {key} is given twice; give it once.", key)
         if key in RESERVED:
             raise UsageProblem(f"--param {key}=... is set by its own option; use that instead.")
         if key == "seed" or key == "aspect_ratio" or key == "num_inference_steps":
@@ -328,17 +353,7 @@ def fill_template(prompt: str, variables: Mapping[str, Any]) -> str:
             raise UsageProblem(
                 f"The prompt has an unmatched '{token}'; write {token * 2} for a literal brace."
             )
-        name = name.strip()
-        if not name.isidentifier():
-            raise UsageProblem(
-                f"'{{{name}}}' in the prompt is not a variable name; write {{{{ and }}}} for literal braces."
-            )
-        if name not in variables:
-            raise UsageProblem(
-                f"The prompt uses {{{name}}} but no variable '{name}' is defined; set it in a cell "
-                f"above, or write {{{{{name}}}}} for literal braces."
-            )
-        return str(variables[name])
+        return validate.template_value(name.strip(), variables)
 
     return _PLACEHOLDER.sub(sub, prompt)
 
@@ -355,6 +370,10 @@ def split_prompts(body: str) -> list[str]:
 
 
 EMPTY_PROMPT = "Prompt cannot be empty: write the prompt in the cell body below the %%oxenimage line."
+EMPTY_LINE_PROMPT = (
+    "Prompt cannot be empty: give it on the line after the options, like "
+    "%oxenimage --seed 3 a lighthouse at dusk (or use %%oxenimage with the prompt in the cell body)."
+)
 
 
 def build_spec(
@@ -370,6 +389,8 @@ def build_spec(
     """
     defaults = defaults or Defaults()
     args = parse_words(split_words(line))
+    if args.host is not None:
+        validate.host_without_credentials(args.host)
     if args.list_models:
         return Spec(prompts=(), models=(), host=args.host or defaults.host, list_models=True)
 
@@ -382,17 +403,18 @@ def build_spec(
                 "goes in the cell body, and options start with --."
             )
         texts = split_prompts(body)
+    empty = EMPTY_PROMPT if body is not None else EMPTY_LINE_PROMPT
     if args.input_image and all(not t for t in texts):
         texts = [""]  # an upscaler needs no prompt; the plan asks for one where a model does
     elif any(not t for t in texts):
         raise UsageProblem(
-            EMPTY_PROMPT
+            empty
             if len(texts) == 1
             else "A prompt between --- lines is empty; write one or remove the extra ---."
         )
-    prompts = tuple(fill_template(t, variables or {}) for t in texts)
+    prompts = tuple(validate.prompt_length(fill_template(t, variables or {})) for t in texts)
     if any(not p.strip() for p in prompts) and not (args.input_image and texts == [""]):
-        raise UsageProblem(EMPTY_PROMPT)
+        raise UsageProblem(empty)
 
     seeds: tuple[int | None, ...] = (None,)
     random_seeds = False
@@ -402,21 +424,22 @@ def build_spec(
     if args.steps is not None:
         steps = parse_ints(args.steps, "steps", lo=1, hi=1000)
 
-    out = args.out
-    if out is not None and (not out.isidentifier() or out in ("None", "True", "False")):
-        raise UsageProblem(f"--out '{out}' is not a Python variable name; use letters, digits, _.")
-    for name in ("cols", "size", "concurrency", "max_images"):
-        value = getattr(args, name)
-        if value is not None and value != AUTO and value < 1:
-            flag = "--" + name.replace("_", "-")
-            raise UsageProblem(f"{flag} must be 1 or more (got {value}).")
-    concurrency = defaults.concurrency if args.concurrency is None else args.concurrency
-    concurrency = 0 if concurrency == AUTO else concurrency  # 0: auto
+    out = validate.out_name(args.out) if args.out is not None else None
+    numbers = {
+        name: validate.whole_number(text, "--" + name.replace("_", "-"))
+        for name in ("cols", "size", "max_images")
+        if (text := getattr(args, name)) is not None
+    }
+    if args.concurrency is not None:
+        numbers["concurrency"] = _concurrency(args.concurrency)
+    if args.save is not None:
+        validate.folder_text(args.save, "--save")
+    concurrency = defaults.concurrency if args.concurrency is None else numbers["concurrency"]  # 0: auto
     if concurrency > 64:
         raise UsageProblem(f"--concurrency {concurrency} is too many; use 1 to 64.")
     if args.push and not args.to_oxen:
         raise UsageProblem("--push pushes what --to-oxen commits; add --to-oxen REPO_DIR, or drop --push.")
-    size = args.size or defaults.size
+    size = numbers.get("size") or defaults.size
     if not 32 <= size <= 2048:
         raise UsageProblem(f"--size {size} is not a sensible cell width; use 32 to 2048 pixels.")
 
@@ -433,12 +456,12 @@ def build_spec(
         random_seeds=random_seeds,
         host=args.host or defaults.host,
         out=out,
-        cols=args.cols or defaults.cols,
+        cols=numbers.get("cols") or defaults.cols,
         size=size,
         use_cache=not args.no_cache,
         concurrency=concurrency,
         save_dir=args.save,
-        max_images=args.max_images or defaults.max_images,
+        max_images=numbers.get("max_images") or defaults.max_images,
         dry_run=args.dry_run,
         to_oxen=args.to_oxen or None,
         push=args.push,

@@ -19,6 +19,7 @@ from .errors import UsageProblem
 from .inputs import Group, InputImage, is_list
 from .options import Spec
 from .required import GENERATE_PATH, check_inputs, request_path
+from .validate import non_ascii_digits
 
 #: Grid axes in the order they nest; the seed sweep is the column axis whenever it varies.
 AXES = ("model", "input_image", "prompt", "steps", "aspect_ratio", "seed")
@@ -338,6 +339,8 @@ def _typed_params(
 
 def _coerce(text: str, prop: Mapping[str, Any], model: str, name: str) -> Any:
     kind = prop.get("type")
+    if kind in ("integer", "number") and non_ascii_digits(text):  # int("３") would read 3
+        raise UsageProblem(f"{name}={text} must be written with the digits 0-9 for {model}.", field=name)
     try:
         if kind == "integer":
             return int(text)

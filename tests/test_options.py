@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from oxen_magic.errors import UsageProblem
 from oxen_magic.options import (
     DEFAULT_MODEL,
+    EMPTY_LINE_PROMPT,
     EMPTY_PROMPT,
     HELP,
     MAX_RANGE,
@@ -111,9 +112,7 @@ def test_malformed_seed_specs(text: str, words: list[str]) -> None:
     assert problem(parse_ints, text) == message
 
 
-@pytest.mark.parametrize(
-    "text", ["random:0", "random:x", "random:-1", "random:²", "random:1.5", "random:10001"]
-)
+@pytest.mark.parametrize("text", ["random:0", "random:x", "random:-1", "random:1.5", "random:10001"])
 def test_malformed_random_count(text: str) -> None:
     message = problem(parse_seeds, text)
     assert message == f"'{text}' needs a count from 1 to {MAX_RANGE}, like random:4."
@@ -204,7 +203,8 @@ def test_param_parsing() -> None:
         ("note", "a=b"),
         ("empty", ""),
     )
-    assert parse_params(["k=1", "k=2"]) == (("k", "2"),)  # the last one wins
+    with pytest.raises(UsageProblem, match=r"^--param k is given twice; give it once\.$"):
+        parse_params(["k=1", "k=2"])  # not last-one-wins: which did the user mean?
     spec = build_spec("-p guidance=3.5 --param 'negative_prompt=blurry, dark'", "a cat")
     assert spec.params == (("guidance", "3.5"), ("negative_prompt", "blurry, dark"))
 
@@ -275,7 +275,11 @@ def test_fill_template() -> None:
         ("a } cat", "The prompt has an unmatched '}'; write }} for a literal brace."),
         ("a {} cat", "'{}' in the prompt is not a variable name; write {{ and }} for literal braces."),
         ("a {1} cat", "'{1}' in the prompt is not a variable name; write {{ and }} for literal braces."),
-        ("a {x.y} cat", "'{x.y}' in the prompt is not a variable name; write {{ and }} for literal braces."),
+        (
+            "a {x.y} cat",
+            "'{x.y}' in the prompt reaches into a variable; only plain names are filled, so put the "
+            "value in a variable first (or write {{ and }} for literal braces).",
+        ),
     ],
 )
 def test_fill_template_errors(prompt: str, message: str) -> None:
@@ -302,7 +306,7 @@ def test_build_spec_fills_templates_from_variables() -> None:
 def test_empty_prompt(line: str, body: str | None, variables: dict[str, str] | None) -> None:
     message = problem(build_spec, line, body, variables)
     assert message.startswith("Prompt cannot be empty")
-    assert message == EMPTY_PROMPT
+    assert message == (EMPTY_PROMPT if body is not None else EMPTY_LINE_PROMPT)
 
 
 # --- the options line --------------------------------------------------------------------------
@@ -344,7 +348,7 @@ def test_key_like_options_are_refused(line: str) -> None:
 @pytest.mark.parametrize(
     ("line", "words"),
     [
-        ("--cols abc", ["Argument --cols: invalid int value: 'abc'", "see %%oxenimage?"]),
+        ("--cols abc", ["--cols takes a whole number like 4; got 'abc'."]),
         ("--format png", ["invalid choice: 'png'", "url", "b64_json"]),
         ("--model", ["expected one argument"]),
         ("-s", ["expected one argument"]),
@@ -357,7 +361,7 @@ def test_argparse_errors_become_usage_problems(line: str, words: list[str]) -> N
         assert word in message
 
 
-@pytest.mark.parametrize("out", ["1abc", "my-var", "None", "True", "a b"])
+@pytest.mark.parametrize("out", ["1abc", "my-var", "a b", "x.y", ""])
 def test_out_must_be_an_identifier(out: str) -> None:
     message = problem(build_spec, f"--out '{out}'", "a cat")
     assert message == f"--out '{out}' is not a Python variable name; use letters, digits, _."
@@ -595,3 +599,214 @@ def test_concurrency_auto_overrides_a_configured_number() -> None:
     assert build_spec("--concurrency 3", "a cat").concurrency == 3
     with pytest.raises(UsageProblem, match="use a number or auto"):
         build_spec("--concurrency lots", "a cat")
+
+
+# --- hardening: what a user types can neither break the kernel nor leak ------------------------
+DIGITS_NOT_0_9 = [
+    "３",
+    "٣",
+    "۳",
+    "³",
+    "१२",
+    "1２",
+]  # fullwidth, Arabic-Indic, Persian, superscript, Devanagari
+
+
+@pytest.mark.parametrize("digits", DIGITS_NOT_0_9)
+@pytest.mark.parametrize(
+    "line",
+    [
+        "--seed {}",
+        "--seed 1..{}",
+        "--seed 1,{}",
+        "--seed random:{}",
+        "--steps {}",
+        "--cols {}",
+        "--size {}",
+        "--concurrency {}",
+        "--max-images {}",
+    ],
+)
+def test_numbers_take_ascii_digits_only(line: str, digits: str) -> None:
+    message = problem(build_spec, line.format(digits), "a cat")
+    assert "uses a digit that is not 0-9" in message and "0-9" in message, message
+    assert "\n" not in message
+
+
+def test_ascii_numbers_still_parse() -> None:
+    spec = build_spec("--seed 1..3 --steps 4 --cols 2 --size 64 --concurrency 3 --max-images 9", "a cat")
+    assert (spec.seeds, spec.steps, spec.cols, spec.size, spec.concurrency, spec.max_images) == (
+        (1, 2, 3),
+        (4,),
+        2,
+        64,
+        3,
+        9,
+    )
+
+
+@pytest.mark.parametrize("text", ["1_000", " ", "1e3", "0x10", "+", "4.0", "9" * 13])
+def test_whole_number_options_refuse_what_int_would_read(text: str) -> None:
+    message = problem(build_spec, f"--cols '{text}'", "a cat")
+    assert message.startswith("--cols takes a whole number like 4") or "--cols must be 1" in message
+
+
+@pytest.mark.parametrize(
+    ("line", "flag"),
+    [
+        ("--seed 1 --seed 2", "--seed"),
+        ("-s 1 --seed 2", "--seed"),
+        ("--seed=1 -s 2", "--seed"),
+        ("--steps 4 -n 8", "--steps"),
+        ("--size 100 --size 200", "--size"),
+        ("--cols 1 --cols 2", "--cols"),
+        ("--concurrency 1 --concurrency 2", "--concurrency"),
+        ("--max-images 1 --max-images 2", "--max-images"),
+        ("--format url --format b64_json", "--format"),
+        ("--namespace a --namespace b", "--namespace"),
+        ("--host a.example --host b.example", "--host"),
+        ("--out a --out b", "--out"),
+        ("--save a --save b", "--save"),
+    ],
+)
+def test_a_single_valued_option_given_twice_is_refused(line: str, flag: str) -> None:
+    message = problem(build_spec, line, "a cat")
+    assert message.startswith(f"{flag} is given twice; give it once"), message
+    assert "b.example" not in message  # values are not echoed (a host may hold secrets)
+
+
+def test_list_options_given_twice_merge() -> None:
+    spec = build_spec("-m flux-2-dev --model z-image-turbo,flux-2-dev -a 1:1 --aspect-ratio 16:9", "a cat")
+    assert spec.models == ("flux-2-dev", "z-image-turbo")
+    assert spec.aspect_ratios == ("1:1", "16:9")
+    assert build_spec("--no-cache --no-cache", "a cat").use_cache is False  # a flag twice is harmless
+    assert "repeated (merged)" in HELP and "any other option is given at most once" in HELP
+
+
+@pytest.mark.parametrize(
+    ("out", "kind"),
+    [
+        ("print", "would hide Python's built-in print"),
+        ("len", "would hide Python's built-in len"),
+        ("ｐｒｉｎｔ", "would hide Python's built-in print"),  # Python reads it as print
+        ("__builtins__", "a name Python keeps for itself"),
+        ("__name__", "a name Python keeps for itself"),
+        ("__x__", "a name Python keeps for itself"),
+        ("In", "a name IPython uses"),
+        ("Out", "a name IPython uses"),
+        ("get_ipython", "a name IPython uses"),
+        ("exit", "a name IPython uses"),
+        ("quit", "a name IPython uses"),
+        ("_", "a name IPython uses"),
+        ("__", "a name IPython uses"),
+        ("___", "a name IPython uses"),
+        ("_i", "a name IPython uses"),
+        ("_ii", "a name IPython uses"),
+        ("_iii", "a name IPython uses"),
+        ("_i12", "a name IPython uses"),
+        ("_7", "a name IPython uses"),
+        ("_oh", "a name IPython uses"),
+        ("_ih", "a name IPython uses"),
+        ("_dh", "a name IPython uses"),
+        ("class", "a Python keyword"),
+        ("None", "a Python keyword"),
+        ("True", "a Python keyword"),
+    ],
+)
+def test_out_refuses_names_python_or_ipython_rely_on(out: str, kind: str) -> None:
+    message = problem(build_spec, f"--out {out}", "a cat")
+    assert message.startswith(f"--out '{out}' ") and kind in message, message
+    assert "like grid" in message
+
+
+@pytest.mark.parametrize(
+    ("out", "stored"), [("grid", "grid"), ("_image", "_image"), ("ｇｒｉｄ", "grid"), ("é", "é")]
+)
+def test_out_accepts_ordinary_names_as_python_reads_them(out: str, stored: str) -> None:
+    assert build_spec(f"--out {out}", "a cat").out == stored
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("secret internals")
+
+
+class _NotText:
+    def __str__(self) -> Any:
+        return 42
+
+
+@pytest.mark.parametrize(
+    ("prompt", "variables", "words"),
+    [
+        (
+            "a {thing}",
+            {"thing": _Unprintable()},
+            ["'thing'", "str() raised RuntimeError", "set it to a string"],
+        ),
+        ("a {thing}", {"thing": _NotText()}, ["'thing'", "set it to a string"]),
+        ("a {__builtins__}", {"__builtins__": {}}, ["{__builtins__}", "Python's own names"]),
+        ("a {__name__}", {"__name__": "__main__"}, ["{__name__}", "Python's own names"]),
+        ("a {x.__class__}", {"x": 1}, ["reaches into a variable", "plain names"]),
+        ("a {d[0]}", {"d": [1]}, ["reaches into a variable"]),
+        ("a {d['k']}", {"d": {"k": 1}}, ["reaches into a variable"]),
+        ("a {x!r}", {"x": 1}, ["is not a variable name"]),
+        ("a {x:>9}", {"x": 1}, ["is not a variable name"]),
+        ("a {big}", {"big": "x" * 5000}, ["'big'", "5,000 characters", "4,000"]),
+    ],
+)
+def test_template_refuses_what_could_leak_or_break(
+    prompt: str, variables: dict[str, Any], words: list[str]
+) -> None:
+    message = problem(build_spec, "", prompt, variables)
+    for word in words:
+        assert word in message, message
+    assert "secret internals" not in message and "\n" not in message
+
+
+def test_a_prompt_has_a_generous_limit() -> None:
+    assert build_spec("", "x" * 4000).prompts == ("x" * 4000,)
+    message = problem(build_spec, "", "x" * 4001)
+    assert message.startswith("The prompt is 4,001 characters long, more than the limit of 4,000")
+    assert problem(build_spec, "", "a cube\n---\n" + "y" * 9000).startswith("The prompt is 9,000")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "https://alice:hunter2@hub.oxen.ai",
+        "alice:hunter2@hub.oxen.ai",
+        "http://alice@127.0.0.1:8765",
+        "http://:hunter2@127.0.0.1:8765/",
+        "https://alice:hunter2@hub.oxen.ai:99999",  # a bad port too: the credentials are found first
+    ],
+)
+def test_a_host_with_credentials_is_refused_without_echoing_them(host: str) -> None:
+    for line in (f"--host '{host}'", f"--list-models --host '{host}'"):
+        message = problem(build_spec, line, "a cat")
+        assert message.startswith("The Oxen host has a user name or password in it"), message
+        assert "hunter2" not in message and "alice" not in message
+
+
+def test_an_at_sign_after_the_host_is_not_a_credential() -> None:
+    assert (
+        build_spec("--host 'http://127.0.0.1:8765/api?x=a@b'", "a cat").host
+        == "http://127.0.0.1:8765/api?x=a@b"
+    )
+
+
+@pytest.mark.parametrize(
+    ("save", "words"),
+    [
+        ("''", ["--save needs a folder name"]),
+        ("'   '", ["--save needs a folder name"]),
+        ("'out\x00dir'", ["contains a NUL character", "'out\\x00dir'"]),  # shown escaped
+        ("x" * 300, ["is too long a path"]),
+        ("/tmp/" + "/".join(["abcdefgh"] * 600), ["is too long a path"]),
+    ],
+)
+def test_save_paths_that_cannot_be_folders_are_refused(save: str, words: list[str]) -> None:
+    message = problem(build_spec, f"--save {save}", "a cat")
+    for word in words:
+        assert word in message, message
+    assert len(message) < 300 and "\x00" not in message
