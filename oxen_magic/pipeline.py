@@ -19,6 +19,7 @@ from .options import Spec
 from .plan import make_plan, suggest
 from .results import Item, Results
 from .runner import run
+from .validate import save_folder
 
 #: Notes given once per process (the data: URI caveat), not on every cell.
 _NOTED: set[str] = set()
@@ -97,8 +98,17 @@ def list_models(client: OxenClient) -> tuple[list[ModelInfo], list[str]]:
 
 
 def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Results:
-    """Validate the spec against the models and lay out the grid; sends no generate request."""
+    """Validate the spec against the models and lay out the grid; sends no generate request.
+
+    Folders are checked first, so a `--save` folder that cannot be written or a cache path that
+    cannot be a folder is refused before any request (not after the images were billed).
+    """
+    if spec.save_dir is not None:
+        save_folder(spec.save_dir)
+    cache_note = cache.check() if cache is not None else None
     models, notes = resolve_models(client, spec.models, cache)
+    if cache_note:
+        notes.append(cache_note)
     plan = make_plan(spec, models)
     if spec.upload_repo and any(i.inline for g in spec.input_images if g for i in g):
         spec, note = _upload(spec)
@@ -159,6 +169,9 @@ def execute(
         on_update=on_update,
         cancel=cancel,
     )
+    late = cache.note() if cache is not None else None  # a write that failed during the run
+    if late:
+        results.notes.append(late)
     export(results, spec)
     return results
 

@@ -23,6 +23,16 @@ LINE = "--model z-image-turbo --seed 1..3"
 PROMPT = "a small brass robot"
 
 
+def png(width: int = 64, height: int = 64, colour: str = "red") -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+IMAGE = png()
+THUMB = png(16, 16)
+
+
 def generate_count(hub: LocalHub) -> int:
     return len(hub.generate_calls())
 
@@ -56,19 +66,19 @@ def entry_files(folder: Path, suffix: str) -> list[Path]:
 
 def test_put_then_get_round_trips(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
-    cache.put(HOST, BODY, b"image bytes", b"thumb bytes", 128, mime="image/png", size=[64, 64])
+    cache.put(HOST, BODY, IMAGE, THUMB, 128, mime="image/png", size=[64, 64])
     entry = cache.get(HOST, BODY, 128)
     assert entry is not None
-    assert entry.data == b"image bytes" and entry.thumb == b"thumb bytes"
+    assert entry.data == IMAGE and entry.thumb == THUMB
     assert entry.meta["mime"] == "image/png" and entry.meta["size"] == [64, 64]
     assert not list(tmp_path.rglob(".tmp-*"))  # atomic writes leave no temp files
 
 
 def test_a_thumbnail_of_another_size_is_not_returned(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
-    cache.put(HOST, BODY, b"image bytes", b"thumb", 128)
+    cache.put(HOST, BODY, IMAGE, THUMB, 128)
     entry = cache.get(HOST, BODY, 256)
-    assert entry is not None and entry.data == b"image bytes" and entry.thumb is None
+    assert entry is not None and entry.data == IMAGE and entry.thumb is None
 
 
 def test_key_covers_host_and_every_body_field_but_not_field_order(tmp_path: Path) -> None:
@@ -91,7 +101,7 @@ def test_only_seeded_bodies_are_cacheable() -> None:
 @pytest.mark.parametrize("damage", ["truncate-data", "garble-meta", "delete-meta", "delete-data"])
 def test_a_damaged_entry_reads_as_absent(tmp_path: Path, damage: str) -> None:
     cache = Cache(tmp_path)
-    cache.put(HOST, BODY, b"0123456789" * 10, b"thumb", 64)
+    cache.put(HOST, BODY, IMAGE, THUMB, 64)
     (meta,) = entry_files(tmp_path, ".json")
     (data,) = entry_files(tmp_path, ".img")
     if damage == "truncate-data":
@@ -115,11 +125,104 @@ def test_a_write_failure_is_not_an_error(tmp_path: Path) -> None:
 
 def test_a_damaged_thumbnail_is_dropped_but_the_image_kept(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
-    cache.put(HOST, BODY, b"image bytes", b"thumbnail bytes", 64)
+    cache.put(HOST, BODY, IMAGE, THUMB, 64)
     (thumb,) = entry_files(tmp_path, ".thumb")
-    thumb.write_bytes(b"thumbnail byt")
+    thumb.write_bytes(THUMB[:30])
     entry = cache.get(HOST, BODY, 64)
-    assert entry is not None and entry.data == b"image bytes" and entry.thumb is None
+    assert entry is not None and entry.data == IMAGE and entry.thumb is None
+
+
+def _rewrite(meta: Path, **changes: Any) -> None:
+    record = json.loads(meta.read_text())
+    record.update(changes)
+    meta.write_text(json.dumps(record))
+
+
+WRONG_TYPES: dict[str, dict[str, Any]] = {
+    "sha256-a-number": {"sha256": 12345},
+    "sha256-null": {"sha256": None},
+    "thumb-size-text": {"thumb_size": "64"},
+    "thumb-size-bool": {"thumb_size": True},
+    "thumb-size-negative": {"thumb_size": -64},
+    "thumb-sha-a-list": {"thumb_sha256": ["x"]},
+    "mime-a-number": {"mime": 5},
+    "size-text": {"size": "64x64"},
+    "size-one-number": {"size": [64]},
+    "size-text-items": {"size": [64, "64"]},
+    "size-floats": {"size": [64.0, 64.0]},
+    "size-disagrees": {"size": [128, 64]},
+    "size-zero": {"size": [0, 0]},
+    "created-text": {"created": "yesterday"},
+    "created-bool": {"created": False},
+}
+
+
+@pytest.mark.parametrize("change", WRONG_TYPES.values(), ids=WRONG_TYPES.keys())
+def test_an_entry_with_wrong_types_is_damaged_and_dropped(tmp_path: Path, change: dict[str, Any]) -> None:
+    cache = Cache(tmp_path)
+    cache.put(HOST, BODY, IMAGE, THUMB, 64, mime="image/png", size=[64, 64], created=1775090372)
+    (meta,) = entry_files(tmp_path, ".json")
+    _rewrite(meta, **change)
+    assert cache.get(HOST, BODY, 64) is None
+    assert not meta.exists()  # dropped: the next run fetches and writes it again
+    cache.put(HOST, BODY, IMAGE, THUMB, 64, mime="image/png", size=[64, 64])
+    assert cache.get(HOST, BODY, 64) is not None
+
+
+@pytest.mark.parametrize("record", ["[]", '"text"', "null", "42", '{"sha256": {"nested": 1}}'])
+def test_a_record_that_is_not_an_object_is_damaged(tmp_path: Path, record: str) -> None:
+    cache = Cache(tmp_path)
+    cache.put(HOST, BODY, IMAGE, THUMB, 64)
+    (meta,) = entry_files(tmp_path, ".json")
+    meta.write_text(record)
+    assert cache.get(HOST, BODY, 64) is None
+
+
+@pytest.mark.parametrize("data", [b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, b""])
+def test_an_image_that_does_not_decode_is_damaged_even_with_a_matching_checksum(
+    tmp_path: Path, data: bytes
+) -> None:
+    cache = Cache(tmp_path)
+    cache.put(HOST, BODY, data, THUMB, 64)  # a checksum of bad bytes still matches them
+    assert cache.get(HOST, BODY, 64) is None
+
+
+def test_a_thumbnail_that_does_not_decode_is_dropped(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.put(HOST, BODY, IMAGE, b"not a jpeg", 64)
+    entry = cache.get(HOST, BODY, 64)
+    assert entry is not None and entry.data == IMAGE and entry.thumb is None
+
+
+def test_a_folder_that_cannot_be_written_later_is_noted_once(tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    cache = Cache(folder)
+    assert cache.check() is None and cache.problem is None  # writable now
+    folder.rmdir()
+    folder.write_text("the disk changed under us")  # every write now fails
+    cache.put(HOST, BODY, IMAGE, THUMB, 64)
+    note = cache.note()
+    assert note is not None and note.startswith("Results will not be cached: cannot write to ")
+    assert "OXEN_MAGIC_CACHE_DIR" in note and "\n" not in note
+    assert cache.note() is None and Cache(folder).note() is None  # once per session
+
+
+def test_a_path_that_cannot_be_a_cache_folder_is_refused(tmp_path: Path) -> None:
+    from oxen_magic.errors import UsageProblem
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for folder, words in (
+        (blocker, "is a file, not a folder"),
+        (blocker / "inside", "is inside a file, not a folder"),
+        (tmp_path / ("x" * 300), "is too long a path"),
+        (str(tmp_path / "nul\x00here"), "contains a NUL character"),
+    ):
+        with pytest.raises(UsageProblem) as info:
+            Cache(folder).check()
+        message = str(info.value)
+        assert message.startswith("The cache folder '") and words in message, message
+        assert "%config OxenMagic.cache_dir" in message
 
 
 def test_default_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,3 +361,71 @@ def test_the_api_key_is_never_written_to_the_cache(shell: Any, hub: LocalHub, ox
     for path in files:
         assert key not in path.read_bytes(), path
         assert hub.api_key not in str(path)
+
+
+def _unwritable_folder() -> Path:
+    """A folder no one may write, not even root: sysfs refuses new files (Linux only)."""
+    folder = Path("/sys") / f"oxen-magic-test-{os.getpid()}-{time.monotonic_ns()}"
+    if not Path("/sys").is_dir():
+        pytest.skip("needs Linux sysfs")
+    return folder
+
+
+def test_an_unwritable_cache_is_noted_once_and_the_images_still_come(
+    shell: Any, hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _unwritable_folder()
+    monkeypatch.setenv("OXEN_MAGIC_CACHE_DIR", str(folder))
+    first = magic(shell, hub, "--model z-image-turbo --seed 1")
+    notes = [n for n in first.notes if n.startswith("Results will not be cached")]
+    assert len(notes) == 1 and str(folder) in notes[0], first.notes
+    assert first.done == 1 and generate_count(hub) == 1
+
+    second = magic(shell, hub, "--model z-image-turbo --seed 1")
+    assert not [n for n in second.notes if n.startswith("Results will not be cached")]  # said once
+    assert second.done == 1 and not second[0].cached and generate_count(hub) == 2
+    assert not folder.exists()
+
+
+def test_a_cache_path_with_a_file_in_the_way_is_refused_before_sending(
+    shell: Any, hub: LocalHub, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    shell.run_line_magic("config", f"OxenMagic.cache_dir = {str(blocker)!r}")
+    captured, error = run_cell(shell, LINE, PROMPT)
+    assert error is not None and "The cache folder" in error and "is a file, not a folder" in error
+    assert generate_count(hub) == 0 and "Traceback" not in all_text(captured)
+
+
+@pytest.mark.parametrize("change", [{"size": ["64", 64]}, {"mime": 7}, {"sha256": 1}, {"thumb_size": "x"}])
+def test_an_entry_with_wrong_types_is_fetched_again_then_served(
+    shell: Any, hub: LocalHub, oxen_env: Path, change: dict[str, Any]
+) -> None:
+    first = magic(shell, hub, "--model z-image-turbo --seed 1")
+    (meta,) = entry_files(oxen_env, ".json")
+    _rewrite(meta, **change)
+
+    hub.reset()
+    r = magic(shell, hub, "--model z-image-turbo --seed 1")
+    assert generate_count(hub) == 1 and not r[0].cached and r[0].data == first[0].data
+
+    hub.reset()
+    r = magic(shell, hub, "--model z-image-turbo --seed 1")
+    assert generate_count(hub) == 0 and r[0].cached
+
+
+def test_an_entry_whose_image_is_not_an_image_is_fetched_again(
+    shell: Any, hub: LocalHub, oxen_env: Path
+) -> None:
+    import hashlib
+
+    first = magic(shell, hub, "--model z-image-turbo --seed 1")
+    (meta,) = entry_files(oxen_env, ".json")
+    (data,) = entry_files(oxen_env, ".img")
+    data.write_bytes(b"<html>not the picture</html>")
+    _rewrite(meta, sha256=hashlib.sha256(b"<html>not the picture</html>").hexdigest())  # consistent lie
+
+    hub.reset()
+    r = magic(shell, hub, "--model z-image-turbo --seed 1")
+    assert generate_count(hub) == 1 and not r[0].cached and r[0].data == first[0].data

@@ -870,14 +870,14 @@ def test_a_changed_oxen_host_takes_effect_on_the_next_cell(
     assert [b["seed"] for b in bodies(hub)] == [1]
 
 
-def test_save_to_an_unusable_folder_is_a_note_not_a_traceback(
+def test_save_to_an_unusable_folder_is_refused_before_anything_is_sent(
     shell: Any, hub: LocalHub, tmp_path: Path
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    captured, r = ok(shell, hub, f"--model z-image-turbo --seed 1 --save {blocker}")
-    assert r.done == 1
-    assert any(n.startswith(f"Could not save the PNGs to {blocker}") for n in r.notes)
+    captured, error = go(shell, hub, f"--model z-image-turbo --seed 1 --save {blocker} --out r")
+    assert error is not None and "is a file, not a folder; choose another path." in error
+    assert hub.generate_calls() == [] and "r" not in shell.user_ns  # nothing billed for PNGs never saved
     assert "Traceback" not in all_text(captured)
 
 
