@@ -69,6 +69,15 @@ def _caption(item: Item, model: bool = True) -> str:
     return " · ".join(bits)
 
 
+#: How much of the prompt a cell's tooltip repeats; the grid's header carries each prompt whole, once.
+SHORT_PROMPT = 80
+
+
+def _short(prompt: str | None) -> str:
+    text = " ".join((prompt or "").split())
+    return text if len(text) <= SHORT_PROMPT else text[: SHORT_PROMPT - 1] + "…"
+
+
 _BOX = "display:flex;align-items:center;justify-content:center;text-align:center;box-sizing:border-box;"
 
 
@@ -84,7 +93,7 @@ def cell_html(item: Item, size: int, model_in_caption: bool = True) -> str:
         return f'<td class="oxen-cell oxen-skipped">{body}</td>'
     text = _caption(item)  # made once: a redraw formats every cell again
     caption = html.escape(text)
-    title = html.escape(text + "\n" + (item.prompt or ""))
+    title = html.escape(text + "\n" + _short(item.prompt))
     if item.thumb is not None:
         src = item.thumb_uri
         body = (
@@ -209,10 +218,15 @@ def grid_head(results: Results, shown: int | None = None, page: int = 1, pages: 
             f"Showing page {page} of {pages} ({shown} of {results.total} images); {later}"
             "results.save(folder) writes them all (--out NAME keeps the results in a variable)."
         )
-    inputs = ""
+    prompts = list(dict.fromkeys(i.prompt for i in results.items if i.request is not None and i.prompt))
+    inputs = "".join(  # each prompt whole, once: the cells' tooltips carry only a short form
+        '<div class="oxen-prompt-line" style="font-size:12px;opacity:.8;white-space:pre-wrap;'
+        f'max-height:6em;overflow:auto">{f"prompt {n}: " if len(prompts) > 1 else ""}{html.escape(p)}</div>'
+        for n, p in enumerate(prompts, 1)
+    )
     if results.plan.fixed_inputs:
         names = html.escape(" + ".join(i.label for i in results.plan.fixed_inputs))
-        inputs = (
+        inputs += (
             f'<div class="oxen-inputs" style="font-size:12px;margin:2px 0">'
             f"{inputs_html(results.plan.fixed_inputs)}<div>input: {names}</div></div>"
         )

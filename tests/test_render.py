@@ -240,3 +240,24 @@ def test_model_table_lists_price_and_parameters_sorted() -> None:
     assert text.splitlines()[0].split() == ["model", "price", "input", "image", "parameters"]
     assert len(text.splitlines()) == 4
     assert "<code>flux-2-dev</code>" in table._repr_html_()
+
+
+def test_a_long_prompt_is_shown_once_in_the_header_and_short_in_each_cell() -> None:
+    prompt = "a lighthouse at dusk, " + "waves crashing on the rocks below, " * 100 + "the end"
+    results = results_for(["z-image-turbo"], seeds=tuple(range(1, 9)), prompts=(prompt,))
+    for item in results:
+        finish(item)
+    page = grid_html(results)
+    assert page.count(html.escape(prompt)) == 1  # the header carries it whole, once
+    assert 'class="oxen-prompt-line"' in page
+    titles = re.findall(r'title="([^"]*)"', page)
+    assert len(titles) == 8 and all(len(html.unescape(t)) < 200 for t in titles)
+    assert all("a lighthouse at dusk" in t and "…" in t for t in titles)
+    assert len(page) < len(prompt) + 8 * 2_000  # not the prompt again in every cell
+
+
+def test_several_prompts_are_each_listed_once_with_their_number() -> None:
+    results = results_for(["z-image-turbo"], seeds=(1, 2), prompts=("a <red> cube", "a blue cone"))
+    page = grid_html(results)
+    lines = re.findall(r'<div class="oxen-prompt-line"[^>]*>([^<]*)</div>', page)
+    assert lines == ["prompt 1: a &lt;red&gt; cube", "prompt 2: a blue cone"]
