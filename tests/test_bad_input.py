@@ -6,7 +6,8 @@ the local hub, then checks:
 * the message text (for input known to be wrong: a one-line `UsageError` and no traceback; for a
   server or network fault met while generating: the grid still renders and the failed cell
   carries the message, in `Results` and in the HTML);
-* the number of generate calls the hub recorded: 0 where the input was already known to be wrong,
+* the number of generate calls the hub recorded: 0 where the input was already known to be wrong
+  (and no request at all, not even a model read, for input wrong in itself: `offline` rows),
   exactly 1 where a retry could bill twice (400/401/404, a read timeout, an unusable answer),
   exactly `max_retries + 1` where the server certainly did not bill (429, 503 forever), exactly 1
   after a gateway's 502/504 (the image may have been billed);
@@ -16,7 +17,9 @@ the local hub, then checks:
 from __future__ import annotations
 
 import html
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +29,7 @@ from typing import Any
 import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import CapturedIO, capture_output
-from support import magic_of
+from support import all_text, magic_of
 
 from oxen_magic.client import OxenClient
 from oxen_magic.localhub import LocalHub
@@ -60,6 +63,8 @@ class Case:
     calls: int = 0  # generate calls the hub records
     per_image: bool = False  # the message is on the failed cell, not a UsageError
     setup: Callable[[Ctx], None] | None = field(default=None, compare=False)
+    offline: bool = False  # refused before any request at all (not even a model read)
+    hidden: tuple[str, ...] = ()  # must appear nowhere: not in the message, not in any output
 
 
 def _closed_port() -> int:
@@ -110,15 +115,114 @@ def _no_scheme(ctx: Ctx) -> None:
     ctx.monkeypatch.setenv("OXEN_HOST", ctx.hub.url.removeprefix("http://"))
 
 
+def _var(name: str, value: Any) -> Callable[[Ctx], None]:
+    def setup(ctx: Ctx) -> None:
+        ctx.shell.user_ns[name] = value
+
+    return setup
+
+
+class _Unprintable:
+    """A variable whose str() raises (a half-built object, a lazy proxy whose backend is gone)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("internal state of the object")
+
+
+def _file(name: str) -> Callable[[Ctx], None]:
+    def setup(ctx: Ctx) -> None:
+        (ctx.tmp_path / name).write_text("a file where a folder is needed")
+
+    return setup
+
+
+def _cache_dir(value: Callable[[Ctx], str]) -> Callable[[Ctx], None]:
+    """`%config OxenMagic.cache_dir = value` (what the notebook would type)."""
+
+    def setup(ctx: Ctx) -> None:
+        magic_of(ctx.shell).cache_dir = value(ctx)
+
+    return setup
+
+
+def _cache_file(ctx: Ctx) -> str:
+    blocker = ctx.tmp_path / "cache-file"
+    blocker.write_text("x")
+    return str(blocker)
+
+
 M = "--model z-image-turbo --seed 1"
 OUT = M + " --out r"
+CREDS = "https://alice:hunter2@hub.oxen.ai"
 
 CASES: list[Case] = [
     # -- the prompt ----------------------------------------------------------------------------
     Case("empty-cell-body", M, "", ("the cell body is empty", "line magic %oxenimage")),  # IPython's own
     Case("empty-prompt", M, "\n", ("Prompt cannot be empty", "cell body")),
     Case("whitespace-prompt", M, "  \n\t\n   ", ("Prompt cannot be empty",)),
-    Case("empty-prompt-one-liner", M, None, ("Prompt cannot be empty",)),
+    Case("empty-prompt-one-liner", M, None, ("Prompt cannot be empty", "give it on the line"), offline=True),
+    Case(
+        "empty-prompt-one-liner-bare",
+        "",
+        None,
+        ("Prompt cannot be empty", "%oxenimage --seed 3 a"),
+        offline=True,
+    ),
+    Case(
+        "prompt-too-long",
+        M,
+        "a red cube" * 440,
+        ("The prompt is 4,400 characters long, more than the limit of 4,000",),
+        offline=True,
+    ),
+    Case(
+        "prompt-too-long-after-template",
+        M,
+        "a {story}",
+        ("The variable 'story' used in the prompt is 6,000 characters",),
+        setup=_var("story", "once upon a time" * 375),
+        offline=True,
+    ),
+    Case(
+        "template-str-raises",
+        M,
+        "a {thing} cube",
+        ("The variable 'thing' used in the prompt cannot be turned into text", "RuntimeError"),
+        setup=_var("thing", _Unprintable()),
+        offline=True,
+        hidden=("internal state of the object",),
+    ),
+    Case(
+        "template-dunder-name",
+        M,
+        "a {__name__} cube",
+        ("{__name__} in the prompt is one of Python's own names",),
+        offline=True,
+    ),
+    Case(
+        "template-dunder-builtins",
+        M,
+        "a {__builtins__} cube",
+        ("{__builtins__} in the prompt is one of Python's own names",),
+        offline=True,
+        hidden=("<module 'builtins'",),
+    ),
+    Case(
+        "template-attribute-access",
+        M,
+        "a {colour.__class__} cube",
+        ("reaches into a variable", "put the value in a variable first"),
+        setup=_var("colour", "red"),
+        offline=True,
+    ),
+    Case(
+        "template-index-access",
+        M,
+        "a {colours[0]} cube",
+        ("reaches into a variable",),
+        setup=_var("colours", ["red"]),
+        offline=True,
+    ),
     Case("empty-prompt-between-separators", M, "a cube\n---\n  \n", ("A prompt between --- lines is empty",)),
     Case(
         "template-missing-variable",
@@ -167,6 +271,31 @@ CASES: list[Case] = [
     Case("seed-number-huge", "--seed " + "9" * 60, expect=("is out of range; use 0 to 4294967295",)),
     Case("seed-random-zero", "--seed random:0", expect=("'random:0' needs a count from 1",)),
     Case("steps-zero", "--model z-image-turbo --steps 0", expect=("The steps 0 is out of range; use 1 to",)),
+    # -- numbers are written with 0-9 only (int() reads ３ and ٣ as 3) ---------------------------
+    *(
+        Case(f"digits-{name}", line, expect=(what, "uses a digit that is not 0-9"), offline=True)
+        for name, line, what in (
+            ("seed-fullwidth", "--seed ３", "The seed '３'"),
+            ("seed-arabic-indic", "--seed ٣", "The seed '٣'"),
+            ("seed-superscript", "--seed 1..³", "The seed '1..³'"),
+            ("seed-random-count", "--seed random:４", "The seed count '４'"),
+            ("steps-persian", "--model z-image-turbo --steps ۸", "The steps '۸'"),
+            ("cols-fullwidth", "--cols ２", "The --cols '２'"),
+            ("size-arabic-indic", "--size ١٢٨", "The --size '١٢٨'"),
+            ("concurrency-superscript", "--concurrency ²", "The --concurrency '²'"),
+            ("max-images-devanagari", "--max-images ९", "The --max-images '९'"),
+        )
+    ),
+    Case(
+        "digits-param-integer",
+        "--model flux-2-dev --seed 1 --param output_quality=９０",
+        expect=("output_quality=９０ must be written with the digits 0-9 for flux-2-dev.",),
+    ),
+    Case(
+        "digits-param-number",
+        "--model flux-2-dev --seed 1 --param guidance=３.５",
+        expect=("guidance=３.５ must be written with the digits 0-9 for flux-2-dev.",),
+    ),
     Case(
         "sweep-over-default-max-images",
         "--seed 1..65",
@@ -187,7 +316,25 @@ CASES: list[Case] = [
     Case("unknown-option", "--zzz 3", expect=("Unknown option --zzz; see %%oxenimage? for the options.",)),
     Case("unknown-short-option", "-x 3", expect=("Unrecognized arguments: -x;", "%%oxenimage?")),
     Case("option-missing-value", "--seed", expect=("--seed: expected one argument",)),
-    Case("option-not-a-number", "--cols many", expect=("--cols: invalid int value: 'many'",)),
+    Case("option-not-a-number", "--cols many", expect=("--cols takes a whole number like 4; got 'many'.",)),
+    *(
+        Case(f"given-twice-{slug}", line, expect=(f"{flag} is given twice; give it once",), offline=True)
+        for slug, flag, line in (
+            ("seed", "--seed", "--seed 1 --seed 2"),
+            ("seed-short-and-equals", "--seed", "-s 1 --seed=2"),
+            ("size", "--size", "--size 100 --size 200"),
+            ("steps", "--steps", "--model z-image-turbo --steps 4 -n 8"),
+            ("out", "--out", "--seed 1 --out a --out b"),
+            ("save", "--save", "--seed 1 --save x --save y"),
+            ("format", "--format", "--seed 1 --format url --format b64_json"),
+        )
+    ),
+    Case(
+        "given-twice-param",
+        M + " --param guidance=1 -p guidance=2",
+        ("--param guidance is given twice",),
+        offline=True,
+    ),
     Case("bad-format-choice", "--format png", expect=("--format: invalid choice: 'png'",)),
     Case("unbalanced-quote", '--model "flux-2-dev', expect=("Cannot read the options line", "quotes")),
     Case(
@@ -203,7 +350,68 @@ CASES: list[Case] = [
     Case("size-silly", "--size 5", expect=("--size 5 is not a sensible cell width",)),
     Case("out-not-identifier", "--out 2fast", expect=("--out '2fast' is not a Python variable name",)),
     Case("out-with-dash", "--out my-grid", expect=("--out 'my-grid' is not a Python variable name",)),
-    Case("out-keyword-value", "--out None", expect=("--out 'None' is not a Python variable name",)),
+    Case("out-keyword-value", "--out None", expect=("--out 'None' is a Python keyword",), offline=True),
+    *(
+        Case(f"out-{slug}", f"{M} --out {name}", expect=(f"--out '{name}' {kind}", "like grid"), offline=True)
+        for slug, name, kind in (
+            ("builtin-print", "print", "would hide Python's built-in print"),
+            ("builtin-fullwidth-print", "ｐｒｉｎｔ", "would hide Python's built-in print"),
+            ("dunder-builtins", "__builtins__", "is a name Python keeps for itself"),
+            ("ipython-In", "In", "is a name IPython uses"),
+            ("ipython-Out", "Out", "is a name IPython uses"),
+            ("ipython-get-ipython", "get_ipython", "is a name IPython uses"),
+            ("ipython-exit", "exit", "is a name IPython uses"),
+            ("ipython-underscore", "_", "is a name IPython uses"),
+            ("ipython-input-history", "_i3", "is a name IPython uses"),
+            ("ipython-output-history", "_oh", "is a name IPython uses"),
+            ("keyword-lambda", "lambda", "is a Python keyword"),
+        )
+    ),
+    # -- folders: refused before anything is sent, never after the images were billed -----------
+    Case("save-empty", M + " --save ''", expect=("--save needs a folder name",), offline=True),
+    Case("save-nul", M + " --save 'out\x00put'", expect=("contains a NUL character",), offline=True),
+    Case("save-too-long", M + " --save " + "d" * 300, expect=("is too long a path",), offline=True),
+    Case(
+        "save-a-file",
+        M + " --save {tmp}/a-file",
+        expect=("The --save folder", "is a file, not a folder; choose another path."),
+        setup=_file("a-file"),
+        offline=True,
+    ),
+    Case(
+        "save-inside-a-file",
+        M + " --save {tmp}/a-file/pngs",
+        expect=("is inside a file, not a folder",),
+        setup=_file("a-file"),
+        offline=True,
+    ),
+    Case(
+        "save-not-writable",
+        M + " --save /sys/oxen-magic-pngs",
+        expect=("Cannot write to the --save folder '/sys/oxen-magic-pngs'", "choose another."),
+        offline=True,
+    ),
+    Case(
+        "cache-dir-a-file-env",
+        M,
+        setup=_env("OXEN_MAGIC_CACHE_DIR", _cache_file),
+        expect=("The cache folder", "is a file, not a folder", "OXEN_MAGIC_CACHE_DIR"),
+        offline=True,
+    ),
+    Case(
+        "cache-dir-nul-config",
+        M,
+        setup=_cache_dir(lambda ctx: str(ctx.tmp_path / "ca\x00che")),
+        expect=("The cache folder", "contains a NUL character", "%config OxenMagic.cache_dir"),
+        offline=True,
+    ),
+    Case(
+        "cache-dir-too-long-config",
+        M,
+        setup=_cache_dir(lambda ctx: str(ctx.tmp_path / ("c" * 256))),
+        expect=("The cache folder", "is too long a path"),
+        offline=True,
+    ),
     # -- parameters against the model's request_schema -----------------------------------------
     Case(
         "aspect-ratio-not-in-enum",
@@ -278,6 +486,23 @@ CASES: list[Case] = [
         "host-option-bad-port",
         M + " --host 127.0.0.1:0x50",
         expect=("The Oxen host '127.0.0.1:0x50' has a bad port",),
+    ),
+    *(
+        Case(
+            f"host-credentials-{where}",
+            line,
+            setup=setup,
+            expect=("The Oxen host has a user name or password in it", "oxen_magic.login()"),
+            offline=True,
+            hidden=("hunter2", "alice"),
+        )
+        for where, line, setup in (
+            ("option", f"{M} --host {CREDS}", None),
+            ("option-list-models", f"--list-models --host {CREDS}", None),
+            ("env", M, _env("OXEN_HOST", CREDS)),
+            ("env-bad-port", M, _env("OXEN_HOST", "http://alice:hunter2@127.0.0.1:99999")),
+            ("env-user-only", M, _env("OXEN_HOST", "http://alice@127.0.0.1:8765")),
+        )
     ),
     Case(
         "no-key",
@@ -499,7 +724,7 @@ def test_bad_input(
     shell.user_ns["r"] = SENTINEL
 
     started = time.monotonic()
-    captured, result = _run(shell, _cell(case.line, case.body))
+    captured, result = _run(shell, _cell(case.line.replace("{tmp}", str(tmp_path)), case.body))
     elapsed = time.monotonic() - started
 
     shown = captured.stdout + captured.stderr
@@ -528,6 +753,10 @@ def test_bad_input(
         assert part in message, message
     assert message.strip() and "\n" not in message and len(message) < 300, message  # one sentence
     assert len(hub.generate_calls()) == case.calls, [c.status for c in hub.generate_calls()]
+    if case.offline:
+        assert hub.requests == [], [(r.method, r.path) for r in hub.requests]
+    for secret in case.hidden:
+        assert secret not in message and secret not in all_text(captured), secret
     assert elapsed < 10, f"took {elapsed:.1f} s"
 
 
@@ -572,8 +801,33 @@ def test_matrix_covers_the_issue() -> None:
         "bytes-not-an-image",
         "truncated-image",
         "expired-url",
+        # issue 12: what the user types
+        "out-builtin-print",
+        "out-dunder-builtins",
+        "out-ipython-In",
+        "out-ipython-get-ipython",
+        "out-ipython-exit",
+        "save-nul",
+        "save-a-file",
+        "save-too-long",
+        "cache-dir-a-file-env",
+        "cache-dir-nul-config",
+        "template-str-raises",
+        "template-dunder-name",
+        "template-attribute-access",
+        "prompt-too-long",
+        "digits-seed-fullwidth",
+        "digits-seed-arabic-indic",
+        "digits-seed-superscript",
+        "digits-param-integer",
+        "given-twice-seed",
+        "given-twice-size",
+        "host-credentials-option",
+        "host-credentials-env",
+        "empty-prompt-one-liner",
     }
     assert wanted <= ids, wanted - ids
+    assert len(CASES) >= 60
     assert len(ids) == len(CASES)
 
 
@@ -583,3 +837,35 @@ def test_dns_failure_is_fast_offline() -> None:
     with pytest.raises(OSError):
         socket.getaddrinfo("oxen-magic-test.invalid", 443)
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("line", [M, "--list-models"])
+def test_ctrl_c_during_the_model_lookup_prints_one_line(
+    line: str, shell: Any, hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that accepts and never answers: Ctrl-C while the models are read is one line."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        monkeypatch.setenv("OXEN_HOST", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        shell.user_ns["r"] = SENTINEL
+        # A real SIGINT to the main thread, as Ctrl-C in a kernel sends: it breaks the blocked read
+        # (interrupt_main() only sets a flag that a thread stuck in recv() never looks at). Python's
+        # handler is installed since a background process may have SIGINT ignored.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        main = threading.main_thread().ident
+        assert main is not None
+        timer = threading.Timer(0.5, signal.pthread_kill, (main, signal.SIGINT))
+        timer.start()
+        try:
+            captured, result = _run(shell, _cell(line + " --out r", PROMPT if line == M else None))
+        finally:
+            timer.cancel()
+            signal.signal(signal.SIGINT, previous)
+    shown = captured.stdout + captured.stderr
+    assert "Traceback" not in shown and "KeyboardInterrupt" not in shown, shown
+    error = result.error_in_exec
+    assert isinstance(error, UsageError), (error, shown)
+    assert str(error).startswith("Stopped while looking up the models; nothing was sent.")
+    assert shown.strip().count("\n") == 0, shown  # one line
+    assert shell.user_ns["r"] is SENTINEL
