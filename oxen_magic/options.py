@@ -432,8 +432,13 @@ def build_spec(
     }
     if args.concurrency is not None:
         numbers["concurrency"] = _concurrency(args.concurrency)
-    if args.save is not None:
-        validate.folder_text(args.save, "--save")
+    for flag, path, noun in (
+        ("--save", args.save, "folder"),
+        ("--to-oxen", args.to_oxen, "folder"),
+        ("--to-html", args.to_html, "file"),
+    ):
+        if path is not None:  # a NUL here would only fail once the images were billed
+            validate.folder_text(path, flag, noun=noun)
     concurrency = defaults.concurrency if args.concurrency is None else numbers["concurrency"]  # 0: auto
     if concurrency > 64:
         raise UsageProblem(f"--concurrency {concurrency} is too many; use 1 to 64.")

@@ -172,15 +172,21 @@ _SHAPE_ERRORS = {errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EINVAL, 
 _ANOTHER = "choose another path"
 
 
-def folder_text(path: str, what: str, fix: str = _ANOTHER) -> str:
-    """Pure checks on a folder path as typed: not empty, no NUL, no absurd length."""
+def folder_text(path: str, what: str, fix: str = _ANOTHER, noun: str = "folder") -> str:
+    """Pure checks on a path as typed: not empty, no NUL, encodable, no absurd length."""
     if not path.strip():
-        raise UsageProblem(f"{what} needs a folder name, like {_example(what)}.")
+        raise UsageProblem(f"{what} needs a {noun} name, like {_example(what)}.")
     if "\x00" in path:
-        raise UsageProblem(f"The {what} folder {shown(path)} contains a NUL character; {fix}.")
-    parts = [p for p in Path(os.path.expanduser(path)).parts if p not in ("/", "\\")]
-    if len(os.fsencode(path)) > 4000 or any(len(os.fsencode(p)) > 255 for p in parts):
-        raise UsageProblem(f"The {what} folder {shown(path)} is too long a path; {fix}.")
+        raise UsageProblem(f"The {what} {noun} {shown(path)} contains a NUL character; {fix}.")
+    try:
+        parts = [os.fsencode(p) for p in Path(os.path.expanduser(path)).parts if p not in ("/", "\\")]
+        whole = os.fsencode(path)
+    except UnicodeError:  # a lone surrogate: no file system can store that name
+        raise UsageProblem(
+            f"The {what} {noun} {shown(path)} has a character no path can have; {fix}."
+        ) from None
+    if len(whole) > 4000 or any(len(p) > 255 for p in parts):
+        raise UsageProblem(f"The {what} {noun} {shown(path)} is too long a path; {fix}.")
     return path
 
 
@@ -240,7 +246,12 @@ def _shape_reason(folder: Path, exc: OSError) -> str:
 
 
 def _example(what: str) -> str:
-    return "--save images" if what == "--save" else "~/.cache/oxen_magic"
+    examples = {
+        "--save": "--save images",
+        "--to-oxen": "--to-oxen my-repo",
+        "--to-html": "--to-html grid.html",
+    }
+    return examples.get(what, "~/.cache/oxen_magic")
 
 
 def _clip(text: str, limit: int = 40) -> str:

@@ -371,6 +371,8 @@ CASES: list[Case] = [
     Case("save-empty", M + " --save ''", expect=("--save needs a folder name",), offline=True),
     Case("save-nul", M + " --save 'out\x00put'", expect=("contains a NUL character",), offline=True),
     Case("save-too-long", M + " --save " + "d" * 300, expect=("is too long a path",), offline=True),
+    Case("to-oxen-nul", M + " --to-oxen 'repo\x00'", expect=("--to-oxen folder", "NUL"), offline=True),
+    Case("to-html-nul", M + " --to-html 'g\x00.html'", expect=("--to-html file", "NUL"), offline=True),
     Case(
         "save-a-file",
         M + " --save {tmp}/a-file",

@@ -810,3 +810,18 @@ def test_save_paths_that_cannot_be_folders_are_refused(save: str, words: list[st
     for word in words:
         assert word in message, message
     assert len(message) < 300 and "\x00" not in message
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("--to-oxen 'repo\x00'", ["The --to-oxen folder", "contains a NUL character"]),
+        ("--to-html 'grid\x00.html'", ["The --to-html file", "contains a NUL character"]),
+        ("--to-html ''", ["--to-html needs a file name, like --to-html grid.html"]),
+        ("--save 'bad\ud800name'", ["The --save folder", "has a character no path can have"]),
+    ],
+)
+def test_export_paths_are_checked_before_anything_is_sent(line: str, words: list[str]) -> None:
+    message = problem(build_spec, line, "a cat")
+    for word in words:
+        assert word in message, message
