@@ -232,7 +232,7 @@ class Results(Sequence[Item]):
         """`save`, saying which item each file holds (for tables that describe the files)."""
         from .oxen_repo import public_params
 
-        folder = Path(folder)
+        folder = Path(folder).expanduser()  # as --to-oxen and --to-html, and as --save was checked
         folder.mkdir(parents=True, exist_ok=True)
         written: list[tuple[Item, Path]] = []
         prompts = list(dict.fromkeys(i.prompt for i in self.items if i.request is not None))

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from support import all_text, login_for, run_cell, shown_html
 
@@ -429,3 +431,30 @@ def test_an_entry_whose_image_is_not_an_image_is_fetched_again(
     hub.reset()
     r = magic(shell, hub, "--model z-image-turbo --seed 1")
     assert generate_count(hub) == 1 and not r[0].cached and r[0].data == first[0].data
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+FIELDS = st.sampled_from(["sha256", "thumb_size", "thumb_sha256", "mime", "size", "created", "other"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(FIELDS, JSON, max_size=4))
+def test_any_json_in_a_record_reads_as_an_entry_or_as_damaged(changes: dict[str, Any]) -> None:
+    """Whatever a record holds, `get` returns an entry whose fields the runner can use, or None."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        cache = Cache(folder)
+        cache.put(HOST, BODY, IMAGE, THUMB, 64, mime="image/png", size=[64, 64], created=1)
+        (meta,) = entry_files(Path(folder), ".json")
+        _rewrite(meta, **changes)
+        entry = cache.get(HOST, BODY, 64)
+        if entry is not None:
+            size = entry.meta.get("size")
+            assert size is None or (isinstance(size, list) and [int(n) for n in size] == [64, 64])
+            assert isinstance(entry.meta.get("mime"), (str, type(None)))
+            assert entry.data == IMAGE

@@ -870,6 +870,16 @@ def test_a_changed_oxen_host_takes_effect_on_the_next_cell(
     assert [b["seed"] for b in bodies(hub)] == [1]
 
 
+def test_save_to_a_home_folder_expands_the_tilde(
+    shell: Any, hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    ok(shell, hub, "--model z-image-turbo --seed 1 --save ~/pngs")
+    assert len(list((tmp_path / "home" / "pngs").glob("*.png"))) == 1
+    assert not (tmp_path / "~").exists()  # not a folder literally named ~
+
+
 def test_save_to_an_unusable_folder_is_refused_before_anything_is_sent(
     shell: Any, hub: LocalHub, tmp_path: Path
 ) -> None:

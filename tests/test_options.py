@@ -825,3 +825,20 @@ def test_export_paths_are_checked_before_anything_is_sent(line: str, words: list
     message = problem(build_spec, line, "a cat")
     for word in words:
         assert word in message, message
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(), st.sampled_from(["--save", "--to-oxen", "--to-html"]))
+def test_typed_checks_raise_only_usage_problems(text: str, flag: str) -> None:
+    from oxen_magic import validate
+
+    for check in (
+        validate.out_name,
+        validate.host_without_credentials,
+        validate.prompt_length,
+        lambda t: validate.whole_number(t, "--cols"),
+        lambda t: validate.template_value(t, {"x": 1, t: t}),
+        lambda t: validate.folder_text(t, flag),
+    ):
+        with contextlib.suppress(UsageProblem):
+            check(text)
