@@ -18,6 +18,7 @@ Figures, each against a baseline measured in the same run:
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -70,6 +71,11 @@ class _HubProcess:
 
     def rss_mb(self) -> float:
         return _status_kb(self.proc.pid, "VmRSS") / 1024
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the hub process has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def peak_mb(self) -> float:
         return _status_kb(self.proc.pid, "VmHWM") / 1024
@@ -136,11 +142,12 @@ def room_rows(latency: float = 1.0) -> list[dict[str, Any]]:
                 _image(session, hub, {"model": MODELS[i % len(MODELS)], "prompt": f"alone {i}", "seed": i})
                 for i in range(3)
             )
-        began = time.perf_counter()
+        began, cpu_before, own_before = time.perf_counter(), hub.cpu_s(), time.process_time()
         first = _room(hub, 1)
         after_first = hub.rss_mb()
         second = _room(hub, 2)
         took = time.perf_counter() - began
+        hub_cpu, own_cpu = hub.cpu_s() - cpu_before, time.process_time() - own_before
         after_second, peak = hub.rss_mb(), hub.peak_mb()
     finally:
         hub.close()
@@ -158,9 +165,11 @@ def room_rows(latency: float = 1.0) -> list[dict[str, Any]]:
             "note": (
                 f"baseline: one image alone (injected latency {latency:g} s); median "
                 f"{statistics.median(times):.3f} s, max {times[-1]:.3f} s over two rounds "
-                f"({len(times)} images in {took:.1f} s)"
+                f"({len(times)} images in {took:.1f} s); CPU per image: hub "
+                f"{1000 * hub_cpu / len(times):.0f} ms, clients {1000 * own_cpu / len(times):.0f} ms; "
+                f"load average {os.getloadavg()[0]:.1f}"
             ),
-            "extra": {"times": times, "alone": alone},
+            "extra": {"times": times, "alone": alone, "hub_cpu_s": hub_cpu, "clients_cpu_s": own_cpu},
         },
         {
             "figure": "room. local hub peak RSS (two rounds of the room)",
