@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import validate
-from .catalog import RESERVED
+from .catalog import RESERVED, bundled_catalogue, properties_of, schema_of
 from .errors import UsageProblem
 from .inputs import GRAMMAR as INPUT_GRAMMAR
 from .inputs import Group
@@ -173,8 +173,53 @@ _KEY_WORDS = ("key", "token", "auth", "password", "passwd", "secret", "bearer", 
 OPTION_NAMES = sorted(o for a in PARSER._actions for o in a.option_strings if o.startswith("--"))
 
 
-def _refuse_keys_and_typos(words: Sequence[str]) -> None:
-    for word in words:
+def _chosen_models(words: Sequence[str], default: str | None) -> list[str]:
+    """The model ids the line names (`--model a,b`, `-m a`, `--model=a`), else the default."""
+    chosen: list[str] = []
+    for i, word in enumerate(words):
+        value = None
+        if word in ("--model", "-m") and i + 1 < len(words):
+            value = words[i + 1]
+        elif word.startswith("--model="):
+            value = word.split("=", 1)[1]
+        if value:
+            chosen += [m.strip() for m in value.split(",") if m.strip()]
+    return chosen or ([default] if default else [])
+
+
+#: Parameters with an option of their own (or set by one): never suggested as `--param`.
+_OWN_OPTION = frozenset({"seed", "aspect_ratio", "num_inference_steps", "input_image"})
+
+
+def _param_hint(words: Sequence[str], index: int, name: str, default_model: str | None) -> str | None:
+    """`did you mean --param guidance=3?` when a chosen model takes `name` as a parameter.
+
+    Learners type a model parameter as if it were an option (`--guidance 3`); the bundled
+    catalogue says which models take what, without asking the network.
+    """
+    param = name.replace("-", "_")
+    if param in RESERVED or param in _OWN_OPTION or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", param):
+        return None
+    catalogue = {str(m.get("id")): properties_of(schema_of(m)) for m in bundled_catalogue()}
+    chosen = [catalogue[m] for m in _chosen_models(words, default_model) if m in catalogue]
+    names = {n for props in (chosen or catalogue.values()) for n in props} - RESERVED - _OWN_OPTION
+    if param not in names:  # `--guidance` for a model whose parameter is `guidance_scale`
+        close = difflib.get_close_matches(param, sorted(names), n=1, cutoff=0.7)
+        if not close:
+            return None
+        param = close[0]
+    word = words[index]
+    if "=" in word:
+        value = word.split("=", 1)[1]
+    elif index + 1 < len(words) and not words[index + 1].startswith("-"):
+        value = words[index + 1]
+    else:
+        value = "VALUE"
+    return f"did you mean --param {param}={value}?"
+
+
+def _refuse_keys_and_typos(words: Sequence[str], default_model: str | None = None) -> None:
+    for index, word in enumerate(words):
         if not word.startswith("--"):
             continue
         name = word[2:].split("=", 1)[0]
@@ -185,13 +230,15 @@ def _refuse_keys_and_typos(words: Sequence[str]) -> None:
             )
         if "--" + name not in OPTION_NAMES:
             close = difflib.get_close_matches("--" + name, OPTION_NAMES, n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]}?" if close else "see %%oxenimage? for the options."
+            hint = _param_hint(words, index, name, default_model) or (
+                f"did you mean {close[0]}?" if close else "see %%oxenimage? for the options."
+            )
             raise UsageProblem(f"Unknown option --{name}; {hint}")
 
 
-def parse_words(words: Sequence[str]) -> argparse.Namespace:
+def parse_words(words: Sequence[str], default_model: str | None = DEFAULT_MODEL) -> argparse.Namespace:
     """The options line's words into argparse's namespace; typos and key options refused."""
-    _refuse_keys_and_typos(words)
+    _refuse_keys_and_typos(words, default_model)
     return PARSER.parse_args(list(words))
 
 
@@ -388,7 +435,7 @@ def build_spec(
     `body` is None for the one-line `%oxenimage`, whose prompt is the rest of the line.
     """
     defaults = defaults or Defaults()
-    args = parse_words(split_words(line))
+    args = parse_words(split_words(line), defaults.model)
     if args.host is not None:
         validate.host_without_credentials(args.host)
     if args.list_models:

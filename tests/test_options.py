@@ -328,6 +328,36 @@ def test_misspelt_option_suggests(line: str, suggestion: str) -> None:
     assert problem(build_spec, line, "a cat") == f"Unknown option {name}; did you mean {suggestion}?"
 
 
+@pytest.mark.parametrize(
+    ("line", "hint"),
+    [
+        ("--model flux-2-dev --guidance 3", "--param guidance=3"),
+        ("--guidance=2.5 -m flux-2-dev", "--param guidance=2.5"),
+        ("-m qwen-image --negative-prompt blurry", "--param negative_prompt=blurry"),
+        ("--model flux-2-dev --seed 1 --guidance", "--param guidance=VALUE"),
+        # the default model (klein-4b) calls it guidance_scale
+        ("--guidance 3", "--param guidance_scale=3"),
+        ("--guidance-scale 4", "--param guidance_scale=4"),
+    ],
+)
+def test_a_model_parameter_typed_as_an_option_gets_the_param_form(line: str, hint: str) -> None:
+    name = next(w for w in line.split() if w.startswith("--g") or w.startswith("--n")).split("=")[0]
+    assert problem(build_spec, line, "a cat") == f"Unknown option {name}; did you mean {hint}?"
+
+
+def test_no_param_hint_when_no_chosen_model_takes_it() -> None:
+    message = problem(build_spec, "--model z-image-turbo --guidance 3", "a cat")
+    assert message == "Unknown option --guidance; see %%oxenimage? for the options."
+    # parameters with an option of their own keep pointing at that option
+    assert problem(build_spec, "--seeds 3", "a cat").endswith("did you mean --seed?")
+
+
+def test_the_param_hint_follows_the_configured_default_model() -> None:
+    line = "--guidance 3"
+    hint = problem(build_spec, line, "a cat", defaults=Defaults(model="flux-2-dev"))
+    assert hint == "Unknown option --guidance; did you mean --param guidance=3?"
+
+
 def test_unknown_option_without_close_match() -> None:
     message = problem(build_spec, "--zzzzzzzz 3", "a cat")
     assert message == "Unknown option --zzzzzzzz; see %%oxenimage? for the options."
