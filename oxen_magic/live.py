@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .render import grid_head, grid_pages
+from .render import NO_MATH, grid_head, grid_pages
 
 if TYPE_CHECKING:
     from .results import Results
@@ -37,10 +37,10 @@ def live_parts(results: Results) -> list[str]:
     cols = (f'<col style="width:{label}px">' if label else "") + f'<col style="width:{width}px">' * ncols
     style = f"border-collapse:collapse;table-layout:fixed;width:{label + ncols * width}px;margin:0"
     tables = [
-        f'<table class="oxen-grid" style="{style}"><colgroup>{cols}</colgroup>{text}</table>'
+        f'<table class="oxen-grid {NO_MATH}" style="{style}"><colgroup>{cols}</colgroup>{text}</table>'
         for _, text, _ in rows
     ]
-    head = '<div class="oxen-magic">' + grid_head(results, shown, 1, len(pages)) + "</div>"
+    head = f'<div class="oxen-magic {NO_MATH}">' + grid_head(results, shown, 1, len(pages)) + "</div>"
     return [head, *tables]
 
 

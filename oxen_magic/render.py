@@ -7,6 +7,7 @@ never full images.
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 from collections.abc import Sequence
@@ -20,6 +21,18 @@ if TYPE_CHECKING:
     from .results import Item, Results
 
 THUMB_QUALITY = 82
+#: Quality of the on-demand full-size view (`Item.show()`): one image, asked for by name.
+FULL_QUALITY = 90
+#: Error text drawn in a cell is cut here (the whole message is in the cell's tooltip).
+ERROR_CHARS = 240
+#: Classes that tell MathJax (JupyterLab 4 and Notebook 7: `mathjax_ignore`; MathJax 2 in the
+#: classic notebook and nbviewer: `tex2jax_ignore`) not to typeset `$0.025 + 8 × $0.002` as maths.
+NO_MATH = "mathjax_ignore tex2jax_ignore"
+
+
+def esc(text: object) -> str:
+    """HTML-escape, and write `$` as `&#36;`: no renderer may read prices or prompts as maths."""
+    return html.escape(str(text)).replace("$", "&#36;")
 
 
 def thumbnail(image: Image.Image, size: int) -> bytes:
@@ -88,12 +101,12 @@ def cell_html(item: Item, size: int, model_in_caption: bool = True) -> str:
         body = (
             f'<div class="oxen-note" style="{_BOX}width:{size}px;height:{height}px;'
             f'border:1px dashed #bbb;opacity:.6;font-size:12px;padding:6px">'
-            f"{html.escape(item.note or '')}</div>"
+            f"{esc(item.note or '')}</div>"
         )
         return f'<td class="oxen-cell oxen-skipped">{body}</td>'
     text = _caption(item)  # made once: a redraw formats every cell again
-    caption = html.escape(text)
-    title = html.escape(text + "\n" + _short(item.prompt))
+    caption = esc(text)
+    title = esc(text + "\n" + _short(item.prompt))
     if item.thumb is not None:
         src = item.thumb_uri
         body = (
@@ -102,11 +115,7 @@ def cell_html(item: Item, size: int, model_in_caption: bool = True) -> str:
         )
         state = "oxen-done"
     elif item.status == "failed":
-        body = (
-            f'<div class="oxen-error" title="{title}" style="{_BOX}width:{size}px;height:{height}px;'
-            f'border:1px solid #d33;color:#d33;font-size:12px;padding:8px;border-radius:4px">'
-            f"{html.escape(item.error or 'failed')}</div>"
-        )
+        body = error_box(item.error or "failed", size, height, text + "\n" + _short(item.prompt))
         state = "oxen-failed"
     else:
         word = {"cancelled": "stopped", "planned": "not sent (dry run)"}.get(item.status, "generating…")
@@ -115,10 +124,10 @@ def cell_html(item: Item, size: int, model_in_caption: bool = True) -> str:
             f'border:1px dashed #999;opacity:.6;font-size:12px;border-radius:4px">{word}</div>'
         )
         state = "oxen-" + item.status
-    short = caption if model_in_caption else html.escape(_caption(item, model=False))
+    short = caption if model_in_caption else esc(_caption(item, model=False))
     caption = (
         f'<div style="font-size:11px;opacity:.75;max-width:{size}px;text-align:left;'
-        f'line-height:1.3">{short}</div>'
+        f'line-height:1.3;overflow-wrap:break-word">{short}</div>'
     )
     return (
         f'<td class="oxen-cell {state}" style="vertical-align:top;padding:4px;text-align:left;'
@@ -130,7 +139,7 @@ def inputs_html(group: Sequence[InputImage]) -> str:
     """An input group as small thumbnails (what a row, column or whole grid was made from)."""
     bits = []
     for image in group:
-        label = html.escape(image.label)
+        label = esc(image.label)
         src = image.thumb_uri
         pic = (
             f'<img src="{src}" alt="{label}" style="height:40px;width:auto;display:block;'
@@ -139,10 +148,84 @@ def inputs_html(group: Sequence[InputImage]) -> str:
             else ""
         )
         bits.append(
-            f'<span class="oxen-input" title="{html.escape(image.record)}" style="display:inline-block;'
+            f'<span class="oxen-input" title="{esc(image.record)}" style="display:inline-block;'
             f'margin-right:6px;vertical-align:top">{pic}</span>'
         )
     return f'<div style="white-space:nowrap">{"".join(bits)}</div>' if bits else ""  # label below
+
+
+def error_box(message: str, width: int, height: int, context: str = "") -> str:
+    """An error drawn inside its cell: wrapped, cut to the lines that fit, whole on hover.
+
+    A long server message (a URL, a JSON body) must not push the grid apart or spill over the
+    next cell, so the box has a fixed size, breaks anywhere, hides the overflow, and clamps the
+    lines; the `title` tooltip carries the full text.
+    """
+    lines = max(2, (height - 16) // 15)
+    shown = message if len(message) <= ERROR_CHARS else message[: ERROR_CHARS - 1].rstrip() + "…"
+    tip = message + ("\n\n" + context if context.strip() else "")
+    clamp = (
+        f"display:-webkit-box;-webkit-box-orient:vertical;-webkit-line-clamp:{lines};line-clamp:{lines};"
+        "overflow:hidden;overflow-wrap:break-word;max-width:100%;max-height:100%"
+    )
+    return (
+        f'<div class="oxen-error" title="{esc(tip)}" style="{_BOX}width:{width}px;height:{height}px;'
+        "overflow:hidden;border:1px solid #d33;color:#d33;font-size:12px;line-height:15px;padding:8px;"
+        f'border-radius:4px"><div class="oxen-error-message" style="{clamp}">{esc(shown)}</div></div>'
+    )
+
+
+def item_html(item: Item) -> str:
+    """`grid[4]` shown on its own: its thumbnail and a caption saying which image it is.
+
+    Position and seed are easy to confuse (`boats[4]` is the fifth image, often seed 5), so
+    the caption spells out both and how to find an image by seed instead.
+    """
+    what = esc(_caption(item)) if item.request is not None else "an empty cell"
+    size = max(64, min(256, item.size[0] if item.size else 256))
+    if item.thumb is not None:
+        body = f'<img src="{item.thumb_uri}" alt="{what}" style="width:{size}px;height:auto;display:block">'
+    elif item.status == "failed":
+        body = error_box(item.error or "failed", size, round(size * _ratio(item)))
+    else:
+        body = ""
+    where = (
+        f"position {item.index} (counting from 0): {what}"
+        if item.request is None or item.seed is None
+        else f"position {item.index} (counting from 0) is {what}; by seed: "
+        f"grid[{esc(repr(item.model))}, {item.seed}]"
+    )
+    return (
+        f'<div class="oxen-item {NO_MATH}">{body}'
+        f'<div style="font-size:11px;opacity:.75;overflow-wrap:break-word">{where}; '
+        ".show() for full size</div></div>"
+    )
+
+
+def full_html(item: Item) -> str:
+    """One image at full resolution, on demand (`item.show()`); the grid itself keeps thumbnails.
+
+    Re-encoded as a JPEG (the PNG would be several times bigger in the saved notebook) unless
+    the API already sent a JPEG or WebP.
+    """
+    data, mime = item.data, item.mime or ""
+    if data is None:
+        return f'<div class="oxen-full {NO_MATH}">No image: {esc(item.error or item.status)}</div>'
+    image = item.image
+    assert image is not None
+    if mime not in ("image/jpeg", "image/webp"):
+        rgb = image.convert("RGB") if image.mode != "RGB" else image
+        out = io.BytesIO()
+        rgb.save(out, format="JPEG", quality=FULL_QUALITY)
+        data, mime = out.getvalue(), "image/jpeg"
+    uri = f"data:{mime};base64," + base64.b64encode(data).decode()
+    caption = f"{_caption(item)} · {image.width}×{image.height}"
+    return (
+        f'<figure class="oxen-full {NO_MATH}" style="margin:0">'
+        f'<img src="{uri}" alt="{esc(caption)}" title="{esc(caption + chr(10) + (item.prompt or ""))}" '
+        f'style="max-width:100%;width:{image.width}px;height:auto;display:block">'
+        f'<figcaption style="font-size:11px;opacity:.75">{esc(caption)}</figcaption></figure>'
+    )
 
 
 _NOTE = "font-size:12px;opacity:.8"
@@ -166,15 +249,14 @@ def _table_rows(results: Results) -> list[tuple[int, str, int]]:
         if plan.col_axis:
             pics = [inputs_html(plan.col_inputs[c]) if plan.col_inputs else "" for c in range(ncols)]
             heads = "".join(
-                f'<th class="oxen-col" style="{_TH}">{pics[c]}{html.escape(plan.col_labels[c])}</th>'
-                for c in span
+                f'<th class="oxen-col" style="{_TH}">{pics[c]}{esc(plan.col_labels[c])}</th>' for c in span
             )
             corner = '<th class="oxen-corner"></th>' if plan.row_axes else ""
             out.append((0, f"{_TR}{corner}{heads}</tr>", chunk))
         for r, label in enumerate(plan.row_labels):
             pic = inputs_html(plan.row_inputs[r]) if plan.row_inputs else ""
             head = (
-                f'<th class="oxen-row" style="{_TH};vertical-align:middle">{pic}{html.escape(label)}</th>'
+                f'<th class="oxen-row" style="{_TH};vertical-align:middle">{pic}{esc(label)}</th>'
                 if plan.row_axes
                 else ""
             )
@@ -207,10 +289,10 @@ def grid_pages(results: Results, cells: int) -> list[list[tuple[int, str, int]]]
 
 def grid_head(results: Results, shown: int | None = None, page: int = 1, pages: int = 1) -> str:
     """The progress line, the notes, and (for a big grid) which part is shown and how to see more."""
-    status = html.escape(results.summary())
+    status = esc(results.summary())
     cost = results.plan.cost_line()
     if cost:
-        status += " · " + html.escape(cost)
+        status += " · " + esc(cost)
     notes = list(results.notes)
     if pages > 1:
         later = f"results.page({page + 1}) shows the next ones, " if page < pages else ""
@@ -221,18 +303,18 @@ def grid_head(results: Results, shown: int | None = None, page: int = 1, pages: 
     prompts = list(dict.fromkeys(i.prompt for i in results.items if i.request is not None and i.prompt))
     inputs = "".join(  # each prompt whole, once: the cells' tooltips carry only a short form
         '<div class="oxen-prompt-line" style="font-size:12px;opacity:.8;white-space:pre-wrap;'
-        f'max-height:6em;overflow:auto">{f"prompt {n}: " if len(prompts) > 1 else ""}{html.escape(p)}</div>'
+        f'max-height:6em;overflow:auto">{f"prompt {n}: " if len(prompts) > 1 else ""}{esc(p)}</div>'
         for n, p in enumerate(prompts, 1)
     )
     if results.plan.fixed_inputs:
-        names = html.escape(" + ".join(i.label for i in results.plan.fixed_inputs))
+        names = esc(" + ".join(i.label for i in results.plan.fixed_inputs))
         inputs += (
             f'<div class="oxen-inputs" style="font-size:12px;margin:2px 0">'
             f"{inputs_html(results.plan.fixed_inputs)}<div>input: {names}</div></div>"
         )
     return (
         f'<div class="oxen-progress" style="font-size:12px;opacity:.8;margin:2px 0">{status}</div>'
-        + "".join(f'<div class="oxen-notice" style="{_NOTE}">{html.escape(n)}</div>' for n in notes)
+        + "".join(f'<div class="oxen-notice" style="{_NOTE}">{esc(n)}</div>' for n in notes)
         + inputs
     )
 
@@ -246,9 +328,9 @@ def grid_html(results: Results, page: int = 1, cells: int | None = None) -> str:
     rows = pages[page - 1]
     shown = sum(n for n, _, _ in rows)
     return (
-        '<div class="oxen-magic">'
+        f'<div class="oxen-magic {NO_MATH}">'
         + grid_head(results, shown, page, len(pages))
-        + '<table class="oxen-grid" style="border-collapse:collapse">'
+        + f'<table class="oxen-grid {NO_MATH}" style="border-collapse:collapse">'
         + "".join(t for _, t, _ in rows)
         + "</table></div>"
     )
@@ -401,14 +483,14 @@ class ModelTable:
 
     def _repr_html_(self) -> str:
         cells = "".join(
-            f"<tr><td><code>{html.escape(a)}</code></td><td>{html.escape(b)}</td>"
-            f"<td>{html.escape(c)}</td>"
-            f'<td style="text-align:left">{html.escape(d)}</td></tr>'
+            f"<tr><td><code>{esc(a)}</code></td><td>{esc(b)}</td>"
+            f"<td>{esc(c)}</td>"
+            f'<td style="text-align:left">{esc(d)}</td></tr>'
             for a, b, c, d in self.rows()
         )
         return (
-            '<table class="oxen-models"><tr><th>model</th><th>price / image</th>'
+            f'<table class="oxen-models {NO_MATH}"><tr><th>model</th><th>price / image</th>'
             '<th title="--input-image: required, optional (several = reference images) or text only">'
             "input image</th>"
             f'<th style="text-align:left">parameters (allowed, default)</th></tr>{cells}</table>'
-        ) + "".join(f'<p class="oxen-note">{html.escape(n)}</p>' for n in self.notes)
+        ) + "".join(f'<p class="oxen-note">{esc(n)}</p>' for n in self.notes)

@@ -52,7 +52,21 @@ class Item:
     #: the input image of a later cell. `key`: its cache key, its identity as an input.
     url: str | None = None
     key: str | None = None
+    index: int = -1  # position in its Results (`grid[index]`), which is not the seed
     _uri: tuple[bytes, str] | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        what = f"{self.model}, seed {self.seed}" if self.request is not None else "empty cell"
+        return f"<Item at position {self.index}: {what}, {self.status}>"
+
+    def _repr_html_(self) -> str:
+        from .render import item_html
+
+        return item_html(self)
+
+    def show(self) -> FullView:
+        """This image at full size (put it last in a cell); the grid itself keeps thumbnails."""
+        return FullView(self)
 
     @property
     def model(self) -> str | None:
@@ -117,18 +131,44 @@ class Item:
         return "_".join(parts)
 
 
+class FullView:
+    """What `item.show()` returns: one image at full resolution, displayed on demand.
+
+    Only images asked for this way are saved in the notebook at full size (clear that output
+    to drop it again); the grid's cells stay small thumbnails.
+    """
+
+    def __init__(self, item: Item) -> None:
+        self.item = item
+
+    def _repr_html_(self) -> str:
+        from .render import full_html
+
+        return full_html(self.item)
+
+    def __repr__(self) -> str:
+        size = f"{self.item.size[0]}x{self.item.size[1]}" if self.item.size else "unknown size"
+        return f"<full-size view of {self.item!r}, {size}>"
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-") or "x"
 
 
 class Results(Sequence[Item]):
-    """A sized, indexable grid of items; `results["flux-2-dev", 3]` finds by (model, seed)."""
+    """A sized, indexable grid of items.
+
+    `results["flux-2-dev", 3]` finds by (model, seed); `results[4]` is by position, the fifth
+    item in reading order (row by row), which is seed 5 in a `--seed 1..8` sweep.
+    """
 
     def __init__(self, plan: Plan, *, size: int = 256, cols: int = 8) -> None:
         self.plan = plan
         self.size = size
         self.cols = cols
-        self.items: list[Item] = [Item(c.request, c.row, c.col, note=c.note) for c in plan.cells]
+        self.items: list[Item] = [
+            Item(c.request, c.row, c.col, note=c.note, index=n) for n, c in enumerate(plan.cells)
+        ]
         for item in self.items:
             if item.request is None:
                 item.status = "skipped"
@@ -154,6 +194,17 @@ class Results(Sequence[Item]):
                     return item
             raise KeyError(f"No image for model {key[0]!r} with seed {key[1]!r} in these results.")
         raise TypeError("Index results by position or by (model, seed).")
+
+    def show(self, *key: Any) -> FullView:
+        """One image at full size: `grid.show("flux-2-dev", 3)` by (model, seed), `grid.show(4)`
+        by position (the fifth image, which is not seed 4 unless the seeds start at 0)."""
+        if len(key) == 1 and isinstance(key[0], int):
+            item = self.items[key[0]]
+        elif len(key) == 2:
+            item = self[key[0], key[1]]
+        else:
+            raise TypeError("show(model, seed) or show(position).")
+        return item.show()
 
     def select(self, **fields: Any) -> list[Item]:
         """Items whose attributes match, e.g. `select(model="flux-2-dev", prompt=...)`."""

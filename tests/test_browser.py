@@ -75,6 +75,34 @@ PANEL_LINE = "%%oxenimage --model black-forest-labs-flux-2-klein-4b,z-image-turb
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
+# Rendering checks (issue 14, item 8): prices and prompts with `$` in a grid, two images that
+# fail (a second hub in the kernel, told to refuse two requests) drawn in 64 px cells.
+ROOM_CELLS = (
+    "from oxen_magic.client import remember_key\n"
+    "from oxen_magic.localhub import LocalHub\n\n"
+    "room = LocalHub(api_key=None, image_size=256).start()  # any key; fails on request\n"
+    'remember_key(room.url, "any-key")\n'
+    "room_url = room.url\n"
+    "room.fail_next(2, 400)",
+    "%%oxenimage --host $room_url --model flux-2-dev --seed 1..3 --size 64\na $5 bill\n---\na $10 bill",
+    "room.stop()",
+    "from IPython.display import HTML\n\n"
+    "HTML('<div class=\"oxen-control\">costs $1 and $2</div>')  # not ours: JupyterLab typesets it",
+)
+DOLLAR_ROWS = ["prompt 1: a $5 bill", "prompt 2: a $10 bill"]
+
+# Every error box inside its cell: not wider or taller than the cell, nothing scrolled out.
+_JS_ERRORS_CONTAINED = """(grid) => Array.from(document.querySelectorAll(grid + ' .oxen-error'))
+ .map((box) => {
+  const cell = box.closest('td').getBoundingClientRect();
+  const r = box.getBoundingClientRect();
+  const msg = box.querySelector('.oxen-error-message').getBoundingClientRect();
+  const within = (a, b) => a.left >= b.left - 0.5 && a.right <= b.right + 0.5
+                           && a.top >= b.top - 0.5 && a.bottom <= b.bottom + 0.5;
+  return {inside: within(r, cell) && within(msg, r),
+          wide: box.scrollWidth <= box.clientWidth + 1, title: box.title, w: r.width, h: r.height};
+})"""
+
 # The output grid whose `th.oxen-row` headers are exactly `rows` and whose `th.oxen-col`
 # headers are exactly `cols`: a cell's output area holding a `.oxen-magic` progress line (the
 # magic shows a grid as that line, then one output per row); it gets `data-test-grid=<name>` so
@@ -99,6 +127,7 @@ def notebook_copy(target: Path) -> int:
             cell.outputs = []
             cell.execution_count = None
     nb.metadata.pop("widgets", None)  # saved widget state would be shown before the run
+    nb.cells.extend(nbformat.v4.new_code_cell(source) for source in ROOM_CELLS)
     nb.cells.append(nbformat.v4.new_code_cell(PANEL_CELL))
     nbformat.write(nb, str(target))
     return sum(1 for c in nb.cells if c.cell_type == "code")
@@ -189,6 +218,24 @@ def test_quickstart_and_panel_in_jupyterlab(
             assert_images_loaded(page, ".jp-Cell .jp-OutputArea-output .oxen-grid")
             shots.append(save_screenshot(page, artifacts, "comparison-grid", selector=comparison))
             mark("grids checked")
+
+            # Dollar signs stay text (JupyterLab typesets `$...$` in HTML outputs unless told
+            # not to), and the two failed images keep their messages inside their cells.
+            n = page.evaluate(_JS_TAG_GRID, ["dollars", DOLLAR_ROWS, ["seed 1", "seed 2", "seed 3"]])
+            assert n == 1, f"expected one grid with row headers {DOLLAR_ROWS}, found {n}"
+            dollars = '[data-test-grid="dollars"]'
+            assert page.locator(f"{dollars} mjx-container").count() == 0
+            progress = page.locator(f"{dollars} .oxen-progress").inner_text()
+            assert "est. $0.150" in progress and progress.startswith("4/6 images, 2 failed"), progress
+            boxes = page.evaluate(_JS_ERRORS_CONTAINED, dollars)
+            assert len(boxes) == 2, boxes
+            for box in boxes:
+                assert box["inside"] and box["wide"], boxes
+                assert box["title"].startswith("The API rejected the request"), boxes
+            # The control: plain HTML with dollars is typeset, so the check above means something.
+            page.wait_for_selector(".oxen-control mjx-container", timeout=15_000)
+            shots.append(save_screenshot(page, artifacts, "dollars-and-errors", selector=dollars))
+            mark("dollars and errors checked")
 
             # The panel, driven like a user.
             sent_before = len(hub.generate_calls())

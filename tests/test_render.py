@@ -5,6 +5,7 @@ No server: plans are made from the bundled catalogue and items are filled by han
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import re
@@ -146,7 +147,7 @@ def test_grid_names_models_and_seeds_and_shows_each_state() -> None:
     assert "gpt-image-1-5 takes no seed; one image instead of 3" in html.unescape(page)
 
     assert "2/4 images, 1 failed" in page
-    assert "est. $0.115" in page  # 3 x 0.025 + 1 x 0.04
+    assert "est. &#36;0.115" in page and "$" not in page  # 3 x 0.025 + 1 x 0.04, never maths
     assert "<b>bold</b>" not in page  # the prompt is escaped wherever it appears
     assert results._repr_html_() == page
 
@@ -190,7 +191,55 @@ def test_placeholders_follow_the_requested_aspect_ratio() -> None:
 
 def test_no_price_means_no_estimate() -> None:
     results = results_for(["some-unknown-model"], seeds=(1,))
-    assert "est. $" not in grid_html(results)
+    assert "est. " not in grid_html(results)
+
+
+def test_dollars_are_never_maths() -> None:
+    """JupyterLab typesets `$...$` in HTML outputs: the grid opts out and writes `$` as an entity."""
+    results = results_for(["flux-2-dev"], seeds=(1, 2), prompts=("a $5 bill and a $10 bill",))
+    results[1].status, results[1].error = "failed", "Costs $0.025; $ signs everywhere"
+    page = grid_html(results)
+    assert "$" not in page
+    assert "a &#36;5 bill and a &#36;10 bill" in page and "est. &#36;0.050" in page
+    assert re.match(r'<div class="oxen-magic[^"]*\bmathjax_ignore\b[^"]*\btex2jax_ignore\b', page)
+    assert html.unescape(page).count("a $5 bill and a $10 bill") >= 2
+    table = ModelTable([ModelInfo.from_api(m) for m in default_catalogue()[:3]])._repr_html_()
+    assert "$" not in table and "mathjax_ignore" in table and "&#36;0.0" in table
+
+
+def test_a_long_error_stays_inside_its_cell_and_is_whole_on_hover() -> None:
+    results = results_for(["flux-2-dev"], seeds=(1,), size=128)
+    long = "The server said: " + "x" * 600 + " https://example.invalid/" + "y" * 200
+    results[0].status, results[0].error = "failed", long
+    cell = cell_html(results[0], 128)
+    box = re.search(r'<div class="oxen-error" title="([^"]*)" style="([^"]*)">(.*?)</div></div>', cell, re.S)
+    assert box, cell
+    title, style, shown = box.groups()
+    assert html.unescape(title).startswith(long)  # the whole message on hover
+    assert "width:128px;height:128px" in style and "overflow:hidden" in style
+    assert "overflow-wrap:break-word" in shown and "-webkit-line-clamp" in shown
+    text = html.unescape(re.sub(r"<[^>]+>", "", shown))
+    assert text.endswith("…") and len(text) <= 240
+
+
+def test_an_item_says_its_position_is_not_its_seed_and_shows_full_size() -> None:
+    results = results_for(["z-image-turbo"], seeds=range(1, 7))
+    for item in results:
+        finish(item, 300, 200)
+    fifth = results[4]
+    assert fifth.seed == 5 and fifth.index == 4
+    assert repr(fifth) == "<Item at position 4: z-image-turbo, seed 5, done>"
+    page = fifth._repr_html_()
+    assert "position 4 (counting from 0)" in page and "grid[&#x27;z-image-turbo&#x27;, 5]" in page
+    full = results.show("z-image-turbo", 5)._repr_html_()
+    assert full == results.show(4)._repr_html_() == fifth.show()._repr_html_()
+    src = re.search(r'<img src="data:image/jpeg;base64,([^"]+)"', full)
+    assert src
+    with Image.open(io.BytesIO(base64.b64decode(src.group(1)))) as shown:
+        assert shown.size == (300, 200)  # full size, not the thumbnail
+    assert "300×200" in full
+    with pytest.raises(KeyError):
+        results.show("z-image-turbo", 99)
 
 
 # -- contact sheet --------------------------------------------------------------------------------
