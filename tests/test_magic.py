@@ -145,7 +145,7 @@ def test_seed_sweep_sends_one_request_per_seed_and_shows_the_grid(shell: Any, hu
     assert col_headers(html) == ["seed 1", "seed 2", "seed 3"]
     assert html.count("<img ") == 3
     assert "oxen-pending" not in html and "oxen-error" not in html
-    assert "est. $0.075" in html
+    assert "est. &#36;0.075" in html
     assert captured.stdout.strip() == "" and captured.stderr.strip() == ""
 
 
@@ -161,7 +161,7 @@ def test_model_option_takes_comma_lists_and_repeats(shell: Any, hub: LocalHub) -
     assert col_headers(html) == ["flux-2-dev", "z-image-turbo", "black-forest-labs-flux-2-klein-4b"]
     assert html.count("<img ") == 3
     # 0.025 + 0.002 + 0.003
-    assert "est. $0.030" in html
+    assert "est. &#36;0.030" in html
 
 
 @pytest.mark.parametrize(
@@ -289,7 +289,7 @@ def test_params_for_a_model_without_schema_are_parsed_json_ish(shell: Any, hub: 
     assert body["style"] == "oil"
     assert body["seed"] == 2
     assert r.done == 1
-    assert "est. $" not in final_html(captured)  # no price known
+    assert "est. " not in final_html(captured)  # no price known
 
 
 def test_format_b64_json_is_requested_and_nothing_is_downloaded(shell: Any, hub: LocalHub) -> None:
@@ -633,7 +633,7 @@ def test_cost_estimate_is_shown_from_the_first_display(shell: Any, hub: LocalHub
     captured, _ = ok(shell, hub, "--model flux-2-dev,z-image-turbo --seed 1,2")
     heads = [h for h in html_outputs(captured) if "oxen-progress" in h]
     # 2 x 0.025 + 2 x 0.002
-    assert all("est. $0.054" in h for h in heads)
+    assert all("est. &#36;0.054" in h for h in heads)
     assert progress(heads[0]).startswith("0/4 images")
 
 
@@ -843,7 +843,7 @@ def test_dry_run_shows_the_plan_and_cost_and_sends_nothing(hub: LocalHub, shell:
     r = shell.user_ns["r"]
     assert {i.status for i in r.items} == {"planned"} and r.total == 6
     page = final_html(captured)
-    assert "Dry run: 6 image(s) planned (est. $0.081); nothing was sent." in page
+    assert "Dry run: 6 image(s) planned (est. &#36;0.081); nothing was sent." in page
     assert page.count("not sent (dry run)") == 6
 
 
