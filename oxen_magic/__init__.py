@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .pack import PackReport
+    from .results import Results
     from .widget import Panel
 
 
@@ -87,3 +89,31 @@ def panel(**defaults: Any) -> Panel:
     if shell is not None:
         magic = next((m for m in shell.configurables if isinstance(m, OxenMagic)), None)
     return Panel(magic=magic or OxenMagic(shell=shell), **defaults)
+
+
+def export_pack(path: str, **filters: Any) -> PackReport:
+    """Write what the cache holds for some cells as one offline pack (a zip); see `pack.export_pack`.
+
+    `oxen_magic.export_pack("workshop.zip", notebook="workshop.ipynb")` keeps the images of
+    hub.oxen.ai whose prompts that notebook's cells write.
+    """
+    from .pack import export_pack as export
+
+    return export(path, **filters)
+
+
+def import_pack(path: str, **options: Any) -> PackReport:
+    """Add an offline pack's images to this machine's cache (checked first); see `pack.import_pack`."""
+    from .pack import import_pack as import_
+
+    return import_(path, **options)
+
+
+def latest(**fields: Any) -> Results:
+    """The most recent grid made in this session, whatever it was named (see `results.latest`).
+
+    `oxen_magic.latest(prompt="a paper boat on a pond")`: the newest grid with that prompt.
+    """
+    from .results import latest as find
+
+    return find(**fields)

@@ -133,7 +133,10 @@ class Cache:
         if self.problem is not None:
             return
         meta_path, data_path, thumb_path = self._paths(self.key(host, body))
+        # host and body are kept so an entry can be found again by what it answers (a pack of
+        # one host's entries, `pack.export_pack`); the body never holds the key.
         record = {"sha256": hashlib.sha256(data).hexdigest(), "thumb_size": thumb_size, **meta}
+        record.update(host=host, body=body)
         if thumb is not None:
             record["thumb_sha256"] = hashlib.sha256(thumb).hexdigest()
         try:
@@ -156,6 +159,31 @@ class Cache:
             _atomic_write(meta_path, json.dumps(record, sort_keys=True).encode())
         except OSError as exc:
             self._failed(exc)
+
+    def entry_files(self) -> list[Path]:
+        """Every entry's `.json` file (what `pack.export_pack` reads through)."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p for p in self.folder.glob("[0-9a-f][0-9a-f]/*.json") if not p.name.startswith("."))
+
+    def read_entry(self, meta_path: Path) -> Entry | None:
+        """One entry by its `.json` file, checked as `get` checks it; None when damaged."""
+        try:
+            meta = json.loads(meta_path.read_text())
+            data = meta_path.with_suffix(".img").read_bytes()
+        except (OSError, ValueError):
+            return None
+        if not isinstance(meta, dict) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
+            return None
+        thumb = None
+        if meta.get("thumb_sha256"):
+            try:
+                thumb = meta_path.with_suffix(".thumb").read_bytes()
+            except OSError:
+                thumb = None
+            if thumb is not None and meta.get("thumb_sha256") != hashlib.sha256(thumb).hexdigest():
+                thumb = None
+        return Entry(data, thumb, meta)
 
     # -- model descriptions: what an offline rerun needs to plan the same requests -------------
     def _model_path(self, host: str, model_id: str) -> Path:

@@ -24,6 +24,12 @@ from .validate import save_folder
 #: Notes given once per process (the data: URI caveat), not on every cell.
 _NOTED: set[str] = set()
 
+#: What to do without a network for what the cache cannot answer (issue 14: offline packs).
+OFFLINE_WAYS = (
+    "import the workshop's offline pack (python -m oxen_magic.pack import FILE), "
+    "or use the local hub (--host local)."
+)
+
 
 def resolve_models(
     client: OxenClient, ids: Sequence[str], cache: Cache | None = None
@@ -65,7 +71,9 @@ def resolve_models(
             where = "Offline" if isinstance(got, NetworkError) else f"Could not read {model_id} ({got})"
             notes.append(f"{where}: using the description of {model_id} saved by an earlier run.")
         elif isinstance(got, NetworkError):
-            raise got
+            raise NetworkError(
+                f"{got} Nothing for {model_id} is cached on this machine: {OFFLINE_WAYS}"
+            ) from None
         else:
             found[model_id] = None
             notes.append(f"Could not read {model_id}'s parameters, so they are sent unchecked: {got}")
@@ -172,6 +180,12 @@ def execute(
     late = cache.note() if cache is not None else None  # a write that failed during the run
     if late:
         results.notes.append(late)
+    offline = sum(1 for item in results.items if item.offline)
+    if offline:
+        results.notes.append(
+            f"Offline: {offline} image(s) are not in this machine's cache; rerun when the network is "
+            f"back, {OFFLINE_WAYS}"
+        )
     export(results, spec)
     return results
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +55,7 @@ class Item:
     url: str | None = None
     key: str | None = None
     index: int = -1  # position in its Results (`grid[index]`), which is not the seed
+    offline: bool = False  # failed for want of a network (the grid then says what to do)
     _uri: tuple[bytes, str] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
@@ -155,6 +158,29 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-") or "x"
 
 
+#: The last few grids made in this process, newest last (`latest()`); a few, as they hold images.
+_RECENT: deque[Results] = deque(maxlen=4)
+_RECENT_LOCK = threading.Lock()
+
+
+def latest(**fields: Any) -> Results:
+    """The most recent grid made in this process (by the magic, the panel or Python), or the most
+    recent holding an image whose fields match, e.g. `latest(prompt="a paper boat on a pond")`.
+
+    A workshop's check cells use it, so they work whatever the student named their result.
+    """
+    with _RECENT_LOCK:
+        recent = list(_RECENT)
+    for results in reversed(recent):
+        if results.done and (not fields or results.select(**fields)):
+            return results
+    wanted = ", ".join(f"{k}={v!r}" for k, v in fields.items())
+    raise LookupError(
+        f"No grid{' with ' + wanted if wanted else ''} has been made in this notebook yet; "
+        "run your cell above first."
+    )
+
+
 class Results(Sequence[Item]):
     """A sized, indexable grid of items.
 
@@ -178,6 +204,8 @@ class Results(Sequence[Item]):
         self.notes: list[str] = list(plan.notes)
         self.host: str | None = None  # the API base the images came from
         self.prices: dict[str, float] = {}  # model id -> price per image, where the API gave one
+        with _RECENT_LOCK:
+            _RECENT.append(self)
 
     def __len__(self) -> int:
         return len(self.items)

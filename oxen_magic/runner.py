@@ -19,7 +19,7 @@ from typing import Any
 
 from .cache import Cache
 from .client import Generation, OxenClient
-from .errors import Cancelled, OxenError
+from .errors import Cancelled, NetworkError, OxenError
 from .images import decode_image
 from .inputs import fetch_failure
 from .render import thumbnail
@@ -300,9 +300,9 @@ class _Job:
             thumb = self._run_in_cpu_pool(_thumbnail, generation, self.size)
         except Cancelled:
             return self._outcome(item, status="cancelled")
-        except OxenError as exc:
+        except OxenError as exc:  # offline: the grid's note says how to get on without a network
             error = fetch_failure(str(exc), exc.status, request.inputs) or str(exc)
-            return self._outcome(item, error=error, status="failed")
+            return self._outcome(item, error=error, status="failed", offline=isinstance(exc, NetworkError))
         except Exception as exc:  # a bug must not take the whole grid down with it
             error = self.client.scrub(f"Unexpected error: {type(exc).__name__}: {exc}")
             return self._outcome(item, error=error, status="failed")
