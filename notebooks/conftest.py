@@ -14,6 +14,10 @@ import pytest
 
 from oxen_magic.localhub import LocalHub
 
+#: Handouts are made from workshop.ipynb (tests/test_handout.py checks them) and have no outputs
+#: to compare; budget.py runs the notebooks itself.
+collect_ignore = ["workshop_student.ipynb", "workshop_solutions.ipynb", "budget.py"]
+
 _hub: LocalHub | None = None
 _cache: str | None = None
 

@@ -19,7 +19,9 @@ import pytest
 from oxen_magic.localhub import LocalHub
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+#: Made from workshop.ipynb by `python -m oxen_magic.handout` (tests/test_handout.py): no outputs.
+HANDOUTS = {"workshop_student.ipynb", "workshop_solutions.ipynb"}
+NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").glob("*.ipynb") if p.name not in HANDOUTS)
 NAMES = [p.name for p in NOTEBOOKS]
 EXPECTED = {
     "quickstart.ipynb",
@@ -117,16 +119,16 @@ def test_links_between_notebooks_resolve(path: Path) -> None:
                 assert (path.parent / target).is_file(), f"{path.name} links to missing {target}"
 
 
-def test_workshop_solutions_are_hidden() -> None:
+def test_workshop_solutions_are_tagged_with_hints() -> None:
+    """Each exercise's answer is tagged `solution` with a hint, so the handout can take it out."""
     cells = _read(ROOT / "notebooks" / "workshop.ipynb").cells
     exercises = [c for c in cells if c.cell_type == "markdown" and c.source.startswith("### Exercise")]
-    solutions = [
-        i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("**Solution**")
-    ]
-    assert exercises and len(solutions) == len(exercises)
-    for i in solutions:
-        after = cells[i + 1]
-        assert after.cell_type == "code" and after.metadata.get("jupyter", {}).get("source_hidden") is True
+    solutions = [c for c in cells if "solution" in c.metadata.get("tags", [])]
+    assert len(exercises) == 4 and len(solutions) >= len(exercises)
+    for cell in solutions:
+        assert cell.cell_type == "code" and cell.outputs is not None
+        hint = cell.metadata.get("hint") or cell.source.startswith("# Hint:")
+        assert hint, f"a solution without a hint: {cell.source[:60]!r}"
 
 
 def _readme_links() -> list[str]:
@@ -141,4 +143,6 @@ def test_readme_links_resolve() -> None:
 
 def test_readme_links_every_notebook() -> None:
     linked = {Path(link).name for link in _readme_links()}
-    assert set(NAMES) <= linked, f"not linked from the README: {sorted(set(NAMES) - linked)}"
+    assert set(NAMES) | {"workshop_student.ipynb"} <= linked, (
+        f"not linked from the README: {sorted(set(NAMES) - linked)}"
+    )
