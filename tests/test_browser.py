@@ -69,8 +69,9 @@ SWEEP_SEEDS = tuple(f"seed {s}" for s in range(1, 5))
 
 PANEL_CELL = "import oxen_magic\n\np = oxen_magic.panel()\np"
 PANEL_PROMPT = "a lighthouse at dusk"
-# Picked in this order; the SelectMultiple keeps the hub's list order (klein-4b is listed first).
-PANEL_MODELS = ("z-image-turbo", "black-forest-labs-flux-2-klein-4b")
+# Picked in this order, by their labels (id and price per image); the SelectMultiple keeps the
+# hub's list order (klein-4b is listed first).
+PANEL_MODELS = ("z-image-turbo · $0.002 per image", "black-forest-labs-flux-2-klein-4b · $0.003 per image")
 PANEL_LINE = "%%oxenimage --model black-forest-labs-flux-2-klein-4b,z-image-turbo --seed 1..2"
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -286,6 +287,12 @@ def test_quickstart_and_panel_in_jupyterlab(
                 raise AssertionError(f"the panel's run did not end: {status.inner_text()!r}") from exc
             assert page.locator(f"{panel} button.oxen-stop").is_disabled()
             assert page.locator(f"{panel} .oxen-error-text").count() == 0
+            # For people who do not code: what the models do, the spend, and Save.
+            kinds = page.locator(f"{panel} .oxen-kind button").all_inner_texts()
+            assert [k.strip() for k in kinds] == ["Text to image", "Edit or reference", "Upscale"], kinds
+            spend = page.locator(f"{panel} .oxen-spend").inner_text().strip()
+            assert spend == "This session: 4 image(s) generated, est. $0.010", spend
+            assert page.locator(f"{panel} button.oxen-save").is_enabled()
             assert_no_output_errors(page)
             mark("panel driven")
             shots.append(save_screenshot(page, artifacts, "panel", selector=panel))

@@ -378,7 +378,7 @@ def test_aspect_ratio_choices_follow_the_models(hub: LocalHub, make) -> None:  #
 
 def test_unlisted_model_is_noted_not_blocked(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]
     panel = make("--model flux2-dev --seed 1 a cat")
-    assert "flux2-dev" in panel.models.options
+    assert "flux2-dev" in [value for _label, value in panel.models.options]
     assert "Model not found: flux2-dev; did you mean flux-2-dev" in panel.messages["models"].value
     assert not panel.errors  # a private model may exist without being listed
     _run(panel)  # the pipeline asks the API, which says no: shown, nothing generated
@@ -498,9 +498,11 @@ KONTEXT = "flux-kontext-dev"
 
 
 def test_the_models_message_says_what_they_do_with_an_image(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]
-    panel = make()
+    # a model that needs an input image is offered only once one is given (issue 14, item 6);
+    # one already named (a line, a restored run) stays chosen and is explained
+    panel = make(f"--model {KONTEXT},z-image-turbo,flux-2-dev")
     panel.prompt.value = "paint it blue"
-    panel.models.value = (KONTEXT, "z-image-turbo", "flux-2-dev")
+    assert panel.models.value == (KONTEXT, "z-image-turbo", "flux-2-dev")
     message = panel.messages["models"].value
     assert "flux-kontext-dev needs an input image" in message
     assert "z-image-turbo takes text only" in message
@@ -523,6 +525,7 @@ def test_a_result_from_the_panel_becomes_the_next_input(hub: LocalHub, shell, ma
     assert shell.user_ns["panel_flux_2_dev_seed_2"] is panel.result[1]
     assert "--input-image panel_flux_2_dev_seed_2" in panel.magic_line.value
     source = panel.result[1]
+    panel.kind.value = "Edit or reference"  # offered now that an input image is given
     panel.models.value = (KONTEXT,)
     panel.seeds.value = "4"
     panel.prompt.value = "paint it blue"
@@ -534,7 +537,6 @@ def test_a_result_from_the_panel_becomes_the_next_input(hub: LocalHub, shell, ma
 
 def test_an_upload_needs_no_prompt_for_an_upscaler(hub: LocalHub, shell, make) -> None:  # type: ignore[no-untyped-def]
     panel = make()
-    panel.models.value = ("topazlabs-image-upscale",)
     out = io.BytesIO()
     Image.new("RGB", (20, 20), "teal").save(out, format="PNG")
     data = out.getvalue()
@@ -549,6 +551,8 @@ def test_an_upload_needs_no_prompt_for_an_upscaler(hub: LocalHub, shell, make) -
     )
     assert panel.input_image.value == "upload_my_photo"
     assert shell.user_ns["upload_my_photo"] == data
+    panel.kind.value = "Upscale"  # upscalers are offered once an image is given
+    panel.models.value = ("topazlabs-image-upscale",)
     assert "prompt" not in panel.errors
     _run(panel)
     assert input_sha_of(panel.result[0].data) == hashlib.sha256(data).hexdigest()
@@ -573,3 +577,69 @@ def test_a_bad_upload_and_a_bad_name_are_shown(hub: LocalHub, make) -> None:  # 
     assert panel.generate_button.disabled
     panel.extra_options.value = "--input-image x"
     assert panel.errors["extra_options"] == "Set --input-image with the Input image control above, not here."
+
+
+# -- for people who do not code (issue 14, item 6) ---------------------------------------------------
+def _offered(panel: Panel) -> dict[str, str]:
+    return {value: label for label, value in panel.models.options}
+
+
+def test_models_are_grouped_by_what_they_do_with_their_price(hub: LocalHub, make, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    panel = make()
+    assert panel.kind.value == "Text to image" and panel.kind.options == (
+        "Text to image",
+        "Edit or reference",
+        "Upscale",
+    )
+    offered = _offered(panel)
+    assert offered[DEV] == "flux-2-dev · $0.025 per image" and offered[TURBO].endswith("$0.002 per image")
+    assert "flux-kontext-dev" not in offered and "topazlabs-image-upscale" not in offered
+    assert "gpt-oss-120b" not in offered  # makes text, not images
+
+    panel.kind.value = "Upscale"  # no input image yet: nothing to offer, and it says why
+    assert panel.models.value == () and _offered(panel) == {}
+    assert "need an input image" in panel.messages["models"].value
+    assert panel.generate_button.disabled
+
+    picture = tmp_path / "photo.png"
+    Image.new("RGB", (32, 32), "teal").save(picture)
+    panel.input_image.value = str(picture)
+    offered = _offered(panel)
+    assert "topazlabs-image-upscale" in offered and DEV not in offered
+    assert panel.models.value == (next(iter(offered)),)  # the group's first model, picked for you
+    panel.kind.value = "Edit or reference"
+    offered = _offered(panel)
+    assert {"flux-kontext-dev", "qwen-image-edit", DEV} <= set(offered)  # DEV as a reference model
+    panel.kind.value = "Text to image"
+    panel.input_image.value = ""
+    assert "flux-kontext-dev" not in _offered(panel)
+
+
+def test_save_writes_pngs_and_a_contact_sheet(hub: LocalHub, make, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    panel = make(f"--model {TURBO} --seed 1..3")
+    panel.prompt.value = PROMPT
+    assert panel.save_button.disabled  # nothing to save yet
+    _run(panel)
+    assert not panel.save_button.disabled
+    panel.save_folder.value = str(tmp_path / "saved")
+    panel.save_button.click()
+    names = sorted(p.name for p in (tmp_path / "saved").iterdir())
+    assert names == ["contact-sheet.png", *(f"z-image-turbo_seed-{s}.png" for s in (1, 2, 3))]
+    assert "Saved 3 PNG(s) and contact-sheet.png" in panel.status.value
+    (tmp_path / "file").write_text("not a folder")
+    assert panel.save(tmp_path / "file" / "below") == []
+    assert "Could not save to" in panel.status.value and "oxen-error-text" in panel.status.value
+
+
+def test_the_grid_fits_the_output_and_the_spend_is_shown(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]
+    panel = make(f"--model {TURBO} --seed 1..6")
+    panel.prompt.value = PROMPT
+    _run(panel)
+    assert panel.result is not None and panel.result.cols == 3  # 3 x 256 px fit; 6 would not
+    assert panel.spend.value.count("This session: 6 image(s) generated, est. $0.012") == 1
+    _run(panel)  # the same grid again: from the cache, nothing spent
+    assert all(i.cached for i in panel.result)
+    assert "This session: 6 image(s) generated, est. $0.012" in panel.spend.value
+    panel.extra_options.value = "--cols 6"
+    _run(panel)
+    assert panel.result.cols == 6  # asked for: kept

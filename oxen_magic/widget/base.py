@@ -87,3 +87,12 @@ class PanelBase:
 
     def _refresh_picks(self) -> None:
         raise NotImplementedError
+
+    def _no_models_reason(self) -> str:
+        return ""
+
+    def _fitted(self, spec: Any, line: str) -> Any:
+        return spec
+
+    def _count_spend(self, results: Results) -> None:
+        return None

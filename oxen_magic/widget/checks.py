@@ -36,7 +36,7 @@ class Checks(PanelBase):
             except UsageProblem as exc:
                 errors["prompt"] = str(exc)
         if not self.models.value:
-            errors["models"] = "Pick at least one model."
+            errors["models"] = self._no_models_reason() or "Pick at least one model."
         if self.seeds.value.strip():
             try:
                 options.parse_seeds(self.seeds.value)

@@ -103,10 +103,10 @@ class Controls(PanelBase):
 
     def _select_models(self, ids: Sequence[str]) -> None:
         if isinstance(self.models, widgets.SelectMultiple):
-            known = list(self.models.options)
+            known = [o[1] if isinstance(o, tuple) else o for o in self.models.options]
             missing = [m for m in ids if m not in known]
             if missing:
-                self.models.options = known + missing
+                self.models.options = [*self.models.options, *((f"{m} · not listed", m) for m in missing)]
         self.models.value = tuple(ids)
 
     def make_line(self) -> str:

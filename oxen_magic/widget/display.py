@@ -34,6 +34,9 @@ class Display(PanelBase):
         running = self.running
         self.generate_button.disabled = running or bool(self._errors)
         self.stop_button.disabled = not running
+        save = getattr(self, "save_button", None)
+        if save is not None:
+            save.disabled = running or self.result is None or not self.result.done
         for box in self.history.children:
             for child in box.children:
                 if isinstance(child, widgets.Button):

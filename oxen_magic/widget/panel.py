@@ -13,7 +13,9 @@ from traitlets import Any as AnyTrait
 from .. import options
 from ..errors import UsageProblem
 from .base import _DESC, PREFIX
+from .catalogue import model_options
 from .checks import Checks
+from .classroom import KINDS, Classroom
 from .controls import Controls, ModelsText, _extra_words, _fetch_models, _initial_args
 from .display import Display, _note
 from .inputs import InputControls
@@ -23,14 +25,16 @@ if TYPE_CHECKING:
     from ..magic import OxenMagic
 
 
-class Panel(Runs, Checks, Controls, InputControls, Display, widgets.VBox):
+class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.VBox):
     """The image-grid panel. See the module docstring; the public widgets are listed below.
 
     `prompt`, `models` (`.value`: tuple of ids), `seeds`, `aspect_ratio`, `steps`,
     `input_image` (the `--input-image` text; `input_upload` and `input_pick` fill it in),
     `extra_options` (any other `%%oxenimage` options, e.g. `--size 128 --no-cache`),
     `generate_button`, `stop_button`, `progress`, `status`, `output`, `magic_line`, `history`,
-    `messages` (name → the message widget next to that control), and the trait `result`.
+    `messages` (name → the message widget next to that control), and the trait `result`;
+    for people who do not code, `kind` (what the models do: text to image, edit or reference,
+    upscale), `save_folder` and `save_button` (PNGs and a contact sheet), `spend`.
     """
 
     result = AnyTrait(None, allow_none=True, help="The latest Results (what %%oxenimage returns)")
@@ -51,6 +55,7 @@ class Panel(Runs, Checks, Controls, InputControls, Display, widgets.VBox):
         self._line = PREFIX
         self._errors: dict[str, str] = {}
         self.entries: list[HistoryEntry] = []
+        self._spent = []
 
         args = _initial_args(line, initial)
         defaults = magic.defaults()
@@ -69,17 +74,25 @@ class Panel(Runs, Checks, Controls, InputControls, Display, widgets.VBox):
             layout=widgets.Layout(width="560px", height="80px"),
         )
         self._schemas, models_note = _fetch_models(host)
+        self.kind = widgets.ToggleButtons(
+            options=KINDS,
+            value=self._initial_kind(chosen),
+            description="What",
+            tooltips=["Make a picture from a prompt", "Change or follow an input image", "Enlarge an image"],
+            style=_DESC,
+        )
         self.models: Any
         if self._schemas is None:
             self.models = ModelsText(value=chosen, description="Models")
+            self.kind.disabled = True
+            self.kind.layout.display = "none"  # no list to group: model ids are typed
         else:
-            ids = list(self._schemas)
-            ids += [m for m in chosen if m not in ids]
+            offered = model_options(self._schemas, self.kind.value, bool(args.input_image), chosen)
             self.models = widgets.SelectMultiple(
-                options=ids,
+                options=offered,
                 value=tuple(chosen),
                 description="Models",
-                rows=min(8, max(3, len(ids))),
+                rows=min(8, max(3, len(offered))),
                 style=_DESC,
                 layout=widgets.Layout(width="560px"),
             )
@@ -132,6 +145,7 @@ class Panel(Runs, Checks, Controls, InputControls, Display, widgets.VBox):
         self.status = widgets.HTML(value="")
         self.output = widgets.HTML(value="")
         self.history = widgets.HBox([])
+        self._make_save_and_spend()
 
         names = ("prompt", "models", "seeds", "aspect_ratio", "steps", "input_image", "extra_options")
         self.messages: dict[str, widgets.HTML] = {name: widgets.HTML(value="") for name in names}
@@ -153,6 +167,10 @@ class Panel(Runs, Checks, Controls, InputControls, Display, widgets.VBox):
             (self.status, "oxen-status"),
             (self.output, "oxen-output"),
             (self.history, "oxen-history"),
+            (self.kind, "oxen-kind"),
+            (self.save_folder, "oxen-save-folder"),
+            (self.save_button, "oxen-save"),
+            (self.spend, "oxen-spend"),
         ):
             widget.add_class(css)
         self.progress.add_class("oxen-panel-progress")  # the grid HTML has an .oxen-progress too
@@ -169,6 +187,7 @@ class Panel(Runs, Checks, Controls, InputControls, Display, widgets.VBox):
         super().__init__(
             children=[
                 row(self.prompt, "prompt"),
+                self.kind,
                 row(self.models, "models"),
                 row(self.seeds, "seeds"),
                 row(self.aspect_ratio, "aspect_ratio"),
@@ -181,7 +200,12 @@ class Panel(Runs, Checks, Controls, InputControls, Display, widgets.VBox):
                     [self.generate_button, self.stop_button, self.progress, self.status],
                     layout=widgets.Layout(align_items="center"),
                 ),
-                self.output,
+                # the grid is fitted to about this width; anything wider scrolls inside the panel
+                widgets.Box([self.output], layout=widgets.Layout(width="100%", overflow="auto")),
+                widgets.HBox(
+                    [self.save_folder, self.save_button, self.spend],
+                    layout=widgets.Layout(align_items="center"),
+                ),
                 self.history,
             ]
         )
@@ -198,6 +222,8 @@ class Panel(Runs, Checks, Controls, InputControls, Display, widgets.VBox):
             control.observe(self._changed, names="value")
         self.observe(lambda _change: self._refresh_picks(), names="result")  # restore() sets it
         self.extra_options.observe(self._changed, names="value")
+        self.kind.observe(self._kind_changed, names="value")
+        self.save_button.on_click(lambda _b: self.save())
         self.magic_line.observe(self._keep_line, names="value")
         self.generate_button.on_click(lambda _b: self.generate())
         self.stop_button.on_click(lambda _b: self.stop())
@@ -225,7 +251,15 @@ class Panel(Runs, Checks, Controls, InputControls, Display, widgets.VBox):
 
     def _changed(self, change: Mapping[str, Any]) -> None:
         if not self._refreshing:
-            self._refresh(models_changed=change.get("owner") is self.models)
+            owner = change.get("owner")
+            if owner in (self.input_image, self.extra_options):  # an input image given or taken away
+                self._set_model_choices()
+            self._refresh(models_changed=owner in (self.models, self.input_image, self.extra_options))
+
+    def _kind_changed(self, change: Mapping[str, Any]) -> None:
+        if not self._refreshing:
+            self._set_model_choices(kind_changed=True)
+            self._refresh(models_changed=True)
 
     def _keep_line(self, change: Mapping[str, Any]) -> None:
         """`magic_line` is read-only: an edit in the browser is put back (copying still works)."""
@@ -270,6 +304,10 @@ class Panel(Runs, Checks, Controls, InputControls, Display, widgets.VBox):
             self.status,
             self.output,
             self.history,
+            self.kind,
+            self.save_folder,
+            self.save_button,
+            self.spend,
             *self.messages.values(),
             *self._input_widgets(),
         ]

@@ -64,6 +64,7 @@ class Runs(PanelBase):
                 spec = options.build_spec(
                     line[len(PREFIX) :], self.prompt.value, self._user_ns(), self.magic.defaults()
                 )
+                spec = self._fitted(spec, line[len(PREFIX) :])
                 client = self.magic.client(spec.host, spec.concurrency)
                 cache = self.magic.cache()
             except (UsageProblem, UsageError) as exc:
@@ -151,6 +152,7 @@ class Runs(PanelBase):
             self.output.value = grid_html(results)
             self._show_progress(results)
             self._refresh_picks()  # its images can be the next run's input
+            self._count_spend(results)
             if results.done:
                 self._remember(HistoryEntry(state=state, line=line, results=results))
         if problem:

@@ -1,0 +1,161 @@
+"""What the panel offers people who do not code: the model list by what a model does (with its
+price), Save (PNGs and a contact sheet into a folder), a grid that fits the output, the spend.
+
+A mixin of `Panel`, like the other parts; the widgets it reads are made in `panel.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+
+from .. import options
+from ..results import Results
+from .base import PanelBase
+from .catalogue import EDIT, KINDS, TEXT, UPSCALE, kind_of, model_options, needs_input, spend_line
+
+#: The width (px) a grid is fitted to: what a notebook's output area shows without scrolling.
+FIT_WIDTH = 900
+#: Where Save writes when the folder box is empty (relative to the notebook's folder).
+SAVE_FOLDER = "oxen-images"
+
+
+class Classroom(PanelBase):
+    """Model groups, Save, fitted grid and spend."""
+
+    kind: widgets.ToggleButtons
+    save_folder: widgets.Text
+    save_button: widgets.Button
+    spend: widgets.HTML
+    _spent: list[tuple[int, float, int]]  # per run: images generated, est. USD, images of unknown price
+
+    # -- the model list ----------------------------------------------------------------------------
+    def _initial_kind(self, chosen: Sequence[str]) -> str:
+        infos = [self._schemas[m] for m in chosen if self._schemas and m in self._schemas]
+        return kind_of(infos[0]) if infos else TEXT
+
+    def _has_input(self) -> bool:
+        """Whether an input image is given (the Input image control)."""
+        control = getattr(self, "input_image", None)
+        return control is not None and bool(str(getattr(control, "value", "") or "").strip())
+
+    def _set_model_choices(self, *, kind_changed: bool = False) -> None:
+        """Offer the chosen group's models (those needing an input image only when one is given).
+
+        Switching group keeps the chosen models that belong to it, else picks its first model.
+        """
+        if self._schemas is None or not isinstance(self.models, widgets.SelectMultiple):
+            return
+        kind, has_input = self.kind.value, self._has_input()
+        chosen = tuple(self.models.value)
+        if kind_changed:
+            offered = model_options(self._schemas, kind, has_input)
+            ids = [v for _l, v in offered]
+            chosen = tuple(m for m in chosen if m in ids) or tuple(ids[:1])
+        else:
+            offered = model_options(self._schemas, kind, has_input, chosen)
+            if not chosen and not self.models.options and offered:  # the group just became usable
+                chosen = (offered[0][1],)
+        was = self._refreshing
+        self._refreshing = True
+        try:
+            if list(self.models.options) != offered:
+                self.models.options = offered
+            self.models.value = chosen
+        finally:
+            self._refreshing = was
+
+    def _no_models_reason(self) -> str:
+        """Why nothing can be picked: the group's models all need an input image, and none is given."""
+        if self._schemas is None or self.models.value or self._has_input():
+            return ""
+        kind = self.kind.value
+        if kind in (EDIT, UPSCALE) and any(needs_input(i) for i in self._schemas.values()):
+            what = "Edit" if kind == EDIT else "Upscale"
+            return f"{what} models need an input image: give one in Input image (a file, or Upload)."
+        return ""
+
+    # -- the grid ------------------------------------------------------------------------------------
+    @staticmethod
+    def _fitted(spec: options.Spec, line: str) -> options.Spec:
+        """The spec with as many columns as fit the output (unless the line sets --cols)."""
+        if "--cols" in options.split_words(line):
+            return spec
+        fit = max(1, FIT_WIDTH // (spec.size + 12))
+        return dataclasses.replace(spec, cols=min(spec.cols, fit))
+
+    # -- save ----------------------------------------------------------------------------------------
+    def _make_save_and_spend(self) -> None:
+        self.save_folder = widgets.Text(
+            value=SAVE_FOLDER, description="Save to", style={"description_width": "110px"}
+        )
+        self.save_folder.placeholder = "a folder next to this notebook"
+        self.save_folder.layout.width = "360px"
+        self.save_button = widgets.Button(description="Save", icon="save", disabled=True)
+        self.save_button.tooltip = "Write the grid's PNGs and a contact sheet into the folder"
+        self.spend = widgets.HTML(value="")
+
+    def save(self, folder: str | Path | None = None) -> list[Path]:
+        """What the Save button does: the latest grid's PNGs and `contact-sheet.png` into a folder."""
+        results: Results | None = self.result
+        if results is None or not results.done:
+            self._set_status("Nothing to save yet: generate a grid first.", error=True)
+            return []
+        target = Path(folder or self.save_folder.value.strip() or SAVE_FOLDER)
+        try:
+            written = results.save(target)
+            sheet = target / "contact-sheet.png"
+            results.contact_sheet().save(sheet)
+        except OSError as exc:
+            self._set_status(
+                f"Could not save to {target} ({exc.strerror or exc}); choose another folder.", error=True
+            )
+            return []
+        self._set_status(
+            html.escape(f"Saved {len(written)} PNG(s) and contact-sheet.png to {target}."), error=False
+        )
+        return [*written, sheet]
+
+    # -- spend ---------------------------------------------------------------------------------------
+    def _count_spend(self, results: Results) -> None:
+        """Add a finished run's new (not cached) images to the panel's tally, priced when known."""
+        images = unpriced = 0
+        cost = 0.0
+        for item in results.items:
+            if item.status != "done" or item.cached:
+                continue
+            images += 1
+            info = (self._schemas or {}).get(item.model or "")
+            if info is not None and info.cost_per_image is not None:
+                cost += info.cost_per_image
+            else:
+                unpriced += 1
+        self._spent.append((images, cost, unpriced))
+        self._show_spend()
+
+    def _show_spend(self) -> None:
+        """The session's spend when the session keeps a ledger, else what this panel generated."""
+        import oxen_magic
+
+        ledger: Any = getattr(oxen_magic, "spend", None)
+        text = ""
+        if callable(ledger):
+            try:
+                spent = ledger()
+                text = spend_line(int(spent.images), float(spent.total), 0)
+            except Exception:  # a ledger we cannot read: fall back to this panel's own tally
+                text = ""
+        if not text:
+            images = sum(s[0] for s in self._spent)
+            text = spend_line(images, sum(s[1] for s in self._spent), sum(s[2] for s in self._spent))
+        self.spend.value = (
+            f'<span class="oxen-spend-text" style="font-size:12px;opacity:.8">{html.escape(text)}</span>'
+        )
+
+
+__all__ = ["FIT_WIDTH", "KINDS", "SAVE_FOLDER", "Classroom"]
