@@ -85,7 +85,9 @@ def notebook_prompts(path: str | Path, cells: Iterable[int] | None = None) -> li
     """A pattern per prompt the notebook's `%%oxenimage` / `%oxenimage` cells write.
 
     `{name}` placeholders match any text (the values are set while the notebook runs), `{{` and
-    `}}` are literal braces. `cells` picks cells by position in the notebook, counting from 0.
+    `}}` are literal braces; a prompt that is only placeholders (`{prompt}`, a regeneration of
+    another cell's prompt) would match everything, so it adds nothing. `cells` picks cells by
+    position in the notebook, counting from 0.
     """
     from .options import PARSER, split_prompts, split_words
 
@@ -105,7 +107,7 @@ def notebook_prompts(path: str | Path, cells: Iterable[int] | None = None) -> li
             continue
         lines = source.strip().splitlines()
         if lines and lines[0].startswith("%%oxenimage"):
-            patterns += [_prompt_pattern(p) for p in split_prompts("\n".join(lines[1:])) if p]
+            patterns += [_prompt_pattern(p) for p in split_prompts("\n".join(lines[1:])) if _literal(p)]
             continue
         for line in lines:
             if line.startswith("%oxenimage "):
@@ -113,9 +115,14 @@ def notebook_prompts(path: str | Path, cells: Iterable[int] | None = None) -> li
                     args, _ = PARSER.parse_known_args(split_words(line[len("%oxenimage ") :]))
                 except Exception:  # a line we cannot read asks for nothing we can find
                     continue
-                if args.prompt:
+                if args.prompt and _literal(" ".join(args.prompt)):
                     patterns.append(_prompt_pattern(" ".join(args.prompt).strip()))
     return patterns
+
+
+def _literal(prompt: str) -> bool:
+    """Whether a prompt holds text besides `{name}` placeholders."""
+    return bool(re.sub(r"\{[^{}]*\}", "", prompt.replace("{{", "").replace("}}", "")).strip())
 
 
 def _prompt_pattern(prompt: str) -> re.Pattern[str]:

@@ -290,3 +290,19 @@ def test_size_caps_hold_even_when_the_zip_lies(
     (tmp_path / "junk.zip").write_bytes(b"PK not really a zip" + bytes(100))
     with pytest.raises(PackError, match="it is not a zip file"):
         import_pack(tmp_path / "junk.zip", cache_dir=tmp_path / "s3")
+
+
+def test_which_prompts_a_notebook_asks_for(tmp_path: Path) -> None:
+    nb = notebook(
+        tmp_path / "n.ipynb", BOATS, FOXES, ("--seed 1", "{prompt}"), ("--seed 2", "{{literal}} {x}")
+    )
+    nb_json = json.loads(nb.read_text())
+    nb_json["cells"].append(nbformat.v4.new_code_cell("x = 1\n%oxenimage --seed 3 a lone tree"))
+    nb.write_text(json.dumps(nb_json))
+    patterns = pack.notebook_prompts(nb)
+    assert len(patterns) == 4  # "{prompt}" alone would match every image: left out
+    assert patterns[1].fullmatch("a wolf in the snow") and not patterns[1].fullmatch("a wolf in the sun")
+    assert patterns[2].fullmatch("{literal} anything") and patterns[3].fullmatch("a lone tree")
+    assert [p.pattern for p in pack.notebook_prompts(nb, cells=[1])] == [patterns[0].pattern]
+    with pytest.raises(PackError, match="Cannot read the notebook"):
+        pack.notebook_prompts(tmp_path / "nothing.ipynb")
