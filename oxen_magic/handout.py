@@ -7,6 +7,7 @@ In the instructor's notebook:
 * a code cell tagged `solution` is an exercise's answer. In the student copy each run of
   consecutive solution cells becomes one empty exercise cell (tagged `exercise`) holding its
   hint; the answers go, in order and under their exercise's heading, to the solutions notebook.
+  A markdown cell tagged `solution` (an answer explained) goes to the solutions notebook only.
 * the hint is the solution cell's `hint` metadata (`{"hint": "use --cols"}`), which works for
   `%%oxenimage` cells (whose first line must be the magic); a Python cell may instead start with a
   comment line `# Hint: ...`, which is then taken out of the solution.
@@ -120,6 +121,12 @@ def make_handout(nb: Any) -> Handout:
             group.append(cell)
             continue
         close_group()
+        if SOLUTION in tags:  # an answer written out (markdown): to the solutions only
+            if heading is not None and not heading_used:
+                solution_cells.append(_clean(heading))
+                heading_used = True
+            solution_cells.append(_clean(cell))
+            continue
         if INSTRUCTOR in tags:
             dropped += 1
             continue

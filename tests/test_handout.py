@@ -51,7 +51,8 @@ def test_the_student_copy_holds_no_answer_no_output_and_no_instructor_cell() -> 
     nb = workshop()
     solutions = [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
     instructor = [c for c in nb.cells if "instructor" in c.metadata.get("tags", [])]
-    assert len(solutions) == 6 and len(instructor) >= 4
+    assert len([c for c in solutions if c.cell_type == "code"]) == 6 and len(instructor) >= 4
+    assert len([c for c in solutions if c.cell_type == "markdown"]) == 2  # answers explained
     student_text = STUDENT.read_text()
     student = nbformat.reads(student_text, as_version=4)
     elsewhere = "\n".join(c.source for c in nb.cells if c not in solutions)
@@ -75,6 +76,8 @@ def test_the_student_copy_holds_no_answer_no_output_and_no_instructor_cell() -> 
     # the answers, in order, in the solutions notebook
     answers = [c.source for c in nbformat.read(str(SOLUTIONS), as_version=4).cells if c.cell_type == "code"]
     assert len(answers) == 6 and answers[0].startswith("%%oxenimage --seed 1..6 --cols 3")
+    assert "`1..8:2` is seeds 1, 3, 5 and 7" in SOLUTIONS.read_text()
+    assert "`1..8:2` is seeds 1, 3, 5 and 7" not in student_text
     assert not any(a.startswith("# Hint") for a in answers)  # a hint comment is not part of the answer
 
 

