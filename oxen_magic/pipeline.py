@@ -183,8 +183,8 @@ def execute(
     offline = sum(1 for item in results.items if item.offline)
     if offline:
         results.notes.append(
-            f"Offline: {offline} image(s) are not in this machine's cache; rerun when the network is "
-            f"back, {OFFLINE_WAYS}"
+            f"{offline} image(s) could not reach the server and are not in this machine's cache: rerun "
+            f"when the network is back, or {OFFLINE_WAYS}"
         )
     export(results, spec)
     return results
