@@ -12,6 +12,7 @@ import base64
 import json
 import re
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -158,9 +159,18 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-") or "x"
 
 
-#: The last few grids made in this process, newest last (`latest()`); a few, as they hold images.
-_RECENT: deque[Results] = deque(maxlen=4)
+#: Grids made in this process, newest last (`latest()`): the newest is held (a cell without
+#: --out keeps nothing else), older ones only while something else holds them, so a grid's
+#: spooled images go when its last user does.
+_RECENT: deque[weakref.ref[Results]] = deque(maxlen=16)
+_NEWEST: list[Results] = []
 _RECENT_LOCK = threading.Lock()
+
+
+def _register(results: Results) -> None:
+    with _RECENT_LOCK:
+        _RECENT.append(weakref.ref(results))
+        _NEWEST[:] = [results]
 
 
 def latest(**fields: Any) -> Results:
@@ -170,7 +180,7 @@ def latest(**fields: Any) -> Results:
     A workshop's check cells use it, so they work whatever the student named their result.
     """
     with _RECENT_LOCK:
-        recent = list(_RECENT)
+        recent = [r for r in (ref() for ref in _RECENT) if r is not None]
     for results in reversed(recent):
         if results.done and (not fields or results.select(**fields)):
             return results
@@ -204,8 +214,7 @@ class Results(Sequence[Item]):
         self.notes: list[str] = list(plan.notes)
         self.host: str | None = None  # the API base the images came from
         self.prices: dict[str, float] = {}  # model id -> price per image, where the API gave one
-        with _RECENT_LOCK:
-            _RECENT.append(self)
+        _register(self)
 
     def __len__(self) -> int:
         return len(self.items)
