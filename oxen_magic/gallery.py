@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from .oxen_repo import public_params
+from .render import inputs_html
 
 if TYPE_CHECKING:
     from .results import Item, Results
@@ -87,7 +88,7 @@ body{font-family:system-ui,sans-serif;margin:16px;color:#222;background:#fafafa}
 h1{font-size:18px;margin:0 0 4px} .sub{font-size:13px;opacity:.75;margin-bottom:12px}
 table{border-collapse:collapse} th{font-size:13px;text-align:left;padding:4px;vertical-align:middle}
 td{vertical-align:top;padding:6px} figure{margin:0}
-img{display:block;height:auto;border-radius:4px;cursor:zoom-in;background:#ddd}
+td img{display:block;height:auto;border-radius:4px;cursor:zoom-in;background:#ddd}
 figcaption{font-size:12px;line-height:1.35;max-width:var(--w)} .prompt{opacity:.85;margin:2px 0}
 pre{font-size:11px;white-space:pre-wrap;margin:2px 0;opacity:.7}
 .missing,.note{border:1px dashed #c33;color:#c33;font-size:12px;padding:8px;min-height:80px}
@@ -117,16 +118,23 @@ def gallery_html(results: Results, title: str | None = None) -> str:
     rows: list[str] = []
     if plan.col_axis:
         corner = "<th></th>" if plan.row_axes else ""
-        rows.append(
-            "<tr>" + corner + "".join(f"<th>{html.escape(c)}</th>" for c in plan.col_labels) + "</tr>"
-        )
+        heads = [
+            (inputs_html(plan.col_inputs[c]) if plan.col_inputs else "") + html.escape(label)
+            for c, label in enumerate(plan.col_labels)
+        ]
+        rows.append("<tr>" + corner + "".join(f"<th>{h}</th>" for h in heads) + "</tr>")
     for r, label in enumerate(plan.row_labels):
-        head = f"<th>{html.escape(label)}</th>" if plan.row_axes else ""
+        pics = inputs_html(plan.row_inputs[r]) if plan.row_inputs else ""
+        head = f"<th>{pics}{html.escape(label)}</th>" if plan.row_axes else ""
         body = "".join(_cell(cells[(r, c)], width) for c in range(len(plan.col_labels)) if (r, c) in cells)
         rows.append(f"<tr>{head}{body}</tr>")
     prompts = list(dict.fromkeys(i.prompt for i in results.items if i.request is not None))
     heading = html.escape(title or (str(prompts[0]) if len(prompts) == 1 else f"{len(prompts)} prompts"))
     sub = html.escape(results.summary() + (f" · {results.host}" if results.host else ""))
+    if plan.fixed_inputs:
+        names = html.escape(" + ".join(i.label for i in plan.fixed_inputs))
+        sub += f'<div class="inputs">{inputs_html(plan.fixed_inputs)}input: {names}</div>'
+
     return (
         '<!doctype html><html><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'

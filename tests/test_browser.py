@@ -318,13 +318,18 @@ def test_quickstart_and_panel_in_jupyterlab(
 
 def test_html_gallery_opens_offline_with_every_image_loaded(tmp_path: Path) -> None:
     """`Results.to_html` in Chromium from file://: every <img> decodes; a click enlarges."""
+    from PIL import Image
+
     from oxen_magic.client import OxenClient
     from oxen_magic.options import build_spec
     from oxen_magic.pipeline import execute, prepare
 
     with LocalHub("127.0.0.1", 0, api_key=None, image_size=256, latency=0.0) as hub:
         client = OxenClient(hub.url, api_key="unused-local-key")
-        spec = build_spec("--model flux-2-dev,z-image-turbo --seed 1..3 --no-cache", "a lighthouse")
+        picture = tmp_path / "input.png"
+        Image.new("RGB", (48, 48), "orange").save(picture)
+        line = f"--model flux-2-dev,flux-kontext-dev -i {picture} --seed 1..3 --no-cache"
+        spec = build_spec(line, "a lighthouse")
         results = execute(prepare(spec, client, None), spec, client, None)
         client.close()
     page_file = results.to_html(tmp_path / "gallery.html")
@@ -336,6 +341,7 @@ def test_html_gallery_opens_offline_with_every_image_loaded(tmp_path: Path) -> N
         page.goto(page_file.as_uri())
         states = assert_images_loaded(page, "table.gallery", expected=6)
         assert all(s.natural_width > 0 for s in states)
+        assert_images_loaded(page, "body", expected=7)  # and the input's thumbnail above the grid
         page.locator("table.gallery img").first.click()
         assert_images_loaded(page, "#big", expected=1)
         assert "a lighthouse" in page.locator("#big").inner_text()

@@ -393,3 +393,26 @@ def test_an_unreachable_upload_repository_stops_the_cell_before_any_request(
     _, error = run_cell(shell, f"-m flux-kontext-dev -i {picture} --seed 1", "a hat")
     assert error is not None and error.startswith("Could not upload the input image to the Oxen repository")
     assert hub.edit_calls() == [] and hub.billed == 0
+
+
+def test_the_key_is_written_nowhere(hub: LocalHub, oxen_env: Path, tmp_path: Path, no_git: Path) -> None:
+    """Not in the repository (files, table, Oxen's own metadata), the gallery or Oxen's config."""
+    assert hub.api_key
+    results = sweep(hub, "--model flux-2-dev --seed 1,2", "a cube")
+    results.to_oxen(tmp_path / "repo")
+    results.to_html(tmp_path / "page.html")
+    key = hub.api_key.encode()
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and "cache" not in p.parts]
+    assert any(p.name == "images.jsonl" for p in written) and any(".oxen" in p.parts for p in written)
+    assert [p for p in written if key in p.read_bytes()] == []
+
+
+def test_gallery_headers_show_the_input_images(hub: LocalHub, oxen_env: Path, tmp_path: Path) -> None:
+    for colour in ("red", "blue"):
+        Image.new("RGB", (40, 40), colour).save(tmp_path / f"{colour}.png")
+    both = f"{tmp_path / 'red.png'},{tmp_path / 'blue.png'}"
+    axis = gallery_html(sweep(hub, f"-m flux-kontext-dev -i {both} --seed 1", "a hat"))
+    assert axis.count('class="oxen-input"') == 2 and "red.png" in axis and "blue.png" in axis
+    fixed = gallery_html(sweep(hub, f"-m flux-kontext-dev -i {tmp_path / 'red.png'} --seed 1,2", "a hat"))
+    assert fixed.count('class="oxen-input"') == 1 and "input: red.png" in fixed
+    assert "data:image/png" not in fixed  # the input is shown as a thumbnail, never sent inline here
