@@ -938,6 +938,20 @@ def test_oversize_b64_json_decodes_to_the_size(session: requests.Session) -> Non
         assert r.json()["model"] == "z-image-turbo"
 
 
+def test_oversized_answers_are_never_built_whole() -> None:
+    from oxen_magic.localhub.generate import _oversized_b64_reply
+
+    size = 200 * 1024 * 1024
+    reply = _oversized_b64_reply("m", b"\x89PNG\r\n\x1a\n" + b"x" * 1000, size, 0.0)
+    assert len(reply.body) + len(reply.tail) < 5000  # what is held: the head and the tail
+    total = 0
+    for chunk in reply.chunks():
+        assert len(chunk) <= 65536
+        total += len(chunk)
+    assert total == reply.length
+    assert size * 4 // 3 < reply.length < size * 4 // 3 + 5000  # base64 of 200 MB, plus the JSON
+
+
 def test_drip_sends_one_byte_at_a_time(session: requests.Session) -> None:
     with LocalHub(image_size=8, drip=0.0005) as hub:
         r = generate(hub, session, output_format="png")  # the JSON answer, dripped
