@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import importlib
 import io
+import re
 import socket
 import threading
 import time
@@ -632,14 +633,22 @@ def test_save_writes_pngs_and_a_contact_sheet(hub: LocalHub, make, tmp_path: Pat
 
 
 def test_the_grid_fits_the_output_and_the_spend_is_shown(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]
+    def spent() -> tuple[int, float]:
+        """(images, USD) the spend line shows: the session's ledger, or this panel's own tally."""
+        found = re.search(r"This session: (\d+) image\(s\) generated, est. \$([\d.]+)", panel.spend.value)
+        assert found, panel.spend.value
+        return int(found.group(1)), float(found.group(2))
+
     panel = make(f"--model {TURBO} --seed 1..6")
     panel.prompt.value = PROMPT
+    panel._show_spend()
+    images, cost = spent()
     _run(panel)
     assert panel.result is not None and panel.result.cols == 3  # 3 x 256 px fit; 6 would not
-    assert panel.spend.value.count("This session: 6 image(s) generated, est. $0.012") == 1
+    assert spent()[0] == images + 6 and spent()[1] == pytest.approx(cost + 0.012)
     _run(panel)  # the same grid again: from the cache, nothing spent
     assert all(i.cached for i in panel.result)
-    assert "This session: 6 image(s) generated, est. $0.012" in panel.spend.value
+    assert spent()[0] == images + 6
     panel.extra_options.value = "--cols 6"
     _run(panel)
     assert panel.result.cols == 6  # asked for: kept
