@@ -189,16 +189,30 @@ def test_properties_not_an_object_plans_unchecked_with_a_note(hub: LocalHub, she
     assert any("parameters are sent unchecked" in note for note in r.notes)
 
 
-def test_malformed_descriptions_never_break_the_panel(hub: LocalHub, shell: Any) -> None:
+def test_malformed_descriptions_never_break_the_panel(hub: LocalHub, shell: Any, tmp_path: Path) -> None:
+    from PIL import Image
+
     from oxen_magic.widget import Panel
 
     hub.models[:0] = malformed_catalogue()
     panel = Panel(magic=magic_of(shell))
     try:
-        listed = set(panel.models.options)
-        assert {m["id"] for m in malformed_catalogue()} <= listed
+        # The list shows one group at a time (text to image, edit or reference, upscale), and
+        # models that need an input image only once one is given: give one, look in every group.
+        picture = tmp_path / "input.png"
+        Image.new("RGB", (16, 16), "teal").save(picture)
+        panel.input_image.value = str(picture)
+        offered: dict[str, str] = {}
+        for kind in panel.kind.options:
+            panel.kind.value = kind
+            offered.update({value: kind for _label, value in panel.models.options})
+        assert {m["id"] for m in malformed_catalogue()} <= set(offered)
         for model in malformed_catalogue():  # choosing any of them redraws the controls calmly
-            panel.models.value = (model["id"], "z-image-turbo")
+            panel.kind.value = offered[model["id"]]
+            values = {value for _label, value in panel.models.options}
+            panel.models.value = (
+                (model["id"], "z-image-turbo") if "z-image-turbo" in values else (model["id"],)
+            )
             panel.prompt.value = PROMPT
     finally:
         panel.close()
