@@ -446,7 +446,7 @@ def build_spec(
     else:
         if args.prompt:
             raise UsageProblem(
-                f"Unexpected words on the %%oxenimage line ({' '.join(args.prompt)!r}); the prompt "
+                f"Unexpected words on the %%oxenimage line ({' '.join(args.prompt)[:60]!r}); the prompt "
                 "goes in the cell body, and options start with --."
             )
         texts = split_prompts(body)
