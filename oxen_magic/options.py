@@ -187,6 +187,26 @@ def _chosen_models(words: Sequence[str], default: str | None) -> list[str]:
     return chosen or ([default] if default else [])
 
 
+def _needs_an_image(model_words: Sequence[str] | None) -> str | None:
+    """The sentence for a line with neither prompt nor input image, for a model that needs one.
+
+    `%oxenimage -m topazlabs-image-upscale` alone would otherwise be told its prompt is empty,
+    and once a prompt is typed, that an image is missing: an upscaler takes no prompt at all.
+    The bundled catalogue says which models require `input_image` (ids only from the line).
+    """
+    chosen = [m.strip() for word in model_words or () for m in word.split(",") if m.strip()]
+    for model in bundled_catalogue():
+        required = (schema_of(model) or {}).get("required")
+        if model.get("id") in chosen and isinstance(required, list) and "input_image" in required:
+            both = "prompt" in required
+            return (
+                f"{model['id']} needs an input image{' and a prompt' if both else ''}; add "
+                "--input-image with a file, an https:// URL or a variable holding an image or a "
+                f"result (best = grid[0]){', and write the prompt' if both else ''}."
+            )
+    return None
+
+
 #: Parameters with an option of their own (or set by one): never suggested as `--param`.
 _OWN_OPTION = frozenset({"seed", "aspect_ratio", "num_inference_steps", "input_image"})
 
@@ -453,6 +473,12 @@ def build_spec(
     empty = EMPTY_PROMPT if body is not None else EMPTY_LINE_PROMPT
     if args.input_image and all(not t for t in texts):
         texts = [""]  # an upscaler needs no prompt; the plan asks for one where a model does
+    elif (
+        not args.input_image
+        and all(not t for t in texts)
+        and (needs := _needs_an_image(args.model or [defaults.model]))
+    ):
+        raise UsageProblem(needs, field="input_image")
     elif any(not t for t in texts):
         raise UsageProblem(
             empty

@@ -203,6 +203,18 @@ def test_refusals_send_nothing(shell: Any, hub: LocalHub, picture: Path) -> None
     assert posts(hub) == []
 
 
+def test_an_upscaler_with_nothing_given_asks_for_the_image_not_a_prompt(shell: Any, hub: LocalHub) -> None:
+    """An upscaler takes no prompt: "Prompt cannot be empty" would send the user the wrong way."""
+    _, error = run_cell(shell, "-m topazlabs-image-upscale -p upscale_factor=4x", None)
+    assert error is not None and error.startswith("topazlabs-image-upscale needs an input image;")
+    assert "--input-image" in error and "prompt" not in error
+    _, error = run_cell(shell, "-m flux-kontext-dev", None)  # needs both: one sentence names both
+    assert error is not None and error.startswith("flux-kontext-dev needs an input image and a prompt;")
+    _, error = run_cell(shell, "-m flux-2-dev", None)  # an image is optional there: the prompt is missing
+    assert error is not None and error.startswith("Prompt cannot be empty")
+    assert list(hub.requests) == []  # refused before even the model lookup
+
+
 def test_a_server_that_refuses_data_uris_gets_advice(shell: Any, hub: LocalHub, picture: Path) -> None:
     hub.data_uris = False  # the docs promise only public URLs: the other reading
     _, error = run_cell(shell, f"-m flux-kontext-dev -i {picture} --out r", "paint it blue")
