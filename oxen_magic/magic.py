@@ -140,7 +140,8 @@ class OxenMagic(Magics):
         handles: dict[int, Any] = {}
 
         def publish(index: int, html: str, first: bool) -> None:
-            plain = repr(results) if index == 0 else ""
+            # A terminal sees only text/plain: the summary, and at the end the notes and errors.
+            plain = "" if index else repr(results) if first else results.plain()
             bundle = {"text/html": html, "text/plain": plain}
             if first:
                 handles[index] = display(bundle, raw=True, display_id=True)

@@ -312,6 +312,20 @@ class Results(Sequence[Item]):
     def __repr__(self) -> str:
         return f"<Results {self.summary()}>"
 
+    def plain(self, errors: int = 5) -> str:
+        """What a terminal shows (it has no HTML): the summary, then once the run is over the
+        notes and the first failed cells' errors, which a notebook shows in the grid."""
+        lines = [repr(self)]
+        if not self.running:
+            lines += self.notes
+            failed = [i for i in self.items if i.status == "failed"]
+            for item in failed[:errors]:
+                seed = f" seed {item.seed}" if item.seed is not None else ""
+                lines.append(f"[{item.index}] {item.model}{seed}: {item.error}")
+            if len(failed) > errors:
+                lines.append(f"... and {len(failed) - errors} more failed (grid.select(status='failed')).")
+        return "\n".join(lines)
+
     def save(self, folder: str | Path) -> list[Path]:
         """Write each image as PNG, its generation parameters in the `parameters` text chunk."""
         return [path for _, path in self.save_items(folder)]

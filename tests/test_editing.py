@@ -233,3 +233,74 @@ def test_a_b64_json_result_goes_on_inline(shell: Any, hub: LocalHub) -> None:
     assert error is None and "Sent best: flux-2-dev seed 2 inline as a data: URI" in all_text(captured)
     assert body(hub.edit_calls()[0])["input_image"].startswith("data:image/")
     assert input_sha_of(shell.user_ns["r"][0].data) == sha(grid[0].data)
+
+
+def test_an_edit_of_a_rerolled_result_is_not_served_the_old_edit(shell: Any, hub: LocalHub) -> None:
+    """A seedless model rerun with --no-cache makes a new image under the same request; an edit of
+    it is an edit of that new image, never the cached edit of the one it replaced."""
+    first = make(shell, "-m nano-banana", "a red cube", out="grid")[0]
+    shell.user_ns["best"] = first
+    old_edit = make(shell, "-m flux-kontext-dev -i best -s 7", "paint it blue")[0]
+    assert input_sha_of(old_edit.data) == sha(first.data)
+
+    again = make(shell, "-m nano-banana --no-cache", "a red cube", out="grid")[0]
+    assert again.data != first.data  # no seed: a new image for the same request
+    shell.user_ns["best"] = again
+    hub.reset()
+    new_edit = make(shell, "-m flux-kontext-dev -i best -s 7", "paint it blue")[0]
+    assert not new_edit.cached and len(hub.edit_calls()) == 1
+    assert input_sha_of(new_edit.data) == sha(again.data)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF"])
+def test_each_documented_file_type_goes_in_and_is_traced(
+    shell: Any, hub: LocalHub, tmp_path: Path, fmt: str
+) -> None:
+    path = tmp_path / f"photo.{fmt.lower()}"
+    Image.new("RGB", (24, 18), (200, 90, 20)).save(path, format=fmt)
+    r = make(shell, f"-m qwen-image-edit -i {path}", "add a hat")
+    assert r[0].ok, r[0].error
+    assert input_sha_of(r[0].data) == sha(path.read_bytes())  # the file's own bytes, not re-encoded
+    sent = body(hub.edit_calls()[0])["input_image"]
+    assert sent.startswith(f"data:image/{fmt.lower()};base64,")
+
+
+def test_a_file_changed_in_place_is_a_new_input(shell: Any, hub: LocalHub, tmp_path: Path) -> None:
+    """The cache keys a file input on its bytes, not its path: editing the file asks again."""
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (16, 16), "red").save(path)
+    make(shell, f"-m qwen-image-edit -i {path}", "add a hat")
+    Image.new("RGB", (16, 16), "blue").save(path)
+    r = make(shell, f"-m qwen-image-edit -i {path}", "add a hat")
+    assert not r[0].cached and len(hub.edit_calls()) == 2
+    assert input_sha_of(r[0].data) == sha(path.read_bytes())
+
+
+def test_string_list_and_selection_variables(shell: Any, hub: LocalHub, picture: Path) -> None:
+    grid = make(shell, "-m flux-2-dev -s 1,2", "a red cube", out="grid")
+    shell.user_ns["where"] = str(picture)
+    shell.user_ns["url"] = grid[0].url
+    shell.user_ns["mixed"] = [str(picture), grid[1]]
+    shell.user_ns["picked"] = grid.select(seed=2)
+    one = make(shell, "-m qwen-image-edit -i where", "add a hat")
+    assert input_sha_of(one[0].data) == sha(picture.read_bytes())
+    two = make(shell, "-m qwen-image-edit -i url", "add a hat")
+    assert input_sha_of(two[0].data) == sha(grid[0].data)
+    axis = make(shell, "-m qwen-image-edit -i mixed", "add a hat")
+    assert [input_sha_of(i.data) for i in axis] == [sha(picture.read_bytes()), sha(grid[1].data)]
+    picked = make(shell, "-m qwen-image-edit -i picked", "add a hat")
+    assert [input_sha_of(i.data) for i in picked] == [sha(grid[1].data)]
+
+
+def test_a_terminal_sees_the_notes_and_the_failed_cells(shell: Any, hub: LocalHub, picture: Path) -> None:
+    """Terminal IPython shows only text/plain: the last one says what the grid says in HTML."""
+    hub.expire_urls()
+    gone = f"{hub.url}/api/repos/local/files/results/gone.png"
+    captured, error = run_cell(shell, f"-m qwen-image-edit -i {picture},{gone}", "add a hat")
+    assert error is None, error
+    plains = [o.data["text/plain"] for o in captured.outputs if o.data.get("text/plain")]
+    assert plains[0] == "<Results 0/2 images, 0.0 s>"  # while running: the summary only
+    last = plains[-1].splitlines()
+    assert last[0].startswith("<Results 1/2 images, 1 failed")
+    assert last[1].startswith("Sent photo.png inline as a data: URI")
+    assert last[2].startswith("[1] qwen-image-edit: The server could not fetch the input image gone.png")
