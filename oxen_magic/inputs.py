@@ -58,6 +58,9 @@ INLINE_REFUSED = (
 )
 _DATA_URI = re.compile(r"data:[\w/+.-]*;base64,[A-Za-z0-9+/=]+")
 _URL = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
+#: A ',' or '+' right before another scheme: `-i https://a/1.png,https://a/2.png` is two URLs
+#: (an axis), though a ',' or '+' elsewhere in a URL is part of it.
+_NEXT_URL = re.compile(r"\s*([,+])\s*(?=https?://)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,9 @@ def parse(texts: Sequence[str], variables: Mapping[str, Any] | None = None) -> t
             raise UsageProblem(
                 "--input-image is empty; give a file, a URL or a variable name.", field="input_image"
             )
+        if _URL.match(text) and _NEXT_URL.search(text):  # several URLs: split before each scheme
+            plan.extend(_url_list(text))
+            continue
         if _is_file(text) or _URL.match(text):  # a path or URL holding ',' or '+' is one image
             plan.append((text,))
             continue
@@ -127,6 +133,18 @@ def parse(texts: Sequence[str], variables: Mapping[str, Any] | None = None) -> t
         if group and group not in out:
             out.append(group)
     return tuple(out)
+
+
+def _url_list(text: str) -> list[tuple[str, ...]]:
+    """`u1,u2+u3` (each u a URL) into the plan's entries: (u1,), ("+", u2, u3)."""
+    pieces = _NEXT_URL.split(text)  # url, separator, url, separator, url ...
+    entries: list[list[str]] = [[pieces[0]]]
+    for separator, url in zip(pieces[1::2], pieces[2::2], strict=True):
+        if separator == "+":
+            entries[-1].append(url)
+        else:
+            entries.append([url])
+    return [(e[0],) if len(e) == 1 else ("+", *e) for e in entries]
 
 
 def resolve(text: str, variables: Mapping[str, Any]) -> list[InputImage]:

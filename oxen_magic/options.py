@@ -39,8 +39,8 @@ Seeds (--seed / -s) and steps (--steps / -n) take whole numbers:
   1,5,9        a list; items may be ranges: 1..3,10
   random:4     (seeds only) four random seeds, printed so you can reuse them
 Values are sorted and duplicates dropped. With no --seed the server picks one (not cached).
-Lists (--model, --aspect-ratio) are comma separated or the option repeated (the two merge), and
---param may be repeated for different names; any other option is given at most once.
+Lists (--model, --aspect-ratio, --input-image) are comma separated or the option repeated (the
+two merge); --param may be repeated for different names; any other option is given at most once.
 Numbers are written with the digits 0-9.
 A line holding only --- in the cell body separates prompts; {name} in a prompt is filled
 from your variables ({{ and }} for literal braces)."""

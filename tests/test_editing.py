@@ -304,3 +304,18 @@ def test_a_terminal_sees_the_notes_and_the_failed_cells(shell: Any, hub: LocalHu
     assert last[0].startswith("<Results 1/2 images, 1 failed")
     assert last[1].startswith("Sent photo.png inline as a data: URI")
     assert last[2].startswith("[1] qwen-image-edit: The server could not fetch the input image gone.png")
+
+
+def test_a_comma_list_of_urls_is_an_axis_and_plus_joins_them(shell: Any, hub: LocalHub) -> None:
+    """`-i URL1,URL2` as the README promises for any comma list (a comma inside one URL stays)."""
+    grid = make(shell, "-m z-image-turbo -s 1,2,3", "a teapot", out="grid")
+    one, two, three = (item.url for item in grid)
+    hub.reset()
+    axis = make(shell, f"-m qwen-image-edit -i {one},{two}", "add a hat")
+    assert sorted(body(r)["input_image"] for r in hub.edit_calls()) == sorted([one, two])  # sent in parallel
+    assert [input_sha_of(i.data) for i in axis] == [sha(grid[0].data), sha(grid[1].data)]
+    hub.reset()
+    make(shell, f"-m nano-banana -i {one}+{two},{three}", "combine them")
+    assert sorted(map(str, (body(r)["input_image"] for r in posts(hub)))) == sorted(
+        [str([one, two]), str([three])]
+    )

@@ -711,6 +711,13 @@ def test_list_options_given_twice_merge() -> None:
     assert spec.aspect_ratios == ("1:1", "16:9")
     assert build_spec("--no-cache --no-cache", "a cat").use_cache is False  # a flag twice is harmless
     assert "repeated (merged)" in HELP and "any other option is given at most once" in HELP
+    # -i repeated is an axis like -i a,b (the help says so, where it lists what merges)
+    urls = "https://a.example/1.png", "https://a.example/2.png"
+    repeated = build_spec(f"-m flux-2-dev -i {urls[0]} --input-image {urls[1]}", "a cat")
+    assert repeated.input_images == build_spec(f"-m flux-2-dev -i {urls[0]},{urls[1]}", "a cat").input_images
+    assert len(repeated.input_images) == 2 and "--aspect-ratio, --input-image) are comma" in HELP
+    (whole,) = build_spec("-m flux-2-dev -i https://a.example/x,y.png", "a cat").input_images
+    assert whole is not None and whole[0].url == "https://a.example/x,y.png"  # a comma inside one URL
 
 
 @pytest.mark.parametrize(
