@@ -135,6 +135,11 @@ def parse(texts: Sequence[str], variables: Mapping[str, Any] | None = None) -> t
     return tuple(out)
 
 
+def _a(noun: str) -> str:
+    """`an int`, `a dict`: the article a type name takes in a sentence."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
 def _url_list(text: str) -> list[tuple[str, ...]]:
     """`u1,u2+u3` (each u a URL) into the plan's entries: (u1,), ("+", u2, u3)."""
     pieces = _NEXT_URL.split(text)  # url, separator, url, separator, url ...
@@ -159,6 +164,13 @@ def resolve(text: str, variables: Mapping[str, Any]) -> list[InputImage]:
         raise UsageProblem(
             f"--input-image {text}: no variable or file named '{text}'; run the cell that sets it, "
             "or give a file path or an https:// URL.",
+            field="input_image",
+        )
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if scheme:  # ftp://, file://, s3://: the API fetches only http(s)
+        raise UsageProblem(
+            f"--input-image {text}: the API fetches only http(s) URLs, not {scheme.group(1)}://; give "
+            "an https:// URL, or download the image and pass the file.",
             field="input_image",
         )
     raise UsageProblem(
@@ -188,7 +200,7 @@ def from_value(value: Any, name: str) -> list[InputImage]:
             )
         return [image for i, v in enumerate(items) for image in from_value(v, f"{name}[{i}]")]
     raise UsageProblem(
-        f"--input-image {name}: '{name}' holds a {type(value).__name__}, not an image; give a PIL "
+        f"--input-image {name}: '{name}' holds {_a(type(value).__name__)}, not an image; give a PIL "
         "image, a result (grid[0]), a list of those, a file path or a URL.",
         field="input_image",
     )

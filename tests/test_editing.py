@@ -197,6 +197,7 @@ def test_refusals_send_nothing(shell: Any, hub: LocalHub, picture: Path) -> None
         (f"-m z-image-turbo -i {picture}", "z-image-turbo does not take an input image"),
         (f"-m flux-kontext-dev -i {picture}+{picture}x", "no such file"),
         ("-m flux-2-dev -i nothing_here", "no variable or file named 'nothing_here'"),
+        ("-m flux-2-dev -i s3://bucket/photo.png", "the API fetches only http(s) URLs, not s3://"),
     ]:
         _, error = run_cell(shell, line, "x")
         assert error is not None and needle in error

@@ -113,7 +113,9 @@ def test_a_result_without_an_image_is_refused() -> None:
     [
         ("-i nothere", {}, "no variable or file named 'nothere'"),
         ("-i ./nothere.png", {}, "no such file"),
-        ("-i n", {"n": 42}, "'n' holds a int, not an image"),
+        ("-i n", {"n": 42}, "'n' holds an int, not an image"),
+        ("-i d", {"d": {}}, "'d' holds a dict, not an image"),
+        ("-i ftp://example.com/a.png", {}, "the API fetches only http(s) URLs, not ftp://"),
         ("-i empty", {"empty": []}, "'empty' is empty"),
         ("-i a,,b", {}, "Empty item in the --input-image list"),
         ("-i 'a++b'", {}, "has an empty part"),
