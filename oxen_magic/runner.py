@@ -134,7 +134,9 @@ def run(
             for item in results.items:
                 if item.status == "pending":
                     item.status = "cancelled"
-            results.interrupted = any(item.status == "cancelled" for item in results.items)
+            # Stopped by the user (Ctrl-C, Stop), not by an error such as a missing key, which
+            # the caller reports in its own sentence.
+            results.interrupted = cancel.is_set() and any(i.status == "cancelled" for i in results.items)
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
         if cpu is not None:

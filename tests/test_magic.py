@@ -766,8 +766,9 @@ def test_no_key_is_one_line_unless_everything_is_cached(
     _, r = ok(shell, hub, "--model z-image-turbo --seed 1")  # all cached: no key needed
     assert r[0].cached and bodies(hub) == []
 
-    _, error = go(shell, hub, "--model z-image-turbo --seed 1,2")
+    captured, error = go(shell, hub, "--model z-image-turbo --seed 1,2")
     assert error is not None and error.startswith("No Oxen API key found")
+    assert "interrupted" not in all_text(captured)  # nobody pressed Ctrl-C: the sentence says why
     assert "OXEN_API_KEY" in error and "oxen_magic.login()" in error
     assert bodies(hub) == []
 
