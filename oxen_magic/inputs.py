@@ -232,6 +232,12 @@ def _is_file(text: str) -> bool:
 
 def _from_text(text: str, name: str) -> InputImage:
     if _URL.match(text):
+        if "@" in re.split(r"[/?#]", text.split("://", 1)[1], maxsplit=1)[0]:
+            raise UsageProblem(  # never echoed: it would be saved with the notebook, as for --host
+                "An --input-image URL has a user name or password in it (before an @); the API "
+                "fetches public URLs, so give one without them (or download the image and pass the file).",
+                field="input_image",
+            )
         tail = text.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or text
         return InputImage(url=text, identity="url:" + text, label=tail[:40])
     if text.startswith("data:"):

@@ -198,9 +198,10 @@ def test_refusals_send_nothing(shell: Any, hub: LocalHub, picture: Path) -> None
         (f"-m flux-kontext-dev -i {picture}+{picture}x", "no such file"),
         ("-m flux-2-dev -i nothing_here", "no variable or file named 'nothing_here'"),
         ("-m flux-2-dev -i s3://bucket/photo.png", "the API fetches only http(s) URLs, not s3://"),
+        ("-m flux-2-dev -i https://me:hunter2@example.com/a.png", "has a user name or password in it"),
     ]:
         _, error = run_cell(shell, line, "x")
-        assert error is not None and needle in error
+        assert error is not None and needle in error and "hunter2" not in error
     assert posts(hub) == []
 
 
