@@ -6,8 +6,11 @@ conftest too, and pytest may have loaded the other one first.)
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -94,3 +97,24 @@ def login_for(hub: LocalHub) -> None:
     """What `oxen_magic.login(hub.url)` does: the key for a host other than the environment's."""
     assert hub.api_key is not None
     remember_key(hub.url, hub.api_key)
+
+
+def files_under(folder: Path, skip: Collection[str] = ()) -> list[Path]:
+    """The files below `folder`, sorted, not descending into folders named in `skip`.
+
+    A run's spool folder (see `oxen_magic/spool.py`) is removed when its last user is collected,
+    which the garbage collector may do in any thread at any moment, even mid-walk. `os.walk`
+    skips a folder that vanished; `Path.rglob` (Python 3.11) raises FileNotFoundError."""
+    found: list[Path] = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if d not in skip]
+        found.extend(Path(root) / name for name in names)
+    return sorted(found)
+
+
+def read_if_there(path: Path) -> bytes | None:
+    """A file's bytes, or None when it went away since it was listed (a spool file, say)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from support import all_text, login_for, run_cell, shown_html
+from support import all_text, files_under, login_for, read_if_there, run_cell, shown_html
 
 from oxen_magic.cache import Cache, default_dir
 from oxen_magic.localhub import LocalHub
@@ -54,13 +54,11 @@ def entry_files(folder: Path, suffix: str) -> list[Path]:
     """Cache entry files (not the saved model descriptions, not a run's spool, not temp files)."""
     if not folder.exists():
         return []
-    return sorted(
+    return [
         p
-        for p in folder.rglob("*" + suffix)
-        if p.is_file()
-        and not {"models", "spool"} & set(p.relative_to(folder).parts)
-        and not p.name.startswith(".tmp-")
-    )
+        for p in files_under(folder, skip={"models", "spool"})
+        if p.name.endswith(suffix) and not p.name.startswith(".tmp-")
+    ]
 
 
 # -- unit: Cache ----------------------------------------------------------------------------------
@@ -73,7 +71,7 @@ def test_put_then_get_round_trips(tmp_path: Path) -> None:
     assert entry is not None
     assert entry.data == IMAGE and entry.thumb == THUMB
     assert entry.meta["mime"] == "image/png" and entry.meta["size"] == [64, 64]
-    assert not list(tmp_path.rglob(".tmp-*"))  # atomic writes leave no temp files
+    assert not [p for p in files_under(tmp_path) if p.name.startswith(".tmp-")]  # atomic writes: none left
 
 
 def test_a_thumbnail_of_another_size_is_not_returned(tmp_path: Path) -> None:
@@ -355,13 +353,13 @@ def test_unseeded_requests_are_not_cached(shell: Any, hub: LocalHub, oxen_env: P
 def test_the_api_key_is_never_written_to_the_cache(shell: Any, hub: LocalHub, oxen_env: Path) -> None:
     magic(shell, hub, "--model z-image-turbo,flux-2-dev --seed 1,2")
     magic(shell, hub, "--model z-image-turbo --seed 3 --format b64_json --namespace team")
-    files = [p for p in oxen_env.rglob("*") if p.is_file()]
+    files = files_under(oxen_env)  # the runs' spool files too: they may go while we read
     assert len(entry_files(oxen_env, ".img")) == 5
     assert any("models" in p.parts for p in files)  # the saved descriptions are checked too
     assert hub.api_key is not None
     key = hub.api_key.encode()
     for path in files:
-        assert key not in path.read_bytes(), path
+        assert key not in (read_if_there(path) or b""), path
         assert hub.api_key not in str(path)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from support import all_text, run_cell
+from support import all_text, files_under, run_cell
 
 from oxen_magic import oxen_repo
 from oxen_magic.client import OxenClient
@@ -402,7 +402,7 @@ def test_the_key_is_written_nowhere(hub: LocalHub, oxen_env: Path, tmp_path: Pat
     results.to_oxen(tmp_path / "repo")
     results.to_html(tmp_path / "page.html")
     key = hub.api_key.encode()
-    written = [p for p in tmp_path.rglob("*") if p.is_file() and "cache" not in p.parts]
+    written = files_under(tmp_path, skip={"cache"})
     assert any(p.name == "images.jsonl" for p in written) and any(".oxen" in p.parts for p in written)
     assert [p for p in written if key in p.read_bytes()] == []
 
