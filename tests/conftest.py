@@ -14,7 +14,9 @@ named `conftest` would be ambiguous, since notebooks/ has a conftest of its own.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,57 @@ import oxen_magic.client
 import oxen_magic.keys
 from oxen_magic.localhub import LocalHub
 from oxen_magic.magic import OxenMagic
+
+#: Where tests tried to reach past this machine (an address, or a name to resolve).
+_OUTSIDE: list[str] = []
+
+
+def _outside(host: object) -> bool:
+    """True for anything but loopback: an IP literal off 127/8 or ::1, or a name to look up
+    other than localhost (`.invalid` names are refused without a lookup, as they should be)."""
+    if not isinstance(host, str):
+        return False  # a bytes path (AF_UNIX) or an interface index
+    name = host.strip("[]").split("%")[0]
+    try:
+        return not ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return name.lower() not in ("localhost", "")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_only() -> Iterator[None]:
+    """CI runs without a network and the brief allows only loopback: every connection or name
+    lookup past this machine is refused at once (as offline) and recorded, and the test fails."""
+    connect, lookup = socket.socket.connect, socket.getaddrinfo
+
+    def guarded_connect(self: socket.socket, address: Any) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and _outside(address[0]):
+            _OUTSIDE.append(f"connect {address[0]}")
+            raise ConnectionRefusedError(111, "Connection refused (the tests use loopback only)")
+        connect(self, address)
+
+    def guarded_lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if _outside(host.decode() if isinstance(host, bytes) else host):
+            if not str(host).lower().endswith(".invalid"):
+                _OUTSIDE.append(f"lookup {host}")
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return lookup(host, *args, **kwargs)
+
+    socket.socket.connect = guarded_connect  # type: ignore[method-assign]
+    socket.getaddrinfo = guarded_lookup
+    try:
+        yield
+    finally:
+        socket.socket.connect = connect  # type: ignore[method-assign]
+        socket.getaddrinfo = lookup
+
+
+@pytest.fixture(autouse=True)
+def _nothing_outside(_loopback_only: None) -> Iterator[None]:
+    _OUTSIDE.clear()
+    yield
+    reached, _OUTSIDE[:] = list(_OUTSIDE), []
+    assert not reached, f"the test reached past loopback: {reached}"
 
 
 @pytest.fixture(autouse=True)
