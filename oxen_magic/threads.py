@@ -58,6 +58,7 @@ class DaemonPool:
                     future.set_exception(exc)
                 else:
                     future.set_result(result)
+                    del result  # an idle worker must not keep its last answer (an image) alive
             del job, future, fn, args, kwargs
             self._idle.release()
 
