@@ -116,12 +116,17 @@ def oxen_env(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture(scope="session")
-def _ipython() -> Any:
+def _ipython() -> Iterator[Any]:
     from IPython.testing.globalipapp import start_ipython
 
     shell = start_ipython()
     assert shell is not None
-    return shell
+    yield shell
+    # IPython's test shell keeps its history in a temp file it removes only at its own exit,
+    # which pytest never calls: without this each run leaves a /tmp/tmp*test_hist.sqlite.
+    shell.history_manager.end_session()
+    for path in list(shell.tempfiles):
+        Path(path).unlink(missing_ok=True)
 
 
 @pytest.fixture
