@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import os
 import secrets
 import socket
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from support import wait_for_no_oxen_threads
 
 import oxen_magic
@@ -29,6 +31,14 @@ import oxen_magic.client
 import oxen_magic.keys
 from oxen_magic.localhub import LocalHub
 from oxen_magic.magic import OxenMagic
+
+# CI runs the suite once and one failure stops every landing, so property tests draw the same
+# examples each run (a failure reproduces; it does not come and go) and keep no example database
+# in the checkout. `HYPOTHESIS_PROFILE=explore` draws fresh examples, to look for new bugs.
+settings.register_profile("stable", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "stable"))
+
 
 #: Where tests tried to reach past this machine (an address, or a name to resolve).
 _OUTSIDE: list[str] = []
