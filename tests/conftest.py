@@ -135,6 +135,8 @@ def _ipython() -> Iterator[Any]:
     # IPython's test shell keeps its history in a temp file it removes only at its own exit,
     # which pytest never calls: without this each run leaves a /tmp/tmp*test_hist.sqlite.
     shell.history_manager.end_session()
+    if shell.history_manager.save_thread is not None:  # a thread of its own, also left running
+        shell.history_manager.save_thread.stop()
     for path in list(shell.tempfiles):
         Path(path).unlink(missing_ok=True)
 
