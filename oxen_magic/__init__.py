@@ -13,9 +13,46 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from .api import generate, models, spend
+    from .errors import UsageProblem
     from .pack import PackReport
     from .results import Results
+    from .session import Session, current_session
     from .widget import Panel
+
+#: Loaded on first use, so `%load_ext oxen_magic` does not pay for Pillow and requests.
+_LAZY = {
+    "generate": "api",
+    "models": "api",
+    "spend": "api",
+    "UsageProblem": "errors",
+    "Results": "results",
+    "Session": "session",
+    "current_session": "session",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "Results",
+    "Session",
+    "UsageProblem",
+    "connect",
+    "current_session",
+    "generate",
+    "load_ipython_extension",
+    "login",
+    "models",
+    "panel",
+    "spend",
+]
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -28,37 +65,34 @@ def load_ipython_extension(ipython: Any) -> None:
         ipython.configurables.append(magic)
 
 
-_local_hub: Any = None
-
-
 def connect(host: str | None = None) -> str:
-    """Say which API this session uses; with no key anywhere, start the local hub and use it.
+    """Say which API this session uses; `"local"`, or no key anywhere, starts the local hub.
 
     The local hub draws labelled placeholder images on this machine and bills nothing, so a
-    workshop can rehearse offline. Returns the base URL in use.
+    workshop can rehearse offline; it has its own key, so nothing needs setting. Its results are
+    cached under the name "local", so they are reused after a restart. Returns the base URL in
+    use. (OXEN_HOST and OXEN_API_KEY are also set for the local hub, for code that reads them.)
     """
     import os
 
-    from .client import DEFAULT_HOST, find_key, normalize_host
+    from .client import find_key
+    from .session import LOCAL, current_session
 
-    global _local_hub
-    target = normalize_host(host or os.environ.get("OXEN_HOST") or DEFAULT_HOST)
-    if host:
-        os.environ["OXEN_HOST"] = target
-    if find_key(target):
-        print(f"Using the Oxen API at {target}.")
-        return target
-    if _local_hub is None:
-        from .localhub import LocalHub
-
-        _local_hub = LocalHub(image_size=512).start()
-    os.environ["OXEN_HOST"] = _local_hub.url
-    os.environ["OXEN_API_KEY"] = _local_hub.api_key or "local-demo-key"
-    print(
-        f"No OXEN_API_KEY found: using the local Oxen hub at {_local_hub.url} "
-        "(placeholder images, nothing billed)."
-    )
-    return str(_local_hub.url)
+    session = current_session()
+    if not (host and host.strip().lower() == LOCAL):
+        target = session.base_url(host)
+        if host:
+            session.configure(host=target)
+        if find_key(target):
+            print(f"Using the Oxen API at {target}.")
+            return target
+    url = session.local_hub_url()
+    session.configure(host=LOCAL)
+    os.environ["OXEN_HOST"] = url
+    os.environ["OXEN_API_KEY"] = session.local_hub.api_key
+    why = "" if host else "No OXEN_API_KEY found: "
+    print(f"{why}using the local Oxen hub at {url} (placeholder images, nothing billed).")
+    return url
 
 
 def login(host: str | None = None) -> None:
@@ -81,14 +115,9 @@ def panel(**defaults: Any) -> Panel:
     """The point-and-click panel; keyword arguments are initial values (model=..., seed=...)."""
     from IPython import get_ipython
 
-    from .magic import OxenMagic
     from .widget import Panel
 
-    shell = get_ipython()
-    magic = None
-    if shell is not None:
-        magic = next((m for m in shell.configurables if isinstance(m, OxenMagic)), None)
-    return Panel(magic=magic or OxenMagic(shell=shell), **defaults)
+    return Panel(shell=get_ipython(), **defaults)
 
 
 def export_pack(path: str, **filters: Any) -> PackReport:

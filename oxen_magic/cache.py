@@ -91,6 +91,10 @@ class Cache:
         text = json.dumps({"host": host, "body": body}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
+    def has(self, host: str, body: dict[str, Any]) -> bool:
+        """Whether a seeded body has an entry (unchecked: a damaged one is simply sent again)."""
+        return self.cacheable(body) and self._paths(self.key(host, body))[0].is_file()
+
     def _paths(self, key: str) -> tuple[Path, Path, Path]:
         base = self.folder / key[:2] / key
         return base.with_suffix(".json"), base.with_suffix(".img"), base.with_suffix(".thumb")

@@ -1,21 +1,24 @@
-"""`%%oxenimage`, `%oxenimage` and `%oxenpanel`: glue between IPython and the pipeline.
+"""`%%oxenimage`, `%oxenimage` and `%oxenpanel`: glue between IPython and the session.
 
-Every problem a user can cause or meet (bad options, unknown model, no key, no network) is
-raised as IPython's `UsageError`, which prints one line and no traceback. Heavy modules (requests,
-Pillow, ipywidgets) load on first use, so `%load_ext oxen_magic` stays fast.
+The magic is a front end: it parses the cell with the session's defaults, shows the grid as it
+fills in, and turns every problem a user can cause or meet (bad options, unknown model, no key,
+no network, a budget) into IPython's `UsageError`, which prints one line and no traceback. It
+holds no state: `%config OxenMagic.<name>` values are pushed into the process's `Session`, which
+the panel, `oxen_magic.generate()` and the command line share. Heavy modules (requests, Pillow,
+ipywidgets) load on first use, so `%load_ext oxen_magic` stays fast.
 """
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from traitlets import Enum, Int, Unicode
+from traitlets import Enum, Float, Int, Unicode, observe
 
 from . import options
 from .errors import OxenError, UsageProblem
+from .session import SETTINGS, Session, current_session
 
 if TYPE_CHECKING:
     from .cache import Cache
@@ -42,64 +45,63 @@ class OxenMagic(Magics):
     cache_dir = Unicode("", help="Cache folder ('' = OXEN_MAGIC_CACHE_DIR or the user cache).").tag(
         config=True
     )
-    host = Unicode("", help="API host ('' = OXEN_HOST or https://hub.oxen.ai).").tag(config=True)
+    host = Unicode(
+        "", help="API host ('' = OXEN_HOST or https://hub.oxen.ai; 'local' = the embedded local hub)."
+    ).tag(config=True)
+    max_spend = Float(
+        0.0,
+        help="Budget in USD for this session's new images (0 = none, or OXEN_MAGIC_MAX_SPEND); a cell "
+        "whose new images would pass it is refused before anything is sent.",
+    ).tag(config=True)
+    namespace = Unicode("", help="target_namespace (the user or organisation billed) for every cell.").tag(
+        config=True
+    )
     upload_repo = Unicode(
         "", help="Public Oxen repository (namespace/repo) that local --input-image files are uploaded to."
     ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self._clients: dict[str, OxenClient] = {}
+        # What %config set before this magic existed (or a profile's config) reaches the session;
+        # later changes arrive through _push. Unset traits leave the session's values alone.
+        configured = self.config.get("OxenMagic", {})
+        values = {name: getattr(self, name) for name in SETTINGS if name in configured}
+        if values:
+            self.session.configure(**values)
 
-    # -- shared with the panel ----------------------------------------------------------------
+    @observe(*SETTINGS)
+    def _push(self, change: Any) -> None:
+        self.session.configure(**{change["name"]: change["new"]})
+
+    @property
+    def session(self) -> Session:
+        return current_session()
+
+    # -- shared with the other front ends (the session holds the state) --------------------------
     def defaults(self) -> options.Defaults:
-        return options.Defaults(
-            model=self.model,
-            concurrency=self.concurrency,
-            max_images=self.max_images,
-            response_format=self.response_format,
-            size=self.display_size,
-            cols=self.cols,
-            host=self.host or None,
-            upload_repo=self.upload_repo or None,
-        )
+        return self.session.defaults()
 
     def client(self, host: str | None, pool: int = 8) -> OxenClient:
-        """One pooled client per host, reused across cells; a bigger pool replaces a smaller one.
-
-        Keyed by the host as resolved now, so `oxen_magic.connect()` or a changed OXEN_HOST takes
-        effect on the next cell instead of a client still talking to the old host.
-        """
-        from .client import DEFAULT_HOST, OxenClient, normalize_host
-        from .window import CEILING
-
-        pool = max(pool, CEILING)  # an auto window may open up to its ceiling; unused slots cost nothing
-
         try:
-            base = normalize_host(host or os.environ.get("OXEN_HOST") or DEFAULT_HOST)
-        except ValueError as exc:
+            return self.session.client(host, pool)
+        except UsageProblem as exc:
             raise UsageError(str(exc)) from None
-        current = self._clients.get(base)
-        if current is None or current.pool_size < pool:
-            if current is not None:
-                current.close()
-            self._clients[base] = OxenClient(base, pool_size=max(pool, 8))
-        return self._clients[base]
 
     def cache(self) -> Cache:
-        from .cache import Cache
-
-        return Cache(self.cache_dir or None)
+        return self.session.cache()
 
     def spec(self, line: str, cell: str | None) -> options.Spec:
         try:
-            return options.build_spec(line, cell, self.shell.user_ns if self.shell else {}, self.defaults())
+            return self.session.spec(line, cell, self.shell.user_ns if self.shell else {})
         except UsageProblem as exc:
             raise UsageError(str(exc)) from None
 
     # -- magics -------------------------------------------------------------------------------
     @line_cell_magic
     def oxenimage(self, line: str, cell: str | None = None) -> None:
+        if cell is None and "--spend" in line.split():
+            self._show_spend(line)
+            return
         spec = self.spec(line, cell)
         if spec.list_models:
             self._list_models(spec)
@@ -108,55 +110,36 @@ class OxenMagic(Magics):
         if spec.out and self.shell is not None:
             self.shell.user_ns[spec.out] = results
 
-    oxenimage.__doc__ = "Generate a grid of images with the Oxen.ai API.\n\n" + options.HELP
+    oxenimage.__doc__ = (
+        "Generate a grid of images with the Oxen.ai API.\n\n"
+        + options.HELP
+        + "\n%oxenimage --spend shows what this session was billed for."
+    )
 
     @line_magic
     def oxenpanel(self, line: str) -> Any:
         """Show the point-and-click panel; options on the line become its initial values."""
         from .widget import Panel
 
-        return Panel(magic=self, line=line)
+        return Panel(shell=self.shell, line=line)
 
     # -- the work -----------------------------------------------------------------------------
     def generate(self, spec: options.Spec) -> Results:
-        """Plan, then run with a grid that fills in as images arrive; one line on any problem."""
-        from IPython.display import display
+        """Plan (refusing what must not be sent), then run with a grid that fills in as images
+        arrive; one line on any problem."""
+        from .api import run_shown
 
-        from .live import LiveGrid
-        from .pipeline import execute, prepare
-        from .runner import Throttled
-
-        client = self.client(spec.host, spec.concurrency)
-        cache = self.cache()
+        session = self.session
         try:
-            results = prepare(spec, client, cache)
+            results, client, cache = session.prepare(spec)
         except (UsageProblem, OxenError) as exc:
             raise UsageError(str(exc)) from None
         except KeyboardInterrupt:
             raise UsageError(STOPPED_LOOKUP) from None
-        if spec.dry_run:
-            display(results)
-            return results
-        handles: dict[int, Any] = {}
-
-        def publish(index: int, html: str, first: bool) -> None:
-            # A terminal sees only text/plain: the summary, and at the end the notes and errors.
-            plain = "" if index else repr(results) if first else results.plain()
-            bundle = {"text/html": html, "text/plain": plain}
-            if first:
-                handles[index] = display(bundle, raw=True, display_id=True)
-            elif handles.get(index) is not None:
-                handles[index].update(bundle, raw=True)
-
-        view = LiveGrid(results, publish)
-        view.draw()
-        redraw = Throttled(view.draw)
         try:
-            execute(results, spec, client, cache, on_update=redraw)
+            run_shown(session, results, spec, client, cache)
         except OxenError as exc:
             raise UsageError(str(exc)) from None
-        finally:
-            view.draw(force=True)
         if results.interrupted:
             print(f"Interrupted: kept {results.done} of {results.total} images; rerun to fetch the rest.")
         return results
@@ -164,14 +147,22 @@ class OxenMagic(Magics):
     def _list_models(self, spec: options.Spec) -> None:
         from IPython.display import display
 
-        from .pipeline import list_models
-        from .render import ModelTable
+        from .api import models
 
-        client = self.client(spec.host)
         try:
-            models, notes = list_models(client)
-        except OxenError as exc:
+            table = models(host=spec.host)
+        except (UsageProblem, OxenError) as exc:
             raise UsageError(str(exc)) from None
         except KeyboardInterrupt:
             raise UsageError(STOPPED_LOOKUP) from None
-        display(ModelTable(models, notes))
+        display(table)
+
+    def _show_spend(self, line: str) -> None:
+        from IPython.display import display
+
+        if options.split_words(line) != ["--spend"]:
+            raise UsageError("%oxenimage --spend takes no other options or prompt.")
+        try:
+            display(self.session.spend())
+        except UsageProblem as exc:
+            raise UsageError(str(exc)) from None

@@ -169,7 +169,7 @@ PARSER = _parser()
 HELP = PARSER.format_help() + "\n" + SEED_GRAMMAR + "\n" + INPUT_GRAMMAR
 
 #: An option whose name holds one of these is someone pasting a key (`--oxen-api-key`, `--secret`).
-_KEY_WORDS = ("key", "token", "auth", "password", "passwd", "secret", "bearer", "credential")
+KEY_WORDS = _KEY_WORDS = ("key", "token", "auth", "password", "passwd", "secret", "bearer", "credential")
 OPTION_NAMES = sorted(o for a in PARSER._actions for o in a.option_strings if o.startswith("--"))
 
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 from .cache import Cache
 from .catalog import ModelInfo
 from .client import OxenClient
-from .errors import NetworkError, NotFoundError, OxenError, UsageProblem
+from .errors import AuthError, NetworkError, NotFoundError, OxenError, UsageProblem
 from .inputs import inline_note
 from .options import Spec
 from .plan import make_plan, suggest
@@ -64,6 +64,8 @@ def resolve_models(
             except OxenError:
                 known = []
             raise UsageProblem(suggest(model_id, known))
+        if isinstance(got, AuthError) and got.status == 401:
+            raise got  # a refused key: said before any grid is drawn, not as "sent unchecked"
         saved = cache.get_model(client.base, model_id) if cache else None
         info = _saved(saved)
         if info is not None:
@@ -110,6 +112,8 @@ def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Resul
 
     Folders are checked first, so a `--save` folder that cannot be written or a cache path that
     cannot be a folder is refused before any request (not after the images were billed).
+
+    `results.to_send` lists the items the cache cannot answer: what a run would send and pay for.
     """
     if spec.save_dir is not None:
         save_folder(spec.save_dir)
@@ -129,6 +133,12 @@ def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Resul
         results.notes.append(inline)
     results.host = client.base
     results.prices = {m: i.cost_per_image for m, i in models.items() if i and i.cost_per_image is not None}
+    results.to_send = [
+        item
+        for item in results.items
+        if item.request is not None
+        and not (spec.use_cache and cache is not None and cache.has(client.base, item.request.key_body()))
+    ]
     if spec.random_seeds:
         seeds = ",".join(str(s) for s in spec.seeds)
         results.notes.append(f"Random seeds: {seeds} (use --seed {seeds} to get these images again).")
@@ -136,7 +146,10 @@ def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Resul
         for item in results.items:
             if item.status == "pending":
                 item.status = "planned"
-        cost = plan.cost_line()
+        cost = results.cost_line()
+        cached = results.total - len(results.to_send)
+        if cached:
+            cost = f"{cached} from cache" + (f", {cost}" if cost else "")
         results.notes.append(
             f"Dry run: {results.total} image(s) planned{f' ({cost})' if cost else ''}; nothing was "
             "sent. Remove --dry-run to generate them."

@@ -11,7 +11,7 @@ import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import ModelInfo
@@ -104,6 +104,8 @@ class Plan:
     row_inputs: tuple[Group, ...] = ()
     col_inputs: tuple[Group, ...] = ()
     fixed_inputs: Group = ()
+    #: Price per image by model id (None: unknown), for the spend ledger and the cost of new images.
+    prices: Mapping[str, float | None] = field(default_factory=dict)
 
     @property
     def requests(self) -> tuple[Request, ...]:
@@ -234,6 +236,9 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
         row_inputs=_heads(row_axes, row_values, "input_image" in row_axes),
         col_inputs=tuple(v or () for v in col_values) if col_axis == "input_image" else (),
         fixed_inputs=groups[0] if len(groups) == 1 else (),
+        prices={
+            m: (info.cost_per_image if (info := models.get(m)) is not None else None) for m in spec.models
+        },
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
@@ -290,7 +290,7 @@ def grid_pages(results: Results, cells: int) -> list[list[tuple[int, str, int]]]
 def grid_head(results: Results, shown: int | None = None, page: int = 1, pages: int = 1) -> str:
     """The progress line, the notes, and (for a big grid) which part is shown and how to see more."""
     status = esc(results.summary())
-    cost = results.plan.cost_line()
+    cost = results.cost_line()
     if cost:
         status += " · " + esc(cost)
     notes = list(results.notes)
@@ -442,6 +442,20 @@ class ModelTable:
     def __init__(self, models: Sequence[ModelInfo], notes: Sequence[str] = ()) -> None:
         self.models = sorted(models, key=lambda m: m.id)
         self.notes = list(notes)  # e.g. models whose details could not be read
+
+    # list-like, so `oxen_magic.models()` can be filtered and indexed as well as shown
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def __iter__(self) -> Iterator[ModelInfo]:
+        return iter(self.models)
+
+    def __getitem__(self, index: int) -> ModelInfo:
+        return self.models[index]
+
+    @property
+    def ids(self) -> list[str]:
+        return [m.id for m in self.models]
 
     @staticmethod
     def describe(prop: dict[str, Any]) -> str:

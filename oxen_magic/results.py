@@ -57,6 +57,7 @@ class Item:
     key: str | None = None
     index: int = -1  # position in its Results (`grid[index]`), which is not the seed
     offline: bool = False  # failed for want of a network (the grid then says what to do)
+    billed: bool = False  # counted in the session's spend ledger
     _uri: tuple[bytes, str] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
@@ -215,6 +216,8 @@ class Results(Sequence[Item]):
         self.host: str | None = None  # the API base the images came from
         self.prices: dict[str, float] = {}  # model id -> price per image, where the API gave one
         _register(self)
+        #: The items the cache could not answer when the run was planned (None: not looked at).
+        self.to_send: list[Item] | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -303,6 +306,26 @@ class Results(Sequence[Item]):
     def page(self, number: int = 1, cells: int = PAGE_CELLS) -> GridPage:
         """Rows of the grid holding about `cells` images: `results.page(2)` shows the next ones."""
         return GridPage(self, number, cells)
+
+    def cost_line(self) -> str | None:
+        """What the images still to be sent will cost: "est. $0.003 for 1 new" once some come from
+        the cache (they are free), "est. $0.012" when all are new; None when no price is known."""
+        prices = self.plan.prices
+        if not any(p is not None for p in prices.values()):
+            return None
+        if self.to_send is not None:
+            counted = [i for i in self.to_send if not i.cached]
+        else:
+            counted = [i for i in self.items if i.request is not None and not i.cached]
+        known = [prices.get(i.model or "") for i in counted]
+        cost = sum(p for p in known if p is not None)
+        unpriced = sum(1 for p in known if p is None)
+        text = f"est. ${cost:.3f}" if cost < 1 else f"est. ${cost:.2f}"
+        if len(counted) < self.total:
+            text += f" for {len(counted)} new"
+        if unpriced:
+            text += f" + {unpriced} image(s) of unknown price"
+        return text
 
     def _repr_html_(self) -> str:
         from .render import grid_html

@@ -4,6 +4,8 @@
   recorded requests, catalogue, failure queue and in-flight peak.
 * `oxen_env`: OXEN_HOST / OXEN_API_KEY point at the hub; the cache, HOME and the Oxen CLI config
   live under the test's tmp_path, so no real config, key or cache is ever read or written.
+* `fresh_session` (automatic): every test starts with a new `Session`, so one test's clients,
+  %config values and spend never reach the next.
 * `shell`: the (singleton) test `InteractiveShell` with a *fresh* `OxenMagic` registered for this
   test (so its client cache starts empty and host changes take effect), rich display formats on
   (as in a notebook, so `text/html` is captured), and the user namespace restored afterwards.
@@ -31,6 +33,15 @@ import oxen_magic.client
 import oxen_magic.keys
 from oxen_magic.localhub import LocalHub
 from oxen_magic.magic import OxenMagic
+from oxen_magic.session import reset_session
+
+
+@pytest.fixture(autouse=True)
+def fresh_session() -> Iterator[None]:
+    """Each test starts with a new process session (defaults, clients, spend) and closes it."""
+    reset_session()
+    yield
+    reset_session()
 
 # CI runs the suite once and one failure stops every landing, so property tests draw the same
 # examples each run (a failure reproduces; it does not come and go) and keep no example database
@@ -161,8 +172,6 @@ def shell(_ipython: Any, oxen_env: Path) -> Iterator[Any]:
         yield shell
     finally:
         wait_for_no_oxen_threads()
-        for client in magic._clients.values():
-            client.close()
         shell.configurables[:] = [c for c in shell.configurables if not isinstance(c, OxenMagic)]
         formatter.active_types = saved_types
         if saved_config is None:

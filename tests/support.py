@@ -20,6 +20,7 @@ from oxen_magic.client import OxenClient, remember_key
 from oxen_magic.localhub import LocalHub
 from oxen_magic.magic import OxenMagic
 from oxen_magic.runner import THREAD_PREFIX
+from oxen_magic.session import current_session
 
 
 def _oxen_threads() -> list[threading.Thread]:
@@ -32,6 +33,11 @@ def wait_for_no_oxen_threads(timeout: float = 5.0) -> list[threading.Thread]:
     while _oxen_threads() and time.monotonic() < deadline:
         time.sleep(0.05)
     return _oxen_threads()
+
+
+def session_clients() -> dict[str, Any]:
+    """The process session's pooled clients, by base URL (what a kernel restart would drop)."""
+    return current_session()._clients
 
 
 def magic_of(shell: Any) -> OxenMagic:

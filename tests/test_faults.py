@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import fast_client, magic_of, run_cell, shown_html, wait_for_no_oxen_threads
+from support import fast_client, run_cell, session_clients, shown_html, wait_for_no_oxen_threads
 
 from oxen_magic.client import forget_models
 from oxen_magic.localhub import LocalHub
@@ -140,9 +140,9 @@ def test_offline_rerun_keeps_the_cached_images(hub: LocalHub, shell: Any) -> Non
     _, error = run_cell(shell, "--model z-image-turbo --seed 1..2 --out r", PROMPT)
     assert error is None and shell.user_ns["r"].done == 2
     hub.stop()
-    for client in magic_of(shell)._clients.values():  # as after a kernel restart: a new client
+    for client in session_clients().values():  # as after a kernel restart: a new client
         client.close()
-    magic_of(shell)._clients.clear()
+    session_clients().clear()
     forget_models()  # a restarted kernel remembers no model details
     fast_client(shell, max_retries=1)
     captured, error = run_cell(shell, "--model z-image-turbo --seed 1..3 --out r", PROMPT)

@@ -28,6 +28,7 @@ from support import (
     login_for,
     magic_of,
     run_cell,
+    session_clients,
     shown_html,
     wait_for_no_oxen_threads,
 )
@@ -790,7 +791,7 @@ def test_offline_rerun_uses_the_cache_and_the_saved_model_description(shell: Any
     _, first = ok(shell, hub, "--model flux-2-dev --seed 1,2")
     hub.stop()
     magic = magic_of(shell)
-    magic._clients.clear()  # a new session: no model descriptions in memory
+    session_clients().clear()  # a new session: no model descriptions in memory
     forget_models()
     client = magic.client(None, 8)
     client.backoff = 0.001  # a refused connection is retried; keep the test fast
@@ -892,15 +893,19 @@ def test_save_to_an_unusable_folder_is_refused_before_anything_is_sent(
     assert "Traceback" not in all_text(captured)
 
 
-def test_no_key_shows_the_cached_images_then_one_line(
+def test_no_key_is_said_before_any_grid_is_drawn(
     shell: Any, hub: LocalHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Issue 14: a missing key is one sentence naming both ways on, before a grid is drawn."""
     ok(shell, hub, "--model z-image-turbo --seed 1,2")
     hub.reset()
     monkeypatch.delenv("OXEN_API_KEY")
     shell.user_ns.pop("r", None)
     captured, error = go(shell, hub, "--model z-image-turbo --seed 1..3 --out r")
     assert error is not None and error.startswith("No Oxen API key found; run oxen_magic.login()")
+    assert "--host local" in error and "local hub" in error
     assert hub.generate_calls() == []
-    page = final_html(captured)
-    assert page.count("<img") == 2 and "stopped" in page  # the cached two, the third not sent
+    assert html_outputs(captured) == [] and "r" not in shell.user_ns
+    # a fully cached grid needs no key at all
+    captured, error = go(shell, hub, "--model z-image-turbo --seed 1,2 --out r")
+    assert error is None and all(i.cached for i in shell.user_ns["r"])

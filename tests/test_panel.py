@@ -26,6 +26,7 @@ import oxen_magic
 from oxen_magic.localhub import LocalHub
 from oxen_magic.magic import OxenMagic
 from oxen_magic.placeholder import input_sha_of
+from oxen_magic.session import current_session
 from oxen_magic.widget import ModelsText, Panel
 
 PROMPT = "a red cube on a white background"
@@ -69,8 +70,6 @@ def magic(shell: InteractiveShell) -> Iterator[OxenMagic]:
     shell.config.pop("OxenMagic", None)  # a test's %config must not become the next one's default
     while made in shell.configurables:
         shell.configurables.remove(made)
-    for client in made._clients.values():
-        client.close()
 
 
 @pytest.fixture
@@ -85,7 +84,7 @@ def panels() -> Iterator[list[Panel]]:
 @pytest.fixture
 def make(magic: OxenMagic, panels: list[Panel]):  # type: ignore[no-untyped-def]
     def build(line: str = "", **initial: object) -> Panel:
-        panel = Panel(magic=magic, line=line, **initial)
+        panel = Panel(magic.shell, line=line, **initial)
         panels.append(panel)
         return panel
 
@@ -287,7 +286,7 @@ def test_panel_function_keyword_values(
 ) -> None:  # type: ignore[no-untyped-def]
     panel = oxen_magic.panel(model=[TURBO, DEV], seed=range(1, 5), steps=8, prompt="a kite", size=128)
     panels.append(panel)
-    assert panel.magic is magic
+    assert panel.shell is shell and panel.session is current_session()
     assert panel.prompt.value == "a kite"
     assert panel.magic_line.value == f"%%oxenimage --model {TURBO},{DEV} --seed 1..4 --steps 8 --size 128"
     assert not panel.errors and not panel.generate_button.disabled
@@ -424,7 +423,7 @@ def test_unreachable_host_at_generate_is_reported(  # type: ignore[no-untyped-de
     monkeypatch.setenv("OXEN_API_KEY", "unused")
     monkeypatch.setenv("OXEN_MAGIC_CACHE_DIR", str(tmp_path))
     panel = make("--model z-image-turbo --seed 1 a cat")
-    client = panel.magic.client(None, 8)
+    client = panel.session.client(None, 8)
     client.max_retries = 0  # keep the test fast; the panel itself never waits on the kernel
     panel.generate_button.click()
     assert panel.wait(15)

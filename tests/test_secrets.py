@@ -34,7 +34,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 from PIL import Image
-from support import all_text, files_under, magic_of, read_if_there, run_cell
+from support import all_text, files_under, magic_of, read_if_there, run_cell, session_clients
 
 import oxen_magic
 import oxen_magic.keys as keys_module
@@ -202,7 +202,7 @@ def test_a_whole_session_never_shows_the_key(
         leaks.add(name + " html", value._repr_html_())
         for item in value.items:
             leaks.add(name + " item", repr(item) + repr(item.params) + str(item.error))
-    for client in magic_of(shell)._clients.values():
+    for client in session_clients().values():
         leaks.add("client", repr(client))
     for record in caplog.records:
         leaks.add(f"log {record.name}", record.getMessage())

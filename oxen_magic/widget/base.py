@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ..catalog import ModelInfo
     from ..options import Defaults
     from ..results import Results
+    from ..session import Session
 
 #: What the magic line starts with; `build_spec` gets the rest.
 PREFIX = "%%oxenimage"
@@ -25,7 +26,8 @@ _DESC = {"description_width": "110px"}
 class PanelBase:
     """Attributes shared by the panel's parts (set in `Panel.__init__`)."""
 
-    magic: Any
+    shell: Any
+    session: Session
     prompt: widgets.Textarea
     models: Any  # SelectMultiple, or ModelsText when the list cannot be read
     seeds: widgets.Text

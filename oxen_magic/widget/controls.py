@@ -13,6 +13,7 @@ from ipywidgets.widgets.trait_types import TypedTuple
 from traitlets import Unicode
 
 from .. import options
+from ..api import option_words
 from ..catalog import ModelInfo
 from ..errors import OxenError, UsageProblem
 from .base import _DESC, PREFIX, PanelBase
@@ -185,42 +186,10 @@ class Controls(PanelBase):
         self.steps.placeholder = hint
 
 
-def _option_words(initial: Mapping[str, Any]) -> list[str]:
-    """`Panel(model=[...], seed=range(1, 5), size=128, no_cache=True)` → options-line words."""
-    words: list[str] = []
-    known = set(options.OPTION_NAMES)
-    for key, value in initial.items():
-        if value is None or key == "prompt":
-            continue
-        name = {"models": "model", "seeds": "seed", "aspect_ratios": "aspect_ratio", "params": "param"}.get(
-            key, key
-        )
-        flag = "--" + name.replace("_", "-")
-        if flag not in known or flag == "--list-models":
-            raise TypeError(f"panel() got an unexpected keyword argument {key!r}")
-        if isinstance(value, bool):
-            if value:
-                words.append(flag)
-            continue
-        if name == "param" and isinstance(value, Mapping):
-            for k, v in value.items():
-                words += [flag, f"{k}={v}"]
-            continue
-        if isinstance(value, range):
-            last = value[-1] if len(value) else value.start
-            text = f"{value.start}..{last}" + (f":{value.step}" if value.step != 1 else "")
-        elif isinstance(value, (list, tuple, set, frozenset)):
-            text = ",".join(str(v) for v in value)
-        else:
-            text = str(value)
-        words += [flag, text]
-    return words
-
-
 def _initial_args(line: str, initial: Mapping[str, Any]) -> Any:
     """The `%oxenpanel` line and keyword arguments, read by the `%%oxenimage` grammar."""
     try:
-        words = options.split_words(line) + _option_words(initial)
+        words = options.split_words(line) + option_words(initial, caller="panel")
         args = options.parse_words(words)
     except UsageProblem as exc:
         raise UsageError(str(exc)) from None
@@ -236,7 +205,7 @@ def _extra_words(args: Any) -> str:
     return shlex.join(options.to_words(args, skip=CONTROLLED))
 
 
-def _fetch_models(host: str | None) -> tuple[dict[str, ModelInfo] | None, str | None]:
+def _fetch_models(session: Any, host: str | None) -> tuple[dict[str, ModelInfo] | None, str | None]:
     """The image models the API lists, by id; None (and why) when the list cannot be read.
 
     A short-lived client with one quick retry: opening the panel must not hang on a dead host.
@@ -245,8 +214,10 @@ def _fetch_models(host: str | None) -> tuple[dict[str, ModelInfo] | None, str | 
     from ..pipeline import list_models
 
     try:
-        client = OxenClient(host, max_retries=1, max_wait=2.0, timeout=(3.0, 10.0), deadline=30.0)
-    except ValueError as exc:
+        client = OxenClient(
+            session.base_url(host), max_retries=1, max_wait=2.0, timeout=(3.0, 10.0), deadline=30.0
+        )
+    except (ValueError, UsageProblem) as exc:
         return None, f"{exc} Type model ids, comma separated."
     try:
         listed, _ = list_models(client)  # details filled in: the list may carry no schemas

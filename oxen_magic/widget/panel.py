@@ -22,7 +22,7 @@ from .inputs import InputControls
 from .run import HistoryEntry, Runs
 
 if TYPE_CHECKING:
-    from ..magic import OxenMagic
+    from ..session import Session
 
 
 class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.VBox):
@@ -39,14 +39,28 @@ class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.V
 
     result = AnyTrait(None, allow_none=True, help="The latest Results (what %%oxenimage returns)")
 
-    def __init__(self, magic: OxenMagic | None = None, line: str = "", **initial: Any) -> None:
-        if magic is None:
+    def __init__(
+        self,
+        shell: Any = None,
+        line: str = "",
+        *,
+        session: Session | None = None,
+        magic: Any = None,
+        **initial: Any,
+    ) -> None:
+        """`shell`: the IPython shell whose variables fill `{name}` and receive `--out` (default:
+        the running one). `session`: where defaults, clients, cache and spend live (default: the
+        process's). `magic=` is accepted for older callers and only lends its shell."""
+        from ..session import current_session
+
+        if shell is None and magic is not None:
+            shell = magic.shell
+        if shell is None:
             from IPython import get_ipython
 
-            from ..magic import OxenMagic
-
-            magic = OxenMagic(shell=get_ipython())
-        self.magic = magic
+            shell = get_ipython()
+        self.shell = shell
+        self.session = session or current_session()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._busy = False
@@ -58,7 +72,7 @@ class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.V
         self._spent = []
 
         args = _initial_args(line, initial)
-        defaults = magic.defaults()
+        defaults = self.session.defaults()
         host = args.host or defaults.host
         try:
             chosen = options.split_list(args.model, "model") if args.model else (defaults.model,)
@@ -73,7 +87,7 @@ class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.V
             style=_DESC,
             layout=widgets.Layout(width="560px", height="80px"),
         )
-        self._schemas, models_note = _fetch_models(host)
+        self._schemas, models_note = _fetch_models(self.session, host)
         self.kind = widgets.ToggleButtons(
             options=KINDS,
             value=self._initial_kind(chosen),
@@ -283,11 +297,10 @@ class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.V
         self._buttons()
 
     def _defaults(self) -> options.Defaults:
-        return self.magic.defaults()
+        return self.session.defaults()
 
     def _user_ns(self) -> dict[str, Any]:
-        shell = getattr(self.magic, "shell", None)
-        return shell.user_ns if shell is not None else {}
+        return self.shell.user_ns if self.shell is not None else {}
 
     def _all_widgets(self) -> list[Any]:
         out = [

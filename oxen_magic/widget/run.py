@@ -13,7 +13,7 @@ import ipywidgets as widgets
 from IPython.core.error import UsageError
 
 from .. import options
-from ..errors import OxenError, UsageProblem
+from ..errors import OxenError, UsageProblem, redact
 from ..render import grid_html
 from ..results import Item, Results
 from .base import PREFIX, PanelBase
@@ -61,12 +61,8 @@ class Runs(PanelBase):
                 return False
             line = self._line
             try:
-                spec = options.build_spec(
-                    line[len(PREFIX) :], self.prompt.value, self._user_ns(), self.magic.defaults()
-                )
+                spec = self.session.spec(line[len(PREFIX) :], self.prompt.value, self._user_ns())
                 spec = self._fitted(spec, line[len(PREFIX) :])
-                client = self.magic.client(spec.host, spec.concurrency)
-                cache = self.magic.cache()
             except (UsageProblem, UsageError) as exc:
                 self._set_status(str(exc), error=True)
                 return False
@@ -78,7 +74,7 @@ class Runs(PanelBase):
             self._busy = True
             self._thread = threading.Thread(
                 target=self._work,
-                args=(spec, client, cache, self._cancel, state, line),
+                args=(spec, self._cancel, state, line),
                 name="oxen-panel",
                 daemon=True,
             )
@@ -106,21 +102,18 @@ class Runs(PanelBase):
     def _work(
         self,
         spec: options.Spec,
-        client: Any,
-        cache: Any,
         cancel: threading.Event,
         state: dict[str, Any],
         line: str,
     ) -> None:
-        """prepare → execute, in this thread; the grid redraws at most every runner.REDRAW_EVERY s."""
-        from ..pipeline import execute, prepare
+        """prepare → run, in this thread; the grid redraws at most every runner.REDRAW_EVERY s."""
         from ..runner import Throttled
 
         results: Results | None = None
         problem: str | None = None
         try:
             try:
-                results = prepare(spec, client, cache)
+                results, client, cache = self.session.prepare(spec)
             except (UsageProblem, OxenError) as exc:
                 problem = str(exc)
                 return
@@ -137,13 +130,13 @@ class Runs(PanelBase):
                 grid(item)
 
             try:
-                execute(results, spec, client, cache, on_update=redraw, cancel=cancel)
+                self.session.run(results, spec, client, cache, on_update=redraw, cancel=cancel)
             except OxenError as exc:
                 problem = str(exc)
             if spec.out:
                 self._user_ns()[spec.out] = results
         except Exception as exc:  # a bug must not leave the panel stuck in "running"
-            problem = client.scrub(f"Unexpected error: {type(exc).__name__}: {exc}")
+            problem = redact(f"Unexpected error: {type(exc).__name__}: {exc}")
         finally:
             self._finish(results, problem, state, line)
 
