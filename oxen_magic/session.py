@@ -43,12 +43,13 @@ LOCAL_HINT = 'or use the local hub, which bills nothing: --host local (or oxen_m
 class Settings:
     """The session's defaults; the names are those of `%config OxenMagic.<name>`."""
 
-    model: str = options.DEFAULT_MODEL
-    concurrency: int = 8
-    max_images: int = 64
-    response_format: str = "url"
-    display_size: int = 256
-    cols: int = 8
+    # the grammar's own defaults, so the two never drift apart
+    model: str = options.Defaults.model
+    concurrency: int = options.Defaults.concurrency  # 0: auto
+    max_images: int = options.Defaults.max_images
+    response_format: str = options.Defaults.response_format
+    display_size: int = options.Defaults.size
+    cols: int = options.Defaults.cols
     cache_dir: str = ""
     host: str = ""
     max_spend: float | None = None  # None: read OXEN_MAGIC_MAX_SPEND; 0: no budget
