@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import html_outputs, run_cell
+from support import html_outputs, run_cell, shown_html
 
 import oxen_magic
 from oxen_magic.errors import UsageProblem
@@ -120,7 +120,7 @@ def test_cost_line_counts_only_what_will_be_sent(shell: Any, hub: LocalHub) -> N
         "12 image(s) planned (11 from cache, est. $0.002 for 1 new)" in n for n in shell.user_ns["plan"].notes
     )
     captured, error = run_cell(shell, f"--model {TURBO} --seed 1..12", PROMPT)
-    page = html_outputs(captured)[-1]
+    page = shown_html(captured)
     assert "11 from cache" in page and "est. $0.002 for 1 new" in page
 
 
