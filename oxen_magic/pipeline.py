@@ -64,7 +64,7 @@ def resolve_models(
             except OxenError:
                 known = []
             raise UsageProblem(suggest(model_id, known))
-        if isinstance(got, AuthError) and got.status == 401:
+        if isinstance(got, AuthError) and got.status == 401 and _usable_key(client):
             raise got  # a refused key: said before any grid is drawn, not as "sent unchecked"
         saved = cache.get_model(client.base, model_id) if cache else None
         info = _saved(saved)
@@ -80,6 +80,16 @@ def resolve_models(
             found[model_id] = None
             notes.append(f"Could not read {model_id}'s parameters, so they are sent unchecked: {got}")
     return found, notes
+
+
+def _usable_key(client: OxenClient) -> bool:
+    """Whether a key went with the reads (else a 401 only says none did: the missing or malformed
+    key is reported by the key check, in its own words, once the cache has answered what it can)."""
+    try:
+        client.check_key()
+    except AuthError:
+        return False
+    return True
 
 
 def _saved(obj: object) -> ModelInfo | None:
