@@ -121,7 +121,7 @@ def test_cost_line_counts_only_what_will_be_sent(shell: Any, hub: LocalHub) -> N
     )
     captured, error = run_cell(shell, f"--model {TURBO} --seed 1..12", PROMPT)
     page = shown_html(captured)
-    assert "11 from cache" in page and "est. $0.002 for 1 new" in page
+    assert "11 from cache" in page and "est. &#36;0.002 for 1 new" in page
 
 
 # -- budgets --------------------------------------------------------------------------------------
