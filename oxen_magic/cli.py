@@ -1,0 +1,154 @@
+"""`oxen-image` and `python -m oxen_magic`: the magic's grammar from a shell.
+
+    oxen-image "a red cube" --model flux-2-dev --seed 1..4 --save out/
+    oxen-image --list-models
+    oxen-image "a kite" -m z-image-turbo -s 1..8 --dry-run
+
+A front end like the magic: the words are parsed by `options.build_spec` (the one-line
+`%oxenimage` form: the prompt is the words that are not options) and run through the process's
+`Session`. It shows a progress bar with an ETA on a terminal (plain lines otherwise), writes the
+PNGs (their parameters in a text chunk) and a contact sheet, and exits 0 when every image arrived,
+1 when some failed, 2 on bad usage (one sentence on stderr, no traceback), 130 after Ctrl-C (what
+arrived is saved first).
+
+Other jobs register a subcommand in `SUBCOMMANDS` (`python -m oxen_magic pack ...`): a first word
+that names one is dispatched to its `main(argv) -> int`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from . import __version__, options
+from .errors import AuthError, OxenError, UsageProblem
+
+PROG = "oxen-image"
+#: Where the PNGs go when no --save is given.
+DEFAULT_SAVE = "oxen-images"
+SHEET = "contact-sheet.png"
+#: Subcommands: first word → "module:function" taking the remaining argv and returning an exit code.
+SUBCOMMANDS: dict[str, str] = {}
+
+USAGE = f"""\
+usage: {PROG} PROMPT [options]      generate a grid, save the PNGs and a contact sheet
+       {PROG} --list-models [--host HOST]
+       {PROG} --help | --version
+
+The options are those of the %%oxenimage magic (below). PNGs go to --save DIR
+(default: ./{DEFAULT_SAVE}); --dry-run shows the plan and its cost and sends nothing.
+--host local uses the embedded local hub (placeholder images, nothing billed, no key).
+Exit status: 0 every image arrived, 1 some failed, 2 bad usage, 130 interrupted.
+"""
+
+
+def help_text() -> str:
+    return USAGE + "\n" + options.HELP.replace("%%oxenimage", PROG)
+
+
+def _say(stream: TextIO, text: str) -> None:
+    stream.write(text.rstrip("\n") + "\n")
+    stream.flush()
+
+
+def _subcommand(name: str, argv: Sequence[str]) -> int:
+    module, _, function = SUBCOMMANDS[name].partition(":")
+    handler = getattr(importlib.import_module(module), function or "main")
+    return int(handler(list(argv)) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see the module docstring)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in SUBCOMMANDS:
+        return _subcommand(args[0], args[1:])
+    if not args or args[0] in ("-h", "--help", "help"):
+        _say(sys.stdout if args else sys.stderr, help_text())
+        return 0 if args else 2
+    if args == ["--version"]:
+        _say(sys.stdout, f"oxen_magic {__version__}")
+        return 0
+    try:
+        return _generate(args)
+    except KeyboardInterrupt:  # before anything was sent (the run itself keeps what arrived)
+        _say(sys.stderr, "Interrupted; nothing was sent.")
+        return 130
+    except UsageProblem as exc:
+        _say(sys.stderr, f"{PROG}: {str(exc).replace('%%oxenimage?', PROG + ' --help')}")
+        return 2
+    except AuthError as exc:
+        _say(sys.stderr, f"{PROG}: {exc}")
+        return 2
+    except OxenError as exc:
+        _say(sys.stderr, f"{PROG}: {exc}")
+        return 1
+
+
+def _generate(args: list[str]) -> int:
+    from .progress import Progress
+    from .session import current_session
+
+    session = current_session()
+    if "--out" in args or any(a.startswith("--out=") for a in args):
+        raise UsageProblem("--out names a notebook variable; from the shell, use --save DIR for the images.")
+    spec = session.spec(shlex.join(args), None)
+    if spec.list_models:
+        from .api import models
+
+        _say(sys.stdout, repr(models(host=spec.host)))
+        return 0
+    if spec.save_dir is None and not spec.dry_run:
+        import dataclasses
+
+        spec = dataclasses.replace(spec, save_dir=DEFAULT_SAVE)
+    results, client, cache = session.prepare(spec)
+    if spec.dry_run:
+        _say(sys.stdout, _plan_text(results))
+        return 0
+    progress = Progress(results, stream=sys.stderr)
+    try:
+        session.run(results, spec, client, cache, on_update=progress)
+    finally:
+        progress.close()
+    if spec.save_dir and results.done:
+        try:
+            results.contact_sheet().save(Path(spec.save_dir) / SHEET)
+        except OSError as exc:
+            results.notes.append(f"Could not write the contact sheet ({exc.strerror or exc}).")
+        else:
+            results.notes.append(f"Wrote the contact sheet {Path(spec.save_dir) / SHEET}.")
+    for item in results.items:
+        if item.status == "failed":
+            _say(sys.stderr, f"failed: {item.model} seed {item.seed}: {item.error}")
+    for note in results.notes:
+        _say(sys.stdout, note)
+    _say(sys.stdout, results.summary())
+    if results.interrupted:
+        _say(
+            sys.stderr,
+            f"Interrupted: kept {results.done} of {results.total} images; rerun to fetch the rest.",
+        )
+        return 130
+    return 0 if results.failed == 0 and results.done == results.total else 1
+
+
+def _plan_text(results: object) -> str:
+    """The dry run: each planned request on a line, then the notes (count and cost)."""
+    from .results import Results
+
+    assert isinstance(results, Results)
+    lines = []
+    for item in results.items:
+        if item.request is None:
+            continue
+        params = ", ".join(f"{k}={v}" for k, v in item.params.items() if k not in ("model", "prompt"))
+        lines.append(f"{item.model}: {item.prompt!r} {params}".rstrip())
+    return "\n".join(lines + list(results.notes))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""The command line (`python -m oxen_magic`, installed as `oxen-image`) as a subprocess against the
+local hub, and one sweep through all four front ends giving the same images and request bodies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from support import run_cell
+
+import oxen_magic
+from oxen_magic.localhub import LocalHub
+from oxen_magic.widget import Panel
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPT = "a red cube on a white background"
+TURBO, DEV = "z-image-turbo", "flux-2-dev"
+
+
+def cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "oxen_magic", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def pixels(image: Image.Image) -> bytes:
+    return image.convert("RGB").tobytes()
+
+
+def test_cli_writes_pngs_with_parameters_and_a_contact_sheet(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path
+) -> None:
+    done = cli(PROMPT, "--model", f"{TURBO},{DEV}", "--seed", "1..2", "--save", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "out"
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "contact-sheet.png",
+        "flux-2-dev_seed-1.png",
+        "flux-2-dev_seed-2.png",
+        "z-image-turbo_seed-1.png",
+        "z-image-turbo_seed-2.png",
+    ]
+    with Image.open(out / "flux-2-dev_seed-2.png") as png:
+        assert json.loads(png.text["parameters"]) == {"model": DEV, "prompt": PROMPT, "seed": 2}
+    assert "4/4 images" in done.stdout and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 4  # not a TTY: one plain line per image
+    assert len(hub.generate_calls()) == 4
+    again = cli(PROMPT, "-m", f"{TURBO},{DEV}", "-s", "1..2", "--save", "out", cwd=tmp_path)
+    assert again.returncode == 0 and "4 from cache" in again.stdout and len(hub.generate_calls()) == 4
+    default = cli(PROMPT, "-m", TURBO, "-s", "3", cwd=tmp_path)  # no --save: ./oxen-images
+    assert default.returncode == 0 and (tmp_path / "oxen-images" / "z-image-turbo_seed-3.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        ((PROMPT, "--seed", "4..1"), "runs backwards"),
+        ((PROMPT, "--colour", "red"), "Unknown option --colour"),
+        ((PROMPT, "--model", "flux-2-devv", "-s", "1"), "Model not found"),
+        ((PROMPT, "--out", "x"), "--save DIR"),
+        (("--seed", "1"), "Prompt cannot be empty"),
+        ((PROMPT, "--api-key", "x"), "API keys are never taken"),
+    ],
+)
+def test_cli_bad_usage_is_one_line_and_exit_2(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path, args: tuple[str, ...], expect: str
+) -> None:
+    done = cli(*args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert expect in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith("oxen-image: ") and "Traceback" not in done.stderr
+    assert hub.generate_calls() == [] and not (tmp_path / "oxen-images").exists()
+
+
+def test_cli_exit_1_when_some_failed(oxen_env: Path, hub: LocalHub, tmp_path: Path) -> None:
+    hub.fail_next(1, 400)
+    done = cli(PROMPT, "-m", TURBO, "-s", "1..3", "--concurrency", "1", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "failed: z-image-turbo seed" in done.stderr and "Traceback" not in done.stderr
+    assert len(list((tmp_path / "oxen-images").glob("z-image-turbo_*.png"))) == 2
+
+
+def test_cli_list_models_dry_run_help(oxen_env: Path, hub: LocalHub, tmp_path: Path) -> None:
+    listed = cli("--list-models", cwd=tmp_path)
+    assert listed.returncode == 0 and DEV in listed.stdout and "$0.025" in listed.stdout
+    dry = cli(PROMPT, "-m", DEV, "-s", "1..3", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0 and "Dry run: 3 image(s) planned (est. $0.075)" in dry.stdout
+    assert hub.generate_calls() == [] and not (tmp_path / "oxen-images").exists()
+    helped = cli("--help", cwd=tmp_path)
+    assert (
+        helped.returncode == 0 and "usage: oxen-image PROMPT" in helped.stdout and "--seed" in helped.stdout
+    )
+    assert cli(cwd=tmp_path).returncode == 2
+
+
+def test_cli_no_key_names_both_ways_on(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.delenv("OXEN_API_KEY")
+    done = cli(PROMPT, "-s", "1", cwd=tmp_path)
+    assert done.returncode == 2 and "--host local" in done.stderr and "login" in done.stderr
+    local = cli(PROMPT, "-s", "1", "--host", "local", "--save", "o", cwd=tmp_path)
+    assert local.returncode == 0, local.stderr
+    assert len(list((tmp_path / "o").glob("*_seed-1.png"))) == 1
+
+
+def test_cli_ctrl_c_keeps_what_arrived(oxen_env: Path, hub: LocalHub, tmp_path: Path) -> None:
+    hub.latency = 0.5
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oxen_magic", PROMPT, "-m", TURBO, "-s", "1..20", "--concurrency", "1"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # the first image arrived
+    assert first.startswith("1/20 "), first
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Interrupted: kept" in err and "Traceback" not in err
+    saved = list((tmp_path / "oxen-images").glob("z-image-turbo_seed-*.png"))
+    assert 1 <= len(saved) < 20
+    assert (tmp_path / "oxen-images" / "contact-sheet.png").is_file()
+
+
+def test_all_four_front_ends_make_the_same_images_and_requests(
+    shell: Any, hub: LocalHub, tmp_path: Path
+) -> None:
+    """The magic, the panel, generate() and the command line, each with --no-cache so each sends."""
+    words = ["--model", f"{TURBO},{DEV}", "--seed", "1..2", "--aspect-ratio", "1:1", "--no-cache"]
+
+    def bodies() -> list[str]:
+        got = sorted(json.dumps(r.body, sort_keys=True) for r in hub.generate_calls())
+        hub.reset()
+        return got
+
+    _, error = run_cell(shell, " ".join(words) + " --out magic", PROMPT)
+    assert error is None
+    magic = shell.user_ns["magic"]
+    from_magic = bodies()
+
+    panel = Panel(shell, line=" ".join(words), prompt=PROMPT)
+    try:
+        assert panel.generate() and panel.wait(30)
+        from_panel = bodies()
+        panel_results = panel.result
+    finally:
+        panel.close()
+
+    grid = oxen_magic.generate(
+        PROMPT, model=[TURBO, DEV], seed=range(1, 3), aspect_ratio="1:1", no_cache=True
+    )
+    from_generate = bodies()
+
+    done = cli(PROMPT, *words, "--save", "cli", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    from_cli = bodies()
+
+    assert len(from_magic) == 4
+    assert from_magic == from_panel == from_generate == from_cli
+    for item in magic:
+        if item.request is None:
+            continue
+        key = (item.model, item.seed)
+        expected = pixels(item.image)
+        assert pixels(panel_results[key].image) == expected
+        assert pixels(grid[key].image) == expected
+        with Image.open(tmp_path / "cli" / f"{item.filename()}.png") as png:
+            assert pixels(png) == expected
