@@ -4,22 +4,27 @@
     oxen-image --list-models
     oxen-image "a kite" -m z-image-turbo -s 1..8 --dry-run
 
-A front end like the magic: the words are parsed by `options.build_spec` (the one-line
-`%oxenimage` form: the prompt is the words that are not options) and run through the process's
-`Session`. It shows a progress bar with an ETA on a terminal (plain lines otherwise), writes the
+A front end like the magic: the words are parsed by `options.build_spec` and run through the
+process's `Session`. The prompt is the words that are not options (options may come before,
+between or after them); a word `---` starts another prompt, and a lone `-` reads the prompts from
+stdin (`---` lines between them, as in a cell body). Braces are literal (no notebook variables).
+It shows a progress bar with an ETA on a terminal (plain lines otherwise), writes the
 PNGs (their parameters in a text chunk) and a contact sheet, and exits 0 when every image arrived,
 1 when some failed, 2 on bad usage (one sentence on stderr, no traceback), 130 after Ctrl-C (what
 arrived is saved first).
 
 Other jobs register a subcommand in `SUBCOMMANDS` (`python -m oxen_magic pack ...`): a first word
-that names one is dispatched to its `main(argv) -> int`.
+that names one is dispatched to its `main(argv) -> int` (quote a prompt that starts with one).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -32,11 +37,17 @@ PROG = "oxen-image"
 DEFAULT_SAVE = "oxen-images"
 SHEET = "contact-sheet.png"
 #: Subcommands: first word → "module:function" taking the remaining argv and returning an exit code.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {"pack": "oxen_magic.pack:main", "handout": "oxen_magic.handout:main"}
+#: Stands in for a `---` word while argparse reads the words (it would take it for an option).
+_SEPARATOR = "\x1e"
 
 USAGE = f"""\
 usage: {PROG} PROMPT [options]      generate a grid, save the PNGs and a contact sheet
+       {PROG} PROMPT --- PROMPT ...   several prompts (another axis)
+       {PROG} - [options] < FILE      prompts from stdin, --- lines between them
        {PROG} --list-models [--host HOST]
+       {PROG} pack export|import ...  offline packs of cached images (see {PROG} pack -h)
+       {PROG} handout NOTEBOOK --out FILE   a student copy of a notebook
        {PROG} --help | --version
 
 The options are those of the %%oxenimage magic (below). PNGs go to --save DIR
@@ -72,8 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args == ["--version"]:
         _say(sys.stdout, f"oxen_magic {__version__}")
         return 0
+    if threading.current_thread() is threading.main_thread():
+        # a background job may start with Ctrl-C ignored; this command must always be stoppable
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _generate(args)
+    except BrokenPipeError:  # `oxen-image --list-models | head`: the reader left; not our error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:  # before anything was sent (the run itself keeps what arrived)
         _say(sys.stderr, "Interrupted; nothing was sent.")
         return 130
@@ -93,9 +110,8 @@ def _generate(args: list[str]) -> int:
     from .session import current_session
 
     session = current_session()
-    if "--out" in args or any(a.startswith("--out=") for a in args):
-        raise UsageProblem("--out names a notebook variable; from the shell, use --save DIR for the images.")
-    spec = session.spec(shlex.join(args), None)
+    line, body = command_line(args, sys.stdin)
+    spec = session.spec(line, body)
     if spec.list_models:
         from .api import models
 
@@ -134,6 +150,29 @@ def _generate(args: list[str]) -> int:
         )
         return 130
     return 0 if results.failed == 0 and results.done == results.total else 1
+
+
+def command_line(words: Sequence[str], stdin: TextIO) -> tuple[str, str | None]:
+    """argv → (the magic's options line, the cell body of prompts); the body is None (the one-line
+    form, where no prompt is needed) for --list-models."""
+    args = options.parse_words([_SEPARATOR if w == "---" else w for w in words], intermixed=True)
+    if args.out:
+        raise UsageProblem("--out names a notebook variable; from the shell, use --save DIR for the images.")
+    if args.list_models:
+        return shlex.join(options.to_words(args)), None
+    if args.prompt == ["-"]:
+        body = stdin.read()
+    elif "-" in args.prompt:
+        raise UsageProblem("Give either - (prompts from stdin) or the prompt's words, not both.")
+    else:
+        parts = " ".join(args.prompt).split(_SEPARATOR)
+        body = "\n---\n".join(" ".join(part.split()) for part in parts)
+    if not body.strip():
+        raise UsageProblem(
+            f'Prompt cannot be empty: give it as the first words, like {PROG} "a red cube" --seed 1..4.'
+        )
+    body = body.replace("{", "{{").replace("}", "}}")  # no notebook variables here: braces are literal
+    return shlex.join(options.to_words(args, skip={"prompt"})), body
 
 
 def _plan_text(results: object) -> str:

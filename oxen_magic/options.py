@@ -256,9 +256,14 @@ def _refuse_keys_and_typos(words: Sequence[str], default_model: str | None = Non
             raise UsageProblem(f"Unknown option --{name}; {hint}")
 
 
-def parse_words(words: Sequence[str], default_model: str | None = DEFAULT_MODEL) -> argparse.Namespace:
-    """The options line's words into argparse's namespace; typos and key options refused."""
+def parse_words(
+    words: Sequence[str], default_model: str | None = DEFAULT_MODEL, *, intermixed: bool = False
+) -> argparse.Namespace:
+    """The options line's words into argparse's namespace; typos and key options refused.
+    `intermixed`: prompt words may come between options (the command line)."""
     _refuse_keys_and_typos(words, default_model)
+    if intermixed:
+        return PARSER.parse_intermixed_args(list(words))
     return PARSER.parse_args(list(words))
 
 

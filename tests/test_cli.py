@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -24,12 +25,15 @@ PROMPT = "a red cube on a white background"
 TURBO, DEV = "z-image-turbo", "flux-2-dev"
 
 
-def cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path, timeout: float = 60, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "oxen_magic", *args],
         cwd=cwd,
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -185,3 +189,85 @@ def test_all_four_front_ends_make_the_same_images_and_requests(
         assert pixels(grid[key].image) == expected
         with Image.open(tmp_path / "cli" / f"{item.filename()}.png") as png:
             assert pixels(png) == expected
+
+
+# -- the shell's ways of giving prompts, the terminal, subcommands --------------------------------
+KLEIN = "black-forest-labs-flux-2-klein-4b"  # the default model
+
+
+def test_cli_prompts_by_words_with_dashes_and_from_stdin(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path
+) -> None:
+    done = cli("a", "--seed", "1", "red", "cube", "---", "a blue {ball}", "--save", "a", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    piped = cli("-", "--seed", "2", "--save", "b", cwd=tmp_path, stdin="a green cone\n---\na pink box\n")
+    assert piped.returncode == 0, piped.stderr
+    prompts = sorted((r.body or {}).get("prompt") for r in hub.generate_calls())
+    assert prompts == ["a blue {ball}", "a green cone", "a pink box", "a red cube"]
+    assert len(list((tmp_path / "b").glob(f"{KLEIN}_*.png"))) == 2
+    both = cli("-", "more", "words", cwd=tmp_path)
+    assert both.returncode == 2 and len(both.stderr.strip().splitlines()) == 1
+
+
+def test_cli_unusable_answers_exit_1_and_keys_stay_out(oxen_env: Path, hub: LocalHub, tmp_path: Path) -> None:
+    hub.garbage = "not_image"
+    done = cli(PROMPT, "--seed", "1..2", cwd=tmp_path)
+    assert done.returncode == 1 and "failed:" in done.stderr and "Traceback" not in done.stderr
+    pasted = cli(PROMPT, "--oxen-api-key", "abc", cwd=tmp_path)
+    assert pasted.returncode == 2 and "never taken as an option" in pasted.stderr
+    assert hub.api_key and all(hub.api_key not in r.stdout + r.stderr for r in (done, pasted))
+
+
+def test_cli_progress_bar_with_eta_on_a_terminal(oxen_env: Path, hub: LocalHub, tmp_path: Path) -> None:
+    hub.latency = 0.05
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oxen_magic", PROMPT, "--seed", "1..6", "--concurrency", "1"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=follower,
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert proc.wait(60) == 0
+    os.close(leader)
+    shown = b"".join(chunks).decode()
+    assert "\r[" in shown and "6/6" in shown and "ETA" in shown
+    assert "seed 1: done" not in shown  # the bar, not the plain lines
+
+
+def test_cli_pack_and_handout_are_subcommands(oxen_env: Path, hub: LocalHub, tmp_path: Path) -> None:
+    assert cli(PROMPT, "--seed", "1..2", cwd=tmp_path).returncode == 0
+    packed = cli("pack", "export", "room.zip", "--host", hub.url, cwd=tmp_path)
+    assert packed.returncode == 0, packed.stderr
+    assert (tmp_path / "room.zip").stat().st_size > 0
+    notebook = str(ROOT / "notebooks" / "workshop.ipynb")
+    handout = cli("handout", notebook, "--out", "student.ipynb", cwd=tmp_path)
+    assert handout.returncode == 0, handout.stderr
+    assert (tmp_path / "student.ipynb").is_file()
+    wrong = cli("pack", "sideways", cwd=tmp_path)
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr  # pack's own usage message
+
+
+def test_cli_a_reader_that_leaves_early_is_no_error(oxen_env: Path, hub: LocalHub, tmp_path: Path) -> None:
+    """`oxen-image --list-models | head -1`: the pipe closes under the listing."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oxen_magic", "--list-models"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 0 and "Traceback" not in err and "BrokenPipe" not in err
