@@ -13,7 +13,9 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m oxen_magic.demo", description=__doc__)
-    parser.add_argument("notebook", nargs="?", default="notebooks/quickstart.ipynb")
+    parser.add_argument(
+        "notebook", nargs="?", default=None, help="a notebook to run (default: the packaged quickstart)"
+    )
     parser.add_argument("--html", default=None, help="where to write the HTML (default: next to cwd)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds one cell may take")
     args = parser.parse_args(argv)
@@ -24,12 +26,13 @@ def main(argv: list[str] | None = None) -> int:
         from nbclient.exceptions import CellExecutionError
         from nbconvert import HTMLExporter
     except ImportError:
-        print('The demo needs the notebook tools: pip install -e ".[demo]"', file=sys.stderr)
+        print('The demo needs the notebook tools: pip install "oxen_magic[demo]"', file=sys.stderr)
         return 2
 
-    source = Path(args.notebook)
+    # The quickstart ships inside the package, so the demo runs from anywhere after a pip install.
+    source = Path(args.notebook) if args.notebook else Path(__file__).parent / "data" / "quickstart.ipynb"
     if not source.is_file():
-        print(f"No notebook at {source}; run this from the oxen_magic checkout.", file=sys.stderr)
+        print(f"No notebook at {source}; give the path of an .ipynb file.", file=sys.stderr)
         return 2
     target = Path(args.html or source.with_suffix(".html").name)
     notebook = nbformat.read(source, as_version=4)

@@ -17,9 +17,7 @@ def test_demo_runs_the_quickstart_on_the_local_hub_and_writes_html(tmp_path: Pat
         OXEN_CONFIG_DIR=str(tmp_path / "oxen-config"),
         OXEN_MAGIC_CACHE_DIR=str(tmp_path / "cache"),
     )
-    (tmp_path / "notebooks").mkdir()
-    notebook = tmp_path / "notebooks" / "quickstart.ipynb"
-    notebook.write_bytes((ROOT / "notebooks" / "quickstart.ipynb").read_bytes())
+    # No notebook in the working folder: the packaged quickstart runs (as after a pip install).
     result = subprocess.run(
         [sys.executable, "-m", "oxen_magic.demo"],
         cwd=tmp_path,
@@ -33,3 +31,17 @@ def test_demo_runs_the_quickstart_on_the_local_hub_and_writes_html(tmp_path: Pat
     html = (tmp_path / "quickstart.html").read_text()
     assert html.count("oxen-grid") >= 3 and "data:image/jpeg;base64," in html
     assert "local-demo-key" not in html and "local-demo-key" not in result.stdout + result.stderr
+
+
+def test_the_packaged_quickstart_is_the_notebooks_one() -> None:
+    """The demo runs oxen_magic/data/quickstart.ipynb; its cells must be notebooks/quickstart's
+    (after editing that one: cp notebooks/quickstart.ipynb oxen_magic/data/quickstart.ipynb)."""
+    import json
+
+    def cells(path: Path) -> list[tuple[str, str]]:
+        nb = json.loads(path.read_text())
+        return [(c["cell_type"], "".join(c["source"])) for c in nb["cells"]]
+
+    assert cells(ROOT / "oxen_magic" / "data" / "quickstart.ipynb") == cells(
+        ROOT / "notebooks" / "quickstart.ipynb"
+    )
