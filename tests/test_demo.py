@@ -17,10 +17,41 @@ def test_demo_runs_the_quickstart_on_the_local_hub_and_writes_html(tmp_path: Pat
         OXEN_CONFIG_DIR=str(tmp_path / "oxen-config"),
         OXEN_MAGIC_CACHE_DIR=str(tmp_path / "cache"),
     )
-    # No notebook in the working folder: the packaged quickstart runs (as after a pip install).
+    # Installed as a user would: a wheel of the project, unpacked into a folder of its own, run
+    # from a folder that holds no checkout (the dependencies come from this environment).
+    wheel_to = ["-w", str(tmp_path / "wheel"), str(ROOT)]
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", *wheel_to],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert "`project.license`" not in built.stdout + built.stderr  # no deprecation warning for it
+    (wheel,) = (tmp_path / "wheel").glob("oxen_magic-*.whl")
+    site = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    env["PYTHONPATH"] = str(site)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "oxen_magic.demo"],
-        cwd=tmp_path,
+        [sys.executable, "-c", "import oxen_magic.demo as d; print(d.__file__); raise SystemExit(d.main())"],
+        cwd=elsewhere,
         env=env,
         capture_output=True,
         text=True,
@@ -28,7 +59,8 @@ def test_demo_runs_the_quickstart_on_the_local_hub_and_writes_html(tmp_path: Pat
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No OXEN_API_KEY found: using the local Oxen hub at http://127.0.0.1:" in result.stdout
-    html = (tmp_path / "quickstart.html").read_text()
+    assert result.stdout.startswith(str(site))  # the installed copy ran, not the checkout
+    html = (elsewhere / "quickstart.html").read_text()
     assert html.count("oxen-grid") >= 3 and "data:image/jpeg;base64," in html
     assert "local-demo-key" not in html and "local-demo-key" not in result.stdout + result.stderr
 
@@ -45,3 +77,19 @@ def test_the_packaged_quickstart_is_the_notebooks_one() -> None:
     assert cells(ROOT / "oxen_magic" / "data" / "quickstart.ipynb") == cells(
         ROOT / "notebooks" / "quickstart.ipynb"
     )
+
+
+def test_missing_extras_hint_names_the_package_not_a_checkout(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['nbclient'] = None; import oxen_magic.demo as d; raise SystemExit(d.main())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == 'The demo needs the notebook tools: pip install "oxen_magic[demo]"'
