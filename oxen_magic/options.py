@@ -18,16 +18,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import validate
-from .catalog import RESERVED, bundled_catalogue, properties_of, schema_of
+from .catalog import RESERVED
 from .errors import UsageProblem
+from .hints import _OWN_OPTION as _OWN_OPTION
+from .hints import _chosen_models as _chosen_models
+from .hints import _needs_an_image, _param_hint
 from .inputs import GRAMMAR as INPUT_GRAMMAR
 from .inputs import Group
 from .inputs import parse as parse_inputs
+from .prompts import EMPTY_LINE_PROMPT as EMPTY_LINE_PROMPT
+from .prompts import EMPTY_PROMPT as EMPTY_PROMPT
+from .prompts import fill_template as fill_template
+from .prompts import split_prompts as split_prompts
+from .ranges import MAX_RANGE as MAX_RANGE
+from .ranges import SEED_MAX as SEED_MAX
+from .ranges import parse_ints as parse_ints
+from .ranges import parse_seeds as parse_seeds
 
-#: Seeds are sent as JSON integers; most models take 32-bit seeds.
-SEED_MAX = 2**32 - 1
-#: The most values one range may expand to (a guard against `1..10**12` eating memory).
-MAX_RANGE = 10_000
 DEFAULT_MODEL = "black-forest-labs-flux-2-klein-4b"
 FORMATS = ("url", "b64_json")
 
@@ -173,71 +180,6 @@ KEY_WORDS = _KEY_WORDS = ("key", "token", "auth", "password", "passwd", "secret"
 OPTION_NAMES = sorted(o for a in PARSER._actions for o in a.option_strings if o.startswith("--"))
 
 
-def _chosen_models(words: Sequence[str], default: str | None) -> list[str]:
-    """The model ids the line names (`--model a,b`, `-m a`, `--model=a`), else the default."""
-    chosen: list[str] = []
-    for i, word in enumerate(words):
-        value = None
-        if word in ("--model", "-m") and i + 1 < len(words):
-            value = words[i + 1]
-        elif word.startswith("--model="):
-            value = word.split("=", 1)[1]
-        if value:
-            chosen += [m.strip() for m in value.split(",") if m.strip()]
-    return chosen or ([default] if default else [])
-
-
-def _needs_an_image(model_words: Sequence[str] | None) -> str | None:
-    """The sentence for a line with neither prompt nor input image, for a model that needs one.
-
-    `%oxenimage -m topazlabs-image-upscale` alone would otherwise be told its prompt is empty,
-    and once a prompt is typed, that an image is missing: an upscaler takes no prompt at all.
-    The bundled catalogue says which models require `input_image` (ids only from the line).
-    """
-    chosen = [m.strip() for word in model_words or () for m in word.split(",") if m.strip()]
-    for model in bundled_catalogue():
-        required = (schema_of(model) or {}).get("required")
-        if model.get("id") in chosen and isinstance(required, list) and "input_image" in required:
-            both = "prompt" in required
-            return (
-                f"{model['id']} needs an input image{' and a prompt' if both else ''}; add "
-                "--input-image with a file, an https:// URL or a variable holding an image or a "
-                f"result (best = grid[0]){', and write the prompt' if both else ''}."
-            )
-    return None
-
-
-#: Parameters with an option of their own (or set by one): never suggested as `--param`.
-_OWN_OPTION = frozenset({"seed", "aspect_ratio", "num_inference_steps", "input_image"})
-
-
-def _param_hint(words: Sequence[str], index: int, name: str, default_model: str | None) -> str | None:
-    """`did you mean --param guidance=3?` when a chosen model takes `name` as a parameter.
-
-    Learners type a model parameter as if it were an option (`--guidance 3`); the bundled
-    catalogue says which models take what, without asking the network.
-    """
-    param = name.replace("-", "_")
-    if param in RESERVED or param in _OWN_OPTION or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", param):
-        return None
-    catalogue = {str(m.get("id")): properties_of(schema_of(m)) for m in bundled_catalogue()}
-    chosen = [catalogue[m] for m in _chosen_models(words, default_model) if m in catalogue]
-    names = {n for props in (chosen or catalogue.values()) for n in props} - RESERVED - _OWN_OPTION
-    if param not in names:  # `--guidance` for a model whose parameter is `guidance_scale`
-        close = difflib.get_close_matches(param, sorted(names), n=1, cutoff=0.7)
-        if not close:
-            return None
-        param = close[0]
-    word = words[index]
-    if "=" in word:
-        value = word.split("=", 1)[1]
-    elif index + 1 < len(words) and not words[index + 1].startswith("-"):
-        value = words[index + 1]
-    else:
-        value = "VALUE"
-    return f"did you mean --param {param}={value}?"
-
-
 def _refuse_keys_and_typos(words: Sequence[str], default_model: str | None = None) -> None:
     for index, word in enumerate(words):
         if not word.startswith("--"):
@@ -293,89 +235,6 @@ def split_words(line: str) -> list[str]:
         raise UsageProblem(f"Cannot read the options line ({exc}); check its quotes.") from None
 
 
-def parse_ints(text: str, what: str = "seed", *, lo: int = 0, hi: int = SEED_MAX) -> tuple[int, ...]:
-    """`7`, `1..4`, `1..10:3`, `1,5,9`, `1..3,10` into a sorted, duplicate-free tuple."""
-    text = text.strip()
-    if not text:
-        raise UsageProblem(f"The {what} list is empty; write a number like 7 or a range like 1..4.")
-    validate.ascii_digits_only(text, what, _FIELD.get(what, what))
-    values: set[int] = set()
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            raise UsageProblem(f"Empty item in the {what} list '{text}'; remove the extra comma.")
-        values.update(_expand(item, what, lo, hi))
-        if len(values) > MAX_RANGE:
-            raise UsageProblem(
-                f"The {what} list '{text}' holds more than {MAX_RANGE} values; narrow it "
-                "(--max-images limits a cell to 64 images by default)."
-            )
-    return tuple(sorted(values))
-
-
-_FIELD = {"seed": "seed", "steps": "num_inference_steps"}
-_INT = r"[+-]?[0-9]+"  # not \\d, which takes any script's digits (３, ٣) that int() also reads
-_RANGE = re.compile(rf"^({_INT})\.\.({_INT})(?::({_INT}))?$")
-
-
-def _expand(item: str, what: str, lo: int, hi: int) -> range | tuple[int, ...]:
-    if re.fullmatch(_INT, item):
-        return (_bounded(_int(item, what, lo, hi), what, lo, hi),)
-    m = _RANGE.match(item)
-    if not m:
-        if ".." in item:
-            left, _, right = item.partition("..")
-            if not left.strip() or not right.split(":")[0].strip():
-                raise UsageProblem(f"The {what} range '{item}' needs both ends, like 1..4.")
-        raise UsageProblem(f"'{item}' is not a {what} number or range; write 7, 1..4, 1..10:3 or 1,5,9.")
-    start, end = _int(m.group(1), what, lo, hi), _int(m.group(2), what, lo, hi)
-    step = _int(m.group(3), what, lo, hi) if m.group(3) is not None else 1
-    if step < 1:
-        raise UsageProblem(f"The step in the {what} range '{item}' must be 1 or more.")
-    _bounded(start, what, lo, hi)
-    _bounded(end, what, lo, hi)
-    if end < start:
-        raise UsageProblem(
-            f"The {what} range '{item}' runs backwards; write the smaller end first ({end}..{start})."
-        )
-    if (end - start) // step + 1 > MAX_RANGE:
-        raise UsageProblem(
-            f"The {what} range '{item}' holds {(end - start) // step + 1} values, more than "
-            f"{MAX_RANGE}; narrow it (--max-images limits a cell to 64 images by default)."
-        )
-    return range(start, end + 1, step)
-
-
-def _int(text: str, what: str, lo: int, hi: int) -> int:
-    """`int()` that refuses absurdly long numbers (Python raises ValueError past 4300 digits)."""
-    if len(text.lstrip("+-").lstrip("0")) > 40:
-        raise UsageProblem(f"The {what} {text[:20]}… is out of range; use {lo} to {hi}.")
-    return int(text)
-
-
-def _bounded(value: int, what: str, lo: int, hi: int) -> int:
-    if not lo <= value <= hi:
-        raise UsageProblem(f"The {what} {value} is out of range; use {lo} to {hi}.")
-    return value
-
-
-def parse_seeds(text: str, rng: secrets.SystemRandom | None = None) -> tuple[tuple[int, ...], bool]:
-    """Seeds and whether they were picked at random (`random:K`)."""
-    text = text.strip()
-    head, _, count = text.partition(":")
-    if head.strip().lower() == "random":
-        count = count.strip() or "1"
-        validate.ascii_digits_only(count, "seed count", "seed")
-        if not (count.isascii() and count.isdecimal()) or len(count) > 6 or not 1 <= int(count) <= MAX_RANGE:
-            raise UsageProblem(f"'{text}' needs a count from 1 to {MAX_RANGE}, like random:4.")
-        pick = rng or secrets.SystemRandom()
-        seeds: set[int] = set()
-        while len(seeds) < int(count):
-            seeds.add(pick.randrange(0, 2**31))
-        return tuple(sorted(seeds)), True
-    return parse_ints(text, "seed"), False
-
-
 def split_list(values: Sequence[str] | None, what: str) -> tuple[str, ...]:
     """Comma lists, possibly repeated, into a tuple without duplicates (order kept)."""
     out: list[str] = []
@@ -408,44 +267,6 @@ def parse_params(items: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
             raise UsageProblem(f"Use {flag} for {key} (it can sweep), not --param.")
         out[key] = value.strip()
     return tuple(out.items())
-
-
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
-
-
-def fill_template(prompt: str, variables: Mapping[str, Any]) -> str:
-    """Fill `{name}` from the user's variables; `{{` and `}}` are literal braces."""
-
-    def sub(m: re.Match[str]) -> str:
-        token = m.group(0)
-        if token in ("{{", "}}"):
-            return token[0]
-        name = m.group(1)
-        if name is None:
-            raise UsageProblem(
-                f"The prompt has an unmatched '{token}'; write {token * 2} for a literal brace."
-            )
-        return validate.template_value(name.strip(), variables)
-
-    return _PLACEHOLDER.sub(sub, prompt)
-
-
-def split_prompts(body: str) -> list[str]:
-    """Prompts separated by lines holding only `---`."""
-    prompts: list[list[str]] = [[]]
-    for line in body.splitlines():
-        if line.strip() == "---":
-            prompts.append([])
-        else:
-            prompts[-1].append(line)
-    return ["\n".join(lines).strip() for lines in prompts]
-
-
-EMPTY_PROMPT = "Prompt cannot be empty: write the prompt in the cell body below the %%oxenimage line."
-EMPTY_LINE_PROMPT = (
-    "Prompt cannot be empty: give it on the line after the options, like "
-    "%oxenimage --seed 3 a lighthouse at dusk (or use %%oxenimage with the prompt in the cell body)."
-)
 
 
 def build_spec(

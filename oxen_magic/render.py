@@ -1,22 +1,27 @@
-"""Thumbnails, the grid's HTML and the contact-sheet PNG. Knows nothing of HTTP.
+"""Thumbnails and the grid's HTML. Knows nothing of HTTP.
 
 The HTML is plain (a table, inline JPEG thumbnails, inline styles) so it renders the same in
 JupyterLab, Notebook 7, VS Code, Colab and nbviewer, and a saved notebook carries thumbnails,
-never full images.
+never full images. The contact-sheet PNG is in `contact.py`, the model table in `modeltable.py`,
+the shared escaping in `cells.py`; every name they had here is still importable from here.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
+
+from .cells import NO_MATH as NO_MATH
+from .cells import _ratio
+from .cells import esc as esc
+from .contact import contact_sheet as contact_sheet
+from .modeltable import ModelTable as ModelTable
 
 if TYPE_CHECKING:
-    from .catalog import ModelInfo
     from .inputs import InputImage
     from .results import Item, Results
 
@@ -25,14 +30,6 @@ THUMB_QUALITY = 82
 FULL_QUALITY = 90
 #: Error text drawn in a cell is cut here (the whole message is in the cell's tooltip).
 ERROR_CHARS = 240
-#: Classes that tell MathJax (JupyterLab 4 and Notebook 7: `mathjax_ignore`; MathJax 2 in the
-#: classic notebook and nbviewer: `tex2jax_ignore`) not to typeset `$0.025 + 8 × $0.002` as maths.
-NO_MATH = "mathjax_ignore tex2jax_ignore"
-
-
-def esc(text: object) -> str:
-    """HTML-escape, and write `$` as `&#36;`: no renderer may read prices or prompts as maths."""
-    return html.escape(str(text)).replace("$", "&#36;")
 
 
 def thumbnail(image: Image.Image, size: int) -> bytes:
@@ -55,18 +52,6 @@ def thumbnail(image: Image.Image, size: int) -> bytes:
     out = io.BytesIO()
     small.save(out, format="JPEG", quality=THUMB_QUALITY, optimize=False)
     return out.getvalue()
-
-
-def _ratio(item: Item) -> float:
-    """Height / width for a placeholder, from the requested aspect ratio when known."""
-    if item.size:
-        return item.size[1] / item.size[0]
-    ratio = (item.params.get("aspect_ratio") or "1:1") if item.request else "1:1"
-    try:
-        w, h = (float(x) for x in str(ratio).split(":"))
-        return h / w if w > 0 and h > 0 else 1.0
-    except ValueError:
-        return 1.0
 
 
 def _caption(item: Item, model: bool = True) -> str:
@@ -334,177 +319,3 @@ def grid_html(results: Results, page: int = 1, cells: int | None = None) -> str:
         + "".join(t for _, t, _ in rows)
         + "</table></div>"
     )
-
-
-def _font(px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=px)
-    except TypeError:  # Pillow without FreeType
-        return ImageFont.load_default()
-
-
-def contact_sheet(results: Results, cell: int = 256) -> Image.Image:
-    """One labelled PIL image of the grid: column headers on top, row labels on the left (with
-    the input images each was made from, as in the grid's headers)."""
-    plan = results.plan
-    pad, head = 8, 28
-    font = _font(14)
-    label_w = 0
-    if plan.row_axes:
-        probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-        label_w = min(320, max(int(probe.textlength(lbl, font=font)) for lbl in plan.row_labels) + 2 * pad)
-        if plan.row_inputs:
-            label_w = max(label_w, max(len(g) for g in plan.row_inputs) * (_INPUT_PX + 4) + 2 * pad)
-    band = _INPUT_PX + 8 if plan.fixed_inputs else 0  # the inputs every image shares, on top
-    top = band + head + (_INPUT_PX + 4 if plan.col_inputs else 0)
-    heights = {i.row: 0 for i in results.items}
-    thumbs: dict[tuple[int, int], Image.Image] = {}
-    for item in results.items:
-        image = item.image
-        if image is not None:
-            image = image.convert("RGB")
-            image.thumbnail((cell, cell), Image.Resampling.LANCZOS)
-            thumbs[(item.row, item.col)] = image
-        h = image.height if image is not None else round(cell * _ratio(item))
-        heights[item.row] = max(heights[item.row], h)
-    ncols = len(plan.col_labels)
-    width = label_w + ncols * (cell + pad) + pad
-    height = top + sum(h + head + pad for h in heights.values()) + pad
-    names = "input: " + " + ".join(i.label for i in plan.fixed_inputs)
-    if plan.fixed_inputs:  # room for the shared inputs' line
-        probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-        wide = pad + len(plan.fixed_inputs) * (2 * _INPUT_PX + 4) + int(probe.textlength(names, font=font))
-        width = max(width, wide + 2 * pad)
-    sheet = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(sheet)
-    if plan.fixed_inputs:
-        x = _paste_inputs(sheet, plan.fixed_inputs, pad, 4)
-        draw.text((x + 4, 4 + _INPUT_PX // 2 - 8), names, fill="black", font=font)
-    for c, label in enumerate(plan.col_labels):
-        x = label_w + pad + c * (cell + pad)
-        draw.text((x, band + 6), label, fill="black", font=font)
-        if plan.col_inputs:
-            _paste_inputs(sheet, plan.col_inputs[c], x, band + head - 4)
-    y = top
-    for r in sorted(heights):
-        if plan.row_axes:
-            draw.text((pad, y + heights[r] // 2), plan.row_labels[r][:40], fill="black", font=font)
-            if plan.row_inputs:
-                _paste_inputs(sheet, plan.row_inputs[r], pad, y + heights[r] // 2 + 20)
-        for item in (i for i in results.items if i.row == r):
-            x = label_w + pad + item.col * (cell + pad)
-            thumb = thumbs.get((item.row, item.col))
-            if thumb is not None:
-                sheet.paste(thumb, (x, y))
-                caption = "cached" if item.cached else f"{item.elapsed or 0:.1f} s"
-            else:
-                draw.rectangle((x, y, x + cell - 1, y + heights[r] - 1), outline="#bbbbbb")
-                text = item.error or item.note or item.status
-                draw.multiline_text((x + 6, y + 6), _wrap(text, cell // 8), fill="#aa2222", font=_font(12))
-                caption = item.status
-            draw.text((x, y + heights[r] + 4), caption, fill="#555555", font=_font(12))
-        y += heights[r] + head + pad
-    return sheet
-
-
-#: Height of an input image's thumbnail in a contact sheet's header.
-_INPUT_PX = 40
-
-
-def _paste_inputs(sheet: Image.Image, group: Sequence[InputImage], x: int, y: int) -> int:
-    """Paste each input's thumbnail in a row from (x, y); returns the x after the last."""
-    for image in group:
-        if image.thumb is None:
-            continue
-        with Image.open(io.BytesIO(image.thumb)) as small:
-            pic = small.convert("RGB")
-        pic.thumbnail((_INPUT_PX * 2, _INPUT_PX))
-        sheet.paste(pic, (x, y))
-        x += pic.width + 4
-    return x
-
-
-def _wrap(text: str, width: int) -> str:
-    words, lines, line = text.split(), [], ""
-    for word in words:
-        if len(line) + len(word) + 1 > width and line:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    lines.append(line)
-    return "\n".join(lines[:8])
-
-
-class ModelTable:
-    """`%oxenimage --list-models`: image models, their parameters (default, range) and price."""
-
-    def __init__(self, models: Sequence[ModelInfo], notes: Sequence[str] = ()) -> None:
-        self.models = sorted(models, key=lambda m: m.id)
-        self.notes = list(notes)  # e.g. models whose details could not be read
-
-    # list-like, so `oxen_magic.models()` can be filtered and indexed as well as shown
-    def __len__(self) -> int:
-        return len(self.models)
-
-    def __iter__(self) -> Iterator[ModelInfo]:
-        return iter(self.models)
-
-    def __getitem__(self, index: int) -> ModelInfo:
-        return self.models[index]
-
-    @property
-    def ids(self) -> list[str]:
-        return [m.id for m in self.models]
-
-    @staticmethod
-    def describe(prop: dict[str, Any]) -> str:
-        """`1:1|16:9 (16:9)` or `int 1-50 (28)`: a parameter's allowed values and default."""
-        if isinstance(prop.get("enum"), list):
-            text = "|".join(str(v) for v in prop["enum"])
-        else:
-            text = {"integer": "int", "number": "float", "boolean": "bool", "array": "list"}.get(
-                str(prop.get("type")), str(prop.get("type") or "any")
-            )
-            if prop.get("minimum") is not None or prop.get("maximum") is not None:
-                text += f" {prop.get('minimum', '')}-{prop.get('maximum', '')}"
-        if "default" in prop:
-            text += f" ({prop['default']})"
-        return text
-
-    def rows(self) -> list[tuple[str, str, str, str]]:
-        """(id, price, input image, parameters); input image: required, optional or text only."""
-        from .inputs import role_text
-
-        out = []
-        for m in self.models:
-            price = f"${m.cost_per_image:.3f}" if m.cost_per_image is not None else "?"
-            params = [
-                f"{name}: {self.describe(prop)}"
-                for name, prop in m.properties.items()
-                if name not in ("prompt", "input_image") and isinstance(prop, dict)
-            ]
-            empty = "(parameters unknown)" if m.request_schema is None else "(no parameters listed)"
-            out.append((m.id, price, role_text(m), "; ".join(params) or empty))
-        return out
-
-    def __repr__(self) -> str:
-        rows = self.rows()
-        width = max((len(r[0]) for r in rows), default=5)
-        lines = [f"{'model':<{width}}  {'price':>7}  {'input image':<19}  parameters"]
-        lines += [f"{a:<{width}}  {b:>7}  {c:<19}  {d}" for a, b, c, d in rows]
-        return "\n".join(lines + self.notes)
-
-    def _repr_html_(self) -> str:
-        cells = "".join(
-            f"<tr><td><code>{esc(a)}</code></td><td>{esc(b)}</td>"
-            f"<td>{esc(c)}</td>"
-            f'<td style="text-align:left">{esc(d)}</td></tr>'
-            for a, b, c, d in self.rows()
-        )
-        return (
-            f'<table class="oxen-models {NO_MATH}"><tr><th>model</th><th>price / image</th>'
-            '<th title="--input-image: required, optional (several = reference images) or text only">'
-            "input image</th>"
-            f'<th style="text-align:left">parameters (allowed, default)</th></tr>{cells}</table>'
-        ) + "".join(f'<p class="oxen-note">{esc(n)}</p>' for n in self.notes)
