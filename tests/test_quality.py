@@ -17,9 +17,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_ruff_lint_is_clean() -> None:
     pytest.importorskip("ruff")
-    result = _run(
-        sys.executable, "-m", "ruff", "check", "oxen_magic", "tests", "benchmarks", "notebooks/conftest.py"
-    )
+    result = _run(sys.executable, "-m", "ruff", "check", ".")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -31,10 +29,7 @@ def test_ruff_format_is_clean() -> None:
         "ruff",
         "format",
         "--check",
-        "oxen_magic",
-        "tests",
-        "benchmarks",
-        "notebooks/conftest.py",
+        ".",
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
