@@ -2,7 +2,11 @@
 
 An image counts when it arrived from the API (not from the cache): that is what the API bills.
 Prices come from the model list (`pricing.cost_per_image`); an image whose price is unknown is
-counted as an image and said to be unpriced, never silently added as $0.
+counted as an image and said to be unpriced, never silently added as $0. The runner reports each
+arrival as it happens (`Session.run` passes `Ledger.charge` down as `on_billed`), so an image that
+arrives after Stop or Ctrl-C, when the grid no longer changes, is counted all the same. A POST a
+gateway answered 502/504 may have been billed (the backend can make the image first): it is kept
+apart as "possibly billed", never added to the total.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class Charge:
     price: float | None  # USD, None when the API lists no price
     at: float  # time.time() when it arrived
     host: str
+    gateway: int | None = None  # 502/504: a gateway error that may have been billed (not counted)
 
 
 def dollars(amount: float) -> str:
@@ -36,27 +41,45 @@ def dollars(amount: float) -> str:
 
 @dataclass(frozen=True)
 class Spend:
-    """`oxen_magic.spend()`: the total (known prices), the number billed, and a table per model."""
+    """`oxen_magic.spend()`: the total (known prices), the number billed, and a table per model.
+
+    `images`, `total`, `unpriced` and the table count images that arrived. Answers a gateway gave
+    (502/504) after the backend may have billed are counted apart: `possibly` of them, whose known
+    prices add up to `possible_total` (not part of `total`, nor of what the budget counts)."""
 
     charges: tuple[Charge, ...]
     budget: float = 0.0
 
     @property
+    def billed(self) -> tuple[Charge, ...]:
+        """The images that arrived (what `total` counts)."""
+        return tuple(c for c in self.charges if c.gateway is None)
+
+    @property
     def total(self) -> float:
-        return sum(c.price for c in self.charges if c.price is not None)
+        return sum(c.price for c in self.billed if c.price is not None)
 
     @property
     def images(self) -> int:
-        return len(self.charges)
+        return len(self.billed)
 
     @property
     def unpriced(self) -> int:
-        return sum(1 for c in self.charges if c.price is None)
+        return sum(1 for c in self.billed if c.price is None)
+
+    @property
+    def possibly(self) -> int:
+        """Requests a gateway answered 502/504: perhaps billed, perhaps not."""
+        return len(self.charges) - len(self.billed)
+
+    @property
+    def possible_total(self) -> float:
+        return sum(c.price for c in self.charges if c.gateway is not None and c.price is not None)
 
     def by_model(self) -> list[tuple[str, int, float | None, float]]:
         """(model, images, price per image or None, subtotal of known prices), by model id."""
         rows: dict[str, list[Charge]] = {}
-        for charge in self.charges:
+        for charge in self.billed:
             rows.setdefault(charge.model, []).append(charge)
         out = []
         for model in sorted(rows):
@@ -70,6 +93,10 @@ class Spend:
         text = f"{self.images} image(s) billed this session, {dollars(self.total)}"
         if self.unpriced:
             text += f" + {self.unpriced} of unknown price"
+        if self.possibly:
+            codes = "/".join(sorted({str(c.gateway) for c in self.charges if c.gateway is not None}))
+            text += f"; {self.possibly} more may have been billed (gateway error {codes}"
+            text += f", {dollars(self.possible_total)})" if self.possible_total else ")"
         if self.budget:
             text += f" (budget {dollars(self.budget)}, {dollars(max(0.0, self.budget - self.total))} left)"
         return text
@@ -107,8 +134,21 @@ class Ledger:
         self._lock = threading.Lock()
         self._charges: list[Charge] = []
 
+    def charge(self, item: Item, price: float | None, host: str, gateway: int | None = None) -> bool:
+        """Count one answer the API may bill as it happens (the runner's `on_billed`), once per
+        item: an image that arrived (`gateway` None), or a 502/504 that may have been billed.
+        Returns whether it was new."""
+        if item.request is None:
+            return False
+        with self._lock:
+            if item.billed:
+                return False
+            item.billed = True
+            self._charges.append(Charge(item.request.model, price, time.time(), host, gateway))
+        return True
+
     def record(self, results: Results, host: str) -> int:
-        """Count each item that arrived from the API, once; returns how many were new."""
+        """Count each item that arrived from the API and was not counted yet; returns how many."""
         prices = results.plan.prices
         now = time.time()
         added = 0

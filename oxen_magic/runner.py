@@ -6,6 +6,9 @@ redraw can show what it skipped (see `Throttled`). Interrupting (Ctrl-C in
 the kernel, or `cancel.set()` from a Stop button) stops everything that has not started and keeps
 what arrived; requests already in flight finish in the background and land in the cache (not in
 the returned results, which no longer change), so a rerun does not pay for them twice.
+`on_billed(item, gateway)` hears of every answer the API may bill, from the worker thread, even
+after the run returned: `gateway` is None for an image that arrived, or the 502/504 of a gateway
+that answered a POST the backend may have billed all the same.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ from .threads import DaemonPool as ThreadPoolExecutor
 from .window import Ticket, Window
 
 THREAD_PREFIX = "oxen-magic"
+#: `on_billed(item, gateway)`: an image arrived (None) or a gateway answered 502/504 (maybe billed).
+Billed = Callable[[Item, int | None], None]
+#: Gateway answers to a POST that may come after the backend made (and billed) the image.
+GATEWAY = (502, 504)
 #: Threads that decode and thumbnail. Arrivals come in bursts (a round of `concurrency` requests
 #: answered together); a few at a time finishes the first image first, instead of all of them
 #: sharing the CPU and appearing together, and few threads touching the big decoded bitmaps keep
@@ -75,6 +82,7 @@ def run(
     concurrency: int = 0,
     on_update: Callable[[Item | None], None] | None = None,
     cancel: threading.Event | None = None,
+    on_billed: Billed | None = None,
 ) -> Results:
     """Fill `results` in place and return it; raises only when a request is due and the key is
     missing or unusable (after the cache has answered what it can).
@@ -112,6 +120,7 @@ def run(
             cpu = ThreadPoolExecutor(max_workers=CPU_SLOTS, thread_name_prefix=THREAD_PREFIX + "-cpu")
             pool = ThreadPoolExecutor(max_workers=2 * window.limit, thread_name_prefix=THREAD_PREFIX)
             job = _Job(client, cache, use_cache, results.size, cancel, window, cpu, frozen, spool)
+            job.on_billed = on_billed
             futures = {pool.submit(job.generate, item, turn): item for turn, item in enumerate(todo)}
             pending = set(futures)
         while pending:
@@ -246,6 +255,7 @@ class _Job:
         self.client, self.cache, self.size, self.cancel = client, cache, size, cancel
         self.use_cache = use_cache  # False (--no-cache): always send, but still write the cache
         self.window, self.cpu, self.frozen, self.spool = window, cpu, frozen, spool
+        self.on_billed: Billed | None = None
 
     def generate(self, item: Item, turn: int) -> Item:
         """One image in a worker thread: (wait for a twin in flight,) send, thumbnail, cache.
@@ -294,11 +304,15 @@ class _Job:
                 )
             except OxenError as exc:
                 place.give_back(ok=False, refused=exc.status in (429, 503))
+                if exc.status in GATEWAY and self.on_billed is not None:
+                    self.on_billed(item, exc.status)
                 raise
             except BaseException:
                 place.give_back(ok=False)
                 raise
             place.give_back(ok=True)
+            if self.on_billed is not None:  # billed on arrival, even when the grid is frozen
+                self.on_billed(item, None)
             thumb = self._run_in_cpu_pool(_thumbnail, generation, self.size)
         except Cancelled:
             return self._outcome(item, status="cancelled")

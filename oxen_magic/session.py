@@ -233,13 +233,16 @@ class Session:
         """Send what the cache cannot answer; every image that arrived from the API is billed."""
         from .pipeline import execute
 
+        prices, host = results.plan.prices, client.base
+
+        def billed(item: Item, gateway: int | None) -> None:  # a worker thread, maybe after Stop
+            assert item.request is not None
+            self.ledger.charge(item, prices.get(item.request.model), host, gateway)
+
         try:
-            return execute(results, spec, client, cache, on_update=on_update, cancel=cancel)
+            return execute(results, spec, client, cache, on_update=on_update, cancel=cancel, on_billed=billed)
         except MissingKeyError as exc:
             raise MissingKeyError(_with_local_hint(str(exc))) from None
-        finally:
-            if not spec.dry_run:
-                self.ledger.record(results, client.base)
 
     def spend(self) -> Spend:
         """What this session was billed for, with the budget (see `ledger.Spend`)."""

@@ -5,11 +5,12 @@ notebook user would meet it."""
 from __future__ import annotations
 
 import inspect
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import html_outputs, run_cell, shown_html
+from support import html_outputs, run_cell, shown_html, wait_for_no_oxen_threads
 
 import oxen_magic
 from oxen_magic.errors import UsageProblem
@@ -110,6 +111,39 @@ def test_spend_counts_billed_images_not_cached_ones(shell: Any, hub: LocalHub) -
     captured, error = run_cell(shell, "--spend")
     assert error is None and "&#36;0.081" in html_outputs(captured)[0]
     assert "$" not in html_outputs(captured)[0]  # JupyterLab would read $...$ as maths
+
+
+def test_a_gateway_error_after_billing_is_shown_as_possibly_billed(shell: Any, hub: LocalHub) -> None:
+    hub.fail_next(1, 504, after_billing=True)  # the image is made (billed), then a gateway 504
+    _, error = run_cell(shell, f"--model {DEV} --seed 1..2 --concurrency 1", PROMPT)
+    assert error is None and hub.billed == 2
+    spent = oxen_magic.spend()
+    assert spent.images == 1 and spent.total == pytest.approx(0.025)  # only what arrived
+    assert spent.possibly == 1 and spent.possible_total == pytest.approx(0.025)
+    assert "1 more may have been billed (gateway error 504, $0.025)" in repr(spent)
+    captured, error = run_cell(shell, "--spend")
+    assert error is None and "1 more may have been billed (gateway error 504" in html_outputs(captured)[0]
+
+
+def test_an_image_arriving_after_stop_is_recorded_once(oxen_env: Path, hub: LocalHub) -> None:
+    hub.latency = 0.6
+    stop = threading.Event()
+    timer = threading.Timer(0.2, stop.set)  # Stop while the first request is in flight
+    timer.start()
+    try:
+        results = oxen_magic.generate(PROMPT, model=DEV, seed="1..3", concurrency=1, cancel=stop, show=False)
+    finally:
+        timer.cancel()
+    assert results.interrupted and results.done == 0  # the grid froze before the image came
+    assert wait_for_no_oxen_threads(timeout=5.0) == []
+    assert hub.billed == 1
+    spent = oxen_magic.spend()
+    assert spent.images == 1 and spent.total == pytest.approx(0.025) and spent.possibly == 0
+    current_session().ledger.record(results, "any")  # the post-run pass does not count it again
+    hub.latency = 0.0
+    again = oxen_magic.generate(PROMPT, model=DEV, seed="1..3", show=False)  # 1 cached, 2 new
+    assert again.done == 3 and hub.billed == 3
+    assert oxen_magic.spend().images == 3
 
 
 def test_cost_line_counts_only_what_will_be_sent(shell: Any, hub: LocalHub) -> None:
