@@ -11,7 +11,6 @@ apart as "possibly billed", never added to the total.
 
 from __future__ import annotations
 
-import html
 import threading
 import time
 from collections.abc import Sequence
@@ -112,18 +111,17 @@ class Spend:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        from .cells import NO_MATH, esc
+
         cells = "".join(
-            f"<tr><td><code>{html.escape(m)}</code></td><td>{n}</td>"
-            f"<td>{html.escape(dollars(p) if p is not None else '?')}</td>"
-            f"<td>{html.escape(dollars(t))}</td></tr>"
+            f"<tr><td><code>{esc(m)}</code></td><td>{n}</td>"
+            f"<td>{esc(dollars(p) if p is not None else '?')}</td><td>{esc(dollars(t))}</td></tr>"
             for m, n, p, t in self.by_model()
         )
-        # &#36; not "$": JupyterLab would read two dollar signs as the bounds of a formula.
-        caption = html.escape(self.summary()).replace("$", "&#36;")
-        cells = cells.replace("$", "&#36;")
         return (
-            '<table class="oxen-spend"><tr><th>model</th><th>images</th><th>each</th><th>total</th></tr>'
-            f'{cells}</table><div class="oxen-spend-summary" style="font-size:12px">{caption}</div>'
+            f'<table class="oxen-spend {NO_MATH}"><tr><th>model</th><th>images</th><th>each</th>'
+            f'<th>total</th></tr>{cells}</table><div class="oxen-spend-summary {NO_MATH}" '
+            f'style="font-size:12px">{esc(self.summary())}</div>'
         )
 
 

@@ -96,5 +96,5 @@ class PanelBase:
     def _fitted(self, spec: Any, line: str) -> Any:
         return spec
 
-    def _count_spend(self, results: Results) -> None:
+    def _show_spend(self) -> None:
         return None

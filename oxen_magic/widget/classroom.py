@@ -10,7 +10,6 @@ import dataclasses
 import html
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import ipywidgets as widgets
 
@@ -32,7 +31,6 @@ class Classroom(PanelBase):
     save_folder: widgets.Text
     save_button: widgets.Button
     spend: widgets.HTML
-    _spent: list[tuple[int, float, int]]  # per run: images generated, est. USD, images of unknown price
 
     # -- the model list ----------------------------------------------------------------------------
     def _initial_kind(self, chosen: Sequence[str]) -> str:
@@ -122,37 +120,10 @@ class Classroom(PanelBase):
         return [*written, sheet]
 
     # -- spend ---------------------------------------------------------------------------------------
-    def _count_spend(self, results: Results) -> None:
-        """Add a finished run's new (not cached) images to the panel's tally, priced when known."""
-        images = unpriced = 0
-        cost = 0.0
-        for item in results.items:
-            if item.status != "done" or item.cached:
-                continue
-            images += 1
-            info = (self._schemas or {}).get(item.model or "")
-            if info is not None and info.cost_per_image is not None:
-                cost += info.cost_per_image
-            else:
-                unpriced += 1
-        self._spent.append((images, cost, unpriced))
-        self._show_spend()
-
     def _show_spend(self) -> None:
-        """The session's spend when the session keeps a ledger, else what this panel generated."""
-        import oxen_magic
-
-        ledger: Any = getattr(oxen_magic, "spend", None)
-        text = ""
-        if callable(ledger):
-            try:
-                spent = ledger()
-                text = spend_line(int(spent.images), float(spent.total), 0)
-            except Exception:  # a ledger we cannot read: fall back to this panel's own tally
-                text = ""
-        if not text:
-            images = sum(s[0] for s in self._spent)
-            text = spend_line(images, sum(s[1] for s in self._spent), sum(s[2] for s in self._spent))
+        """What this panel's session was billed for (its ledger; cached images never count)."""
+        spent = self.session.spend()
+        text = spend_line(spent.images, spent.total, spent.unpriced)
         self.spend.value = (
             f'<span class="oxen-spend-text" style="font-size:12px;opacity:.8">{html.escape(text)}</span>'
         )

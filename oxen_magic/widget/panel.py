@@ -69,7 +69,6 @@ class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.V
         self._line = PREFIX
         self._errors: dict[str, str] = {}
         self.entries: list[HistoryEntry] = []
-        self._spent = []
 
         args = _initial_args(line, initial)
         defaults = self.session.defaults()

@@ -145,7 +145,7 @@ class Runs(PanelBase):
             self.output.value = grid_html(results)
             self._show_progress(results)
             self._refresh_picks()  # its images can be the next run's input
-            self._count_spend(results)
+            self._show_spend()
             if results.done:
                 self._remember(HistoryEntry(state=state, line=line, results=results))
         if problem:
