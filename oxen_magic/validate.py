@@ -255,6 +255,8 @@ def _example(what: str) -> str:
 
 
 def _clip(text: str, limit: int = 40) -> str:
+    """A short piece of the user's text for a one-line message: control characters escaped."""
+    text = repr(text)[1:-1]
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

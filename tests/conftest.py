@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import os
 import secrets
 import socket
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from support import wait_for_no_oxen_threads
 
 import oxen_magic
@@ -40,6 +42,14 @@ def fresh_session() -> Iterator[None]:
     reset_session()
     yield
     reset_session()
+
+
+# CI runs the suite once and one failure stops every landing, so property tests draw the same
+# examples each run (a failure reproduces; it does not come and go) and keep no example database
+# in the checkout. `HYPOTHESIS_PROFILE=explore` draws fresh examples, to look for new bugs.
+settings.register_profile("stable", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "stable"))
 
 
 #: Where tests tried to reach past this machine (an address, or a name to resolve).
@@ -137,6 +147,8 @@ def _ipython() -> Iterator[Any]:
     # IPython's test shell keeps its history in a temp file it removes only at its own exit,
     # which pytest never calls: without this each run leaves a /tmp/tmp*test_hist.sqlite.
     shell.history_manager.end_session()
+    if shell.history_manager.save_thread is not None:  # a thread of its own, also left running
+        shell.history_manager.save_thread.stop()
     for path in list(shell.tempfiles):
         Path(path).unlink(missing_ok=True)
 
