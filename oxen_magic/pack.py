@@ -32,8 +32,9 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from .atomic import atomic_file
 from .cache import Cache
 from .client import DEFAULT_HOST, normalize_host
 
@@ -81,7 +82,7 @@ class PackReport:
 # -- which prompts a notebook asks for ------------------------------------------------------------
 
 
-def notebook_prompts(path: str | Path, cells: Iterable[int] | None = None) -> list[re.Pattern[str]]:
+def notebook_prompts(path: str | Path, cells: Iterable[int] | None = None) -> list[Template]:
     """A pattern per prompt the notebook's `%%oxenimage` / `%oxenimage` cells write.
 
     `{name}` placeholders match any text (the values are set while the notebook runs), `{{` and
@@ -101,7 +102,7 @@ def notebook_prompts(path: str | Path, cells: Iterable[int] | None = None) -> li
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PackError(f"Cannot read the notebook {path} ({exc}); give a saved .ipynb file.") from None
     wanted = None if cells is None else set(cells)
-    patterns: list[re.Pattern[str]] = []
+    patterns: list[Template] = []
     for index, source in enumerate(sources):
         if wanted is not None and index not in wanted:
             continue
@@ -125,13 +126,64 @@ def _literal(prompt: str) -> bool:
     return bool(re.sub(r"\{[^{}]*\}", "", prompt.replace("{{", "").replace("}}", "")).strip())
 
 
-def _prompt_pattern(prompt: str) -> re.Pattern[str]:
-    parts = re.split(r"(\{\{|\}\}|\{[^{}]*\})", prompt)
-    regex = "".join(
-        "\\{" if p == "{{" else "\\}" if p == "}}" else ".+?" if p.startswith("{") else re.escape(p)
-        for p in parts
-    )
-    return re.compile(regex, re.S)
+def _prompt_pattern(prompt: str) -> Template:
+    return Template(prompt)
+
+
+class Template:
+    """A cell's prompt with `{name}` placeholders, matched against a cached prompt in linear time.
+
+    Each placeholder stands for some text (at least one character, any character); `{{` and `}}`
+    are literal braces. A regular expression with one `.+?` per placeholder backtracks: adjacent
+    placeholders (`{a}{b}...{h} in the style of {artist}!`) took time exponential in the prompt's
+    length. Here the template is literal pieces with gaps between them, and a gap only has a
+    least width (adjacent placeholders add up), so the leftmost place for each middle piece is
+    always a right choice: one `startswith`, one `find` per middle piece, one `endswith`.
+    `steps` counts those calls (the tests check it stays that small).
+    """
+
+    def __init__(self, prompt: str) -> None:
+        self.pattern = prompt
+        #: literal pieces, and before each piece after the first the least width of the gap
+        self.pieces: list[str] = [""]
+        self.gaps: list[int] = []
+        for part in re.split(r"(\{\{|\}\}|\{[^{}]*\})", prompt):
+            if part.startswith("{") and part != "{{":
+                if len(self.gaps) == len(self.pieces):  # placeholders side by side: one wider gap
+                    self.gaps[-1] += 1
+                else:
+                    self.gaps.append(1)
+            elif part:
+                if len(self.gaps) == len(self.pieces):
+                    self.pieces.append("")
+                self.pieces[-1] += part[0] if part in ("{{", "}}") else part
+        self.trailing = len(self.gaps) == len(self.pieces)  # ends with a gap
+        self.steps = 0
+
+    def fullmatch(self, text: str) -> bool:
+        """Whether the whole of `text` is what this template gives for some placeholder values."""
+        pieces, gaps = self.pieces, self.gaps
+        self.steps += 1
+        if not gaps:
+            return text == pieces[0]
+        if not text.startswith(pieces[0]):
+            return False
+        pos = len(pieces[0])
+        last = len(pieces) - 1 if not self.trailing else len(pieces)
+        for i in range(1, last):
+            self.steps += 1
+            found = text.find(pieces[i], pos + gaps[i - 1])
+            if found < 0:
+                return False
+            pos = found + len(pieces[i])
+        if self.trailing:
+            return len(text) - pos >= gaps[-1]
+        self.steps += 1
+        tail = pieces[-1]
+        return text.endswith(tail) and len(text) - len(tail) >= pos + gaps[-1]
+
+    def __repr__(self) -> str:
+        return f"Template({self.pattern!r})"
 
 
 # -- export ---------------------------------------------------------------------------------------
@@ -188,13 +240,11 @@ def export_pack(
     manifest: dict[str, Any] = {"format": FORMAT, "version": VERSION, "created": time.time()}
     manifest["entries"], manifest["models"] = [], []
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
     try:
-        _write(tmp, chosen, cache, manifest, report)
-        tmp.replace(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(target) as out:  # whole or not at all; never through a link
+            _write(out, chosen, cache, manifest, report)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise PackError(
             f"Cannot write the pack {target} ({exc.strerror or exc}); choose another path."
         ) from None
@@ -203,13 +253,13 @@ def export_pack(
 
 
 def _write(
-    tmp: Path,
+    out: BinaryIO,
     chosen: list[tuple[str, dict[str, Any], Any]],
     cache: Cache,
     manifest: dict[str, Any],
     report: PackReport,
 ) -> None:
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
         seen_models: set[tuple[str, str]] = set()
         for key, body, entry in chosen:
             meta = {k: entry.meta[k] for k in ("sha256", "thumb_size", "thumb_sha256", "host", "body")}
