@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -368,6 +369,7 @@ def test_pack_export_with_an_adversarial_notebook_finishes(
         text=True,
         timeout=60,
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert done.returncode == 0, done.stderr
     with zipfile.ZipFile(tmp_path / "p.zip") as zf:
