@@ -3,9 +3,11 @@
 Oxen has no multi-step transaction, so this module makes one around it:
 
 * **One writer at a time.** The repository folder is locked (`flock` on the folder itself, so no
-  lock file is left in the repository) for the whole export; a second process (or thread) waits
-  for the first, up to `LOCK_WAIT` seconds, then is refused in one sentence. Two writers at once
-  made Oxen's Rust core panic, and one committed the other's rows.
+  lock file is left in the repository) for the whole export; a second writer (thread or process)
+  waits for the first, up to `LOCK_WAIT` seconds, then is refused in one sentence. Oxen itself
+  keeps a repository's database locked for the whole life of the first process that opened it,
+  so while that process lives another one is refused in one sentence (`busy`) before anything is
+  committed, where it used to die of a Rust panic after its rows were written.
 * **Images before rows.** The PNGs are written (each whole) and staged first; only then is the
   table rewritten (whole, old rows plus new) and the commit made.
 * **A journal.** Before anything is written, `.oxen/oxen_magic-journal.json` records the sweep;
@@ -85,15 +87,28 @@ def oxen_call(repo_path: Path, doing: str, after: str = "") -> Iterator[None]:
     """Run Oxen library calls; anything they raise (Rust panics are BaseExceptions) becomes one
     `OxenError` sentence. Ctrl-C and exit still go through."""
     try:
-        with _quiet():
+        with _quiet(1, 2):
             yield
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except (OxenError, UsageProblem):
         raise
     except BaseException as exc:
-        text = " ".join(redact(str(exc)).split())[:300] or type(exc).__name__
-        raise OxenError(f"Oxen could not {doing} in {repo_path} ({text}){after}.") from None
+        text = " ".join(redact(str(exc)).split())
+        if "LOCK" in text and ("Resource temporarily unavailable" in text or "DbOpenFailed" in text):
+            raise OxenError(busy(repo_path)) from None
+        raise OxenError(
+            f"Oxen could not {doing} in {repo_path} ({text[:300] or type(exc).__name__}){after}."
+        ) from None
+
+
+def busy(repo_path: Path) -> str:
+    """Oxen keeps a repository's database locked for the life of the first process that opens it."""
+    return (
+        f"Another process (a notebook kernel or script that used it) has the Oxen repository {repo_path} "
+        "open, and Oxen lets one process at a time use a repository; restart or close that one, or "
+        "write to another folder (nothing of this sweep was committed)."
+    )
 
 
 # -- one writer at a time ---------------------------------------------------------------------
@@ -284,7 +299,7 @@ def to_oxen(results: Results, path: str | Path, message: str | None = None, push
         if push:
             remote = next((n for n, _ in remotes(repo_path) if n == "origin"), remotes(repo_path)[0][0])
             try:
-                with _quiet():
+                with _quiet(1, 2):
                     repo.push(remote, repo.current_branch)
             except (KeyboardInterrupt, SystemExit):
                 raise
@@ -339,7 +354,7 @@ def _commit(repo: Any, repo_path: Path, results: Results, message: str | None) -
     except (KeyboardInterrupt, SystemExit):
         raise  # the journal stays: the next export finishes or undoes this one
     except BaseException:
-        with contextlib.suppress(BaseException):
+        with contextlib.suppress(BaseException), _quiet(1, 2):
             _undo(repo, repo_path, state)
         raise
     _journal_path(repo_path).unlink(missing_ok=True)

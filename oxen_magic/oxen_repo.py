@@ -166,22 +166,28 @@ def _as_author(name: str, email: str, source: str) -> Iterator[None]:
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
+def _quiet(*fds: int) -> Iterator[None]:
     """Oxen's Rust core prints progress lines straight to file descriptor 1 (which a Jupyter
-    kernel forwards into the cell); our notes say the same in one place, so hide them."""
+    kernel forwards into the cell); our notes say the same in one place, so hide them. With
+    `_quiet(1, 2)` its panic messages on descriptor 2 too (the panic itself is reported as one
+    sentence by the caller)."""
+    fds = fds or (1,)
     try:
         sys.stdout.flush()
-        saved = os.dup(1)
+        sys.stderr.flush()
+        saved = [os.dup(fd) for fd in fds]
     except (OSError, ValueError):
         yield
         return
     try:
         with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 1)
+            for fd in fds:
+                os.dup2(null.fileno(), fd)
             yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, old in zip(fds, saved, strict=True):
+            os.dup2(old, fd)
+            os.close(old)
 
 
 # -- to_oxen (the transaction itself is in oxen_export.py) ------------------------------------
