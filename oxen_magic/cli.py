@@ -10,8 +10,10 @@ between or after them); a word `---` starts another prompt, and a lone `-` reads
 stdin (`---` lines between them, as in a cell body). Braces are literal (no notebook variables).
 It shows a progress bar with an ETA on a terminal (plain lines otherwise), writes the
 PNGs (their parameters in a text chunk) and a contact sheet, and exits 0 when every image arrived,
-1 when some failed, 2 on bad usage (one sentence on stderr, no traceback), 130 after Ctrl-C (what
-arrived is saved first).
+1 when some failed or an export (--save, --to-oxen, --to-html) failed, 2 on bad usage (one
+sentence on stderr, no traceback; bytes that are not UTF-8 in the prompt or an option, too), 130
+after Ctrl-C (what arrived is saved first: a first Ctrl-C while saving lets the saving finish, a
+second stops it, and the output says which files were written).
 
 Other jobs register a subcommand in `SUBCOMMANDS` (`python -m oxen_magic pack ...`): a first word
 that names one is dispatched to its `main(argv) -> int` (quote a prompt that starts with one).
@@ -26,16 +28,17 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from . import __version__, options
 from .errors import AuthError, OxenError, UsageProblem
 
+if TYPE_CHECKING:
+    from .results import Results
+
 PROG = "oxen-image"
 #: Where the PNGs go when no --save is given.
 DEFAULT_SAVE = "oxen-images"
-SHEET = "contact-sheet.png"
 #: Subcommands: first word → "module:function" taking the remaining argv and returning an exit code.
 SUBCOMMANDS: dict[str, str] = {"pack": "oxen_magic.pack:main", "handout": "oxen_magic.handout:main"}
 #: Stands in for a `---` word while argparse reads the words (it would take it for an option).
@@ -53,7 +56,8 @@ usage: {PROG} PROMPT [options]      generate a grid, save the PNGs and a contact
 The options are those of the %%oxenimage magic (below). PNGs go to --save DIR
 (default: ./{DEFAULT_SAVE}); --dry-run shows the plan and its cost and sends nothing.
 --host local uses the embedded local hub (placeholder images, nothing billed, no key).
-Exit status: 0 every image arrived, 1 some failed, 2 bad usage, 130 interrupted.
+Exit status: 0 every image arrived and was saved, 1 some failed or could not be
+saved, 2 bad usage, 130 interrupted (what arrived is saved).
 """
 
 
@@ -91,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `oxen-image --list-models | head`: the reader left; not our error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:  # before anything was sent (the run itself keeps what arrived)
-        _say(sys.stderr, "Interrupted; nothing was sent.")
+    except KeyboardInterrupt:  # while planning: the run and the saving handle their own Ctrl-C
+        _say(sys.stderr, "Interrupted before any image was requested; nothing was billed.")
         return 130
     except UsageProblem as exc:
         _say(sys.stderr, f"{PROG}: {str(exc).replace('%%oxenimage?', PROG + ' --help')}")
@@ -106,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _generate(args: list[str]) -> int:
+    import dataclasses
+
+    from .exports import export
     from .progress import Progress
     from .session import current_session
 
@@ -118,50 +125,69 @@ def _generate(args: list[str]) -> int:
         _say(sys.stdout, repr(models(host=spec.host)))
         return 0
     if spec.save_dir is None and not spec.dry_run:
-        import dataclasses
-
         spec = dataclasses.replace(spec, save_dir=DEFAULT_SAVE)
     results, client, cache = session.prepare(spec)
     if spec.dry_run:
         _say(sys.stdout, _plan_text(results))
         return 0
+    # The run writes no files itself: the exports come after it, with the contact sheet, so a
+    # Ctrl-C while saving is told apart from one while fetching (see exports.finish_first).
+    bare = dataclasses.replace(spec, save_dir=None, to_oxen=None, to_html=None)
     progress = Progress(results, stream=sys.stderr)
     try:
-        session.run(results, spec, client, cache, on_update=progress)
-    finally:
-        progress.close()
-    if spec.save_dir and results.done:
         try:
-            results.contact_sheet().save(Path(spec.save_dir) / SHEET)
-        except OSError as exc:
-            results.notes.append(f"Could not write the contact sheet ({exc.strerror or exc}).")
-        else:
-            results.notes.append(f"Wrote the contact sheet {Path(spec.save_dir) / SHEET}.")
+            session.run(results, bare, client, cache, on_update=progress)
+        finally:
+            progress.close()
+        export(results, spec, sheet=True)
+    except KeyboardInterrupt:  # between the steps: say what is known, not "nothing was sent"
+        _say(
+            sys.stderr,
+            f"Interrupted after {results.done} of {results.total} images had arrived, before they were "
+            "all saved; rerun to save them (cached images are not sent again).",
+        )
+        return 130
+    return _report(results)
+
+
+def _report(results: Results) -> int:
+    """Print what happened and choose the exit status (see the module docstring)."""
     for item in results.items:
         if item.status == "failed":
             _say(sys.stderr, f"failed: {item.model} seed {item.seed}: {item.error}")
     for note in results.notes:
-        _say(sys.stdout, note)
+        if note not in results.export_failures:
+            _say(sys.stdout, note)
     _say(sys.stdout, results.summary())
+    for failure in results.export_failures:
+        _say(sys.stderr, f"{PROG}: {failure}")
     if results.interrupted:
         _say(
             sys.stderr,
             f"Interrupted: kept {results.done} of {results.total} images; rerun to fetch the rest.",
         )
+    if results.interrupted or results.export_interrupted:
         return 130
+    if results.export_failures:
+        return 1
     return 0 if results.failed == 0 and results.done == results.total else 1
 
 
 def command_line(words: Sequence[str], stdin: TextIO) -> tuple[str, str | None]:
     """argv → (the magic's options line, the cell body of prompts); the body is None (the one-line
     form, where no prompt is needed) for --list-models."""
+    for word in words:
+        _utf8(word)
     args = options.parse_words([_SEPARATOR if w == "---" else w for w in words], intermixed=True)
     if args.out:
         raise UsageProblem("--out names a notebook variable; from the shell, use --save DIR for the images.")
     if args.list_models:
         return shlex.join(options.to_words(args)), None
     if args.prompt == ["-"]:
-        body = stdin.read()
+        try:
+            body = _utf8(stdin.read(), "The prompts read from stdin")
+        except UnicodeDecodeError:
+            raise UsageProblem(_NOT_UTF8.format(what="The prompts read from stdin", shown="")) from None
     elif "-" in args.prompt:
         raise UsageProblem("Give either - (prompts from stdin) or the prompt's words, not both.")
     else:
@@ -173,6 +199,28 @@ def command_line(words: Sequence[str], stdin: TextIO) -> tuple[str, str | None]:
         )
     body = body.replace("{", "{{").replace("}", "}}")  # no notebook variables here: braces are literal
     return shlex.join(options.to_words(args, skip={"prompt"})), body
+
+
+_NOT_UTF8 = (
+    "{what}{shown} holds bytes that are not UTF-8 text; retype it in a UTF-8 terminal "
+    "(or convert the file with iconv)."
+)
+
+
+def _utf8(text: str, what: str | None = None) -> str:
+    """Refuse text holding bytes that were not UTF-8 (Python keeps them as lone surrogates): they
+    would be sent to the API as garbage, or fail there after the request was made."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:  # the bytes as typed, the bad ones as \xNN
+            raw = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        raw = " ".join(raw.split())
+        shown = f" '{raw if len(raw) <= 60 else raw[:59] + '…'}'" if what is None else ""
+        raise UsageProblem(_NOT_UTF8.format(what=what or "The word", shown=shown)) from None
+    return text
 
 
 def _plan_text(results: object) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from .atomic import write_text_atomic
 from .oxen_repo import public_params
 from .render import inputs_html
 
@@ -152,5 +153,4 @@ def write_html(results: Results, path: str | Path, title: str | None = None) -> 
     if target.is_dir():
         target = target / "gallery.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(gallery_html(results, title), encoding="utf-8")
-    return target
+    return write_text_atomic(target, gallery_html(results, title))  # whole or not at all, no links

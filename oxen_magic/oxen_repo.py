@@ -22,11 +22,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -35,7 +32,8 @@ from .errors import OxenError, UsageProblem, redact
 
 if TYPE_CHECKING:
     from .inputs import Group, InputImage
-    from .results import Item, Results
+    from .oxen_export import OxenExport
+    from .results import Results
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -168,41 +166,31 @@ def _as_author(name: str, email: str, source: str) -> Iterator[None]:
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
+def _quiet(*fds: int) -> Iterator[None]:
     """Oxen's Rust core prints progress lines straight to file descriptor 1 (which a Jupyter
-    kernel forwards into the cell); our notes say the same in one place, so hide them."""
+    kernel forwards into the cell); our notes say the same in one place, so hide them. With
+    `_quiet(1, 2)` its panic messages on descriptor 2 too (the panic itself is reported as one
+    sentence by the caller)."""
+    fds = fds or (1,)
     try:
         sys.stdout.flush()
-        saved = os.dup(1)
+        sys.stderr.flush()
+        saved = [os.dup(fd) for fd in fds]
     except (OSError, ValueError):
         yield
         return
     try:
         with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 1)
+            for fd in fds:
+                os.dup2(null.fileno(), fd)
             yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, old in zip(fds, saved, strict=True):
+            os.dup2(old, fd)
+            os.close(old)
 
 
-# -- to_oxen --------------------------------------------------------------------------------
-@dataclass
-class OxenExport:
-    """What `Results.to_oxen` did: the commit, the files and rows it added, and notes."""
-
-    path: Path
-    commit: str
-    files: list[str]
-    rows: int
-    author: str
-    pushed: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def __repr__(self) -> str:
-        return "\n".join(self.notes)
-
-
+# -- to_oxen (the transaction itself is in oxen_export.py) ------------------------------------
 def remotes(path: str | Path) -> list[tuple[str, str]]:
     """(name, url) of each remote recorded in the repository's .oxen/config.toml."""
     try:
@@ -213,107 +201,30 @@ def remotes(path: str | Path) -> list[tuple[str, str]]:
     return [(str(r.get("name")), str(r.get("url"))) for r in found if isinstance(r, dict) and r.get("name")]
 
 
-def _row(item: Item, results: Results, file: str, sweep: str, now: float) -> dict[str, Any]:
-    params = public_params(item.params)
-    created = item.created if item.created is not None else int(now)
-    inputs = params.get("input_image")
-    if isinstance(inputs, list):
-        inputs = " ".join(str(v) for v in inputs)
-    image = item.size or (None, None)
-    return {
-        "file": file,
-        "sweep": sweep,
-        "model": item.model,
-        "prompt": item.prompt,
-        "seed": item.seed,
-        "aspect_ratio": params.get("aspect_ratio"),
-        "num_inference_steps": params.get("num_inference_steps"),
-        "parameters": json.dumps(params, sort_keys=True),
-        "input_image": inputs,
-        "width": image[0],
-        "height": image[1],
-        "created": datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds"),
-        "elapsed": round(item.elapsed, 3) if item.elapsed is not None else None,
-        "cached": item.cached,
-        "price": results.prices.get(item.model or ""),
-        "host": results.host,
-    }
+def check_target(path: str | Path, push: bool) -> None:
+    """What `--to-oxen DIR [--push]` needs, checked before anything is billed: the oxenai package,
+    a folder (not a file), and with `push` a repository that has a remote."""
+    require_oxen()
+    repo_path = Path(path).expanduser()
+    if repo_path.exists() and not repo_path.is_dir():
+        raise UsageProblem(f"{repo_path} is a file, not a folder; give to_oxen a folder for the repository.")
+    if push and not remotes(repo_path):
+        raise UsageProblem(no_remote(repo_path))
 
 
-def _default_message(results: Results, count: int) -> str:
-    models = ", ".join(dict.fromkeys(i.model or "" for i in results.items if i.ok))
-    prompt = next((i.prompt for i in results.items if i.ok), "") or ""
-    short = prompt if len(prompt) <= 60 else prompt[:59] + "…"
-    return f"oxen_magic: {count} image(s) from {models}: {short!r}"
+def no_remote(repo_path: Path) -> str:
+    return (
+        f"The Oxen repository at {repo_path} has no remote to push to; add one with `oxen config "
+        "--set-remote origin https://hub.oxen.ai/<namespace>/<repo>` in that folder (nothing "
+        "was written)."
+    )
 
 
 def to_oxen(results: Results, path: str | Path, message: str | None = None, push: bool = False) -> OxenExport:
-    """Write the sweep's images and rows into the Oxen repository at `path` and commit them."""
-    oxen = require_oxen()
-    repo_path = Path(path).expanduser()
-    done = [item for item in results.items if item.ok]
-    if not done:
-        raise UsageProblem("There are no finished images to save to Oxen; run the sweep first.")
-    if repo_path.exists() and not repo_path.is_dir():
-        raise UsageProblem(f"{repo_path} is a file, not a folder; give to_oxen a folder for the repository.")
-    fresh = not (repo_path / ".oxen").is_dir()
-    remote = None
-    if push:
-        known = [] if fresh else remotes(repo_path)
-        if not known:
-            raise UsageProblem(
-                f"The Oxen repository at {repo_path} has no remote to push to; add one with `oxen config "
-                "--set-remote origin https://hub.oxen.ai/<namespace>/<repo>` in that folder (nothing "
-                "was written)."
-            )
-        remote = next((n for n, _ in known if n == "origin"), known[0][0])
-    now = time.time()
-    sweep = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%d-%H%M%S")
-    base = sweep
-    n = 1
-    while (repo_path / IMAGES / sweep).exists():
-        n += 1
-        sweep = f"{base}-{n}"
-    repo_path.mkdir(parents=True, exist_ok=True)
-    with _quiet():
-        repo = oxen.init(str(repo_path)) if fresh else oxen.Repo(str(repo_path))
-    folder = repo_path / IMAGES / sweep
-    written = results.save_items(folder)
-    files = [f"{IMAGES}/{sweep}/{p.name}" for _, p in written]
-    rows = [_row(item, results, f, sweep, now) for (item, _), f in zip(written, files, strict=True)]
-    table = repo_path / TABLE
-    with table.open("a", encoding="utf-8") as out:
-        if table.stat().st_size and not table.read_bytes().endswith(b"\n"):
-            out.write("\n")
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    name, email, source = find_author(repo_path)
-    try:
-        with _quiet(), _as_author(name, email, source):
-            repo.add(str(folder))
-            repo.add(str(table))
-            commit = repo.commit(message or _default_message(results, len(rows)))
-    except Exception as exc:  # PyO3 raises plain ValueError/Exception with Oxen's own text
-        raise OxenError(f"Oxen could not commit the sweep in {repo_path}: {redact(str(exc))}") from None
-    commit_id = str(getattr(commit, "id", commit))
-    export = OxenExport(repo_path, commit_id, files, len(rows), f"{name} <{email}>")
-    verb = "Created the Oxen repository" if fresh else "Added to the Oxen repository"
-    export.notes.append(
-        f"{verb} {repo_path}: {len(rows)} image(s) and their rows in {TABLE}, commit {commit_id[:10]}."
-    )
-    export.notes.append(f"Committed as {name} <{email}> ({_SOURCES[source]}).")
-    if remote is not None:
-        try:
-            with _quiet():
-                repo.push(remote, repo.current_branch)
-        except Exception as exc:
-            raise OxenError(
-                f"The sweep is committed in {repo_path}, but pushing it to {remote} failed "
-                f"({redact(str(exc)).strip()}); run `oxen push {remote}` there once that is fixed."
-            ) from None
-        export.pushed = remote
-        export.notes.append(f"Pushed to {remote}.")
-    return export
+    """See `oxen_export.to_oxen` (kept here, where it always was)."""
+    from .oxen_export import to_oxen as run
+
+    return run(results, path, message, push)
 
 
 # -- input images in an upload repository -----------------------------------------------------

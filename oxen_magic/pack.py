@@ -32,10 +32,12 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from .atomic import atomic_file
 from .cache import Cache
 from .client import DEFAULT_HOST, normalize_host
+from .templates import Template
 
 FORMAT = "oxen_magic-pack"
 VERSION = 1
@@ -81,7 +83,7 @@ class PackReport:
 # -- which prompts a notebook asks for ------------------------------------------------------------
 
 
-def notebook_prompts(path: str | Path, cells: Iterable[int] | None = None) -> list[re.Pattern[str]]:
+def notebook_prompts(path: str | Path, cells: Iterable[int] | None = None) -> list[Template]:
     """A pattern per prompt the notebook's `%%oxenimage` / `%oxenimage` cells write.
 
     `{name}` placeholders match any text (the values are set while the notebook runs), `{{` and
@@ -101,7 +103,7 @@ def notebook_prompts(path: str | Path, cells: Iterable[int] | None = None) -> li
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PackError(f"Cannot read the notebook {path} ({exc}); give a saved .ipynb file.") from None
     wanted = None if cells is None else set(cells)
-    patterns: list[re.Pattern[str]] = []
+    patterns: list[Template] = []
     for index, source in enumerate(sources):
         if wanted is not None and index not in wanted:
             continue
@@ -125,13 +127,8 @@ def _literal(prompt: str) -> bool:
     return bool(re.sub(r"\{[^{}]*\}", "", prompt.replace("{{", "").replace("}}", "")).strip())
 
 
-def _prompt_pattern(prompt: str) -> re.Pattern[str]:
-    parts = re.split(r"(\{\{|\}\}|\{[^{}]*\})", prompt)
-    regex = "".join(
-        "\\{" if p == "{{" else "\\}" if p == "}}" else ".+?" if p.startswith("{") else re.escape(p)
-        for p in parts
-    )
-    return re.compile(regex, re.S)
+def _prompt_pattern(prompt: str) -> Template:
+    return Template(prompt)
 
 
 # -- export ---------------------------------------------------------------------------------------
@@ -188,13 +185,11 @@ def export_pack(
     manifest: dict[str, Any] = {"format": FORMAT, "version": VERSION, "created": time.time()}
     manifest["entries"], manifest["models"] = [], []
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
     try:
-        _write(tmp, chosen, cache, manifest, report)
-        tmp.replace(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(target) as out:  # whole or not at all; never through a link
+            _write(out, chosen, cache, manifest, report)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise PackError(
             f"Cannot write the pack {target} ({exc.strerror or exc}); choose another path."
         ) from None
@@ -203,13 +198,13 @@ def export_pack(
 
 
 def _write(
-    tmp: Path,
+    out: BinaryIO,
     chosen: list[tuple[str, dict[str, Any], Any]],
     cache: Cache,
     manifest: dict[str, Any],
     report: PackReport,
 ) -> None:
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
         seen_models: set[tuple[str, str]] = set()
         for key, body, entry in chosen:
             meta = {k: entry.meta[k] for k in ("sha256", "thumb_size", "thumb_sha256", "host", "body")}

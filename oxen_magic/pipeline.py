@@ -14,12 +14,12 @@ from .cache import Cache
 from .catalog import ModelInfo
 from .client import OxenClient
 from .errors import AuthError, NetworkError, NotFoundError, OxenError, UsageProblem
+from .exports import check_targets, export
 from .inputs import inline_note
 from .options import Spec
 from .plan import make_plan, suggest
 from .results import Item, Results
 from .runner import Billed, run
-from .validate import save_folder
 
 #: Notes given once per process (the data: URI caveat), not on every cell.
 _NOTED: set[str] = set()
@@ -120,13 +120,13 @@ def list_models(client: OxenClient) -> tuple[list[ModelInfo], list[str]]:
 def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Results:
     """Validate the spec against the models and lay out the grid; sends no generate request.
 
-    Folders are checked first, so a `--save` folder that cannot be written or a cache path that
-    cannot be a folder is refused before any request (not after the images were billed).
+    Export targets are checked first (`exports.check_targets`), so a `--save`, `--to-html` or
+    `--to-oxen` target that cannot be written, or a cache path that cannot be a folder, is refused
+    before any request (not after the images were billed).
 
     `results.to_send` lists the items the cache cannot answer: what a run would send and pay for.
     """
-    if spec.save_dir is not None:
-        save_folder(spec.save_dir)
+    check_targets(spec)
     cache_note = cache.check() if cache is not None else None
     models, notes = resolve_models(client, spec.models, cache)
     if cache_note:
@@ -214,33 +214,3 @@ def execute(
         )
     export(results, spec)
     return results
-
-
-def export(results: Results, spec: Spec) -> None:
-    """`--save`, `--to-oxen`, `--to-html`: a problem becomes a note, as the images are made."""
-    if not results.done:
-        return
-    _write(
-        results,
-        spec.save_dir,
-        "save the PNGs to",
-        lambda p: [f"Saved {len(results.save(p))} PNG file(s) to {p}."],
-    )
-    _write(results, spec.to_oxen, "write to", lambda p: results.to_oxen(p, push=spec.push).notes)
-    _write(
-        results,
-        spec.to_html,
-        "write the gallery to",
-        lambda p: [f"Wrote the gallery to {results.to_html(p)}."],
-    )
-
-
-def _write(results: Results, target: str | None, what: str, write: Callable[[str], list[str]]) -> None:
-    if not target:
-        return
-    try:
-        results.notes.extend(write(target))
-    except (UsageProblem, OxenError) as exc:
-        results.notes.append(str(exc))
-    except OSError as exc:
-        results.notes.append(f"Could not {what} {target} ({exc.strerror or exc}).")

@@ -9,7 +9,6 @@ memory.
 from __future__ import annotations
 
 import base64
-import json
 import re
 import threading
 import weakref
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from .images import decode_image
 from .plan import Plan, Request
@@ -212,6 +211,10 @@ class Results(Sequence[Item]):
         self.elapsed = 0.0
         self.running = False  # set by the runner while requests are out: the progress line's ETA
         self.interrupted = False
+        #: Set by `exports.export`: one sentence per failed --save/--to-oxen/--to-html (the CLI
+        #: exits 1), and whether Ctrl-C came while files were written (it exits 130).
+        self.export_failures: list[str] = []
+        self.export_interrupted = False
         self.notes: list[str] = list(plan.notes)
         self.host: str | None = None  # the API base the images came from
         self.prices: dict[str, float] = {}  # model id -> price per image, where the API gave one
@@ -350,33 +353,17 @@ class Results(Sequence[Item]):
         return "\n".join(lines)
 
     def save(self, folder: str | Path) -> list[Path]:
-        """Write each image as PNG, its generation parameters in the `parameters` text chunk."""
+        """Write each image as PNG, its generation parameters in the `parameters` text chunk.
+
+        Each file is written whole, and no file already in `folder` is replaced: a name holding
+        another image keeps it, and the new one gets a number (`flux-2-dev_seed-3_2.png`)."""
         return [path for _, path in self.save_items(folder)]
 
     def save_items(self, folder: str | Path) -> list[tuple[Item, Path]]:
         """`save`, saying which item each file holds (for tables that describe the files)."""
-        from .oxen_repo import public_params
+        from .saving import save_pngs
 
-        folder = Path(folder).expanduser()  # as --to-oxen and --to-html, and as --save was checked
-        folder.mkdir(parents=True, exist_ok=True)
-        written: list[tuple[Item, Path]] = []
-        prompts = list(dict.fromkeys(i.prompt for i in self.items if i.request is not None))
-        names: set[str] = set()
-        for item in self.items:
-            image = item.image
-            if image is None:
-                continue
-            number = prompts.index(item.prompt) + 1 if len(prompts) > 1 else None
-            name = stem = item.filename(number)
-            while name in names:  # same parameters twice (an unknown model's params): keep both
-                name = f"{stem}_{len(names)}"
-            names.add(name)
-            info = PngImagePlugin.PngInfo()
-            info.add_text("parameters", json.dumps(public_params(item.params), sort_keys=True))
-            path = folder / f"{name}.png"
-            image.save(path, format="PNG", pnginfo=info)
-            written.append((item, path))
-        return written
+        return save_pngs(self, folder).files
 
     def to_oxen(self, path: str | Path, message: str | None = None, push: bool = False) -> OxenExport:
         """Commit the images and one row each to the Oxen repository at `path` (made if absent);

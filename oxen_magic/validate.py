@@ -228,6 +228,34 @@ def save_folder(path: str) -> None:
         raise UsageProblem(f"Cannot write to the --save folder {shown(path)} ({reason}); choose another.")
 
 
+def html_file(path: str) -> Path:
+    """`--to-html FILE`: the file the gallery would go to, refused unless it can be written there
+    (checked before anything is billed). A folder gets `gallery.html`; a symbolic link is refused,
+    as every file we write is (see `atomic.py`)."""
+    folder_text(path, "--to-html", noun="file")
+    target = Path(os.path.expanduser(path))
+    if target.is_dir():
+        target = target / "gallery.html"
+    if target.is_symlink():
+        raise UsageProblem(
+            f"The --to-html file {shown(str(target))} is a symbolic link, and oxen_magic never writes "
+            "through one; give another file name."
+        )
+    if target.is_dir():
+        raise UsageProblem(f"The --to-html file {shown(str(target))} is a folder; give a file name.")
+    reason = folder_problem(target.parent, "--to-html", keep=False)
+    if reason:
+        raise UsageProblem(f"Cannot write the --to-html file {shown(path)} ({reason}); choose another.")
+    return target
+
+
+def oxen_folder(path: str) -> None:
+    """`--to-oxen DIR`: refused unless files can be written in that folder (before any billing)."""
+    reason = folder_problem(path, "--to-oxen", keep=False)
+    if reason:
+        raise UsageProblem(f"Cannot write to the --to-oxen folder {shown(path)} ({reason}); choose another.")
+
+
 def _is_file(path: Path) -> bool:
     try:
         return path.exists() and not path.is_dir()

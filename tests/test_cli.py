@@ -271,3 +271,156 @@ def test_cli_a_reader_that_leaves_early_is_no_error(oxen_env: Path, hub: LocalHu
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 0 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+# -- files, exits and bytes (issue 20) ----------------------------------------------------------
+#: Runs the command line with PIL's PNG encoder watched: `HOOK=limit` lowers RLIMIT_FSIZE (writes
+#: past it fail with EFBIG, as on a full disk) at the first PNG saved with its parameters;
+#: `HOOK=sigint:3,4` sends this process SIGINT (a real Ctrl-C) as the 3rd and 4th are encoded.
+HOOKED = """
+import os, resource, signal, sys
+from PIL import Image
+mode, _, arg = os.environ.get("HOOK", "").partition(":")
+original, count = Image.Image.save, [0]
+def save(self, fp, format=None, **kw):
+    if "pnginfo" in kw:
+        count[0] += 1
+        if mode == "limit" and count[0] == 1:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (int(arg), resource.RLIM_INFINITY))
+        if mode == "sigint" and str(count[0]) in arg.split(","):
+            os.kill(os.getpid(), signal.SIGINT)
+    return original(self, fp, format, **kw)
+Image.Image.save = save
+from oxen_magic.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def hooked(hook: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOOK": hook}
+    return subprocess.run(
+        [sys.executable, "-c", HOOKED, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def temps(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_cli_a_second_prompt_keeps_the_first_runs_files(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path
+) -> None:
+    first = cli("a cat", "-m", TURBO, "-s", "1", "--save", "ow", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    out = tmp_path / "ow"
+    cat = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(cat) == ["contact-sheet.png", "z-image-turbo_seed-1.png"]
+    second = cli("a dog", "-m", TURBO, "-s", "1", "--save", "ow", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert {n: (out / n).read_bytes() for n in cat} == cat  # nothing of the cat's run replaced
+    assert sorted(p.name for p in out.iterdir()) == [
+        "contact-sheet.png",
+        "contact-sheet_2.png",
+        "z-image-turbo_seed-1.png",
+        "z-image-turbo_seed-1_2.png",
+    ]
+    assert "already held other images, which were kept" in second.stdout
+    assert "Wrote the contact sheet ow/contact-sheet_2.png." in second.stdout
+    with Image.open(out / "z-image-turbo_seed-1_2.png") as png:
+        assert json.loads(png.text["parameters"])["prompt"] == "a dog"
+
+
+def test_cli_a_full_disk_keeps_earlier_files_and_exits_1(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path
+) -> None:
+    first = cli("a cat", "-m", TURBO, "-s", "1", "--save", "ow", "--to-html", "g.html", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = {p: p.read_bytes() for p in [*(tmp_path / "ow").iterdir(), tmp_path / "g.html"]}
+    done = hooked(
+        "limit:100", "a dog", "-m", TURBO, "-s", "1", "--save", "ow", "--to-html", "g.html", cwd=tmp_path
+    )
+    assert done.returncode == 1, done.stderr
+    assert {p: p.read_bytes() for p in before} == before  # every earlier file whole and unchanged
+    assert sorted(p.name for p in (tmp_path / "ow").iterdir()) == sorted(
+        p.name for p in before if p.parent.name == "ow"
+    )
+    assert temps(tmp_path) == [] and "Traceback" not in done.stderr
+    failures = [line for line in done.stderr.splitlines() if line.startswith("oxen-image: ")]
+    assert failures == [
+        "oxen-image: Could not save the PNGs to ow (File too large).",
+        "oxen-image: Could not write the gallery to g.html (File too large); any earlier file is unchanged.",
+    ]
+
+
+def test_cli_ctrl_c_while_saving_finishes_the_saving(oxen_env: Path, hub: LocalHub, tmp_path: Path) -> None:
+    done = hooked("sigint:3", PROMPT, "-m", TURBO, "-s", "1..8", "--save", "out", cwd=tmp_path)
+    assert done.returncode == 130, done.stderr
+    assert "nothing was sent" not in done.stderr and "Traceback" not in done.stderr
+    assert "press Ctrl-C again to stop now" in done.stderr
+    saved = sorted((tmp_path / "out").glob("z-image-turbo_seed-*.png"))
+    assert len(saved) == 8 and "Saved 8 PNG file(s) to out." in done.stdout
+    assert (tmp_path / "out" / "contact-sheet.png").is_file() and temps(tmp_path) == []
+
+
+def test_cli_a_second_ctrl_c_stops_saving_and_says_what_was_saved(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path
+) -> None:
+    done = hooked("sigint:3,4", PROMPT, "-m", TURBO, "-s", "1..8", "--save", "out", cwd=tmp_path)
+    assert done.returncode == 130, done.stderr
+    assert "nothing was sent" not in done.stderr and "Traceback" not in done.stderr
+    saved = sorted((tmp_path / "out").iterdir())
+    assert len(saved) == 3 and temps(tmp_path) == []
+    for path in saved:
+        with Image.open(path) as png:
+            png.load()  # whole files only
+    assert "Stopped at Ctrl-C while saving: 3 of 8 PNG file(s) are in out, each whole" in done.stderr
+
+
+def test_cli_export_targets_are_checked_before_anything_is_sent(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path
+) -> None:
+    for args in (["--to-html", "/proc/nope/x.html"], ["--to-oxen", "/proc/nope/r"], ["--save", "/proc/nope"]):
+        done = cli(PROMPT, "-s", "1", *args, cwd=tmp_path)
+        assert done.returncode == 2, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and args[0] in done.stderr
+    assert hub.generate_calls() == []
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        [b"a caf\xe9 cube", b"-s", b"1"],
+        [PROMPT.encode(), b"-m", b"flux-2-\xff", b"-s", b"1"],
+        [PROMPT.encode(), b"-s", b"1", b"--save", b"out-\xe9"],
+    ],
+)
+def test_cli_bytes_that_are_not_utf8_are_refused(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path, words: list[bytes]
+) -> None:
+    done = subprocess.run(
+        [sys.executable.encode(), b"-m", b"oxen_magic", *words],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        timeout=60,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert len(err.strip().splitlines()) == 1 and "not UTF-8 text" in err and "\\x" in err
+    assert hub.generate_calls() == []
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("out", "oxen-images"))]
+
+
+def test_cli_prompts_on_stdin_that_are_not_utf8_are_refused(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "oxen_magic", "-", "-s", "1"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"},
+        input=b"a caf\xe9 cube\n",
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and b"not UTF-8 text" in done.stderr and hub.generate_calls() == []

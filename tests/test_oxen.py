@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 import urllib.parse
@@ -416,3 +417,206 @@ def test_gallery_headers_show_the_input_images(hub: LocalHub, oxen_env: Path, tm
     fixed = gallery_html(sweep(hub, f"-m flux-kontext-dev -i {tmp_path / 'red.png'} --seed 1,2", "a hat"))
     assert fixed.count('class="oxen-input"') == 1 and "input: red.png" in fixed
     assert "data:image/png" not in fixed  # the input is shown as a thumbnail, never sent inline here
+
+
+# -- one transaction as far as Oxen allows (issue 20) -------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+
+#: A process that runs one sweep against the hub and exports it to a repository, with one Oxen step
+#: replaced by an abrupt death (`os._exit`: no cleanup, no finally, as a kill), or that waits for
+#: a go file first (two writers at once).
+WRITER = """
+import os, sys, time
+import oxen
+import oxen_magic
+from oxen_magic import saving
+from oxen_magic.errors import OxenError
+repo, prompt, die, go = sys.argv[1:5]
+grid = oxen_magic.generate(prompt, seed="1,2", no_cache=True)
+if die == "commit":
+    oxen.Repo.commit = lambda self, message: os._exit(9)
+if die == "image":
+    real, count = saving.write_new, [0]
+    def write_new(path, data):
+        count[0] += 1
+        if count[0] == 2:
+            os._exit(9)
+        return real(path, data)
+    saving.write_new = write_new
+def wait(name):
+    while not os.path.exists(name):
+        time.sleep(0.01)
+if go:
+    print("ready", flush=True)
+    wait(go)
+try:
+    print(grid.to_oxen(repo), flush=True)
+except OxenError as exc:
+    print(exc, flush=True)
+    code = 3
+else:
+    code = 0
+if go:
+    wait(go + ".quit")  # stay alive, as a notebook kernel does
+sys.exit(code)
+"""
+
+
+def writer(repo: Path, prompt: str, die: str = "", go: str = "") -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(repo), prompt, die, go],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def committed_rows(repo: Path) -> list[dict[str, Any]]:
+    """The table and images as committed: the working copies are deleted and restored from HEAD
+    through Oxen (a file that was never committed cannot come back), then read."""
+    import shutil
+
+    shutil.rmtree(repo / "images")
+    (repo / "images.jsonl").unlink()
+    handle = oxen.Repo(str(repo))
+    handle.restore("images.jsonl")
+    rows = table(repo)
+    for row in rows:
+        handle.restore(row["file"])
+        with Image.open(repo / row["file"]) as png:
+            png.load()
+    return rows
+
+
+def test_a_kill_between_the_table_and_the_commit_is_finished_next_time(
+    hub: LocalHub, oxen_env: Path, tmp_path: Path, no_git: Path
+) -> None:
+    repo = tmp_path / "ds"
+    assert writer(repo, "a first sweep").wait(120) == 0  # (Oxen: one process per repository at a time)
+    killed = writer(repo, "a killed sweep", die="commit")
+    assert killed.wait(120) == 9, killed.communicate()
+    assert len(table(repo)) == 4  # the rows are there, uncommitted
+    export = sweep(hub, "--seed 1", "a later sweep").to_oxen(repo)
+    assert "Finished an earlier export to this repository that was stopped before its commit" in repr(export)
+    rows = committed_rows(repo)
+    assert [r["prompt"] for r in rows] == [*["a first sweep"] * 2, *["a killed sweep"] * 2, "a later sweep"]
+    assert len({r["file"] for r in rows}) == len(rows)  # no duplicate rows
+    assert [c.message for c in oxen.Repo(str(repo)).log()][1].endswith("(finished after an interruption)")
+    assert not (repo / ".oxen" / "oxen_magic-journal.json").exists()
+
+
+def test_a_kill_while_writing_images_is_undone_next_time(
+    hub: LocalHub, oxen_env: Path, tmp_path: Path, no_git: Path
+) -> None:
+    repo = tmp_path / "ds"
+    assert writer(repo, "a first sweep").wait(120) == 0
+    killed = writer(repo, "a killed sweep", die="image")
+    assert killed.wait(120) == 9, killed.communicate()
+    assert len(list((repo / "images").iterdir())) == 2  # a half-written sweep folder
+    export = sweep(hub, "--seed 1", "a later sweep").to_oxen(repo)
+    assert "was stopped while writing its images; they were removed" in repr(export)
+    assert len(list((repo / "images").iterdir())) == 2  # the first and the later sweep
+    assert [r["prompt"] for r in committed_rows(repo)] == [*["a first sweep"] * 2, "a later sweep"]
+
+
+def test_two_writers_at_once_one_commits_the_other_is_refused_in_one_sentence(
+    hub: LocalHub, oxen_env: Path, tmp_path: Path, no_git: Path
+) -> None:
+    """Two living processes (two notebooks): the lock serialises them, and Oxen keeps the
+    repository for the first while it lives, so the second is refused in one sentence with nothing
+    of its sweep written (it used to die of a Rust panic, its rows committed by the other)."""
+    repo = tmp_path / "ds"
+    assert writer(repo, "a first sweep").wait(120) == 0
+    go = tmp_path / "go"
+    procs = [writer(repo, f"writer {n}", go=str(go)) for n in (1, 2)]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    go.touch()
+    said = [proc.stdout.readline() for proc in procs if proc.stdout is not None]
+    (tmp_path / "go.quit").touch()
+    outs = [proc.communicate(timeout=120) for proc in procs]
+    assert sorted(proc.returncode for proc in procs) == [0, 3], outs
+    assert all("Traceback" not in err and "panicked" not in err for _, err in outs), outs
+    refused = said[[proc.returncode for proc in procs].index(3)]
+    assert refused.startswith("Another process (a notebook kernel or script that used it) has the Oxen")
+    assert refused.strip().endswith("(nothing of this sweep was committed).")
+    winner = [f"writer {n}" for n, proc in zip((1, 2), procs, strict=True) if proc.returncode == 0]
+    rows = committed_rows(repo)
+    assert [r["prompt"] for r in rows] == [*["a first sweep"] * 2, *winner * 2]
+    assert len(list((repo / "images").iterdir())) == 2  # nothing of the refused sweep left
+    assert len(oxen.Repo(str(repo)).log()) == 2
+
+
+def test_a_writer_that_waits_too_long_is_refused_in_one_sentence(
+    hub: LocalHub, oxen_env: Path, tmp_path: Path, no_git: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oxen_magic import oxen_export
+
+    repo = tmp_path / "ds"
+    results = sweep(hub, "--seed 1", "a cube")
+    results.to_oxen(repo)
+    with oxen_export.locked(repo):  # another writer holds the repository
+        monkeypatch.setattr(oxen_export, "LOCK_WAIT", 0.0)
+        with pytest.raises(OxenError, match=r"^Another process is writing to the Oxen repository .*\.$"):
+            results.to_oxen(repo)
+    assert len(table(repo)) == 1 and len(oxen.Repo(str(repo)).log()) == 1
+
+
+class PanicException(BaseException):
+    """Stands in for `pyo3_runtime.PanicException`: a Rust panic is a BaseException."""
+
+
+def test_a_panic_in_oxen_is_one_sentence_and_rolled_back(
+    hub: LocalHub, oxen_env: Path, tmp_path: Path, no_git: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "ds"
+    sweep(hub, "--seed 5", "a first sweep").to_oxen(repo)
+    before = (repo / "images.jsonl").read_bytes()
+
+    def panic(self: Any, message: str) -> None:
+        raise PanicException("called `Result::unwrap()` on an `Err` value: LockError")
+
+    with monkeypatch.context() as patch, pytest.raises(OxenError) as exc:
+        patch.setattr(oxen.Repo, "commit", panic)
+        sweep(hub, "--seed 1,2", "a panicked sweep").to_oxen(repo)
+    assert str(exc.value).startswith(f"Oxen could not commit the sweep in {repo} (called `Result::unwrap()`")
+    assert str(exc.value).endswith("; nothing was committed.") and "\n" not in str(exc.value)
+    assert (repo / "images.jsonl").read_bytes() == before  # rolled back
+    assert len(list((repo / "images").iterdir())) == 1
+    status = oxen.Repo(str(repo)).status()
+    assert status.added_files() == [] and status.modified_files() == []
+    sweep(hub, "--seed 1", "a later sweep").to_oxen(repo)
+    assert [r["prompt"] for r in committed_rows(repo)] == ["a first sweep", "a later sweep"]
+
+
+def test_a_failed_oxen_export_makes_the_cli_exit_1(
+    hub: LocalHub, oxen_env: Path, tmp_path: Path, no_git: Path
+) -> None:
+    """The repository's own metadata made unreadable after the check: Oxen's error, one sentence."""
+    repo = tmp_path / "ds"
+    sweep(hub, "--seed 5", "a first sweep").to_oxen(repo)
+    script = (
+        "import shutil, sys\n"
+        "from oxen_magic import exports\n"
+        "real = exports.export\n"
+        "def export(results, spec, sheet=False):\n"
+        "    shutil.rmtree(sys.argv[1] + '/.oxen/history', ignore_errors=True)\n"
+        "    (open(sys.argv[1] + '/.oxen/HEAD', 'w').write('garbage'))\n"
+        "    return real(results, spec, sheet=sheet)\n"
+        "exports.export = export\n"
+        "from oxen_magic.cli import main\n"
+        "sys.exit(main(sys.argv[2:]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(repo), "a cube", "-s", "1", "--to-oxen", str(repo), "--save", "o"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    failures = [line for line in done.stderr.splitlines() if line.startswith("oxen-image: ")]
+    assert len(failures) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "Saved 1 PNG file(s) to o." in done.stdout  # the other exports still ran

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -306,3 +307,71 @@ def test_which_prompts_a_notebook_asks_for(tmp_path: Path) -> None:
     assert [p.pattern for p in pack.notebook_prompts(nb, cells=[1])] == [patterns[0].pattern]
     with pytest.raises(PackError, match="Cannot read the notebook"):
         pack.notebook_prompts(tmp_path / "nothing.ipynb")
+
+
+# -- template matching in linear time (issue 20) -----------------------------------------------
+ADJACENT = "{a}{b}{c}{d}{e}{f}{g}{h} in the style of {artist}!"
+
+
+def _regex(prompt: str) -> Any:
+    """What templates were matched with before: one lazy `.+?` per placeholder (the oracle)."""
+    import re
+
+    parts = re.split(r"(\{\{|\}\}|\{[^{}]*\})", prompt)
+    return re.compile(
+        "".join(
+            "\\{" if p == "{{" else "\\}" if p == "}}" else ".+?" if p.startswith("{") else re.escape(p)
+            for p in parts
+        ),
+        re.S,
+    )
+
+
+@pytest.mark.parametrize("length", [60, 600, 4000])
+def test_adjacent_placeholders_match_in_a_bounded_number_of_steps(length: int) -> None:
+    """The steps (one startswith, one find per literal piece, one endswith) do not grow with the
+    prompt: a backtracking regex took 44 s on 60 characters of this."""
+    template = pack.Template(ADJACENT)
+    assert template.fullmatch("x" * length) is False  # no " in the style of ": the worst case
+    assert template.fullmatch("y" * (length - 30) + " in the style of Monet" + "z") is False
+    assert template.fullmatch("abcdefgh" * (length // 8) + " in the style of Monet!") is True
+    assert template.steps <= 3 * 3  # three calls, each at most one step per literal piece (3)
+
+
+def test_the_linear_matcher_agrees_with_the_regex_it_replaced() -> None:
+    """Exhaustively over short templates and texts (where the regex is still quick)."""
+    import itertools
+
+    tokens = ["a", "b", "{x}", "{y}", "{{", "}}", " "]
+    texts = ["".join(t) for n in range(6) for t in itertools.product("ab {}", repeat=n)]
+    for n in range(5):
+        for combo in itertools.product(tokens, repeat=n):
+            prompt = "".join(combo)
+            template, oracle = pack.Template(prompt), _regex(prompt)
+            for text in texts:
+                assert template.fullmatch(text) == bool(oracle.fullmatch(text)), (prompt, text)
+
+
+def test_pack_export_with_an_adversarial_notebook_finishes(
+    shell: Any, hub: LocalHub, oxen_env: Path, tmp_path: Path
+) -> None:
+    """End to end, with a hard timeout of 60 s that the backtracking regex exceeds by hours (44 s at
+    60 characters, about 27 times more per 20 more): a cached 90-character prompt that does not
+    match the template."""
+    long_prompt = "x" * 90
+    run(shell, "--seed 1", long_prompt)
+    run(shell, "--seed 1", "abcdefgh in the style of Monet!")
+    nb = notebook(tmp_path / "nb.ipynb", ("--seed 1", ADJACENT))
+    args = ["export", str(tmp_path / "p.zip"), "--host", hub.url, "--notebook", str(nb)]
+    done = subprocess.run(
+        [sys.executable, "-m", "oxen_magic.pack", *args, "--cache-dir", str(oxen_env)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(tmp_path / "p.zip") as zf:
+        prompts = [e["prompt"] for e in json.loads(zf.read("manifest.json"))["entries"]]
+    assert prompts == ["abcdefgh in the style of Monet!"]
