@@ -9,6 +9,7 @@ notebooks make when run (notebooks/budget.py measures it against the local hub).
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import os
 import subprocess
@@ -163,3 +164,176 @@ def test_the_budget_table_is_what_the_notebooks_make() -> None:
     assert values["IMAGES"] == measured["images"], stale
     assert values["PRICES"] == measured["prices"], stale
     assert sum(sum(m.values()) for m in measured["images"].values()) > 50
+
+
+# -- handouts that cannot leak (issue 19, item 8) ------------------------------------------------
+
+
+def _nb(*cells: Any) -> Any:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_markdown_cell("### Exercise"),
+        *cells,
+    ]
+    return nb
+
+
+def _handout(tmp_path: Path, nb: Any, *extra: str) -> subprocess.CompletedProcess[str]:
+    source = tmp_path / "in.ipynb"
+    nbformat.write(nb, str(source))
+    return _command(str(source), *extra)
+
+
+def _command(*argv: str) -> subprocess.CompletedProcess[str]:
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "-m", "oxen_magic.handout", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+
+
+def test_only_a_hint_line_is_published_never_another_first_comment() -> None:
+    made = make_handout(
+        _nb(
+            nbformat.v4.new_code_cell("# answer: 42 seeds\nx = 42", metadata={"tags": ["solution"]}),
+            nbformat.v4.new_markdown_cell("### Next"),
+            nbformat.v4.new_code_cell("#  HINT :  try len()\ny = len([1])", metadata={"tags": ["solution"]}),
+        )
+    )
+    exercises = [c.source for c in made.student.cells if c.cell_type == "code"]
+    assert exercises == [f"# {DEFAULT_HINT}\n", "# Hint: try len()\n"]
+    assert "answer: 42" not in nbformat.writes(made.student)
+    answers = [c.source for c in made.solutions.cells if c.cell_type == "code"]
+    assert answers == ["# answer: 42 seeds\nx = 42", "y = len([1])"]  # the comment stays with its answer
+
+
+def test_a_hint_of_several_lines_stays_a_comment() -> None:
+    hint = "first use --seed\nthen --cols 3\n\nand run it"
+    made = make_handout(
+        _nb(
+            nbformat.v4.new_code_cell(
+                "%%oxenimage --seed 1..6 --cols 3\na boat", metadata={"tags": ["solution"], "hint": hint}
+            )
+        )
+    )
+    (cell,) = [c for c in made.student.cells if c.cell_type == "code"]
+    lines = cell.source.splitlines()
+    assert lines[0] == "# Hint: first use --seed" and all(line.startswith("#") for line in lines), lines
+    assert "then --cols 3" in cell.source and "and run it" in cell.source
+    ast.parse(cell.source)  # a cell of comments only: nothing runs
+
+
+def test_tags_are_matched_whatever_their_case() -> None:
+    made = make_handout(
+        _nb(
+            nbformat.v4.new_code_cell("secret_answer = 1", metadata={"tags": ["Solution"]}),
+            nbformat.v4.new_markdown_cell("The answer explained", metadata={"tags": ["SOLUTION"]}),
+            nbformat.v4.new_code_cell("print('teacher only')", metadata={"tags": ["INSTRUCTOR"]}),
+            nbformat.v4.new_code_cell("print('for all')", metadata={"tags": ["Other"]}),
+        )
+    )
+    student = nbformat.writes(made.student)
+    assert (
+        "secret_answer" not in student and "The answer explained" not in student and "teacher" not in student
+    )
+    assert "print('for all')" in student and (made.exercises, made.dropped) == (1, 1)
+    solutions = nbformat.writes(made.solutions)
+    assert "secret_answer = 1" in solutions and "The answer explained" in solutions
+    assert all("solution" not in str(c.metadata.get("tags", [])).lower() for c in made.solutions.cells)
+
+
+def test_out_and_solutions_must_differ(tmp_path: Path) -> None:
+    nb = _nb(nbformat.v4.new_code_cell("secret_answer = 1", metadata={"tags": ["solution"]}))
+    result = _handout(
+        tmp_path, nb, "--out", str(tmp_path / "x.ipynb"), "--solutions", str(tmp_path / "x.ipynb")
+    )
+    assert result.returncode == 2 and not (tmp_path / "x.ipynb").exists()
+    assert result.stderr.count("\n") == 1 and "--out and --solutions are the same file" in result.stderr
+    # the same file by another name (a symlink) is the same file
+    (tmp_path / "real.ipynb").write_text("{}")
+    (tmp_path / "link.ipynb").symlink_to(tmp_path / "real.ipynb")
+    result = _handout(
+        tmp_path, nb, "--out", str(tmp_path / "link.ipynb"), "--solutions", str(tmp_path / "real.ipynb")
+    )
+    assert result.returncode == 2 and "the same file" in result.stderr
+    assert (tmp_path / "real.ipynb").read_text() == "{}"
+
+
+def _broken(tmp_path: Path) -> dict[str, str]:
+    good = json.loads(
+        nbformat.writes(_nb(nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["solution"]})))
+    )
+    no_source = copy.deepcopy(good)
+    del no_source["cells"][2]["source"]
+    no_cells = {k: v for k, v in good.items() if k != "cells"}
+    empty_first = copy.deepcopy(good)
+    empty_first["cells"][0]["source"] = ""
+    return {
+        "bad JSON": '{"cells": [',
+        "a list": "[]",
+        "no cells": json.dumps(no_cells),
+        "a cell without source": json.dumps(no_source),
+        "cells not a list": json.dumps({**good, "cells": 3}),
+        "an empty first markdown cell": json.dumps(empty_first),
+    }
+
+
+@pytest.mark.parametrize("case", list(_broken(Path())))
+def test_a_malformed_notebook_is_one_sentence_and_exit_2(tmp_path: Path, case: str) -> None:
+    source = tmp_path / "in.ipynb"
+    source.write_text(_broken(tmp_path)[case])
+    result = _command(
+        str(source), "--out", str(tmp_path / "s.ipynb"), "--solutions", str(tmp_path / "a.ipynb")
+    )
+    if case == "an empty first markdown cell":  # a valid notebook: it works, titled by the next heading
+        assert result.returncode == 0, result.stderr
+        assert "# Solutions: Exercise" in (tmp_path / "a.ipynb").read_text()
+        return
+    assert result.returncode == 2, (case, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert "is not a notebook" in result.stderr and not (tmp_path / "s.ipynb").exists()
+
+
+def test_outputs_are_written_whole_and_never_through_a_symlink(tmp_path: Path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    out = tmp_path / "student.ipynb"
+    out.symlink_to(precious)
+    nb = _nb(nbformat.v4.new_code_cell("secret_answer = 1", metadata={"tags": ["solution"]}))
+    result = _handout(tmp_path, nb, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert precious.read_text() == "keep me"  # the link was replaced, its target left alone
+    assert not out.is_symlink() and nbformat.read(str(out), as_version=4).cells
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "in.ipynb",
+        "precious.txt",
+        "student.ipynb",
+    ]  # no temp left
+
+
+def test_audit_lists_what_of_a_solution_reached_the_student_file(tmp_path: Path) -> None:
+    assert _command(str(WORKSHOP), "--audit", str(STUDENT)).returncode == 0  # the committed handout is clean
+    nb = _nb(
+        nbformat.v4.new_code_cell("import json", metadata={"tags": ["instructor"]}),
+        nbformat.v4.new_code_cell(
+            "# Hint: count them\nimport json\nanswer = 6 * 7", metadata={"tags": ["solution"]}
+        ),
+    )
+    nb.cells[-1].outputs = [nbformat.v4.new_output("stream", text="the answer is 42\n")]
+    nbformat.write(nb, str(tmp_path / "in.ipynb"))
+    student = _nb(nbformat.v4.new_code_cell("# Hint: count them\nimport json\n"))
+    nbformat.write(student, str(tmp_path / "clean.ipynb"))
+    result = _command(str(tmp_path / "in.ipynb"), "--audit", str(tmp_path / "clean.ipynb"))
+    assert result.returncode == 0 and "No answer" in result.stdout  # a hint and a shared import are not leaks
+    student.cells.append(nbformat.v4.new_code_cell("  answer = 6 * 7"))
+    student.cells.append(nbformat.v4.new_markdown_cell("x", metadata={"note": "the answer is 42"}))
+    nbformat.write(student, str(tmp_path / "leaky.ipynb"))
+    result = _command(str(tmp_path / "in.ipynb"), "--audit", str(tmp_path / "leaky.ipynb"))
+    assert result.returncode == 1
+    assert "'answer = 6 * 7'" in result.stdout and "'the answer is 42'" in result.stdout
+    assert "2 line(s)" in result.stderr
+    assert _command(str(tmp_path / "in.ipynb")).returncode == 2  # neither --out nor --audit
