@@ -206,8 +206,12 @@ def check(
         return Check(key, False, start, hint)
     with _RECENT_LOCK:
         recent = [r for r in (ref() for ref in _RECENT) if r is not None]
-    mine = [g for g in reversed(recent) if g not in before and not g.running and g.total]
-    mine = [g for g in mine if not all(i.status == "planned" for i in g if i.request is not None)]
+    # made since the start, finished, and sent (not a dry run, nor a plan the limits refused)
+    ran = ("done", "failed", "cancelled")
+    mine = [
+        g for g in reversed(recent)
+        if g not in before and not g.running and any(i.status in ran for i in g)
+    ]  # fmt: skip
     if not mine:
         none = "no grid has been made since the exercise began; write and run your cell."
         return Check(key, False, none, hint)
