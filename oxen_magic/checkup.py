@@ -158,6 +158,10 @@ def doctor(host: str | None = None) -> Report:
         what = " (the local hub: placeholder images, nothing billed)" if local else ""
         report.add(INFO, "cells go to", target + what)
         _key_and_host(report, target, local)
+        if local:  # the real API's key matters for the next cell after a login()
+            real = key_source(DEFAULT_HOST)
+            found = f"from {real} (not checked)" if real else "none found; oxen_magic.login() to use it"
+            report.add(INFO, "hub.oxen.ai key", found)
     cache_dir = session.cache().folder
     try:
         packed = _cached_images(cache_dir, DEFAULT_HOST)

@@ -6,14 +6,15 @@ In the instructor's notebook:
 
 * a code cell tagged `solution` is an exercise's answer. In the student copy each run of
   consecutive solution cells becomes one empty exercise cell (tagged `exercise`) holding its
-  hint; the answers go, in order and under their exercise's heading, to the solutions notebook.
-  A markdown cell tagged `solution` (an answer explained) goes to the solutions notebook only.
+  hint. The solutions notebook is the student copy with the answers in place (so it runs top to
+  bottom, check cells included); a markdown cell tagged `solution` (an answer explained) goes
+  there only.
 * the hint is the solution cell's `hint` metadata (`{"hint": "use --cols"}`), which works for
   `%%oxenimage` cells (whose first line must be the magic); a Python cell may instead start with a
   line `# Hint: ...`, which is then taken out of the solution. Nothing else is ever published: a
   first comment such as `# answer: 42` stays in the solution, and a hint of several lines is
   written as several comment lines.
-* a cell tagged `instructor` (agenda notes, the budget table) is left out of the student copy.
+* a cell tagged `instructor` (agenda notes, the budget table) is left out of both.
 * tags are read without regard to case (`Solution`, `INSTRUCTOR`).
 
 `--audit STUDENT.ipynb` reads a student copy (made by this tool or by hand) and lists every line
@@ -122,13 +123,11 @@ def make_handout(nb: Any) -> Handout:
 
     student_cells: list[Any] = []
     solution_cells: list[Any] = []
-    heading: Any = None
-    heading_used = False
     group: list[Any] = []
     exercises = dropped = 0
 
     def close_group() -> None:
-        nonlocal exercises, heading_used
+        nonlocal exercises
         if not group:
             return
         exercises += 1
@@ -137,9 +136,6 @@ def make_handout(nb: Any) -> Handout:
         cell = nbformat.v4.new_code_cell(text + "\n", metadata={"tags": [EXERCISE]})
         cell["id"] = f"exercise-{exercises}"
         student_cells.append(cell)
-        if heading is not None and not heading_used:
-            solution_cells.append(_clean(heading))
-            heading_used = True
         for c in group:
             answer = _answer(c)
             answer.source = hint_of(c)[1]
@@ -152,17 +148,13 @@ def make_handout(nb: Any) -> Handout:
             continue
         close_group()
         if _has(cell, SOLUTION):  # an answer written out (markdown): to the solutions only
-            if heading is not None and not heading_used:
-                solution_cells.append(_clean(heading))
-                heading_used = True
             solution_cells.append(_answer(cell))
             continue
         if _has(cell, INSTRUCTOR):
             dropped += 1
             continue
-        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("#"):
-            heading, heading_used = cell, False
         student_cells.append(_clean(cell))
+        solution_cells.append(_clean(cell))
     close_group()
 
     metadata = {k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")}

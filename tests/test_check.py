@@ -8,12 +8,15 @@ solution it says ✓, whatever the student named the result.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import nbformat
 import pytest
 from IPython.utils.capture import capture_output
+from PIL import Image
 
 import oxen_magic
 
@@ -97,6 +100,15 @@ def test_a_fresh_image_compared_with_another_exercise(shell: Any, tmp_path: Path
     _run(shell, "%%oxenimage --seed 2 --no-cache\na paper boat on a lake")
     other = oxen_magic.check("b", images=1, fresh=True, same_as="a")
     assert other  # the newest fails, but an earlier one since the start passed
+    # the same picture re-encoded (a hosted model's rerun) counts; another picture does not
+    from oxen_magic.exercises import _looks_the_same
+
+    first = shell.user_ns["first"]
+    buffer = io.BytesIO()
+    first[1].image.convert("RGB").save(buffer, "JPEG", quality=90)
+    reencoded = SimpleNamespace(image=Image.open(io.BytesIO(buffer.getvalue())))
+    assert buffer.getvalue() != first[1].data and _looks_the_same(first[1], reencoded)
+    assert not _looks_the_same(first[0], reencoded)
     oxen_magic.exercise("b")
     _run(shell, "%%oxenimage --seed 3 --no-cache\na paper boat on a lake")
     assert "has no image of" in str(oxen_magic.check("b", images=1, fresh=True, same_as="a"))

@@ -73,9 +73,14 @@ def test_the_student_copy_holds_no_answer_no_output_and_no_instructor_cell() -> 
     assert [c.id for c in exercises] == [f"exercise-{n}" for n in range(1, 5)]
     assert all(c.source.startswith("# Hint: ") for c in exercises)
     assert "--seed 1..6" in exercises[0].source  # the hint, from the solution's metadata
-    # the answers, in order, in the solutions notebook
-    answers = [c.source for c in nbformat.read(str(SOLUTIONS), as_version=4).cells if c.cell_type == "code"]
+    # the solutions notebook is the student copy with the answers in place (it runs top to bottom)
+    solved = nbformat.read(str(SOLUTIONS), as_version=4)
+    student_code = [c.source for c in student.cells if c.cell_type == "code"]
+    answers = [c.source for c in solved.cells if c.cell_type == "code" and c.source not in student_code]
     assert len(answers) == 6 and answers[0].startswith("%%oxenimage --seed 1..6 --cols 3")
+    assert [c.id for c in solved.cells if c.id in {x.id for x in student.cells}] == [
+        c.id for c in student.cells if not c.id.startswith("exercise-")
+    ]
     assert "`1..8:2` is seeds 1, 3, 5 and 7" in SOLUTIONS.read_text()
     assert "`1..8:2` is seeds 1, 3, 5 and 7" not in student_text
     assert not any(a.startswith("# Hint") for a in answers)  # a hint comment is not part of the answer
@@ -101,9 +106,14 @@ def test_hints_from_metadata_a_comment_line_or_the_default(tmp_path: Path) -> No
     exercises = [c.source for c in made.student.cells if c.cell_type == "code"]
     assert exercises == ["# Hint: one seed\n", "# Hint: use len()\n", f"# {DEFAULT_HINT}\n"]
     answers = [c.source for c in made.solutions.cells if c.cell_type == "code"]
-    assert answers == ["%%oxenimage --seed 1\na cat", "print(len(grid))", "x = 1", "y = 2"]
+    assert answers == [
+        "%%oxenimage --seed 1\na cat",
+        "print(len(grid))",
+        "x = 1",
+        "y = 2",
+    ]  # no instructor cell
     headings = [c.source for c in made.solutions.cells if c.cell_type == "markdown"]
-    assert headings == ["# Solutions: Title", "### Exercise A", "### Exercise B", "### Exercise C"]
+    assert headings == ["# Solutions: Title", "# Title", "### Exercise A", "### Exercise B", "### Exercise C"]
     path = tmp_path / "in.ipynb"
     nbformat.write(nb, str(path))
     first = write_handout(path, tmp_path / "out.ipynb")
