@@ -115,3 +115,18 @@ def test_everything_in_the_html_is_escaped(
     monkeypatch.setenv("OXEN_MAGIC_CACHE_DIR", str(odd))
     _, html = _doctor(shell)
     assert "<b>cache" not in html and "&lt;b&gt;cache&amp;co&lt;/b&gt;" in html
+
+
+def test_after_a_fallback_to_the_local_hub_it_says_so(shell: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OXEN_API_KEY")
+    monkeypatch.delenv("OXEN_HOST")
+    shell.run_cell("import oxen_magic")
+    with capture_output():
+        shell.run_cell('oxen_magic.connect("local")')
+    text, _ = _doctor(shell)
+    hub = oxen_magic.current_session().local_hub
+    assert f"cells go to      {hub.url} (the local hub: placeholder images, nothing billed)" in text
+    assert "from the local hub's own key (connect())" in text and "accepted it" in text
+    assert "hub.oxen.ai key  none found; oxen_magic.login() to use it" in text
+    assert hub.api_key not in text
+    assert not [r for r in hub.requests if r.method != "GET" or "/images/" in r.path]

@@ -331,3 +331,20 @@ def test_audit_lists_what_of_a_solution_reached_the_student_file(tmp_path: Path)
     assert "'answer = 6 * 7'" in result.stdout and "'the answer is 42'" in result.stdout
     assert "2 line(s)" in result.stderr
     assert _command(str(tmp_path / "in.ipynb")).returncode == 2  # neither --out nor --audit
+
+
+def test_budget_prices_say_which_are_guesses(hub: Any, oxen_env: Path) -> None:
+    sys.path.insert(0, str(NOTEBOOKS))
+    try:
+        import budget
+    finally:
+        sys.path.remove(str(NOTEBOOKS))
+    made = {"a.ipynb": {"flux-2-dev": 2, "nano-banana": 1}}
+    hub_prices = {"flux-2-dev": 0.025, "nano-banana": 0.039}
+    prices, guessed, source = budget.price(made, hub_prices, None)
+    assert prices == hub_prices and guessed == ["nano-banana"] and "guesses" in source
+    real = budget.api_prices(hub.url)  # an API's model list (a model read): its own pricing
+    assert real["flux-2-dev"] == 0.025 and "nano-banana" in real
+    prices, guessed, source = budget.price(made, hub_prices, {"flux-2-dev": 0.03})
+    assert prices == {"flux-2-dev": 0.03, "nano-banana": 0.039} and guessed == ["nano-banana"]
+    assert not [r for r in hub.requests if r.method != "GET"]
