@@ -14,7 +14,9 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .api import generate, models, spend
+    from .checkup import doctor
     from .errors import UsageProblem
+    from .exercises import check, exercise
     from .pack import PackReport
     from .results import Results
     from .session import Session, current_session
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
 #: Loaded on first use, so `%load_ext oxen_magic` does not pay for Pillow and requests.
 _LAZY = {
     "generate": "api",
+    "check": "exercises",
+    "exercise": "exercises",
+    "doctor": "checkup",
     "models": "api",
     "spend": "api",
     "UsageProblem": "errors",
@@ -44,8 +49,11 @@ __all__ = [
     "Results",
     "Session",
     "UsageProblem",
+    "check",
     "connect",
     "current_session",
+    "doctor",
+    "exercise",
     "generate",
     "load_ipython_extension",
     "login",

@@ -6,12 +6,20 @@ In the instructor's notebook:
 
 * a code cell tagged `solution` is an exercise's answer. In the student copy each run of
   consecutive solution cells becomes one empty exercise cell (tagged `exercise`) holding its
-  hint; the answers go, in order and under their exercise's heading, to the solutions notebook.
-  A markdown cell tagged `solution` (an answer explained) goes to the solutions notebook only.
+  hint. The solutions notebook is the student copy with the answers in place (so it runs top to
+  bottom, check cells included); a markdown cell tagged `solution` (an answer explained) goes
+  there only.
 * the hint is the solution cell's `hint` metadata (`{"hint": "use --cols"}`), which works for
   `%%oxenimage` cells (whose first line must be the magic); a Python cell may instead start with a
-  comment line `# Hint: ...`, which is then taken out of the solution.
-* a cell tagged `instructor` (agenda notes, the budget table) is left out of the student copy.
+  line `# Hint: ...`, which is then taken out of the solution. Nothing else is ever published: a
+  first comment such as `# answer: 42` stays in the solution, and a hint of several lines is
+  written as several comment lines.
+* a cell tagged `instructor` (agenda notes, the budget table) is left out of both.
+* tags are read without regard to case (`Solution`, `INSTRUCTOR`).
+
+`--audit STUDENT.ipynb` reads a student copy (made by this tool or by hand) and lists every line
+of a solution cell, its source or its outputs, that reached it; it exits 1 when something
+leaked. Every build audits its own student copy before writing it.
 
 Every output is cleared and nothing hidden is left behind: a collapsed ("hidden") solution
 would still be in the file, and in every HTML export of it. Cell ids are kept (exercise cells get
@@ -21,9 +29,14 @@ would still be in the file, and in every HTML export of it. Cell ids are kept (e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import json
+import os
 import re
 import sys
+import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +44,9 @@ from typing import Any
 
 SOLUTION, EXERCISE, INSTRUCTOR = "solution", "exercise", "instructor"
 DEFAULT_HINT = "Write your cell here, then run it."
-_HINT_LINE = re.compile(r"^#\s*(?:hint\s*:\s*)?(.*\S)\s*$", re.I)
+_HINT_LINE = re.compile(r"^#\s*hint\s*:\s*(.*\S)\s*$", re.I)
+#: Solution lines shorter than this (`)`, `---`, `else:`) say nothing of the answer on their own.
+_AUDIT_MIN = 6
 
 
 class HandoutError(ValueError):
@@ -55,8 +70,13 @@ class Handout:
 
 
 def _tags(cell: Any) -> list[str]:
+    """The cell's tags as written (`_has` compares them without regard to case)."""
     tags = cell.get("metadata", {}).get("tags", [])
     return [str(t) for t in tags] if isinstance(tags, list) else []
+
+
+def _has(cell: Any, tag: str) -> bool:
+    return any(t.strip().lower() == tag for t in _tags(cell))
 
 
 def _clean(cell: Any) -> Any:
@@ -69,6 +89,15 @@ def _clean(cell: Any) -> Any:
     return new
 
 
+def _answer(cell: Any) -> Any:
+    """A solution cell for the solutions notebook: cleaned, without its `solution` tag."""
+    answer = _clean(cell)
+    answer.metadata["tags"] = [t for t in _tags(cell) if t.strip().lower() != SOLUTION]
+    if not answer.metadata["tags"]:
+        answer.metadata.pop("tags")
+    return answer
+
+
 def hint_of(cell: Any) -> tuple[str | None, str]:
     """(the hint, the solution's source without a hint comment line)."""
     hint = cell.metadata.get("hint")
@@ -76,10 +105,16 @@ def hint_of(cell: Any) -> tuple[str | None, str]:
     if isinstance(hint, str) and hint.strip():
         return hint.strip(), source
     first, _, rest = source.partition("\n")
-    match = _HINT_LINE.match(first) if first.startswith("#") else None
+    match = _HINT_LINE.match(first.strip())
     if match:
         return match.group(1), rest.lstrip("\n")
     return None, source
+
+
+def _hint_comment(hint: str) -> str:
+    """`# Hint: ...`, every line of a hint of several lines a comment too."""
+    lines = [line.rstrip() for line in hint.strip().splitlines()]
+    return "\n".join([f"# Hint: {lines[0]}", *(f"#   {line}".rstrip() for line in lines[1:])])
 
 
 def make_handout(nb: Any) -> Handout:
@@ -88,56 +123,44 @@ def make_handout(nb: Any) -> Handout:
 
     student_cells: list[Any] = []
     solution_cells: list[Any] = []
-    heading: Any = None
-    heading_used = False
     group: list[Any] = []
     exercises = dropped = 0
 
     def close_group() -> None:
-        nonlocal exercises, heading_used
+        nonlocal exercises
         if not group:
             return
         exercises += 1
         hints = [h for h in (hint_of(c)[0] for c in group) if h]
-        text = "\n".join(f"# Hint: {h}" for h in hints) if hints else f"# {DEFAULT_HINT}"
+        text = "\n".join(_hint_comment(h) for h in hints) if hints else f"# {DEFAULT_HINT}"
         cell = nbformat.v4.new_code_cell(text + "\n", metadata={"tags": [EXERCISE]})
         cell["id"] = f"exercise-{exercises}"
         student_cells.append(cell)
-        if heading is not None and not heading_used:
-            solution_cells.append(_clean(heading))
-            heading_used = True
         for c in group:
-            answer = _clean(c)
+            answer = _answer(c)
             answer.source = hint_of(c)[1]
-            answer.metadata["tags"] = [t for t in _tags(c) if t != SOLUTION]
-            if not answer.metadata["tags"]:
-                answer.metadata.pop("tags")
             solution_cells.append(answer)
         group.clear()
 
     for cell in nb.cells:
-        tags = _tags(cell)
-        if SOLUTION in tags and cell.cell_type == "code":
+        if _has(cell, SOLUTION) and cell.cell_type == "code":
             group.append(cell)
             continue
         close_group()
-        if SOLUTION in tags:  # an answer written out (markdown): to the solutions only
-            if heading is not None and not heading_used:
-                solution_cells.append(_clean(heading))
-                heading_used = True
-            solution_cells.append(_clean(cell))
+        if _has(cell, SOLUTION):  # an answer written out (markdown): to the solutions only
+            solution_cells.append(_answer(cell))
             continue
-        if INSTRUCTOR in tags:
+        if _has(cell, INSTRUCTOR):
             dropped += 1
             continue
-        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("#"):
-            heading, heading_used = cell, False
         student_cells.append(_clean(cell))
+        solution_cells.append(_clean(cell))
     close_group()
 
     metadata = {k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")}
     student = nbformat.v4.new_notebook(cells=student_cells, metadata=copy.deepcopy(metadata))
-    title = next((c.source.splitlines()[0].lstrip("# ") for c in nb.cells if c.cell_type == "markdown"), "")
+    titles = (c.source.strip().splitlines() for c in nb.cells if c.cell_type == "markdown")
+    title = next((lines[0].lstrip("# ") for lines in titles if lines), "")
     intro = nbformat.v4.new_markdown_cell(f"# Solutions: {title}".rstrip(": "))
     intro["id"] = "solutions-title"
     solutions = nbformat.v4.new_notebook(cells=[intro, *solution_cells], metadata=copy.deepcopy(metadata))
@@ -147,8 +170,8 @@ def make_handout(nb: Any) -> Handout:
     return Handout(student, solutions, exercises, dropped)
 
 
-def write_handout(source: str | Path, out: str | Path, solutions: str | Path | None = None) -> Handout:
-    """Read `source`, write the student copy to `out` (and the solutions, when asked)."""
+def _read(path: str | Path) -> Any:
+    """A notebook, checked against the nbformat schema; anything else is one `HandoutError`."""
     try:
         import nbformat
     except ModuleNotFoundError:
@@ -156,24 +179,115 @@ def write_handout(source: str | Path, out: str | Path, solutions: str | Path | N
             "Handouts need nbformat; install it with pip install 'oxen_magic[demo]'."
         ) from None
     try:
-        nb = nbformat.read(str(source), as_version=4)
+        with warnings.catch_warnings():  # e.g. "cell ids missing": the schema check below decides
+            warnings.simplefilter("ignore")
+            nb = nbformat.read(str(path), as_version=4)
+            nbformat.validate(nb)
     except OSError as exc:
-        raise HandoutError(f"Cannot read {source} ({exc.strerror or exc}); check the file name.") from None
+        raise HandoutError(f"Cannot read {path} ({exc.strerror or exc}); check the file name.") from None
     except Exception as exc:  # nbformat raises several kinds for a file that is not a notebook
+        what = (
+            "its JSON is damaged" if type(exc).__name__ == "NotJSONError" else "a field is missing or wrong"
+        )
         raise HandoutError(
-            f"{source} is not a notebook ({type(exc).__name__}); give an .ipynb file."
+            f"{path} is not a notebook ({what}); give an .ipynb file saved by Jupyter."
         ) from None
-    if Path(out).resolve() == Path(source).resolve() or (
-        solutions is not None and Path(solutions).resolve() == Path(source).resolve()
-    ):
+    return nb
+
+
+def _same(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def _write_whole(path: str | Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all: a temporary file in the same folder, then
+    `os.replace`. A symlink at `path` is replaced by the file, never written through.
+
+    (Private for now: the lead will switch this to the shared `oxen_magic/atomic.py` helper.)
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_handout(source: str | Path, out: str | Path, solutions: str | Path | None = None) -> Handout:
+    """Read `source`, write the student copy to `out` (and the solutions, when asked)."""
+    import nbformat
+
+    if _same(out, source) or (solutions is not None and _same(solutions, source)):
         raise HandoutError(f"The handout would overwrite {source}; write it to another file with --out.")
-    made = make_handout(nb)
-    for path, notebook in ((out, made.student), (solutions, made.solutions)):
-        if path is None:
-            continue
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(nbformat.writes(notebook) + "\n", encoding="utf-8")
+    if solutions is not None and _same(out, solutions):
+        raise HandoutError(
+            f"--out and --solutions are the same file ({out}); the answers would be in the student copy, "
+            "so give two different files."
+        )
+    nb = _read(source)
+    try:
+        made = make_handout(nb)
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise HandoutError(
+            f"{source} has a cell this tool cannot read ({type(exc).__name__}); open and save it in Jupyter."
+        ) from None
+    leaks = audit(nb, made.student)
+    if leaks:  # by construction this never happens; a bug must not publish an answer
+        raise HandoutError(f"Refusing to write {out}: it would hold an answer ({leaks[0]}).")
+    try:
+        for path, notebook in ((out, made.student), (solutions, made.solutions)):
+            if path is not None:
+                _write_whole(path, nbformat.writes(notebook) + "\n")
+    except OSError as exc:
+        raise HandoutError(f"Cannot write {path} ({exc.strerror or exc}); choose another file.") from None
     return made
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if len(line.strip()) >= _AUDIT_MIN]
+
+
+def _output_text(cell: Any) -> str:
+    """What a cell printed (streams, plain text): a grid's HTML is markup any grid shares."""
+    parts: list[str] = []
+    for out in cell.get("outputs", []) or []:
+        parts.append(str(out.get("text", "")))
+        value = (out.get("data") or {}).get("text/plain", "")
+        parts.append(value if isinstance(value, str) else "".join(map(str, value)))
+    return "\n".join(parts)
+
+
+def audit(instructor: Any, student: Any) -> list[str]:
+    """Every line of a solution cell (source or output) found in `student`, as
+    `cell <id>: '<line>'`; lines the instructor's other cells also hold, and hint lines, do not
+    count (an import both share gives nothing away)."""
+    solutions = [c for c in instructor.cells if _has(c, SOLUTION)]
+    shared: set[str] = set()
+    for cell in instructor.cells:
+        if not _has(cell, SOLUTION):
+            shared.update(_lines(cell.source))
+    student_lines: set[str] = set()
+    student_text: list[str] = []
+    for cell in student.cells:
+        student_lines.update(_lines(cell.source))
+        student_text.append(_output_text(cell))
+        student_text.append(json.dumps(cell.get("metadata", {}), ensure_ascii=False))
+    blob = "\n".join(student_text)
+    found: list[str] = []
+    for cell in solutions:
+        hint, answer = hint_of(cell)
+        published = set(_lines(_hint_comment(hint))) if hint else set()
+        for line in dict.fromkeys(_lines(answer) + _lines(_output_text(cell))):
+            if line in shared or line in published:
+                continue
+            if line in student_lines or line in blob:
+                found.append(f"cell {cell.get('id', '?')}: {line[:100]!r}")
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,10 +296,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Turn an instructor's notebook into a student copy (solutions replaced by hints).",
     )
     parser.add_argument("notebook", help="the instructor's notebook")
-    parser.add_argument("--out", required=True, help="where to write the student copy")
+    parser.add_argument("--out", help="where to write the student copy")
     parser.add_argument("--solutions", help="where to write the solutions notebook")
+    parser.add_argument(
+        "--audit",
+        metavar="STUDENT",
+        help="list what of the solution cells reached this student copy (exit 1)",
+    )
     args = parser.parse_args(argv)
+    if (args.out is None) == (args.audit is None):
+        parser.error("give --out FILE to make a handout, or --audit STUDENT.ipynb to check one")
     try:
+        if args.audit is not None:
+            leaks = audit(_read(args.notebook), _read(args.audit))
+            for leak in leaks:
+                print(leak)
+            if leaks:
+                print(
+                    f"{len(leaks)} line(s) of {args.notebook}'s answers are in {args.audit}.", file=sys.stderr
+                )
+                return 1
+            print(f"No answer of {args.notebook} is in {args.audit}.")
+            return 0
         made = write_handout(args.notebook, args.out, args.solutions)
     except HandoutError as exc:
         print(exc, file=sys.stderr)

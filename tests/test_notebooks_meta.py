@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +146,51 @@ def test_readme_links_every_notebook() -> None:
     assert set(NAMES) | {"workshop_student.ipynb"} <= linked, (
         f"not linked from the README: {sorted(set(NAMES) - linked)}"
     )
+
+
+def test_workshop_exercises_have_a_start_cell_and_a_check_that_passed() -> None:
+    """Issue 19, item 6: each exercise starts with `oxen_magic.exercise("N")` and ends with a
+    check cell that judges only grids made since then; the committed run shows each ✓."""
+    cells = _read(ROOT / "notebooks" / "workshop.ipynb").cells
+    headings = [
+        i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("### Exercise")
+    ]
+    for n, index in enumerate(headings, start=1):
+        start = cells[index + 1]
+        assert start.cell_type == "code" and start.source == f'oxen_magic.exercise("{n}")', start.source
+        end = headings[n] if n < len(headings) else len(cells)
+        checks = [c for c in cells[index:end] if c.cell_type == "code" and "oxen_magic.check(" in c.source]
+        assert len(checks) == 1 and f'"{n}"' in checks[0].source and CHECK_TAG in checks[0].metadata["tags"]
+        shown = json.dumps([o.get("text") or o.get("data", {}).get("text/plain") for o in checks[0].outputs])
+        assert f"✓ Exercise {n}" in json.loads(shown)[0], shown
+
+
+def test_every_param_a_cell_sends_is_one_its_models_take() -> None:
+    """Issue 19, item 9: a `--param` in a cell is a parameter of every model of that cell
+    (the default model's when none is named), by the bundled catalogue's schemas."""
+    from oxen_magic.catalog import bundled_catalogue
+    from oxen_magic.options import DEFAULT_MODEL
+
+    schemas = {
+        m["id"]: set((m.get("request_schema") or {}).get("properties", {})) for m in bundled_catalogue()
+    }
+    seen = 0
+    for path in NOTEBOOKS:
+        for cell in _read(path).cells:
+            first = cell.source.partition("\n")[0]
+            if (
+                cell.cell_type != "code"
+                or not first.startswith("%")
+                or "--param" not in first
+                or "$" in first
+            ):
+                continue
+            words = shlex.split(first)
+            after = {w: words[i + 1] for i, w in enumerate(words[:-1])}
+            models = (after.get("--model") or after.get("-m") or DEFAULT_MODEL).split(",")
+            keys = [words[i + 1].split("=")[0] for i, w in enumerate(words[:-1]) if w in ("--param", "-p")]
+            for model in models:
+                for key in keys:
+                    seen += 1
+                    assert key in schemas[model], f"{path.name}: {model} takes no {key}: {first}"
+    assert seen >= 2  # the workshop's guidance cell and the editing notebook's upscale cell
