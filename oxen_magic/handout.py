@@ -29,18 +29,17 @@ would still be in the file, and in every HTML export of it. Cell ids are kept (e
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
-import os
 import re
 import sys
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .atomic import write_text_atomic
 
 SOLUTION, EXERCISE, INSTRUCTOR = "solution", "exercise", "instructor"
 DEFAULT_HINT = "Write your cell here, then run it."
@@ -199,25 +198,6 @@ def _same(a: str | Path, b: str | Path) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def _write_whole(path: str | Path, text: str) -> None:
-    """Write `text` to `path` whole or not at all: a temporary file in the same folder, then
-    `os.replace`. A symlink at `path` is replaced by the file, never written through.
-
-    (Private for now: the lead will switch this to the shared `oxen_magic/atomic.py` helper.)
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_handout(source: str | Path, out: str | Path, solutions: str | Path | None = None) -> Handout:
     """Read `source`, write the student copy to `out` (and the solutions, when asked)."""
     import nbformat
@@ -242,7 +222,7 @@ def write_handout(source: str | Path, out: str | Path, solutions: str | Path | N
     try:
         for path, notebook in ((out, made.student), (solutions, made.solutions)):
             if path is not None:
-                _write_whole(path, nbformat.writes(notebook) + "\n")
+                write_text_atomic(path, nbformat.writes(notebook) + "\n")
     except OSError as exc:
         raise HandoutError(f"Cannot write {path} ({exc.strerror or exc}); choose another file.") from None
     return made
