@@ -194,14 +194,15 @@ def load(
 def _check_image(data: bytes, max_pixels: int | None) -> None:
     """Refuse what is not an image, or claims more than `max_pixels` (from the header alone;
     Pillow's decompression-bomb warning is an error too), then `verify()` the rest."""
+    too_many = InputProblem(
+        "Failed to load input image: it claims too many pixels to open safely; send a smaller image"
+    )
     try:
-        with _OPEN_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _OPEN_LOCK, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise InputProblem(
-            "Failed to load input image: it claims too many pixels to open safely; send a smaller image"
-        ) from None
+    except Image.DecompressionBombError:
+        raise too_many from None
     except Exception:
         raise InputProblem("Failed to load input image: cannot identify image file") from None
     with img:
@@ -211,6 +212,8 @@ def _check_image(data: bytes, max_pixels: int | None) -> None:
                 f"Failed to load input image: {width} x {height} pixels is over the limit of "
                 f"{max_pixels} pixels; send a smaller image"
             )
+        if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
+            raise too_many
         try:
             img.verify()
         except Exception:
