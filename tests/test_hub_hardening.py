@@ -224,6 +224,14 @@ def test_the_request_record_keeps_the_newest_within_its_bounds(session: requests
         assert hub.requests[-1].path == "/api/ai/models/m11" and len(hub.requests) == 5
         hub.reset()
         assert hub.requests == [] and list(hub.requests) == []
+    with LocalHub(image_size=32, max_records=None) as hub:  # no count cap: the weight cap holds
+        hub.requests.max_weight = 10_000
+        for n in range(40):
+            session.get(f"{hub.url}/api/ai/models/m{n}", headers=AUTH)
+        assert 3 <= len(hub.requests) < 40 and hub.requests.weight <= 10_000
+        assert hub.requests[-1].path == "/api/ai/models/m39" and hub.requests.dropped == 40 - len(
+            hub.requests
+        )
 
 
 def test_an_edits_data_uri_is_not_kept_whole(hub: LocalHub, session: requests.Session) -> None:
@@ -250,19 +258,18 @@ def test_junk_bodies_are_not_kept(hub: LocalHub, session: requests.Session) -> N
     assert (nowhere.status, keyless.status, keyed.status) == (404, 401, 400)
     assert nowhere.body is None and keyless.body is None  # never read into memory at all
     assert keyed.body is not None and len(json.dumps(keyed.body)) < 10_000
-    assert hub.requests.weight < 20_000
+    assert hub.requests.weight < 25_000
 
 
 # -- 3. bodies capped before they are read --------------------------------------------------
 
 
-def test_a_declared_length_over_the_cap_is_refused_before_reading(hub: LocalHub) -> None:
+@pytest.mark.parametrize("length", ["400000000", "9" * 30])
+def test_a_declared_length_over_the_cap_is_refused_before_reading(hub: LocalHub, length: str) -> None:
     """Only the head is sent: the hub answers 413 without waiting for a byte of the body."""
-    head = post_head(
-        GENERATE, {**AUTH, "Content-Type": "application/json", "Content-Length": "400000000"}, hub.port
-    )
-    status, headers, body = raw_request(hub.port, head)
-    assert status == 413 and headers["connection"] == "close"
+    headers = {**AUTH, "Content-Type": "application/json", "Content-Length": length}
+    status, answer, body = raw_request(hub.port, post_head(GENERATE, headers, hub.port))
+    assert status == 413 and answer["connection"] == "close"
     assert "too large" in title(json.loads(body))
 
 
@@ -381,6 +388,7 @@ def test_a_non_ascii_bearer_token_is_401(hub: LocalHub, path: str) -> None:
         (b'{"model": "flux-2-dev", "prompt": "a cat", "x": ["\\udfff"]}', "lone surrogate"),
         (b'{"model": "flux-2-dev", "prompt": "a \xff\xfe cat"}', "UTF-8"),
         (b"[" * 100_000, "JSON object"),
+        (b'{"model": "flux-2-dev", "prompt": "a cat", "guidance_scale": NaN}', "JSON object"),
     ],
 )
 def test_malformed_prompts_and_bodies_are_400(hub: LocalHub, raw: bytes, expected: str) -> None:

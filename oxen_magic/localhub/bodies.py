@@ -9,8 +9,9 @@ digits only: `-1` does not read to the end of the stream) and the total held to 
 A body the route does not need (an unknown path, a request without a valid key) is read and
 thrown away in small pieces, so the connection stays usable and nothing is held.
 
-The JSON is then parsed as the API's own parser would: UTF-8 only, and no string holding a lone
-surrogate (`"\\ud800"`), which cannot be encoded again and which strict parsers refuse.
+The JSON is then parsed as the API's own parser would: UTF-8 only, no `NaN` or `Infinity`, and no
+string holding a lone surrogate (`"\\ud800"`), which cannot be encoded again and which strict
+parsers refuse.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from io import BufferedIOBase
 from typing import Any
 
 _PIECE = 64 * 1024
-_DECIMAL = re.compile(r"[0-9]{1,18}")
+_DECIMAL = re.compile(r"[0-9]{1,40}")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _MAX_TRAILERS = 64
 
@@ -124,12 +125,17 @@ def parse_json(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     except UnicodeDecodeError:
         return None, "Request body must be JSON in UTF-8"
     try:
-        parsed = json.loads(text)
+        parsed = json.loads(text, parse_constant=_not_json)
     except (ValueError, RecursionError):
         return None, None
     if _has_lone_surrogate(parsed):
         return None, "Request body must be JSON in UTF-8 (a string holds a lone surrogate)"
     return (parsed, None) if isinstance(parsed, dict) else (None, None)
+
+
+def _not_json(name: str) -> Any:
+    """`NaN`, `Infinity`: Python's parser takes them, JSON (and the API's parser) does not."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _has_lone_surrogate(value: Any) -> bool:

@@ -31,7 +31,7 @@ MAX_ITEMS, MAX_DEPTH, MAX_TOTAL_ITEMS = 256, 16, 4096
 #: Headers kept per request and characters per header value; characters of a path.
 MAX_HEADERS, MAX_HEADER_VALUE, MAX_PATH = 64, 1024, 2048
 #: The log's default bounds: records kept, and their total weight (about the characters held).
-MAX_RECORDS, MAX_WEIGHT = 10_000, 8_000_000
+MAX_RECORDS, MAX_WEIGHT = 10_000, 16_000_000
 
 
 def clip(text: str, limit: int = LONG_STRING) -> str:
@@ -92,7 +92,8 @@ def recorded(
         kept_headers[name[:MAX_HEADER_VALUE]] = clip(value, MAX_HEADER_VALUE)
     authorization = next((v for k, v in kept_headers.items() if k.lower() == "authorization"), None)
     kept_path = clip(path, MAX_PATH)
-    weight = 256 + len(kept_path) + clipper.weight + sum(len(k) + len(v) for k, v in kept_headers.items())
+    # 1024: about what a record's objects take besides their text
+    weight = 1024 + len(kept_path) + clipper.weight + sum(len(k) + len(v) for k, v in kept_headers.items())
     record = RecordedRequest(method, kept_path, kept_headers, kept_body, status, authorization)
     return record, weight
 
