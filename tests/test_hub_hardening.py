@@ -500,7 +500,8 @@ def test_a_bind_beyond_loopback_warns_at_start() -> None:
     lines = done.stderr.splitlines()
     assert lines[0] == (
         "Warning: listening on 192.0.2.1, beyond loopback: anyone on this network can reach the hub, "
-        "and its key is the public demo key 'local-demo-key'; give one of your own with --key."
+        "and its key is the public demo key 'local-demo-key'; give one of your own with --key. "
+        "Clients reach it by IP address, or by a name given with --allow-host."
     )
     assert lines[1].startswith("Cannot listen on 192.0.2.1 port 0") and len(lines) == 2
 

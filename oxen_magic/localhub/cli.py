@@ -87,7 +87,7 @@ def exposure_warning(host: str, key: str | None) -> str | None:
         guard = "keep its key to the people meant to use it"
     return (
         f"Warning: listening on {shown}, beyond loopback: anyone on this network can reach the hub, "
-        f"and {guard}."
+        f"and {guard}. Clients reach it by IP address, or by a name given with --allow-host."
     )
 
 
