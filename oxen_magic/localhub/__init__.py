@@ -14,11 +14,13 @@ The package is split by job:
 * `generate.py` — the image routes (generate and edit); `inputs.py` — fetching `input_image`;
 * `catalogue.py` — the models served; `validation.py` — schema checks;
 * `storage.py` — result files with expiry and caps; `faults.py` — failure injection;
-* `replies.py` — reply and error shapes; `server.py` — HTTP plumbing; `cli.py` — the command line.
+* `replies.py` — reply and error shapes; `server.py` — HTTP plumbing; `cli.py` — the command line;
+* `bodies.py` — request bodies, capped before they are read; `hosts.py` — the Host check against
+  DNS rebinding; `records.py` — the bounded record of requests (`requests`).
 
 Failure injection for tests: `fail_next` (429 with Retry-After, or a proxy's 5xx HTML page),
 `fail_rate` (random transient 503s from a seeded RNG), `garbage` (answers a client cannot use) and
-`expire_urls`. Every request is recorded in `requests`.
+`expire_urls`. Requests are recorded in `requests` (the newest, each clipped: see `records.py`).
 
 Run it by hand with `python -m oxen_magic.localhub --port 8765 --latency 0.5 --key KEY`.
 """

@@ -41,9 +41,10 @@ from oxen_magic.placeholder import (
     short,
 )
 
+from .bodies import parse_json
 from .catalogue import _makes_images
 from .faults import FaultQueue, _Failure, failure_reply, garbage_reply, retry_after_value
-from .inputs import InputProblem, fetch
+from .inputs import InputProblem, load
 from .replies import _error_reply, _json_bytes, _not_found, _Reply
 from .routes import EDIT_PATH, GENERATE_PATH, _ModelRoutes
 from .validation import _BadRequest, validate
@@ -84,6 +85,7 @@ class _GenerateRoutes(_ModelRoutes):
     image_size: int | None
     billed: int
     data_uris: bool
+    max_input_pixels: int | None
     oversize_bytes: int | None
     drip: float | None
     max_concurrent: int | None
@@ -133,17 +135,17 @@ class _GenerateRoutes(_ModelRoutes):
         failure = self._injected_failure()
         if failure is not None and not failure.after_billing:
             return failure_reply(failure)
-        reply = self._make(headers, body, path)
+        reply = self._make(headers, body, path, raw)
         if failure is not None and reply.status == 200:
             return failure_reply(failure)  # the image was made (and billed) all the same
         return reply
 
-    def _make(self, headers: Any, body: dict[str, Any] | None, path: str) -> _Reply:
+    def _make(self, headers: Any, body: dict[str, Any] | None, path: str, raw: bytes = b"") -> _Reply:
         """Check the request as the API does, then draw and answer the image."""
         if not self._authorised(headers):
             return _error_reply(401)
         if body is None:
-            return _error_reply(400, "Request body must be a JSON object")
+            return _error_reply(400, parse_json(raw)[1] or "Request body must be a JSON object")
         prompt = body.get("prompt")
         name = body.get("model")
         obj = self._find(name) if isinstance(name, str) else None
@@ -207,16 +209,11 @@ class _GenerateRoutes(_ModelRoutes):
         return self._images_reply(name, response_format, body, data, ext, content_type)
 
     def _inputs(self, value: Any) -> list[bytes]:
-        """The bytes of each input image (none when the request gives none); each must decode."""
+        """The bytes of each input image (none when the request gives none); each must be an
+        image within `max_input_pixels` (checked from its header, before drawing decodes it)."""
         urls = value if isinstance(value, list) else [] if value in (None, "") else [value]
-        inputs = [fetch(url, self._own_file, data_uris=self.data_uris) for url in urls]
-        for data in inputs:
-            try:
-                with Image.open(io.BytesIO(data)) as img:
-                    img.verify()
-            except Exception:
-                raise InputProblem("Failed to load input image: cannot identify image file") from None
-        return inputs
+        pixels = self.max_input_pixels
+        return [load(url, self._own_file, data_uris=self.data_uris, max_pixels=pixels) for url in urls]
 
     def _spec(
         self,

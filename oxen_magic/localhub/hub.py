@@ -19,6 +19,9 @@ from oxen_magic.placeholder import ImageSpec
 from .catalogue import default_catalogue
 from .faults import GARBAGE_KINDS, FaultQueue
 from .generate import _GenerateRoutes
+from .hosts import configured_names, host_allowed
+from .inputs import MAX_INPUT_PIXELS
+from .records import MAX_RECORDS, RequestLog
 from .replies import RecordedRequest
 from .routes import BARE_EDIT_PATH, EDIT_PATH, GENERATE_PATH
 from .server import _Server, _V6Server
@@ -63,7 +66,20 @@ class LocalHub(_GenerateRoutes):
     * `result_ttl` (alias of `url_ttl`): seconds a result file is kept and its URL answers;
     * `max_results` and `max_result_bytes`: caps on the files kept, the oldest evicted first (an
       evicted file's URL answers 404 like an expired one); None for no cap;
-    * `cache_size`: placeholders kept to answer repeated requests without drawing again.
+    * `cache_size`: placeholders kept to answer repeated requests without drawing again;
+    * `max_records`: requests kept in `requests` (the newest; each record clipped, see
+      `records.py`), None for no count cap (a cap on the characters held still applies);
+    * `max_body_bytes`: a request body declared longer is refused 413 before a byte of it is
+      read (an `input_image` data URI counts; the docs are silent on a limit);
+    * `max_input_pixels`: an input image claiming more pixels is refused 400 from its header,
+      before it is decoded (None: only Pillow's own decompression-bomb limit).
+
+    Safety (a hub on a laptop in a room must not become a way into that laptop):
+
+    * `allowed_hosts`: names answered in the `Host` header besides loopback ones and IP
+      addresses on the hub's port (DNS rebinding: a web page whose name resolves to 127.0.0.1
+      still sends its own name); e.g. `["hub.oxen.ai"]` when the hub stands in for the real one
+      behind TLS, `["*"]` for any. The host of `result_origin` is always allowed. Others: 403.
 
     Knobs for a misbehaving server (the client must stay bounded whatever a server does):
 
@@ -103,6 +119,10 @@ class LocalHub(_GenerateRoutes):
         result_ttl: float | None = None,
         max_results: int | None = 500,
         max_result_bytes: int | None = 128 * 1024 * 1024,
+        max_records: int | None = MAX_RECORDS,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        max_input_pixels: int | None = MAX_INPUT_PIXELS,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.host = host
         self.port = port
@@ -118,8 +138,11 @@ class LocalHub(_GenerateRoutes):
         self.schema_field = schema_field
         self.private_models = set(private_models)
         self.bare_edit_route = bare_edit_route
+        self._allowed_hosts = tuple(allowed_hosts)
         self._result_origin: str | None = None
         self.result_origin = result_origin
+        self.max_body_bytes = max_body_bytes
+        self.max_input_pixels = max_input_pixels
         self.oversize_bytes = oversize_bytes
         self.drip = drip
         self.max_concurrent = max_concurrent
@@ -128,7 +151,7 @@ class LocalHub(_GenerateRoutes):
         self.verbose = verbose
         self.billed = 0  # images made, whatever was answered afterwards
         self._garbage_kind: str | None = None
-        self.requests: list[RecordedRequest] = []
+        self.requests = RequestLog(max_records)
         self.peak_in_flight = 0
         self.in_flight = 0
         self._models = copy.deepcopy(catalogue) if catalogue is not None else default_catalogue()
@@ -172,6 +195,21 @@ class LocalHub(_GenerateRoutes):
     @result_origin.setter
     def result_origin(self, origin: str | None) -> None:
         self._result_origin = origin.rstrip("/") if origin else None
+        self._host_names = configured_names(self._allowed_hosts, (self._result_origin,))
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        """Host names answered besides loopback and IP addresses (see the class docstring)."""
+        return self._allowed_hosts
+
+    @allowed_hosts.setter
+    def allowed_hosts(self, names: Iterable[str]) -> None:
+        self._allowed_hosts = tuple(names)
+        self._host_names = configured_names(self._allowed_hosts, (self._result_origin,))
+
+    def _host_ok(self, values: list[str] | None) -> bool:
+        """Whether a request carrying these `Host` header values is answered (`hosts.py`)."""
+        return host_allowed(values, self.port, self._host_names)
 
     @property
     def url_ttl(self) -> float:
@@ -301,15 +339,13 @@ class LocalHub(_GenerateRoutes):
         self._store.clear()
 
     def generate_calls(self) -> list[RecordedRequest]:
-        """The recorded `POST /api/ai/images/generate` requests, in order."""
-        with self._lock:
-            records = list(self.requests)
+        """The recorded `POST /api/ai/images/generate` requests, in order (of those kept)."""
+        records = list(self.requests)
         return [r for r in records if r.method == "POST" and r.path.split("?")[0] == GENERATE_PATH]
 
     def edit_calls(self) -> list[RecordedRequest]:
-        """The recorded `POST /api/ai/images/edit` requests, in order."""
-        with self._lock:
-            records = list(self.requests)
+        """The recorded `POST /api/ai/images/edit` requests, in order (of those kept)."""
+        records = list(self.requests)
         paths = (EDIT_PATH, BARE_EDIT_PATH)
         return [r for r in records if r.method == "POST" and r.path.split("?")[0] in paths]
 

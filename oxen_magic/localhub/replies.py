@@ -18,6 +18,7 @@ _STATUS_TYPES = {
     401: ("unauthenticated", "Unauthenticated"),
     403: ("forbidden", "Forbidden"),
     404: ("resource_not_found", "Resource not found"),
+    413: ("invalid_params", "Request body too large"),
     429: ("rate_limited", "Rate limit exceeded"),
 }
 

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
-from .replies import RecordedRequest, _error_reply, _json_bytes, _not_found, _Reply
+from .records import RequestLog, recorded
+from .replies import _error_reply, _json_bytes, _not_found, _Reply
 from .storage import ResultStore
 
 GENERATE_PATH = "/api/ai/images/generate"
@@ -48,7 +49,7 @@ class _ModelRoutes:
     result_origin: str | None
     oversize_bytes: int | None
     drip: float | None
-    requests: list[RecordedRequest]
+    requests: RequestLog
     _models: list[dict[str, Any]]
     _lock: threading.Lock
     _store: ResultStore
@@ -87,9 +88,20 @@ class _ModelRoutes:
     ) -> _Reply:
         raise NotImplementedError
 
-    def _record(self, record: RecordedRequest) -> None:
-        with self._lock:
-            self.requests.append(record)
+    def _takes_body(self, method: str, target: str, headers: Any) -> bool:
+        """Whether the answer to this request can depend on its body: only a generate or edit
+        POST with a valid key. Any other body is read away unparsed and unkept (an unknown path,
+        a model read, a request refused 401 whatever it carries)."""
+        path = target.partition("?")[0]
+        routes = (GENERATE_PATH, EDIT_PATH) + ((BARE_EDIT_PATH,) if self.bare_edit_route else ())
+        return method == "POST" and path in routes and self._authorised(headers)
+
+    def _record(
+        self, method: str, target: str, headers: Any, body: dict[str, Any] | None, status: int
+    ) -> None:
+        """Keep a bounded record of one request (see `records.py`)."""
+        record, weight = recorded(method, target, headers.items(), body, status)
+        self.requests.append(record, weight)
 
     # -- models ---------------------------------------------------------------------------
 
@@ -130,9 +142,9 @@ class _ModelRoutes:
         value = headers.get("Authorization") or ""
         scheme, _, token = value.strip().partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return False
-        return self.api_key is None or secrets.compare_digest(token, self.api_key)
+        if scheme.lower() != "bearer" or not token or not token.isascii():
+            return False  # a key is ASCII; compare_digest raises on anything else
+        return self.api_key is None or secrets.compare_digest(token.encode(), self.api_key.encode())
 
     # -- result files ---------------------------------------------------------------------
 

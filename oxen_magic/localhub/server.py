@@ -1,23 +1,31 @@
 """The local hub's HTTP plumbing: a threading server on loopback and its request handler.
 
-The handler reads the body, hands the request to the hub's router (`LocalHub._dispatch`), records
-it, and streams the answer (padded or dripped when the reply asks for it). It knows nothing of
-routes or the API: those live in `routes.py` and `generate.py`.
+The handler checks the `Host` header (`hosts.py`) and the body's framing before reading a byte
+of it (`bodies.py`: over the cap is 413, a bad length 400, both answered at once and hung up),
+reads the body only when the answer can depend on it (an authorised generate or edit POST; any
+other is read away in small pieces), hands the request to the hub's router
+(`LocalHub._dispatch`), records it (bounded, `records.py`), and streams the answer (padded or
+dripped when the reply asks for it). It knows nothing of routes or the API: those live in
+`routes.py` and `generate.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from .replies import RecordedRequest, _error_reply, _Reply
+from .bodies import BodyProblem, framing, parse_json, read_body
+from .hosts import REFUSED
+from .replies import _error_reply, _Reply
 
 if TYPE_CHECKING:
     from .hub import LocalHub
+
+#: After refusing a body: how long, and how many of its bytes, to read away before hanging up.
+_LINGER_SECONDS, _LINGER_BYTES = 0.5, 1024 * 1024
 
 
 class _Server(ThreadingHTTPServer):
@@ -80,35 +88,33 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.hub.verbose:
             super().log_message(format, *args)
 
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                line = self.rfile.readline(65537)
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(65537)
-            return b"".join(chunks)
+    def handle_expect_100(self) -> bool:
+        """`Expect: 100-continue`: a body that would be refused is refused before the client
+        is told to send it."""
+        hub = self.server.hub
+        if not hub._host_ok(self.headers.get_all("Host")):
+            self._refuse(403, REFUSED)
+            return False
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        return self.rfile.read(length) if length > 0 else b""
+            framing(self.headers, hub.max_body_bytes)
+        except BodyProblem as problem:
+            self._refuse(problem.status, problem.title)
+            return False
+        return super().handle_expect_100()
 
     def _handle(self) -> None:
         hub = self.server.hub
-        raw = self._read_body()
-        body: dict[str, Any] | None = None
-        if raw:
-            try:
-                parsed = json.loads(raw)
-                body = parsed if isinstance(parsed, dict) else None
-            except ValueError:
-                body = None
+        if not hub._host_ok(self.headers.get_all("Host")):
+            self._refuse(403, REFUSED)
+            return
+        try:
+            length = framing(self.headers, hub.max_body_bytes)
+            keep = hub._takes_body(self.command, self.path, self.headers)
+            raw = read_body(self.rfile, length, hub.max_body_bytes, keep)
+        except BodyProblem as problem:
+            self._refuse(problem.status, problem.title)
+            return
+        body, _ = parse_json(raw)
         try:
             reply = hub._dispatch(self.command, self.path, self.headers, raw, body)
         except Exception:  # never hang a client: answer like a crashed upstream would
@@ -117,18 +123,29 @@ class _Handler(BaseHTTPRequestHandler):
 
                 traceback.print_exc()
             reply = _error_reply(500, "Internal server error")
+        del raw
         # Record before answering, so a client that has its answer always finds it recorded.
-        hub._record(
-            RecordedRequest(
-                method=self.command,
-                path=self.path,
-                headers=dict(self.headers.items()),
-                body=body,
-                status=reply.status,
-                authorization=self.headers.get("Authorization"),
-            )
-        )
+        hub._record(self.command, self.path, self.headers, body, reply.status)
         self._send(reply)
+
+    def _refuse(self, status: int, title: str) -> None:
+        """Answer a request whose body will not be read, and hang up: what is left of the body
+        is thrown away for a moment (so the client can read the answer before the connection
+        resets), never read to its end."""
+        self.server.hub._record(self.command, self.path, self.headers, None, status)
+        reply = _error_reply(status, title)
+        reply.headers["Connection"] = "close"
+        self.close_connection = True
+        self._send(reply)
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(_LINGER_SECONDS)
+            left = _LINGER_BYTES
+            while left > 0:
+                piece = self.connection.recv(min(65536, left))
+                if not piece:
+                    break
+                left -= len(piece)
 
     def _send(self, reply: _Reply) -> None:
         try:
