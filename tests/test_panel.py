@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import html
 import importlib
 import io
 import re
@@ -274,7 +275,9 @@ def test_oxenpanel_line_sets_initial_values(hub: LocalHub, shell: InteractiveShe
     panels.append(other)
     assert other.prompt.value == "a small boat"
     assert (other.models.value, other.aspect_ratio.value, other.steps.value) == ((DEV,), "3:2", "12")
-    assert other.extra_options.value == "--param guidance=3 --size 128 --no-cache"
+    # guidance goes to its slider (not "More options"); steps 12 shows on the steps slider
+    assert other.extra_options.value == "--size 128 --no-cache"
+    assert other.guidance_knob.number == 3.0 and other.steps_knob.number == 12
     assert other.magic_line.value == (
         "%%oxenimage --model flux-2-dev --aspect-ratio 3:2 --steps 12 "
         "--param guidance=3 --size 128 --no-cache"
@@ -592,7 +595,9 @@ def test_models_are_grouped_by_what_they_do_with_their_price(hub: LocalHub, make
         "Upscale",
     )
     offered = _offered(panel)
-    assert offered[DEV] == "flux-2-dev · $0.025 per image" and offered[TURBO].endswith("$0.002 per image")
+    # plain words beside each id: what it is for, its speed (default steps), its price
+    assert offered[DEV] == "flux-2-dev · from text or reference images · 30 steps · $0.025 per image"
+    assert offered[TURBO] == "z-image-turbo · from text · quick (8 steps) · $0.002 per image"
     assert "flux-kontext-dev" not in offered and "topazlabs-image-upscale" not in offered
     assert "gpt-oss-120b" not in offered  # makes text, not images
 
@@ -634,7 +639,8 @@ def test_save_writes_pngs_and_a_contact_sheet(hub: LocalHub, make, tmp_path: Pat
 def test_the_grid_fits_the_output_and_the_spend_is_shown(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]
     def spent() -> tuple[int, float]:
         """(images, USD) the spend line shows: the session's ledger, or this panel's own tally."""
-        found = re.search(r"This session: (\d+) image\(s\) generated, est. \$([\d.]+)", panel.spend.value)
+        text = html.unescape(panel.spend.value)
+        found = re.search(r"This session: (\d+) image\(s\) generated, est. \$([\d.]+)", text)
         assert found, panel.spend.value
         return int(found.group(1)), float(found.group(2))
 
