@@ -671,6 +671,8 @@ def test_guidance_sends_each_model_its_own_parameter(hub: LocalHub, make) -> Non
     knob = panel.guidance_knob
     assert _shown(knob) and knob.number is None  # klein: guidance_scale, flux-2-dev: guidance
     assert "guidance and guidance_scale" in knob.note.value
+    # their default steps differ (28, 30): the slider cannot show one, so the note names each
+    assert f"each model&#x27;s own default: {KLEIN} 28, {DEV} 30" in panel.steps_knob.note.value
     assert "--param" not in panel.magic_line.value  # the models' defaults until it is moved
     knob.slider.value = 3.5  # moving the slider unticks "model default"
     assert knob.number == 3.5 and not knob.auto.value

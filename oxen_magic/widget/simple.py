@@ -125,7 +125,7 @@ class SimpleControls(PanelBase):
                 "Numbered seeds: the same pictures (and free from the cache) on every run",
                 "Seeds picked at random",
             ],
-            style=_DESC,
+            style={**_DESC, "button_width": "190px"},
         )
         self.seed_count = widgets.BoundedIntText(
             value=1,
@@ -248,7 +248,8 @@ class SimpleControls(PanelBase):
 
     def _sync_steps(self) -> None:
         knob = self.steps_knob
-        props = [p for p in (i.properties.get("num_inference_steps") for i in self._chosen_infos()) if p]
+        pairs = [(i.id, i.properties.get("num_inference_steps")) for i in self._chosen_infos()]
+        props = [p for _m, p in pairs if p]
         known = len(self._chosen_infos()) == len(self.models.value) and bool(self.models.value)
         knob.layout.display = "none" if known and not props and not self.steps.value.strip() else ""
         low, high = _bounds(props, 1, 100)
@@ -260,7 +261,7 @@ class SimpleControls(PanelBase):
             default = _default(props)
             if default is not None:
                 knob.slider.value = int(default)
-            knob.note.value = ""
+            knob.note.value = _plain_note(_defaults_differ(pairs)) if default is None and props else ""
         elif found:
             knob.auto.value = False
             knob.slider.value = int(found.group(1))
@@ -288,10 +289,15 @@ class SimpleControls(PanelBase):
         if knob.auto.value and default is not None:
             knob.slider.value = float(default)
         names = sorted({n for n, _p in taken})
-        knob.note.value = _plain_note(
-            "how closely the picture follows the prompt"
-            + ("" if names == ["guidance"] else f" (sent as {' and '.join(names)})")
+        text = "how closely the picture follows the prompt" + (
+            "" if names == ["guidance"] else f" (sent as {' and '.join(names)})"
         )
+        if knob.auto.value and default is None:
+            schemas = self._schemas or {}
+            text += "; " + _defaults_differ(
+                [(m, (guidance_param(schemas.get(m)) or ("", None))[1]) for m in self.models.value]
+            )
+        knob.note.value = _plain_note(text)
 
     def _guidance_words(self) -> list[str]:
         """`--param NAME=VALUE` for each guidance name among the chosen models (none by default)."""
@@ -329,6 +335,12 @@ def guidance_from(args: Any) -> float | None:
     if getattr(args, "param", None):
         args.param = kept or None
     return value
+
+
+def _defaults_differ(pairs: Sequence[tuple[str, Mapping[str, Any] | None]]) -> str:
+    """`each model's own default: klein 28, z-image-turbo 8` when the chosen models' differ."""
+    bits = [f"{m} {p.get('default')}" for m, p in pairs if p and p.get("default") is not None]
+    return "each model's own default: " + ", ".join(bits) if bits else "each model's own default"
 
 
 def _set_range(slider: Any, low: float, high: float) -> None:
