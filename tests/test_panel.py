@@ -276,6 +276,11 @@ def test_oxenpanel_line_sets_initial_values(hub: LocalHub, shell: InteractiveShe
     panels.append(other)
     assert other.prompt.value == "a small boat"
     assert (other.models.value, other.aspect_ratio.value, other.steps.value) == ((DEV,), "3:2", "12")
+    # a model without guidance keeps the parameter in the line, where it is flagged
+    turbo = shell.run_line_magic("oxenpanel", "-m z-image-turbo --param guidance=3 a kite")
+    panels.append(turbo)
+    assert not turbo.guidance_knob.number and turbo.extra_options.value == "--param guidance=3"
+    assert "z-image-turbo has no parameter 'guidance'" in turbo.errors["extra_options"]
     # guidance goes to its slider (not "More options"); steps 12 shows on the steps slider
     assert other.extra_options.value == "--size 128 --no-cache"
     assert other.guidance_knob.number == 3.0 and other.steps_knob.number == 12
@@ -685,6 +690,8 @@ def test_guidance_sends_each_model_its_own_parameter(hub: LocalHub, make) -> Non
     assert bodies[DEV]["guidance"] == 3.5 and "guidance_scale" not in bodies[DEV]
     assert bodies[KLEIN]["guidance_scale"] == 3.5 and "guidance" not in bodies[KLEIN]
 
+    panel.models.value = (DEV, TURBO)  # a model without guidance still says so
+    assert "z-image-turbo takes no guidance; sent without it." in panel.status.value
     panel.models.value = (TURBO,)  # takes no guidance: the control hides and nothing is sent
     assert not _shown(knob) and "--param" not in panel.magic_line.value
     panel.models.value = (DEV,)

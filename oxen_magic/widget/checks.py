@@ -10,7 +10,7 @@ from .. import options
 from ..errors import UsageProblem
 from ..plan import make_plan, suggest
 from .base import PREFIX, PanelBase
-from .catalogue import about
+from .catalogue import about, guidance_param
 from .display import _error, _note
 from .simple import is_guidance
 
@@ -127,11 +127,12 @@ class Checks(PanelBase):
         cost = plan.cost_line()
         if cost:
             bits.append(cost)
-        # the Guidance slider writes each chosen model's own name: "X takes no guidance" is expected
+        # the Guidance slider writes each chosen model's own name: that a model with guidance takes
+        # no `guidance_scale` is expected, not news (a model without any still says so)
         ours = self._guidance_names() if self._guidance_words() else set()
-        notes = [
-            n for n in plan.notes if not any(n.endswith(f" takes no {g}; sent without it.") for g in ours)
-        ]
+        own = [m for m in self.models.value if guidance_param((self._schemas or {}).get(m))]
+        expected = {f"{m} takes no {g}; sent without it." for m in own for g in ours}
+        notes = [n for n in plan.notes if n not in expected]
         self._summary = "\n".join([" · ".join(bits), *notes])
 
     def _extra_problem(self, text: str) -> str | None:

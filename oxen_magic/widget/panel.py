@@ -13,7 +13,7 @@ from traitlets import Any as AnyTrait
 from .. import options
 from ..errors import UsageProblem
 from .base import _DESC, PREFIX
-from .catalogue import model_options
+from .catalogue import guidance_param, model_options
 from .checks import Checks
 from .classroom import KINDS, Classroom
 from .controls import Controls, ModelsText, _extra_words, _fetch_models, _initial_args
@@ -76,7 +76,6 @@ class Panel(Runs, Checks, Controls, SimpleControls, InputControls, Classroom, Di
         self.entries: list[HistoryEntry] = []
 
         args = _initial_args(line, initial)
-        guidance = guidance_from(args)  # --param guidance=3 goes to the Guidance slider
         defaults = self.session.defaults()
         host = args.host or defaults.host
         try:
@@ -93,6 +92,10 @@ class Panel(Runs, Checks, Controls, SimpleControls, InputControls, Classroom, Di
             layout=widgets.Layout(width="560px", height="80px"),
         )
         self._schemas, models_note = _fetch_models(self.session, host)
+        # --param guidance=3 goes to the Guidance slider when a chosen model takes guidance
+        schemas = self._schemas or {}
+        takes = any(guidance_param(schemas.get(m)) for m in chosen)
+        guidance = guidance_from(args) if takes else None
         self.kind = widgets.ToggleButtons(
             options=KINDS,
             value=self._initial_kind(chosen),
