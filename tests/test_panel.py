@@ -783,12 +783,14 @@ def test_spend_left_of_the_budget_and_a_refusal_in_plain_words(hub: LocalHub, ma
     def text(widget: object) -> str:
         return html.unescape(widget.value)  # type: ignore[attr-defined]
 
-    panel = make(f"--model {TURBO} --seed 1..3")
-    panel.prompt.value = PROMPT
-    session = panel.session
+    session = current_session()
     before, kept = session.spend().total, session.settings.max_spend
     session.configure(max_spend=before + 0.010)
     try:
+        panel = make(f"--model {TURBO} --seed 1..3")
+        assert panel.session is session
+        assert "$0.010 left of $" in text(panel.spend)  # shown from the start
+        panel.prompt.value = PROMPT
         _run(panel)  # 3 x $0.002
         found = re.search(r"\$(\d+\.\d+) left of \$(\d+\.\d+)", text(panel.spend))
         assert found, text(panel.spend)

@@ -266,6 +266,7 @@ class Panel(Runs, Checks, Controls, SimpleControls, InputControls, Classroom, Di
         self.generate_button.on_click(lambda _b: self.generate())
         self.stop_button.on_click(lambda _b: self.stop())
         self._refresh(models_changed=True)
+        self._show_spend()  # what is spent (and left of a budget) before any run
 
     # -- public -----------------------------------------------------------------------------------
     @property
