@@ -83,7 +83,10 @@ class Checks(PanelBase):
             self.about_models.value = ""
             return
         lines = [about(schemas.get(m), m) for m in self.models.value]
-        self.about_models.value = "<br>".join(_note(line) for line in lines)
+        items = "".join(f'<li style="margin:0">{_note(line)}</li>' for line in lines)
+        self.about_models.value = (
+            f'<ul style="margin:0;padding-left:18px;line-height:1.4">{items}</ul>' if lines else ""
+        )
 
     def _models_notice(self) -> str:
         """Why the list could not be read, or the chosen ids it does not hold (checked at Generate:
