@@ -419,6 +419,14 @@ def test_unreachable_host_falls_back_to_typed_model_ids(  # type: ignore[no-unty
     assert not panel.errors
     panel.models.value = (DEV,)
     assert panel.models.text.value == DEV
+    # no list, but the bundled catalogue still knows flux-2-dev: its guidance and plain words
+    assert _shown(panel.guidance_knob)
+    panel.guidance_knob.slider.value = 3.0
+    assert panel.magic_line.value == f"%%oxenimage --model {DEV} --seed 1 --param guidance=3"
+    assert (
+        "flux-2-dev (FLUX.2 [dev]): from text or reference images; 30 steps by default; price unknown."
+        in (html.unescape(panel.about_models.value))
+    )
     assert [v for _label, v in panel.aspect_ratio.options][:3] == ["", "1:1", "16:9"]
 
 

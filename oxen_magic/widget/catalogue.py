@@ -8,10 +8,12 @@ upscale factor), not from a hand-kept list of ids.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
-from ..catalog import ModelInfo
+from ..catalog import ModelInfo, bundled_catalogue
 from ..ledger import dollars
 
 TEXT, EDIT, UPSCALE = "Text to image", "Edit or reference", "Upscale"
@@ -85,11 +87,31 @@ def label(info: ModelInfo) -> str:
     return " · ".join(w for w in words if w)
 
 
+@cache
+def _bundled() -> dict[str, ModelInfo]:
+    return {str(obj.get("id")): ModelInfo.from_api(dict(obj)) for obj in bundled_catalogue()}
+
+
+def known(model_id: str, schemas: Mapping[str, ModelInfo] | None) -> ModelInfo | None:
+    """What the panel knows of a model: the API's description, its schema filled in from the
+    bundled catalogue when the API gave none (or the list could not be read); None if neither
+    knows it. The API's words and price always win; the bundled data has no price."""
+    live = (schemas or {}).get(model_id)
+    if live is not None and live.request_schema is not None:
+        return live
+    bundled = _bundled().get(model_id)
+    if bundled is None:
+        return live
+    return dataclasses.replace(live, request_schema=bundled.request_schema) if live else bundled
+
+
 def about(info: ModelInfo | None, model_id: str) -> str:
     """One plain sentence on a chosen model for the note under the list (text, to be escaped):
     its display name, what it is for, its default steps and price, and the API's description."""
     if info is None:
-        return f"{model_id}: not in the model list, so nothing is known about it yet."
+        return (
+            f"{model_id}: in neither the model list nor the bundled catalogue, so nothing is known about it."
+        )
     name = f" ({info.display_name})" if info.display_name and info.display_name != info.id else ""
     steps = default_steps(info)
     bits = [use_words(info)]

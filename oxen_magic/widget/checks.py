@@ -10,7 +10,7 @@ from .. import options
 from ..errors import UsageProblem
 from ..plan import make_plan, suggest
 from .base import PREFIX, PanelBase
-from .catalogue import about, guidance_param
+from .catalogue import about, guidance_param, known
 from .display import _error, _note
 from .simple import is_guidance
 
@@ -78,11 +78,7 @@ class Checks(PanelBase):
 
     def _show_about(self) -> None:
         """Plain words on each chosen model (what it is for, steps, price), from its description."""
-        schemas = self._schemas
-        if schemas is None:
-            self.about_models.value = ""
-            return
-        lines = [about(schemas.get(m), m) for m in self.models.value]
+        lines = [about(known(m, self._schemas), m) for m in self.models.value]
         items = "".join(f'<li style="margin:0">{_note(line)}</li>' for line in lines)
         self.about_models.value = (
             f'<ul style="margin:0;padding-left:18px;line-height:1.4">{items}</ul>' if lines else ""
@@ -133,7 +129,7 @@ class Checks(PanelBase):
         # the Guidance slider writes each chosen model's own name: that a model with guidance takes
         # no `guidance_scale` is expected, not news (a model without any still says so)
         ours = self._guidance_names() if self._guidance_words() else set()
-        own = [m for m in self.models.value if guidance_param((self._schemas or {}).get(m))]
+        own = [m for m in self.models.value if guidance_param(known(m, self._schemas))]
         expected = {f"{m} takes no {g}; sent without it." for m in own for g in ours}
         notes = [n for n in plan.notes if n not in expected]
         self._summary = "\n".join([" · ".join(bits), *notes])

@@ -13,7 +13,7 @@ from traitlets import Any as AnyTrait
 from .. import options
 from ..errors import UsageProblem
 from .base import _DESC, PREFIX
-from .catalogue import guidance_param, model_options
+from .catalogue import guidance_param, known, model_options
 from .checks import Checks
 from .classroom import KINDS, Classroom
 from .controls import Controls, ModelsText, _extra_words, _fetch_models, _initial_args
@@ -93,8 +93,7 @@ class Panel(Runs, Checks, Controls, SimpleControls, InputControls, Classroom, Di
         )
         self._schemas, models_note = _fetch_models(self.session, host)
         # --param guidance=3 goes to the Guidance slider when a chosen model takes guidance
-        schemas = self._schemas or {}
-        takes = any(guidance_param(schemas.get(m)) for m in chosen)
+        takes = any(guidance_param(known(m, self._schemas)) for m in chosen)
         guidance = guidance_from(args) if takes else None
         self.kind = widgets.ToggleButtons(
             options=KINDS,

@@ -24,7 +24,7 @@ import ipywidgets as widgets
 
 from ..ranges import MAX_RANGE, SEED_MAX
 from .base import _DESC, PanelBase
-from .catalogue import GUIDANCE_WORDS, guidance_param
+from .catalogue import GUIDANCE_WORDS, guidance_param, known
 
 SAME, NEW = "same", "new"
 _RANGE = re.compile(r"\s*([0-9]{1,10})\s*(?:\.\.\s*([0-9]{1,10})\s*)?")
@@ -271,8 +271,7 @@ class SimpleControls(PanelBase):
 
     def _chosen_guidance(self) -> list[tuple[str, Mapping[str, Any]]]:
         """(parameter name, schema) of each chosen model that takes guidance, in model order."""
-        schemas = self._schemas or {}
-        found = (guidance_param(schemas.get(m)) for m in self.models.value)
+        found = (guidance_param(known(m, self._schemas)) for m in self.models.value)
         return [g for g in found if g is not None]
 
     def _sync_guidance(self) -> None:
@@ -293,9 +292,8 @@ class SimpleControls(PanelBase):
             "" if names == ["guidance"] else f" (sent as {' and '.join(names)})"
         )
         if knob.auto.value and default is None:
-            schemas = self._schemas or {}
             text += "; " + _defaults_differ(
-                [(m, (guidance_param(schemas.get(m)) or ("", None))[1]) for m in self.models.value]
+                [(m, (guidance_param(known(m, self._schemas)) or ("", None))[1]) for m in self.models.value]
             )
         knob.note.value = _plain_note(text)
 
