@@ -228,12 +228,24 @@ def stop_process_tree(proc: subprocess.Popen[Any], *, grace: float = 10.0) -> No
 # --------------------------------------------------------------------------------------
 
 
-def lab_command(root_dir: Path, port: int) -> list[str]:
-    """The ``python -m jupyterlab`` command line used by :func:`jupyter_lab`."""
+#: The two front ends the browser tests drive: JupyterLab and Notebook 7 (the `notebook>=7`
+#: package, built from JupyterLab's components: the same DOM classes and `window.jupyterapp`).
+APPS = ("lab", "notebook")
+
+
+def lab_command(root_dir: Path, port: int, *, app: str = "lab") -> list[str]:
+    """The ``python -m jupyterlab`` (or ``python -m notebook``) command line of :func:`jupyter_lab`."""
+    if app not in APPS:
+        raise ValueError(f"app must be one of {APPS}, not {app!r}")
+    own = (
+        ["--JupyterNotebookApp.expose_app_in_browser=True"]
+        if app == "notebook"
+        else ["--LabApp.expose_app_in_browser=True"]
+    )
     return [
         sys.executable,
         "-m",
-        "jupyterlab",
+        "jupyterlab" if app == "lab" else "notebook",
         "--no-browser",
         "--ServerApp.open_browser=False",
         "--ServerApp.ip=127.0.0.1",
@@ -251,7 +263,7 @@ def lab_command(root_dir: Path, port: int) -> list[str]:
         "--LabApp.extension_manager=readonly",
         "--LanguageServerManager.autodetect=False",
         # window.jupyterapp, to run commands and read kernel state.
-        "--LabApp.expose_app_in_browser=True",
+        *own,
     ]
 
 
@@ -285,8 +297,10 @@ def jupyter_lab(
     *,
     startup_timeout: float = 60.0,
     log_path: Path | None = None,
+    app: str = "lab",
 ) -> Iterator[str]:
-    """Run JupyterLab on a free loopback port serving ``root_dir``; yield its base URL.
+    """Run JupyterLab (or Notebook 7: ``app="notebook"``) on a free loopback port serving
+    ``root_dir``; yield its base URL.
 
     ``env`` is added to the server's environment, which kernels inherit.  Config, runtime,
     user-data and IPython dirs are temporary (the extensions in ``sys.prefix/share/jupyter``
@@ -322,7 +336,7 @@ def jupyter_lab(
         url = f"http://127.0.0.1:{port}"
         with open(log, "wb") as log_file:
             proc = subprocess.Popen(
-                lab_command(root_dir, port),
+                lab_command(root_dir, port, app=app),
                 cwd=root_dir,
                 env=full_env,
                 stdin=subprocess.DEVNULL,
@@ -446,9 +460,10 @@ async ([path, arg]) => {{
 """
 
 
-def open_notebook(page: Page, url: str, path: str, *, timeout: float = 60.0) -> None:
-    """Open ``{url}/lab/tree/<path>`` and wait until its kernel is connected and idle."""
-    page.goto(f"{url}/lab/tree/{path}", wait_until="domcontentloaded")
+def open_notebook(page: Page, url: str, path: str, *, timeout: float = 60.0, app: str = "lab") -> None:
+    """Open ``{url}/lab/tree/<path>`` (Notebook 7: ``{url}/notebooks/<path>``) and wait until
+    its kernel is connected and idle."""
+    page.goto(f"{url}/{'lab/tree' if app == 'lab' else 'notebooks'}/{path}", wait_until="domcontentloaded")
     timeout_ms = int(timeout * 1000)
     page.wait_for_function("() => !!window.jupyterapp", timeout=timeout_ms)
     page.wait_for_function(f"(path) => !!({_JS_FIND_PANEL})(path)", arg=path, timeout=timeout_ms, polling=100)

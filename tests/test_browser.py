@@ -1,15 +1,18 @@
-"""The product as users see it: the quickstart notebook and the panel in JupyterLab + Chromium.
+"""The product as users see it: the quickstart notebook and the panel in JupyterLab and in
+Notebook 7, each in headless Chromium.
 
-A local hub (in this process) and JupyterLab run on free loopback ports; the lab's root is a
+A local hub (in this process) and JupyterLab (or Notebook 7) run on free loopback ports; the root is a
 temporary folder holding a copy of ``notebooks/quickstart.ipynb`` with its saved outputs
 stripped (so every DOM assertion sees fresh outputs) and one extra cell showing the panel.
 The test runs all cells, checks the seed-sweep and model-comparison grids in the DOM (loaded
 ``<img>`` elements, model and seed headers), then drives the panel like a user: prompt, two
-models, seeds ``1..2``, Generate, four loaded images and the exact magic line.
+models, two pictures from seed 1 (the "how many" control, no command-line syntax), Generate,
+four loaded images and the exact magic line behind "Show code". The same test runs in both
+front ends (``[jupyterlab]``, ``[notebook7]``).
 
 Screenshots go to ``$OXEN_BROWSER_ARTIFACTS/test_browser`` if set, else to the test's tmp
-dir (the paths are printed).  ``comparison-grid.png`` is what ``docs/grid.png`` (the README's
-picture) is refreshed from.
+dir (the paths are printed).  JupyterLab's ``comparison-grid.png`` is what ``docs/grid.png`` (the
+README's picture) is refreshed from; Notebook 7's screenshots are prefixed ``notebook7-``.
 
 Deselect with ``-m "not browser"``; ``.ci/run`` runs it.  Every process started here (hub
 thread, lab server, kernels, Chromium) is stopped even when the test fails.
@@ -70,12 +73,20 @@ SWEEP_SEEDS = tuple(f"seed {s}" for s in range(1, 5))
 
 PANEL_CELL = "import oxen_magic\n\np = oxen_magic.panel()\np"
 PANEL_PROMPT = "a lighthouse at dusk"
-# Picked in this order, by their labels (id and price per image); the SelectMultiple keeps the
-# hub's list order (klein-4b is listed first).
-PANEL_MODELS = ("z-image-turbo · $0.002 per image", "black-forest-labs-flux-2-klein-4b · $0.003 per image")
+# Picked in this order, by their labels (id, what it is for, speed and price per image); the
+# SelectMultiple keeps the hub's list order (klein-4b is listed first).
+PANEL_MODELS = (
+    "z-image-turbo · from text · quick (8 steps) · $0.002 per image",
+    "black-forest-labs-flux-2-klein-4b · from text or reference images · 28 steps · $0.003 per image",
+)
 PANEL_LINE = "%%oxenimage --model black-forest-labs-flux-2-klein-4b,z-image-turbo --seed 1..2"
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+# Notebook 7.6.5 throws this once while it starts, before any cell runs (its keyboard-shortcuts
+# plugin reads the schema of a plugin it has not registered; a bare notebook with `print(1)`
+# shows it too). It is the only page error the Notebook 7 run tolerates, and only at start-up.
+NOTEBOOK7_STARTUP_ERROR = "Cannot read properties of undefined (reading 'schema')"
 
 # Rendering checks (issue 14, item 8): prices and prompts with `$` in a grid, two images that
 # fail (a second hub in the kernel, told to refuse two requests) drawn in 64 px cells.
@@ -154,9 +165,11 @@ def leftover_check() -> Iterator[set[ProcId]]:
     assert not running(processes), f"processes left behind: {running(processes)}"
 
 
-def test_quickstart_and_panel_in_jupyterlab(
-    tmp_path: Path, artifacts: Path, leftover_check: set[ProcId]
-) -> None:
+@pytest.mark.parametrize("app", ["lab", "notebook"], ids=["jupyterlab", "notebook7"])
+def test_quickstart_and_panel(app: str, tmp_path: Path, artifacts: Path, leftover_check: set[ProcId]) -> None:
+    if app == "notebook":
+        pytest.importorskip("notebook", minversion="7")
+    prefix = "" if app == "lab" else "notebook7-"
     started = time.monotonic()
     timings: dict[str, float] = {}
 
@@ -178,13 +191,16 @@ def test_quickstart_and_panel_in_jupyterlab(
             "OXEN_CONFIG_DIR": str(tmp_path / "oxen-config"),
             "PYTHONPATH": str(REPO),
         }
-        with jupyter_lab(root, env) as url, chromium_browser() as browser:
+        with jupyter_lab(root, env, app=app) as url, chromium_browser() as browser:
             mark("hub+lab+browser up")
             # Tall enough that the whole panel (controls and its 2 x 2 grid) fits on screen.
             page = new_lab_page(browser, viewport=(1400, 1500))
             page.on("request", lambda r: requested.append(r.url))
             page.on("websocket", lambda ws: requested.append(ws.url))
-            open_notebook(page, url, NOTEBOOK)
+            open_notebook(page, url, NOTEBOOK, app=app)
+            startup_errors = list(page_log(page).page_errors)
+            tolerated = {NOTEBOOK7_STARTUP_ERROR} if app == "notebook" else set()
+            assert set(startup_errors) <= tolerated, page_log(page).summary()
             mark("notebook open, kernel idle")
 
             run_all_cells(page, NOTEBOOK)
@@ -218,7 +234,7 @@ def test_quickstart_and_panel_in_jupyterlab(
             assert progress.startswith("8/8 images"), progress
             # Every image of the sweeps (not only the two grids) loaded.
             assert_images_loaded(page, ".jp-Cell .jp-OutputArea-output .oxen-grid")
-            shots.append(save_screenshot(page, artifacts, "comparison-grid", selector=comparison))
+            shots.append(save_screenshot(page, artifacts, prefix + "comparison-grid", selector=comparison))
             mark("grids checked")
 
             # Dollar signs stay text (JupyterLab typesets `$...$` in HTML outputs unless told
@@ -236,7 +252,7 @@ def test_quickstart_and_panel_in_jupyterlab(
                 assert box["title"].startswith("The API rejected the request"), boxes
             # The control: plain HTML with dollars is typeset, so the check above means something.
             page.wait_for_selector(".oxen-control mjx-container", timeout=15_000)
-            shots.append(save_screenshot(page, artifacts, "dollars-and-errors", selector=dollars))
+            shots.append(save_screenshot(page, artifacts, prefix + "dollars-and-errors", selector=dollars))
             mark("dollars and errors checked")
 
             # The panel, driven like a user.
@@ -244,10 +260,24 @@ def test_quickstart_and_panel_in_jupyterlab(
             panel = ".oxen-panel"
             page.locator(panel).first.scroll_into_view_if_needed()
             assert page.locator(panel).count() == 1
+            # Before a prompt: Generate is off, and the status says why (never "Ready").
+            assert page.locator(f"{panel} button.oxen-generate").is_disabled()
+            waiting = page.locator(f"{panel} .oxen-status").inner_text()
+            assert "Generate is off until this is fixed: Write a prompt first." in waiting, waiting
+            assert not page.locator(f"{panel} .oxen-seeds").is_visible()  # command-line syntax: hidden
             fill_text_widget(page, PANEL_PROMPT, css_class="oxen-prompt")
             select_multiple(page, PANEL_MODELS, css_class="oxen-models")
-            fill_text_widget(page, "1..2", css_class="oxen-seeds")
+            # Two pictures from seed 1, the way a non-coder asks for them.
+            page.locator(f"{panel} .oxen-seed-mode button", has_text="Same pictures each run").click()
+            fill_text_widget(page, "2", css_class="oxen-seed-count")
+            fill_text_widget(page, "1", css_class="oxen-seed-start")
+            about = page.locator(f"{panel} .oxen-about-models")
+            about.get_by_text("z-image-turbo (Z-Image-Turbo): from text", exact=False).wait_for()
+            # klein takes guidance (as guidance_scale): its slider shows, at the model's default
+            page.locator(f"{panel} .oxen-guidance-knob").wait_for(state="visible")
+            page.locator(f"{panel} button.oxen-show-code").click()  # a ToggleButton
             line = page.locator(f"{panel} .oxen-magic-line input")
+            line.wait_for(state="visible")
             # The line is computed in the kernel: once it shows, every control reached it.
             try:
                 page.wait_for_function(
@@ -298,13 +328,13 @@ def test_quickstart_and_panel_in_jupyterlab(
             assert page.locator(f"{panel} button.oxen-save").is_enabled()
             assert_no_output_errors(page)
             mark("panel driven")
-            shots.append(save_screenshot(page, artifacts, "panel", selector=panel))
-            shots.append(save_screenshot(page, artifacts, "page"))
+            shots.append(save_screenshot(page, artifacts, prefix + "panel", selector=panel))
+            shots.append(save_screenshot(page, artifacts, prefix + "page"))
 
             assert key not in page.content(), "the API key shows in the page"
             sent = len(hub.generate_calls()) - sent_before
             assert sent == 4, f"the panel sent {sent} generate requests, expected 4"
-            assert not page_log(page).page_errors, page_log(page).summary()
+            assert page_log(page).page_errors == startup_errors, page_log(page).summary()
 
     mark("torn down")
     far = sorted(

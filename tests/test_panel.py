@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import html
 import importlib
 import io
 import re
+import shlex
 import socket
 import threading
 import time
@@ -274,7 +276,14 @@ def test_oxenpanel_line_sets_initial_values(hub: LocalHub, shell: InteractiveShe
     panels.append(other)
     assert other.prompt.value == "a small boat"
     assert (other.models.value, other.aspect_ratio.value, other.steps.value) == ((DEV,), "3:2", "12")
-    assert other.extra_options.value == "--param guidance=3 --size 128 --no-cache"
+    # a model without guidance keeps the parameter in the line, where it is flagged
+    turbo = shell.run_line_magic("oxenpanel", "-m z-image-turbo --param guidance=3 a kite")
+    panels.append(turbo)
+    assert not turbo.guidance_knob.number and turbo.extra_options.value == "--param guidance=3"
+    assert "z-image-turbo has no parameter 'guidance'" in turbo.errors["extra_options"]
+    # guidance goes to its slider (not "More options"); steps 12 shows on the steps slider
+    assert other.extra_options.value == "--size 128 --no-cache"
+    assert other.guidance_knob.number == 3.0 and other.steps_knob.number == 12
     assert other.magic_line.value == (
         "%%oxenimage --model flux-2-dev --aspect-ratio 3:2 --steps 12 "
         "--param guidance=3 --size 128 --no-cache"
@@ -410,6 +419,14 @@ def test_unreachable_host_falls_back_to_typed_model_ids(  # type: ignore[no-unty
     assert not panel.errors
     panel.models.value = (DEV,)
     assert panel.models.text.value == DEV
+    # no list, but the bundled catalogue still knows flux-2-dev: its guidance and plain words
+    assert _shown(panel.guidance_knob)
+    panel.guidance_knob.slider.value = 3.0
+    assert panel.magic_line.value == f"%%oxenimage --model {DEV} --seed 1 --param guidance=3"
+    assert (
+        "flux-2-dev (FLUX.2 [dev]): from text or reference images; 30 steps by default; price unknown."
+        in (html.unescape(panel.about_models.value))
+    )
     assert [v for _label, v in panel.aspect_ratio.options][:3] == ["", "1:1", "16:9"]
 
 
@@ -592,7 +609,9 @@ def test_models_are_grouped_by_what_they_do_with_their_price(hub: LocalHub, make
         "Upscale",
     )
     offered = _offered(panel)
-    assert offered[DEV] == "flux-2-dev · $0.025 per image" and offered[TURBO].endswith("$0.002 per image")
+    # plain words beside each id: what it is for, its speed (default steps), its price
+    assert offered[DEV] == "flux-2-dev · from text or reference images · 30 steps · $0.025 per image"
+    assert offered[TURBO] == "z-image-turbo · from text · quick (8 steps) · $0.002 per image"
     assert "flux-kontext-dev" not in offered and "topazlabs-image-upscale" not in offered
     assert "gpt-oss-120b" not in offered  # makes text, not images
 
@@ -634,7 +653,8 @@ def test_save_writes_pngs_and_a_contact_sheet(hub: LocalHub, make, tmp_path: Pat
 def test_the_grid_fits_the_output_and_the_spend_is_shown(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]
     def spent() -> tuple[int, float]:
         """(images, USD) the spend line shows: the session's ledger, or this panel's own tally."""
-        found = re.search(r"This session: (\d+) image\(s\) generated, est. \$([\d.]+)", panel.spend.value)
+        text = html.unescape(panel.spend.value)
+        found = re.search(r"This session: (\d+) image\(s\) generated, est. \$([\d.]+)", text)
         assert found, panel.spend.value
         return int(found.group(1)), float(found.group(2))
 
@@ -651,3 +671,215 @@ def test_the_grid_fits_the_output_and_the_spend_is_shown(hub: LocalHub, make) ->
     panel.extra_options.value = "--cols 6"
     _run(panel)
     assert panel.result.cols == 6  # asked for: kept
+
+
+# -- for people who do not code, second round (issue 19, item 7) -------------------------------------
+def _shown(widget: object) -> bool:
+    return widget.layout.display != "none"  # type: ignore[attr-defined]
+
+
+def test_guidance_sends_each_model_its_own_parameter(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]
+    panel = make()
+    _fill(panel, models=(KLEIN, DEV), seeds="1")
+    knob = panel.guidance_knob
+    assert _shown(knob) and knob.number is None  # klein: guidance_scale, flux-2-dev: guidance
+    assert "guidance and guidance_scale" in knob.note.value
+    # their default steps differ (28, 30): the slider cannot show one, so the note names each
+    assert f"each model&#x27;s own default: {KLEIN} 28, {DEV} 30" in panel.steps_knob.note.value
+    assert "--param" not in panel.magic_line.value  # the models' defaults until it is moved
+    knob.slider.value = 3.5  # moving the slider unticks "model default"
+    assert knob.number == 3.5 and not knob.auto.value
+    assert panel.magic_line.value == (
+        f"%%oxenimage --model {KLEIN},{DEV} --seed 1 --param guidance=3.5 --param guidance_scale=3.5"
+    )
+    assert not panel.errors and "takes no guidance" not in panel.status.value
+    _run(panel)
+    bodies = {r.body["model"]: r.body for r in hub.generate_calls() if r.body}
+    assert bodies[DEV]["guidance"] == 3.5 and "guidance_scale" not in bodies[DEV]
+    assert bodies[KLEIN]["guidance_scale"] == 3.5 and "guidance" not in bodies[KLEIN]
+
+    panel.models.value = (DEV, TURBO)  # a model without guidance still says so
+    assert "z-image-turbo takes no guidance; sent without it." in panel.status.value
+    panel.models.value = (TURBO,)  # takes no guidance: the control hides and nothing is sent
+    assert not _shown(knob) and "--param" not in panel.magic_line.value
+    panel.models.value = (DEV,)
+    assert _shown(knob) and panel.magic_line.value.endswith("--param guidance=3.5")
+    knob.auto.value = True  # back to the model's default (flux-2-dev: 2)
+    assert "--param" not in panel.magic_line.value and knob.slider.value == 2.0
+
+
+def test_pictures_and_steps_need_no_command_line_syntax(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]
+    panel = make(f"--model {TURBO}")
+    panel.prompt.value = PROMPT
+    assert not _shown(panel.code_box)  # seeds, steps, More options and the line: behind Show code
+    assert (panel.seed_mode.value, panel.seed_count.value) == ("new", 1)  # the server picks one
+    panel.seed_mode.value = "same"
+    panel.seed_count.value = 4
+    panel.seed_start.value = 3
+    assert (
+        panel.seeds.value == "3..6" and panel.magic_line.value == f"%%oxenimage --model {TURBO} --seed 3..6"
+    )
+    assert "Ready: 4 images" in panel.status.value
+    panel.seed_mode.value = "new"
+    assert panel.seeds.value == "random:4" and panel.seed_start.disabled
+    panel.seed_count.value = 1
+    assert panel.seeds.value == "" and "--seed" not in panel.magic_line.value
+
+    panel.seeds.value = "2..5"  # typed in the code: the controls follow
+    assert (panel.seed_mode.value, panel.seed_count.value, panel.seed_start.value) == ("same", 4, 2)
+    panel.seeds.value = "1,5,9"  # not a count from a start: kept, and said so
+    assert "Set in the code (seeds 1,5,9)" in panel.seed_note.value
+    assert panel.magic_line.value == f"%%oxenimage --model {TURBO} --seed 1,5,9"
+
+    steps = panel.steps_knob
+    assert (steps.slider.min, steps.slider.max, steps.slider.value) == (1, 50, 8)  # z-image-turbo
+    assert steps.number is None and panel.steps.value == ""
+    steps.slider.value = 12
+    assert panel.steps.value == "12" and panel.magic_line.value.endswith("--steps 12")
+    steps.auto.value = True
+    assert panel.steps.value == "" and "--steps" not in panel.magic_line.value
+    panel.models.value = ("bytedance-seedream-4",)  # no steps at all: the slider hides
+    assert not _shown(steps)
+
+    panel.show_code.value = True
+    assert _shown(panel.code_box)
+    panel.show_code.value = False
+    assert not _shown(panel.code_box)
+
+
+def test_plain_words_on_the_chosen_models(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]
+    panel = make(f"--model {TURBO},{KONTEXT}")
+    about = html.unescape(panel.about_models.value)
+    assert "z-image-turbo (Z-Image-Turbo): from text; 8 steps by default, quick; $0.002 per image." in about
+    assert "flux-kontext-dev (FLUX.1-Kontext [dev]): changes an input image; 28 steps by default;" in about
+
+
+def test_more_options_are_checked_against_the_chosen_models(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]
+    panel = make()
+    _fill(panel, models=(DEV,), seeds="1")
+    for typed in ("--guidance 3", "--param guidance=3", "--guidance-scale=3"):
+        panel.extra_options.value = typed  # flux-2-dev takes `guidance`, the default model `guidance_scale`
+        problem = panel.errors["extra_options"]
+        assert problem.startswith("Set guidance with the Guidance slider above"), problem
+        assert "guidance_scale" not in problem and panel.generate_button.disabled
+    panel.models.value = ("ideogram-v4",)  # a parameter only this model has
+    panel.extra_options.value = "--num-images 2"
+    assert panel.errors["extra_options"] == "Unknown option --num-images; did you mean --param num_images=2?"
+    panel.extra_options.value = "--param num_images=2"
+    assert "extra_options" not in panel.errors
+    panel.models.value = (TURBO,)  # a parameter the chosen model does not take
+    assert "z-image-turbo has no parameter 'num_images'" in panel.errors["extra_options"]
+
+
+def test_the_status_says_why_generate_is_off(hub: LocalHub, make, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    panel = make(f"--model {TURBO}")
+    status = html.unescape(panel.status.value)
+    assert panel.generate_button.disabled
+    assert "Ready" not in status and "Generate is off until this is fixed: Write a prompt first." in status
+    panel.prompt.value = PROMPT
+    assert not panel.generate_button.disabled and "Ready: 1 image" in panel.status.value
+    panel.seeds.value = "5..1"
+    assert panel.generate_button.disabled and "Ready" not in panel.status.value
+    assert "Generate is off until this is fixed" in panel.status.value and "backwards" in panel.status.value
+    panel.seeds.value = ""
+    panel.kind.value = "Upscale"
+    assert panel.generate_button.disabled
+    assert "Generate is off until this is fixed: Upscale models need an input image" in panel.status.value
+
+
+def test_spend_left_of_the_budget_and_a_refusal_in_plain_words(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]
+    def text(widget: object) -> str:
+        return html.unescape(widget.value)  # type: ignore[attr-defined]
+
+    session = current_session()
+    before, kept = session.spend().total, session.settings.max_spend
+    session.configure(max_spend=before + 0.010)
+    try:
+        panel = make(f"--model {TURBO} --seed 1..3")
+        assert panel.session is session
+        assert "$0.010 left of $" in text(panel.spend)  # shown from the start
+        panel.prompt.value = PROMPT
+        _run(panel)  # 3 x $0.002
+        found = re.search(r"\$(\d+\.\d+) left of \$(\d+\.\d+)", text(panel.spend))
+        assert found, text(panel.spend)
+        assert float(found.group(1)) == pytest.approx(0.004, abs=0.001)
+        assert float(found.group(2)) == pytest.approx(before + 0.010, abs=0.001)
+        sent = len(hub.generate_calls())
+        panel.seeds.value = "10..15"  # 6 new images, $0.012: more than is left
+        panel.generate_button.click()
+        assert panel.wait(15)
+        status = text(panel.status)
+        assert "Not enough budget left for these pictures" in status, status
+        assert "ask your instructor to raise the budget" in status and "%config" not in status
+        assert len(hub.generate_calls()) == sent  # nothing was sent
+    finally:
+        session.configure(max_spend=kept)
+
+
+MARKUP = "<img src=x onerror=alert(1)>"
+
+
+def _html_values(widget: object) -> list[str]:
+    """The value of every HTML widget inside `widget` (what a browser sets as innerHTML)."""
+    import ipywidgets as widgets
+
+    found = [widget.value] if isinstance(widget, (widgets.HTML, widgets.HTMLMath)) else []
+    for child in getattr(widget, "children", ()):
+        found += _html_values(child)
+    return found
+
+
+def test_markup_in_every_field_stays_text(hub: LocalHub, shell, make, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20: whatever text reaches the panel (a file name, a model's description, a prompt, a
+    variable, a typed value, a server's error, a folder) is escaped in every HTML widget."""
+    listed = next(m for m in hub.models if m["id"] == TURBO)
+    hub.models.insert(0, {**listed, "id": "markup-model", "display_name": MARKUP, "description": MARKUP})
+    shell.user_ns["markup_var"] = MARKUP
+    panel = make("--model " + shlex.quote(MARKUP))  # an unlisted id: the note, then the server's 404
+    seen: list[str] = []
+
+    def look() -> None:
+        values = _html_values(panel)
+        assert not [v for v in values if "<img src=x" in v], [v for v in values if "<img src=x" in v]
+        seen.extend(values)
+
+    panel.prompt.value = f"{MARKUP} and {{markup_var}}"
+    look()
+    _run(panel)  # Model not found: <img ...>
+    assert "Model not found" in panel.status.value
+    look()
+    panel.models.value = ("markup-model", TURBO)
+    look()
+    for name in ("seeds", "steps", "input_image"):
+        getattr(panel, name).value = MARKUP
+        look()
+        getattr(panel, name).value = ""
+    panel.extra_options.value = f"--out {shlex.quote(MARKUP)}"
+    look()
+    panel.extra_options.value = MARKUP
+    look()
+    folder = tmp_path / MARKUP
+    panel.extra_options.value = f"--save {shlex.quote(str(folder))}"  # in the history's line too
+    panel.seeds.value = "1"
+    _run(panel)
+    assert panel.result is not None and panel.result.done == 2 and len(panel.entries) == 1
+    look()
+    panel.save(folder)
+    assert "Saved 2 PNG(s)" in panel.status.value
+    look()
+    panel.input_upload.value = (
+        {
+            "name": f"{MARKUP}.png",
+            "type": "image/png",
+            "size": 5,
+            "content": memoryview(b"hello"),
+            "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+        },
+    )
+    assert "is not an image" in panel.messages["input_image"].value
+    look()
+    bundle = panel._repr_mimebundle_()
+    assert bundle is not None and "<img src=x" not in bundle["text/html"]
+    # the markup did reach the widgets, as text: the test looked at the right places
+    shown = "\n".join(seen)
+    assert shown.count("&lt;img src=x onerror=alert(1)&gt;") >= 8

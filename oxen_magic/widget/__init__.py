@@ -1,7 +1,9 @@
 """`%oxenpanel` / `oxen_magic.panel()`: a point-and-click front end to the same pipeline.
 
 The panel's single source of truth is the magic line. The controls are written out as the
-`%%oxenimage ...` first line a learner could type (shown in `magic_line`), and generating parses
+`%%oxenimage ...` first line a learner could type (shown in `magic_line`, behind "Show code"
+with the seed and step syntax and More options; the plain controls of `simple.py` write those
+texts), and generating parses
 that line with `options.build_spec` and runs it through `pipeline.prepare` / `pipeline.execute`,
 exactly as the cell magic does. Only how progress is shown differs.
 

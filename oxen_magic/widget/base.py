@@ -54,6 +54,8 @@ class PanelBase:
     _line: str
     _errors: dict[str, str]
     entries: list[Any]  # HistoryEntry, newest first
+    guidance_knob: Any  # simple.Knob
+    about_models: widgets.HTML
 
     # -- cross calls (implemented by the parts) ----------------------------------------------------
     @property
@@ -92,6 +94,18 @@ class PanelBase:
 
     def _no_models_reason(self) -> str:
         return ""
+
+    def _waiting(self) -> str:
+        return ""
+
+    def _guidance_words(self) -> list[str]:
+        raise NotImplementedError
+
+    def _guidance_names(self) -> set[str]:
+        raise NotImplementedError
+
+    def _chosen_infos(self) -> list[ModelInfo]:
+        raise NotImplementedError
 
     def _fitted(self, spec: Any, line: str) -> Any:
         return spec

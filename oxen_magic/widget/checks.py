@@ -3,7 +3,6 @@ opened, checked with `plan.make_plan`), so no request is sent while someone type
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +10,12 @@ from .. import options
 from ..errors import UsageProblem
 from ..plan import make_plan, suggest
 from .base import PREFIX, PanelBase
+from .catalogue import about, guidance_param, known
 from .display import _error, _note
+from .simple import is_guidance
+
+#: The controls in the order a person fills them in: the first problem is the one the status names.
+_ORDER = ("prompt", "models", "seeds", "steps", "aspect_ratio", "input_image", "extra_options", "general")
 
 
 class Checks(PanelBase):
@@ -47,7 +51,7 @@ class Checks(PanelBase):
                 options.parse_ints(self.steps.value, "steps", lo=1, hi=1000)
             except UsageProblem as exc:
                 errors["steps"] = str(exc)
-        problem = _extra_problem(self.extra_options.value)
+        problem = self._extra_problem(self.extra_options.value)
         if problem:
             errors["extra_options"] = problem
         if not errors:
@@ -60,10 +64,25 @@ class Checks(PanelBase):
                 message.value = _note(self._models_notice() or self._roles_note())
             else:
                 message.value = ""
+        self._show_about()
         if "general" in errors:
             self._set_status(errors["general"], error=True)
         elif not self.running:
-            self._set_status(self._summary, error=False)
+            self._set_status(self._waiting() or self._summary, error=False)
+
+    def _waiting(self) -> str:
+        """Why Generate is disabled (the first problem, in the order of the controls), or ""."""
+        for name in sorted(self._errors, key=lambda n: _ORDER.index(n) if n in _ORDER else len(_ORDER)):
+            return f"Generate is off until this is fixed: {self._errors[name]}"
+        return ""
+
+    def _show_about(self) -> None:
+        """Plain words on each chosen model (what it is for, steps, price), from its description."""
+        lines = [about(known(m, self._schemas), m) for m in self.models.value]
+        items = "".join(f'<li style="margin:0">{_note(line)}</li>' for line in lines)
+        self.about_models.value = (
+            f'<ul style="margin:0;padding-left:18px;line-height:1.4">{items}</ul>' if lines else ""
+        )
 
     def _models_notice(self) -> str:
         """Why the list could not be read, or the chosen ids it does not hold (checked at Generate:
@@ -107,18 +126,40 @@ class Checks(PanelBase):
         cost = plan.cost_line()
         if cost:
             bits.append(cost)
-        self._summary = " · ".join(bits) + "".join(f"<br>{html.escape(n)}" for n in plan.notes)
+        # the Guidance slider writes each chosen model's own name: that a model with guidance takes
+        # no `guidance_scale` is expected, not news (a model without any still says so)
+        ours = self._guidance_names() if self._guidance_words() else set()
+        own = [m for m in self.models.value if guidance_param(known(m, self._schemas))]
+        expected = {f"{m} takes no {g}; sent without it." for m in own for g in ours}
+        notes = [n for n in plan.notes if n not in expected]
+        self._summary = "\n".join([" · ".join(bits), *notes])
+
+    def _extra_problem(self, text: str) -> str | None:
+        """A problem with the "More options" text, or None, checked against the CHOSEN models (a
+        `--guidance 3` typo is answered for them, not for the default model)."""
+        if not text.strip():
+            return None
+        chosen = ",".join(self.models.value)
+        try:
+            words = options.split_words(text)
+            if self._guidance_names() and any(_is_guidance_word(w) for w in words):
+                return "Set guidance with the Guidance slider above (each model gets its own name), not here."
+            options.parse_words(["--model", chosen, *words] if chosen else words, self._defaults().model)
+            args = options.parse_words(words, self._defaults().model)
+        except UsageProblem as exc:
+            return str(exc)
+        return _controlled_problem(args)
 
 
-def _extra_problem(text: str) -> str | None:
-    """A problem with the "More options" text, or None (the options with controls are refused)."""
-    if not text.strip():
-        return None
-    try:
-        words = options.split_words(text)
-        args = options.parse_words(words)
-    except UsageProblem as exc:
-        return str(exc)
+def _is_guidance_word(word: str) -> bool:
+    """`--guidance`, `--guidance-scale=3`, or the `guidance=3` of `--param guidance=3`."""
+    name = word[2:] if word.startswith("--") else word
+    name = name.split("=", 1)[0].replace("-", "_")
+    return is_guidance(name) and (word.startswith("--") or "=" in word)
+
+
+def _controlled_problem(args: Any) -> str | None:
+    """An option in "More options" that has a control of its own, or stray prompt words."""
     for dest, label in (
         ("model", "Models"),
         ("seed", "Seeds"),

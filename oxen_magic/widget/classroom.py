@@ -7,16 +7,18 @@ A mixin of `Panel`, like the other parts; the widgets it reads are made in `pane
 from __future__ import annotations
 
 import dataclasses
-import html
 from collections.abc import Sequence
 from pathlib import Path
 
 import ipywidgets as widgets
 
 from .. import options
+from ..cells import NO_MATH, esc
+from ..errors import UsageProblem
 from ..results import Results
 from .base import PanelBase
 from .catalogue import EDIT, KINDS, TEXT, UPSCALE, kind_of, model_options, needs_input, spend_line
+from .display import _error
 
 #: The width (px) a grid is fitted to: what a notebook's output area shows without scrolling.
 FIT_WIDTH = 900
@@ -114,18 +116,27 @@ class Classroom(PanelBase):
                 f"Could not save to {target} ({exc.strerror or exc}); choose another folder.", error=True
             )
             return []
-        self._set_status(
-            html.escape(f"Saved {len(written)} PNG(s) and contact-sheet.png to {target}."), error=False
-        )
+        self._set_status(f"Saved {len(written)} PNG(s) and contact-sheet.png to {target}.", error=False)
         return [*written, sheet]
 
     # -- spend ---------------------------------------------------------------------------------------
     def _show_spend(self) -> None:
         """What this panel's session was billed for (its ledger; cached images never count)."""
-        spent = self.session.spend()
-        text = spend_line(spent.images, spent.total, spent.unpriced)
+        try:
+            spent = self.session.spend()
+        except UsageProblem as exc:  # a budget in the environment that is not an amount
+            self.spend.value = _error(str(exc))
+            return
+        left = getattr(spent, "left", None)  # a durable ledger may say it; else budget - total
+        text = spend_line(
+            spent.images,
+            spent.total,
+            spent.unpriced,
+            spent.budget,
+            left if isinstance(left, (int, float)) else None,
+        )
         self.spend.value = (
-            f'<span class="oxen-spend-text" style="font-size:12px;opacity:.8">{html.escape(text)}</span>'
+            f'<span class="oxen-spend-text {NO_MATH}" style="font-size:12px;opacity:.8">{esc(text)}</span>'
         )
 
 

@@ -86,6 +86,7 @@ class Controls(PanelBase):
             "steps": self.steps.value,
             "input_image": self.input_image.value,
             "extra_options": self.extra_options.value,
+            "guidance": self.guidance_knob.number,
         }
 
     def _apply_state(self, state: Mapping[str, Any]) -> None:
@@ -97,6 +98,10 @@ class Controls(PanelBase):
             self.steps.value = state["steps"]
             self.input_image.value = state.get("input_image", "")
             self.extra_options.value = state["extra_options"]
+            guidance = state.get("guidance")
+            self.guidance_knob.auto.value = guidance is None
+            if guidance is not None:
+                self.guidance_knob.slider.value = guidance
             self._set_ratio_choices(keep=state["aspect_ratio"])
         finally:
             self._refreshing = False
@@ -124,6 +129,7 @@ class Controls(PanelBase):
         ):
             if text.strip():
                 words += [flag, shlex.quote(text.strip())]
+        words += self._guidance_words()
         extra = self.extra_options.value.strip()
         if extra:
             words.append(extra)

@@ -8,27 +8,33 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..cells import NO_MATH, esc
 from ..render import grid_html
 from ..results import Results
 from .base import PanelBase
 
 
 def _error(text: str) -> str:
-    return f'<span class="oxen-error-text" style="color:#c62828;font-size:12px">{html.escape(text)}</span>'
+    return f'<span class="oxen-error-text {NO_MATH}" style="color:#c62828;font-size:12px">{esc(text)}</span>'
 
 
 def _note(text: str) -> str:
-    return f'<span class="oxen-note-text" style="opacity:.7;font-size:12px">{html.escape(text)}</span>'
+    return f'<span class="oxen-note-text {NO_MATH}" style="opacity:.7;font-size:12px">{esc(text)}</span>'
 
 
 class Display(PanelBase):
     """Status, buttons, progress and the static copy."""
 
     def _set_status(self, text: str, *, error: bool) -> None:
+        """Plain text (escaped here, whatever it holds: a file name, a server's message); each
+        line of it on a line of its own."""
         if error:
             self.status.value = _error(text)
         else:
-            self.status.value = f'<span class="oxen-status-text" style="font-size:12px">{text}</span>'
+            lines = "<br>".join(esc(line) for line in text.split("\n"))
+            self.status.value = (
+                f'<span class="oxen-status-text {NO_MATH}" style="font-size:12px">{lines}</span>'
+            )
 
     def _buttons(self) -> None:
         running = self.running

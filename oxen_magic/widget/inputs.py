@@ -14,6 +14,7 @@ import ipywidgets as widgets
 
 from ..inputs import role
 from .base import _DESC, PanelBase
+from .display import _error
 
 _NONE = "use a result from this panel…"
 
@@ -72,9 +73,9 @@ class InputControls(PanelBase):
             with Image.open(io.BytesIO(data)) as image:
                 image.verify()
         except Exception:
-            self.messages["input_image"].value = (
-                f'<span class="oxen-error-text" style="color:#c62828;font-size:12px">'
-                f"{filename} is not an image (PNG, JPEG, WebP or GIF).</span>"
+            # the file name is the user's text: escaped like every message (it could hold markup)
+            self.messages["input_image"].value = _error(
+                f"{filename} is not an image (PNG, JPEG, WebP or GIF)."
             )
             return
         self._use_input(name, data)  # the bytes as uploaded: their hash is what the server gets

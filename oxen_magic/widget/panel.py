@@ -13,19 +13,20 @@ from traitlets import Any as AnyTrait
 from .. import options
 from ..errors import UsageProblem
 from .base import _DESC, PREFIX
-from .catalogue import model_options
+from .catalogue import guidance_param, known, model_options
 from .checks import Checks
 from .classroom import KINDS, Classroom
 from .controls import Controls, ModelsText, _extra_words, _fetch_models, _initial_args
 from .display import Display, _note
 from .inputs import InputControls
 from .run import HistoryEntry, Runs
+from .simple import SimpleControls, guidance_from
 
 if TYPE_CHECKING:
     from ..session import Session
 
 
-class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.VBox):
+class Panel(Runs, Checks, Controls, SimpleControls, InputControls, Classroom, Display, widgets.VBox):
     """The image-grid panel. See the module docstring; the public widgets are listed below.
 
     `prompt`, `models` (`.value`: tuple of ids), `seeds`, `aspect_ratio`, `steps`,
@@ -34,7 +35,11 @@ class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.V
     `generate_button`, `stop_button`, `progress`, `status`, `output`, `magic_line`, `history`,
     `messages` (name → the message widget next to that control), and the trait `result`;
     for people who do not code, `kind` (what the models do: text to image, edit or reference,
-    upscale), `save_folder` and `save_button` (PNGs and a contact sheet), `spend`.
+    upscale), `about_models` (plain words on the chosen models), `seed_mode`, `seed_count` and
+    `seed_start` (how many pictures, from which seed: they write `seeds`), `steps_knob` and
+    `guidance_knob` (a slider and a "model default" box; guidance is sent under each chosen
+    model's own parameter name), `show_code` (shows `seeds`, `steps`, `extra_options` and
+    `magic_line`), `save_folder` and `save_button` (PNGs and a contact sheet), `spend`.
     """
 
     result = AnyTrait(None, allow_none=True, help="The latest Results (what %%oxenimage returns)")
@@ -87,6 +92,9 @@ class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.V
             layout=widgets.Layout(width="560px", height="80px"),
         )
         self._schemas, models_note = _fetch_models(self.session, host)
+        # --param guidance=3 goes to the Guidance slider when a chosen model takes guidance
+        takes = any(guidance_param(known(m, self._schemas)) for m in chosen)
+        guidance = guidance_from(args) if takes else None
         self.kind = widgets.ToggleButtons(
             options=KINDS,
             value=self._initial_kind(chosen),
@@ -107,8 +115,11 @@ class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.V
                 description="Models",
                 rows=min(8, max(3, len(offered))),
                 style=_DESC,
-                layout=widgets.Layout(width="560px"),
+                layout=widgets.Layout(width="760px"),
             )
+        self.about_models = widgets.HTML(
+            value="", layout=widgets.Layout(margin="0 0 0 114px", max_width="760px")
+        )
         self.seeds = widgets.Text(
             value=args.seed or "",
             description="Seeds",
@@ -138,6 +149,7 @@ class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.V
             layout=widgets.Layout(width="560px"),
         )
         input_helpers = self._make_input_controls(",".join(args.input_image or ()))
+        simple = self._make_simple_controls(guidance)
         self.magic_line = widgets.Text(
             description="Magic line",
             tooltip="The same grid as a cell: paste this line above your prompt",
@@ -184,6 +196,7 @@ class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.V
             (self.save_folder, "oxen-save-folder"),
             (self.save_button, "oxen-save"),
             (self.spend, "oxen-spend"),
+            (self.about_models, "oxen-about-models"),
         ):
             widget.add_class(css)
         self.progress.add_class("oxen-panel-progress")  # the grid HTML has an .oxen-progress too
@@ -197,18 +210,29 @@ class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.V
         def row(control: Any, name: str) -> widgets.Box:
             return widgets.HBox([control, self.messages[name]], layout=widgets.Layout(align_items="center"))
 
+        # the command-line syntax, shown on request ("Show code")
+        self.code_box = widgets.VBox(
+            [
+                row(self.seeds, "seeds"),
+                row(self.steps, "steps"),
+                row(self.extra_options, "extra_options"),
+                self.magic_line,
+            ],
+            layout=widgets.Layout(display="none"),
+        )
+        self.code_box.add_class("oxen-code")
         super().__init__(
             children=[
                 row(self.prompt, "prompt"),
                 self.kind,
                 row(self.models, "models"),
-                row(self.seeds, "seeds"),
+                self.about_models,
+                simple,
                 row(self.aspect_ratio, "aspect_ratio"),
-                row(self.steps, "steps"),
                 row(self.input_image, "input_image"),
                 input_helpers,
-                row(self.extra_options, "extra_options"),
-                self.magic_line,
+                self.show_code,
+                self.code_box,
                 widgets.HBox(
                     [self.generate_button, self.stop_button, self.progress, self.status],
                     layout=widgets.Layout(align_items="center"),
@@ -241,6 +265,7 @@ class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.V
         self.generate_button.on_click(lambda _b: self.generate())
         self.stop_button.on_click(lambda _b: self.stop())
         self._refresh(models_changed=True)
+        self._show_spend()  # what is spent (and left of a budget) before any run
 
     # -- public -----------------------------------------------------------------------------------
     @property
@@ -288,6 +313,7 @@ class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.V
             if models_changed:
                 self._set_ratio_choices(keep=self.aspect_ratio.value)
                 self._set_steps_hint()
+            self._sync_simple()
             self._line = self.make_line()
             self.magic_line.value = self._line
             self._validate()
@@ -322,6 +348,9 @@ class Panel(Runs, Checks, Controls, InputControls, Classroom, Display, widgets.V
             self.spend,
             *self.messages.values(),
             *self._input_widgets(),
+            *self._simple_widgets(),
+            self.about_models,
+            self.code_box,
         ]
         if isinstance(self.models, ModelsText):
             out.append(self.models.text)

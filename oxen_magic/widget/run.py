@@ -4,7 +4,6 @@ thumbnails whose "restore" puts the controls and the grid back."""
 
 from __future__ import annotations
 
-import html
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +12,9 @@ import ipywidgets as widgets
 from IPython.core.error import UsageError
 
 from .. import options
+from ..cells import esc
 from ..errors import OxenError, UsageProblem, redact
+from ..ledger import dollars
 from ..render import grid_html
 from ..results import Item, Results
 from .base import PREFIX, PanelBase
@@ -114,7 +115,10 @@ class Runs(PanelBase):
         try:
             try:
                 results, client, cache = self.session.prepare(spec)
-            except (UsageProblem, OxenError) as exc:
+            except UsageProblem as exc:
+                problem = self._plain_refusal(exc)
+                return
+            except OxenError as exc:
                 problem = str(exc)
                 return
             self.result = results
@@ -151,11 +155,29 @@ class Runs(PanelBase):
         if problem:
             self._set_status(problem, error=True)
         elif results is not None:
-            text = html.escape(results.summary())
+            text = results.summary()
             if results.interrupted:
                 text = f"Stopped: kept {results.done} of {results.total} images ({text})."
-            self._set_status(text, error=False)
+            waiting = self._waiting()  # a control changed during the run: say why Generate is off
+            self._set_status(f"{text}\n{waiting}" if waiting else text, error=False)
         self._thread_done()
+
+    def _plain_refusal(self, exc: UsageProblem) -> str:
+        """The session's refusal, or for a budget it would pass, what a non-coder can do."""
+        text = str(exc)
+        try:
+            spent = self.session.spend()
+        except UsageProblem:
+            return text
+        if spent.budget <= 0 or "budget" not in text.lower():
+            return text
+        left = getattr(spent, "left", None)
+        left = max(0.0, spent.budget - spent.total) if not isinstance(left, (int, float)) else left
+        return (
+            f"Not enough budget left for these pictures: {dollars(left)} left of {dollars(spent.budget)}. "
+            "Make fewer pictures or pick a cheaper model (pictures made before are free), "
+            "or ask your instructor to raise the budget."
+        )
 
     def _thread_done(self) -> None:
         # Called from the worker just before it exits: buttons must not wait for is_alive().
@@ -172,7 +194,7 @@ class Runs(PanelBase):
             label = widgets.HTML(
                 value=(
                     '<code style="font-size:10px;line-height:1.3;display:block">'
-                    f"{html.escape(kept.line[len(PREFIX) :].strip())}</code>"
+                    f"{esc(kept.line[len(PREFIX) :].strip())}</code>"
                 ),
                 layout=widgets.Layout(max_width="220px"),
             )
