@@ -16,6 +16,7 @@ from .. import options
 from ..cells import NO_MATH, esc
 from ..errors import UsageProblem
 from ..results import Results
+from ..saving import save_contact_sheet
 from .base import PanelBase
 from .catalogue import EDIT, KINDS, TEXT, UPSCALE, kind_of, model_options, needs_input, spend_line
 from .display import _error
@@ -109,14 +110,13 @@ class Classroom(PanelBase):
         target = Path(folder or self.save_folder.value.strip() or SAVE_FOLDER)
         try:
             written = results.save(target)
-            sheet = target / "contact-sheet.png"
-            results.contact_sheet().save(sheet)
+            sheet = save_contact_sheet(results, target)  # whole, never over an earlier sheet
         except OSError as exc:
             self._set_status(
                 f"Could not save to {target} ({exc.strerror or exc}); choose another folder.", error=True
             )
             return []
-        self._set_status(f"Saved {len(written)} PNG(s) and contact-sheet.png to {target}.", error=False)
+        self._set_status(f"Saved {len(written)} PNG(s) and {sheet.name} to {target}.", error=False)
         return [*written, sheet]
 
     # -- spend ---------------------------------------------------------------------------------------
