@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import UsageProblem
-from .ledgerstore import Row, Store, Totals
+from .ledgerstore import EPSILON, Row, Store, Totals
 
 if TYPE_CHECKING:
     from .results import Item, Results
@@ -267,14 +267,15 @@ class Ledger:
         known = [prices.get(i.model or "") for i in fresh]
         cost = sum(p for p in known if p is not None)
         unpriced = sum(1 for p in known if p is None)
-        hold, left = (None, self._left(budget))
+        hold, left, held = (None, self._left(budget), 0.0)
         if cost > 0:
-            hold, left = self.store.reserve(self.session, cost, budget)
+            hold, left, held = self.store.reserve(self.session, cost, budget)
         if cost > 0 and hold is None:
+            counted = f"{dollars(held)} is held by runs in progress; " if held > EPSILON else ""
             raise UsageProblem(
                 f"These {len(fresh)} new image(s) would cost about {dollars(cost)}, more than the "
-                f"{dollars(left)} left of your {dollars(budget)} budget (all your notebooks count); "
-                "narrow the sweep (cached images are free) or raise %config OxenMagic.max_spend."
+                f"{dollars(left)} left of your {dollars(budget)} budget ({counted}all your notebooks "
+                "count); narrow the sweep (cached images are free) or raise %config OxenMagic.max_spend."
             )
         if unpriced:
             results.notes.append(

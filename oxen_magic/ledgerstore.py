@@ -172,20 +172,22 @@ class Store:
             db.execute("DELETE FROM holds")
 
     # -- holds ----------------------------------------------------------------------------------
-    def reserve(self, session: str, amount: float, budget: float) -> tuple[int | None, float]:
+    def reserve(self, session: str, amount: float, budget: float) -> tuple[int | None, float, float]:
         """Hold `amount` against `budget` if it fits in what is left (spent and others' holds
-        counted); returns (the hold's id or None when refused, what was left before it)."""
+        counted); returns (the hold's id or None when refused, what was left before it, what
+        runs in flight held then)."""
         with self._write() as db:
             _forget_stale(db)
             spent = db.execute("SELECT COALESCE(SUM(price), 0) FROM charges WHERE gateway IS NULL").fetchone()
-            left = budget - float(spent[0]) - _held(db)
+            held = _held(db)
+            left = budget - float(spent[0]) - held
             if amount > left + EPSILON:
-                return None, max(0.0, left)
+                return None, max(0.0, left), held
             cursor = db.execute(
                 "INSERT INTO holds (session, machine, pid, amount, expires) VALUES (?, ?, ?, ?, ?)",
                 (session, MACHINE, os.getpid(), amount, time.time() + HOLD_TTL),
             )
-            return cursor.lastrowid, max(0.0, left)
+            return cursor.lastrowid, max(0.0, left), held
 
     def shrink(self, hold: int, amount: float, seconds: float) -> None:
         """Keep only `amount` of a hold (what requests still in flight may cost), for `seconds`."""

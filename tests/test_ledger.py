@@ -125,7 +125,7 @@ def test_a_dead_process_hold_does_not_block_the_budget(
     counts (and a hold past its expiry neither)."""
     grab = (
         "import os, sys; from pathlib import Path; from oxen_magic.ledgerstore import Store; "
-        "hold, _ = Store(Path(sys.argv[1])).reserve('killed', 1.0, 1.0); "
+        "hold, _, _ = Store(Path(sys.argv[1])).reserve('killed', 1.0, 1.0); "
         "assert hold is not None; os._exit(0)"  # no clean-up: as if the kernel were killed
     )
     subprocess.run([sys.executable, "-c", grab, str(oxen_env)], env=child_env(), check=True, timeout=60)
@@ -135,9 +135,9 @@ def test_a_dead_process_hold_does_not_block_the_budget(
     monkeypatch.setenv("OXEN_MAGIC_MAX_SPEND", "1")
     assert oxen_magic.generate(PROMPT, model=DEV, seed="1..2").done == 2
     # a live process's hold that expired no longer counts either
-    hold, _ = store.reserve("stuck", 0.95, 1.0)
+    hold, _, _ = store.reserve("stuck", 0.95, 1.0)
     assert hold is not None
-    with pytest.raises(UsageProblem):
+    with pytest.raises(UsageProblem, match=r"\(\$0\.950 is held by runs in progress; all your notebooks"):
         oxen_magic.generate(PROMPT, model=DEV, seed="3..4")
     with store._connect() as db:
         db.execute("UPDATE holds SET expires = 0 WHERE id = ?", (hold,))
@@ -292,5 +292,5 @@ def test_a_ledger_folder_that_cannot_be_written_counts_this_kernel_and_says_so(
     blocker.write_text("x")
     store = Store(blocker / "inside")
     assert store.path is None and store.problem is not None
-    hold, left = store.reserve("k", 0.01, 0.05)
+    hold, left, _ = store.reserve("k", 0.01, 0.05)
     assert hold is not None and left == pytest.approx(0.05)
