@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -150,13 +151,18 @@ def test_a_stopped_run_releases_what_it_did_not_spend(
     monkeypatch.setenv("OXEN_MAGIC_MAX_SPEND", "0.10")
     hub.latency = 0.6
     stop = threading.Event()
-    timer = threading.Timer(0.2, stop.set)  # Stop while the first request is in flight
-    timer.start()
-    try:
-        grid = oxen_magic.generate(PROMPT, model=DEV, seed="1..4", concurrency=1, cancel=stop)
-    finally:
-        timer.cancel()
+
+    def stop_once_sent() -> None:  # Stop while the first request is in flight
+        while not hub.generate_calls():
+            time.sleep(0.01)
+        stop.set()
+
+    watcher = threading.Thread(target=stop_once_sent, daemon=True)
+    watcher.start()
+    grid = oxen_magic.generate(PROMPT, model=DEV, seed="1..4", concurrency=1, cancel=stop)
     assert grid.interrupted
+    # the image in flight stays held (or is charged by now), the three never sent are released
+    assert oxen_magic.spend().left == pytest.approx(0.075)
     assert wait_for_no_oxen_threads(timeout=10.0) == []
     spent = oxen_magic.spend()
     assert hub.billed == 1 and spent.user_total == pytest.approx(0.025)
