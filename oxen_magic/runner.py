@@ -9,8 +9,7 @@ the returned results, which no longer change), so a rerun does not pay for them 
 `on_billed(item, gateway)` hears of every answer the API may bill, from the worker thread, even
 after the run returned: `gateway` is None for a POST the API answered with success (billed then,
 whatever becomes of the download), or the 502/504 of a gateway that answered a POST the backend
-may have billed all the same. `on_sent(item)` hears of each POST just before it goes out (so the
-budget can keep holding the price of requests still in flight after Stop).
+may have billed all the same. `on_sent(item)`: each POST about to go out (the budget holds its price).
 """
 
 from __future__ import annotations
@@ -37,9 +36,9 @@ from .threads import DaemonPool as ThreadPoolExecutor
 from .window import Ticket, Window
 
 THREAD_PREFIX = "oxen-magic"
-#: `on_billed(item, gateway)`: the API answered 200 (None) or a gateway 502/504 (maybe billed).
-Billed = Callable[[Item, int | None], None]
+#: `on_billed(item, gateway)`: the API answered 200 (None) or a gateway 502/504 (maybe billed);
 #: `on_sent(item)`: its POST is about to go out.
+Billed = Callable[[Item, int | None], None]
 Sent = Callable[[Item], None]
 #: Gateway answers to a POST that may come after the backend made (and billed) the image.
 GATEWAY = (502, 504)
@@ -261,7 +260,7 @@ class _Job:
         self.use_cache = use_cache  # False (--no-cache): always send, but still write the cache
         self.window, self.cpu, self.frozen, self.spool = window, cpu, frozen, spool
         self.on_billed: Billed | None = None
-        self.on_sent: Sent | None = None
+        self.on_sent: Sent | None = None  # see `run`
 
     def generate(self, item: Item, turn: int) -> Item:
         """One image in a worker thread: (wait for a twin in flight,) send, thumbnail, cache.
@@ -299,14 +298,12 @@ class _Job:
         place = _Place(self.window, self.cancel)
         if self.cancel.is_set() or not place.take(turn):
             return self._outcome(item, status="cancelled")
-        on_billed = self.on_billed
-        answered = (lambda: on_billed(item, None)) if on_billed is not None else None
+        billed = self.on_billed  # called at the POST's 200, whatever the download then does
+        answered = (lambda: billed(item, None)) if billed is not None else None
         try:
             if self.on_sent is not None:
                 self.on_sent(item)
             try:
-                # billed when the API answers 200 (even when the grid is frozen, or the download
-                # then fails), not when the image has arrived
                 generation = self.client.generate_payload(
                     request.payload(),
                     cancel=self.cancel,
