@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -195,7 +195,7 @@ class Ledger:
     def __init__(self, folder: str | Path | None = None, session: str | None = None) -> None:
         self.store = Store(Path(folder) if folder is not None else None)
         self.session = session or uuid.uuid4().hex
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._unsaved: list[Charge] = []  # charges the file refused (kept here, said in spend())
 
     def charge(
@@ -206,11 +206,11 @@ class Ledger:
         billed. `hold`: the run's reservation, which shrinks by the price. Returns whether it was new."""
         if item.request is None:
             return False
-        with self._lock:
+        with self._lock:  # the flag and the row together: `settle` sees both or neither
             if item.billed:
                 return False
             item.billed = True
-        self._add(Charge(item.request.model, price, time.time(), host, gateway), hold)
+            self._add(Charge(item.request.model, price, time.time(), host, gateway), hold)
         return True
 
     def _add(self, charge: Charge, hold: int | None = None) -> None:
@@ -288,11 +288,15 @@ class Ledger:
         totals = self.store.totals()
         return max(0.0, budget - totals.total - totals.held)
 
-    def settle(self, hold: int, in_flight: float, seconds: float) -> None:
-        """A run ended: keep of its hold only what requests still in flight may cost (for at most
-        `seconds`, their deadline); the rest is free for the next run."""
-        with contextlib.suppress(sqlite3.Error):  # else the hold expires on its own
-            self.store.shrink(hold, in_flight, seconds)
+    def settle(
+        self, hold: int, sent: Sequence[Item], prices: Mapping[str, float | None], seconds: float
+    ) -> None:
+        """A run ended: keep of its hold only what the requests `sent` and not yet billed (still
+        in flight after Stop) may cost, for at most `seconds` (their deadline); the rest is free
+        for the next run. Under the charge lock, so a charge landing now is counted once."""
+        with self._lock, contextlib.suppress(sqlite3.Error):  # else the hold expires on its own
+            out = [i.request.model for i in sent if not i.billed and i.request is not None]
+            self.store.shrink(hold, sum(prices.get(model) or 0.0 for model in out), seconds)
 
     def release(self, hold: int) -> None:
         self.store.release(hold)

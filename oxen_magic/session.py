@@ -279,9 +279,7 @@ class Session:
             raise MissingKeyError(_with_local_hint(str(exc))) from None
         finally:
             if hold is not None:  # requests still in flight (after Stop) keep their price held
-                out = [i.request.model for i in list(sent.values()) if not i.billed and i.request]
-                cost = sum(prices.get(model) or 0.0 for model in out)
-                ledger.settle(hold, cost, client.deadline + 60.0)
+                ledger.settle(hold, list(sent.values()), prices, client.deadline + 60.0)
 
     def spend(self) -> Spend:
         """What this kernel and the user's ledger were billed for, with the budget and what is

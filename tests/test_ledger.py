@@ -152,8 +152,8 @@ def test_a_stopped_run_releases_what_it_did_not_spend(
     hub.latency = 0.6
     stop = threading.Event()
 
-    def stop_once_sent() -> None:  # Stop while the first request is in flight
-        while not hub.generate_calls():
+    def stop_once_sent() -> None:  # Stop while the first request is in flight (being drawn)
+        while hub.in_flight < 1:
             time.sleep(0.01)
         stop.set()
 
