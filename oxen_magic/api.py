@@ -187,5 +187,8 @@ def models(host: str | None = None) -> ModelTable:
 
 
 def spend() -> Spend:
-    """What this session was billed for: `.total` (USD, known prices), `.images`, a per-model table."""
+    """What was billed: this kernel's `.total` (USD, known prices), `.images` and per-model table;
+    every notebook and process of yours (`.user_total`, `.user_images`: the ledger in the cache
+    folder); the budget and what is `.left` of it (`.left_text()`: "$X left of $Y");
+    `.reset()` starts the ledger again."""
     return current_session().spend()

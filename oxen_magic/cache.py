@@ -1,10 +1,16 @@
 """An on-disk cache of seeded results, so rerunning a cell costs nothing and works offline.
 
 An entry is keyed by the host and the exact JSON body (every request field; the key is never part
-of it). Each entry is three files written atomically, the `.json` last, so a reader sees a whole
-entry or none; a checksum catches an entry damaged later, which is then simply fetched again.
-An entry is also distrusted field by field (it is a file anyone could have written): wrong types,
-an image whose header does not decode or disagrees with the recorded size, and it is dropped.
+of it). Each entry is ONE file (`<key>.entry`: a marker line, the JSON record on one line, the
+image, the thumbnail), written whole to a temporary name and renamed into place, and read in one
+go. So several processes writing and reading the same key at once (two notebooks running the
+same cell) each see a whole entry, theirs or another's, never the record of one with the image
+of another (the old three-file layout did; its `.json`/`.img`/`.thumb` files are ignored now).
+A checksum catches an entry damaged later, which then counts as to be sent (and priced) and is
+simply fetched again; readers never delete an entry (it may be another process's good rewrite),
+the next write replaces it. An entry is also distrusted field by field (it is a file anyone could
+have written): wrong types, an image whose header does not decode or disagrees with the recorded
+size, and it is damaged.
 
 A folder that cannot be written is not an error (the run goes on uncached) but is said once per
 session; a folder that can never be one (a file in the way, a NUL) is refused before anything is
@@ -29,6 +35,9 @@ from .validate import folder_problem
 _NOTED: set[str] = set()
 _NOTED_LOCK = threading.Lock()
 _FIX = "set %config OxenMagic.cache_dir or OXEN_MAGIC_CACHE_DIR to a folder you can write"
+#: An entry file's name ends so, and its content starts with this line.
+SUFFIX = ".entry"
+MARKER = b"oxen_magic cache entry 1\n"
 
 
 def default_dir() -> Path:
@@ -92,101 +101,84 @@ class Cache:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def has(self, host: str, body: dict[str, Any]) -> bool:
-        """Whether a seeded body has an entry (unchecked: a damaged one is simply sent again)."""
-        return self.cacheable(body) and self._paths(self.key(host, body))[0].is_file()
+        """Whether a seeded body has a sound entry (its checksum and image header checked): a
+        damaged one counts as to be sent, so the estimate and the budget price it."""
+        if not self.cacheable(body):
+            return False
+        unit = self._read(self._path(self.key(host, body)))
+        return unit is not None and _sound(unit[0], unit[1])
 
-    def _paths(self, key: str) -> tuple[Path, Path, Path]:
-        base = self.folder / key[:2] / key
-        return base.with_suffix(".json"), base.with_suffix(".img"), base.with_suffix(".thumb")
+    def _path(self, key: str) -> Path:
+        return self.folder / key[:2] / (key + SUFFIX)
+
+    @staticmethod
+    def _read(path: Path) -> tuple[dict[str, Any], bytes, bytes | None] | None:
+        """(record, image, thumbnail) of one entry file, read at once; None when absent or
+        not in the entry format."""
+        try:
+            blob = path.read_bytes()
+        except OSError:
+            return None
+        return unpack(blob)
 
     def get(self, host: str, body: dict[str, Any], thumb_size: int) -> Entry | None:
         """The entry, or None when absent or damaged (a damaged one is fetched again)."""
-        meta_path, data_path, thumb_path = self._paths(self.key(host, body))
-        try:
-            meta = json.loads(meta_path.read_text())
-            data = data_path.read_bytes()
-        except (OSError, ValueError):
+        unit = self._read(self._path(self.key(host, body)))
+        if unit is None or not _sound(unit[0], unit[1]):
             return None
-        if not _sound(meta, data):
-            self._drop(meta_path)
-            return None
-        thumb = None
-        if meta["thumb_size"] == thumb_size:
-            try:
-                thumb = thumb_path.read_bytes()
-            except OSError:
-                thumb = None
-            if thumb is not None and (
-                meta.get("thumb_sha256") != hashlib.sha256(thumb).hexdigest() or _header(thumb) is None
-            ):
-                thumb = None  # damaged (or unchecked): the caller remakes it from the image
+        meta, data, thumb = unit
+        if meta["thumb_size"] != thumb_size:
+            thumb = None
+        if thumb is not None and (
+            meta.get("thumb_sha256") != hashlib.sha256(thumb).hexdigest() or _header(thumb) is None
+        ):
+            thumb = None  # damaged (or unchecked): the caller remakes it from the image
         return Entry(data, thumb, meta)
-
-    def _drop(self, meta_path: Path) -> None:
-        """Forget a damaged entry (its `.json` goes; the next put rewrites all three files)."""
-        try:
-            meta_path.unlink(missing_ok=True)
-        except OSError as exc:
-            self._failed(exc)
 
     def put(
         self, host: str, body: dict[str, Any], data: bytes, thumb: bytes | None, thumb_size: int, **meta: Any
     ) -> None:
-        """Store atomically; a failure to write (read-only disk, full disk) is not an error, but
-        it is kept in `problem` (and further writes skipped) so the user can be told once."""
-        if self.problem is not None:
-            return
-        meta_path, data_path, thumb_path = self._paths(self.key(host, body))
+        """Store as one file, atomically; a failure to write (read-only disk, full disk) is not
+        an error, but it is kept in `problem` (and further writes skipped) so the user can be
+        told once."""
         # host and body are kept so an entry can be found again by what it answers (a pack of
         # one host's entries, `pack.export_pack`); the body never holds the key.
         record = {"sha256": hashlib.sha256(data).hexdigest(), "thumb_size": thumb_size, **meta}
         record.update(host=host, body=body)
+        self._write(self.key(host, body), record, data, thumb)
+
+    def _write(self, key: str, record: dict[str, Any], data: bytes, thumb: bytes | None) -> None:
+        if self.problem is not None:
+            return
+        record = {k: v for k, v in record.items() if k != "thumb_sha256"}
         if thumb is not None:
             record["thumb_sha256"] = hashlib.sha256(thumb).hexdigest()
+        path = self._path(key)
         try:
-            meta_path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(data_path, data)
-            if thumb is not None:
-                _atomic_write(thumb_path, thumb)
-            _atomic_write(meta_path, json.dumps(record, sort_keys=True).encode())
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, pack(record, data, thumb))
         except OSError as exc:
             self._failed(exc)
 
     def put_thumb(self, host: str, body: dict[str, Any], entry: Entry, thumb: bytes, thumb_size: int) -> None:
-        """Replace an entry's thumbnail (a new display size) without rewriting its image."""
-        if self.problem is not None:
-            return
-        meta_path, _, thumb_path = self._paths(self.key(host, body))
-        record = {**entry.meta, "thumb_size": thumb_size, "thumb_sha256": hashlib.sha256(thumb).hexdigest()}
-        try:
-            _atomic_write(thumb_path, thumb)
-            _atomic_write(meta_path, json.dumps(record, sort_keys=True).encode())
-        except OSError as exc:
-            self._failed(exc)
+        """Replace an entry's thumbnail (a new display size): the entry is rewritten whole."""
+        self._write(self.key(host, body), {**entry.meta, "thumb_size": thumb_size}, entry.data, thumb)
 
     def entry_files(self) -> list[Path]:
-        """Every entry's `.json` file (what `pack.export_pack` reads through)."""
+        """Every entry's file (what `pack.export_pack` reads through; its stem is the key)."""
         if not self.folder.is_dir():
             return []
-        return sorted(p for p in self.folder.glob("[0-9a-f][0-9a-f]/*.json") if not p.name.startswith("."))
+        found = self.folder.glob(f"[0-9a-f][0-9a-f]/*{SUFFIX}")
+        return sorted(p for p in found if not p.name.startswith("."))
 
-    def read_entry(self, meta_path: Path) -> Entry | None:
-        """One entry by its `.json` file, checked as `get` checks it; None when damaged."""
-        try:
-            meta = json.loads(meta_path.read_text())
-            data = meta_path.with_suffix(".img").read_bytes()
-        except (OSError, ValueError):
+    def read_entry(self, path: Path) -> Entry | None:
+        """One entry by its file, checked as `get` checks it (any thumbnail size); None when damaged."""
+        unit = self._read(path)
+        if unit is None or not _sound(unit[0], unit[1]):
             return None
-        if not isinstance(meta, dict) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
-            return None
-        thumb = None
-        if meta.get("thumb_sha256"):
-            try:
-                thumb = meta_path.with_suffix(".thumb").read_bytes()
-            except OSError:
-                thumb = None
-            if thumb is not None and meta.get("thumb_sha256") != hashlib.sha256(thumb).hexdigest():
-                thumb = None
+        meta, data, thumb = unit
+        if thumb is not None and meta.get("thumb_sha256") != hashlib.sha256(thumb).hexdigest():
+            thumb = None
         return Entry(data, thumb, meta)
 
     # -- model descriptions: what an offline rerun needs to plan the same requests -------------
@@ -210,6 +202,31 @@ class Cache:
             _atomic_write(path, json.dumps(obj, sort_keys=True).encode())
         except OSError as exc:
             self._failed(exc)
+
+
+def pack(record: dict[str, Any], data: bytes, thumb: bytes | None) -> bytes:
+    """One entry file: the marker, the record (with the image's length) on one line, the image,
+    the thumbnail."""
+    line = json.dumps({**record, "data_bytes": len(data)}, sort_keys=True).encode()
+    return MARKER + line + b"\n" + data + (thumb or b"")
+
+
+def unpack(blob: bytes) -> tuple[dict[str, Any], bytes, bytes | None] | None:
+    """(record, image, thumbnail or None) of an entry file, or None when it is not one."""
+    if not blob.startswith(MARKER):
+        return None
+    end = blob.find(b"\n", len(MARKER))
+    if end < 0:
+        return None
+    try:
+        meta = json.loads(blob[len(MARKER) : end])
+    except (ValueError, RecursionError):
+        return None
+    rest = blob[end + 1 :]
+    length = meta.get("data_bytes") if isinstance(meta, dict) else None
+    if not isinstance(length, int) or isinstance(length, bool) or not 0 <= length <= len(rest):
+        return None
+    return meta, rest[:length], rest[length:] or None
 
 
 def _sound(meta: Any, data: bytes) -> bool:

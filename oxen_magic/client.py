@@ -255,6 +255,7 @@ class OxenClient(Transport):
         decode: bool = True,
         path: str = GENERATE_PATH,
         on_throttle: Callable[[float], None] | None = None,
+        on_answered: Callable[[], None] | None = None,
     ) -> Generation:
         """POST a ready JSON body to `path` (generate, or `/api/ai/images/edit` for an input
         image) and return the image, downloaded at once if it came as a URL.
@@ -264,6 +265,8 @@ class OxenClient(Transport):
         runner decodes outside its network slots, so the next request need not wait for it.
         `on_throttle(delay)`, when given, is called instead of sleeping before a 429/503 is retried:
         the runner's congestion window learns from it, then waits (at least `delay`).
+        `on_answered()` is called as soon as the API answers the POST with success: the image is
+        billed then, whatever happens to its body or download afterwards (the spend ledger).
         """
         started = time.monotonic()
         limit = max(MAX_JSON, self.max_body_bytes * 4 // 3 + 65536)  # room for b64_json
@@ -277,6 +280,7 @@ class OxenClient(Transport):
                 cancel=cancel,
                 what="answer",
                 on_throttle=on_throttle,
+                on_ok=on_answered,
             )
         except TooLargeError:  # a b64_json image past the cap: say it in the cap's terms
             raise too_large("image", self.max_body_bytes) from None

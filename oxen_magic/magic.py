@@ -49,9 +49,10 @@ class OxenMagic(Magics):
         "", help="API host ('' = OXEN_HOST or https://hub.oxen.ai; 'local' = the embedded local hub)."
     ).tag(config=True)
     max_spend = Float(
-        0.0,
-        help="Budget in USD for this session's new images (0 = none, or OXEN_MAGIC_MAX_SPEND); a cell "
-        "whose new images would pass it is refused before anything is sent.",
+        None,
+        allow_none=True,
+        help="Budget in USD for the new images of all your notebooks (0 = none; unset: "
+        "OXEN_MAGIC_MAX_SPEND); a cell whose new images would pass it is refused before anything is sent.",
     ).tag(config=True)
     namespace = Unicode("", help="target_namespace (the user or organisation billed) for every cell.").tag(
         config=True

@@ -7,8 +7,9 @@ the kernel, or `cancel.set()` from a Stop button) stops everything that has not 
 what arrived; requests already in flight finish in the background and land in the cache (not in
 the returned results, which no longer change), so a rerun does not pay for them twice.
 `on_billed(item, gateway)` hears of every answer the API may bill, from the worker thread, even
-after the run returned: `gateway` is None for an image that arrived, or the 502/504 of a gateway
-that answered a POST the backend may have billed all the same.
+after the run returned: `gateway` is None for a POST the API answered with success (billed then,
+whatever becomes of the download), or the 502/504 of a gateway that answered a POST the backend
+may have billed all the same. `on_sent(item)`: each POST about to go out (the budget holds its price).
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from .threads import DaemonPool as ThreadPoolExecutor
 from .window import Ticket, Window
 
 THREAD_PREFIX = "oxen-magic"
-#: `on_billed(item, gateway)`: an image arrived (None) or a gateway answered 502/504 (maybe billed).
+#: `on_billed(item, gateway)`: the API answered 200 (None) or a gateway 502/504 (maybe billed);
+#: `on_sent(item)`: its POST is about to go out.
 Billed = Callable[[Item, int | None], None]
+Sent = Callable[[Item], None]
 #: Gateway answers to a POST that may come after the backend made (and billed) the image.
 GATEWAY = (502, 504)
 #: Threads that decode and thumbnail. Arrivals come in bursts (a round of `concurrency` requests
@@ -83,6 +86,7 @@ def run(
     on_update: Callable[[Item | None], None] | None = None,
     cancel: threading.Event | None = None,
     on_billed: Billed | None = None,
+    on_sent: Sent | None = None,
 ) -> Results:
     """Fill `results` in place and return it; raises only when a request is due and the key is
     missing or unusable (after the cache has answered what it can).
@@ -120,7 +124,7 @@ def run(
             cpu = ThreadPoolExecutor(max_workers=CPU_SLOTS, thread_name_prefix=THREAD_PREFIX + "-cpu")
             pool = ThreadPoolExecutor(max_workers=2 * window.limit, thread_name_prefix=THREAD_PREFIX)
             job = _Job(client, cache, use_cache, results.size, cancel, window, cpu, frozen, spool)
-            job.on_billed = on_billed
+            job.on_billed, job.on_sent = on_billed, on_sent
             futures = {pool.submit(job.generate, item, turn): item for turn, item in enumerate(todo)}
             pending = set(futures)
         while pending:
@@ -256,6 +260,7 @@ class _Job:
         self.use_cache = use_cache  # False (--no-cache): always send, but still write the cache
         self.window, self.cpu, self.frozen, self.spool = window, cpu, frozen, spool
         self.on_billed: Billed | None = None
+        self.on_sent: Sent | None = None  # see `run`
 
     def generate(self, item: Item, turn: int) -> Item:
         """One image in a worker thread: (wait for a twin in flight,) send, thumbnail, cache.
@@ -293,7 +298,11 @@ class _Job:
         place = _Place(self.window, self.cancel)
         if self.cancel.is_set() or not place.take(turn):
             return self._outcome(item, status="cancelled")
+        billed = self.on_billed  # called at the POST's 200, whatever the download then does
+        answered = (lambda: billed(item, None)) if billed is not None else None
         try:
+            if self.on_sent is not None:
+                self.on_sent(item)
             try:
                 generation = self.client.generate_payload(
                     request.payload(),
@@ -301,6 +310,7 @@ class _Job:
                     decode=False,
                     path=request.path,
                     on_throttle=place.refused,
+                    on_answered=answered,
                 )
             except OxenError as exc:
                 place.give_back(ok=False, refused=exc.status in (429, 503))
@@ -311,8 +321,6 @@ class _Job:
                 place.give_back(ok=False)
                 raise
             place.give_back(ok=True)
-            if self.on_billed is not None:  # billed on arrival, even when the grid is frozen
-                self.on_billed(item, None)
             thumb = self._run_in_cpu_pool(_thumbnail, generation, self.size)
         except Cancelled:
             return self._outcome(item, status="cancelled")

@@ -15,9 +15,12 @@ refused key, a budget the new images would pass) and `run()` (send, fill the gri
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import secrets
 import threading
+import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +99,12 @@ class Session:
     def __init__(self, **settings: Any) -> None:
         self.settings = Settings()
         self.configure(**settings)
-        self.ledger = Ledger()
+        #: This kernel's name in the user's ledger (its own spend is told apart from the others').
+        self.name = uuid.uuid4().hex
+        self._ledgers: dict[str, Ledger] = {}
+        #: The budget reservation of each prepared run, until the run settles it.
+        self._holds: weakref.WeakKeyDictionary[Results, tuple[int, weakref.finalize[Any, Any]]]
+        self._holds = weakref.WeakKeyDictionary()
         self._clients: dict[str, OxenClient] = {}
         self._lock = threading.RLock()
         self._local_hub: Any = None
@@ -123,19 +131,15 @@ class Session:
         )
 
     def max_spend(self) -> float:
-        """The budget in USD (0: none): the setting, else the environment variable."""
-        if self.settings.max_spend is not None:
-            return max(0.0, float(self.settings.max_spend))
+        """The budget in USD (0: none): the setting, else the environment variable. A value that
+        is not a finite amount of at least 0 (nan, inf, -5, "abc") is refused in one sentence."""
+        value: Any = self.settings.max_spend
+        if value is not None:
+            return _budget(value, f"max_spend = {value!r}", "%config OxenMagic.max_spend = 2.5")
         text = os.environ.get(MAX_SPEND_ENV, "").strip()
         if not text:
             return 0.0
-        try:
-            value = float(text.lstrip("$"))
-        except ValueError:
-            raise UsageProblem(
-                f"{MAX_SPEND_ENV}={text!r} is not an amount of dollars; set it like 2.50 (0 for no budget)."
-            ) from None
-        return max(0.0, value)
+        return _budget(text.lstrip("$"), f"{MAX_SPEND_ENV}={text!r}", f"{MAX_SPEND_ENV}=2.50")
 
     def spec(
         self, line: str, body: str | None = None, variables: Mapping[str, Any] | None = None
@@ -199,6 +203,17 @@ class Session:
         names = {self._local_hub.url: LOCAL} if self._local_hub is not None else {}
         return SessionCache(self.settings.cache_dir or None, names)
 
+    @property
+    def ledger(self) -> Ledger:
+        """The user's spend ledger, in the cache folder (so every kernel and process of the user
+        that uses this folder shares it); one per folder, should `cache_dir` change."""
+        folder = self.cache().folder
+        with self._lock:
+            ledger = self._ledgers.get(str(folder))
+            if ledger is None:
+                ledger = self._ledgers[str(folder)] = Ledger(folder, self.name)
+            return ledger
+
     # -- the three steps ----------------------------------------------------------------------
     def prepare(self, spec: options.Spec) -> tuple[Results, OxenClient, SessionCache]:
         """Resolve the models and lay out the grid, then refuse what must not be sent: a missing
@@ -217,7 +232,10 @@ class Session:
                 client.check_key()
             except MissingKeyError as exc:
                 raise MissingKeyError(_with_local_hint(str(exc))) from None
-            self.ledger.check_budget(results, fresh, self.max_spend())
+            ledger = self.ledger
+            hold = ledger.check_budget(results, fresh, self.max_spend())
+            if hold is not None:  # settled by `run`, or released when the results are dropped unrun
+                self._holds[results] = (hold, weakref.finalize(results, ledger.release, hold))
         return results, client, cache
 
     def run(
@@ -234,19 +252,47 @@ class Session:
         from .pipeline import execute
 
         prices, host = results.plan.prices, client.base
+        ledger, (hold, unrun) = self.ledger, self._holds.pop(results, (None, None))
+        if unrun is not None:
+            unrun.detach()
+        sent: dict[int, Item] = {}
+
+        def on_sent(item: Item) -> None:  # a worker thread, just before the POST
+            sent[id(item)] = item
 
         def billed(item: Item, gateway: int | None) -> None:  # a worker thread, maybe after Stop
             assert item.request is not None
-            self.ledger.charge(item, prices.get(item.request.model), host, gateway)
+            ledger.charge(item, prices.get(item.request.model), host, gateway, hold)
 
         try:
-            return execute(results, spec, client, cache, on_update=on_update, cancel=cancel, on_billed=billed)
+            return execute(
+                results,
+                spec,
+                client,
+                cache,
+                on_update=on_update,
+                cancel=cancel,
+                on_billed=billed,
+                on_sent=on_sent,
+            )
         except MissingKeyError as exc:
             raise MissingKeyError(_with_local_hint(str(exc))) from None
+        finally:
+            if hold is not None:  # requests still in flight (after Stop) keep their price held
+                ledger.settle(hold, list(sent.values()), prices, client.deadline + 60.0)
 
     def spend(self) -> Spend:
-        """What this session was billed for, with the budget (see `ledger.Spend`)."""
-        return self.ledger.spend(self.max_spend())
+        """What this kernel and the user's ledger were billed for, with the budget and what is
+        left (see `ledger.Spend`); a budget value that is refused is said in the summary."""
+        try:
+            budget, problem = self.max_spend(), None
+        except UsageProblem as exc:
+            budget, problem = 0.0, str(exc)
+        spent = self.ledger.spend(budget)
+        if problem:
+            problem = (spent.problem + "; " if spent.problem else "") + problem.rstrip(".")
+            spent = dataclasses.replace(spent, problem=problem)
+        return spent
 
     def close(self) -> None:
         """Close the clients and stop the embedded hub (tests; a process simply exits)."""
@@ -257,6 +303,17 @@ class Session:
             if self._local_hub is not None:
                 self._local_hub.stop()
                 self._local_hub = None
+
+
+def _budget(value: Any, said: str, example: str) -> float:
+    """A budget value as dollars, or the one sentence refusing it (0 means no budget)."""
+    try:
+        amount = float(value)
+    except (TypeError, ValueError):
+        amount = math.nan
+    if isinstance(value, bool) or not math.isfinite(amount) or amount < 0:
+        raise UsageProblem(f"{said} is not an amount of dollars; set it like {example} (0 for no budget).")
+    return amount
 
 
 def _with_local_hint(message: str) -> str:

@@ -132,11 +132,14 @@ class Transport:
         cancel: threading.Event | None = None,
         what: str = "answer",
         on_throttle: Callable[[float], None] | None = None,
+        on_ok: Callable[[], None] | None = None,
     ) -> Answer:
         """Send with bounded retries, read the body under `limit` bytes, all before the deadline.
 
         `on_throttle(delay)`, when given, is called instead of sleeping before a 429/503 is
-        retried: the runner's congestion window learns of it, then does the waiting."""
+        retried: the runner's congestion window learns of it, then does the waiting. `on_ok()`
+        is called once the server answered with success, before its body is read (for a POST
+        that is when the API bills, whatever becomes of the body)."""
         stop_at = time.monotonic() + self.deadline
         retry = GET_RETRY if method == "GET" else POST_RETRY
         waited = 0.0
@@ -145,6 +148,8 @@ class Transport:
             try:
                 response = self._follow(method, url, json_body, key, stop_at)
                 if response.status_code < 400:
+                    if on_ok is not None:
+                        on_ok()
                     with response:
                         body = self._read(response, limit, stop_at, what)
                     return Answer(response.status_code, response.headers, body, response.url)

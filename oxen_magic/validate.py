@@ -203,7 +203,12 @@ def folder_problem(path: str | Path, what: str, *, keep: bool, fix: str = _ANOTH
     try:
         missing = [p for p in (folder, *folder.parents) if not p.exists()]
         for p in reversed(missing):
-            p.mkdir()
+            try:
+                p.mkdir()
+            except FileExistsError:  # made meanwhile by another thread or process: fine if a folder
+                if p.is_dir():
+                    continue
+                raise
             made.append(p)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".oxen-probe-")
         os.close(fd)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from support import all_text, files_under, login_for, read_if_there, run_cell, shown_html
 
-from oxen_magic.cache import Cache, default_dir
+from oxen_magic.cache import MARKER, Cache, default_dir, pack, unpack
 from oxen_magic.localhub import LocalHub
 from oxen_magic.results import Results
 
@@ -50,7 +52,7 @@ def magic(shell: Any, hub: LocalHub, line: str = LINE, body: str = PROMPT) -> Re
     return results
 
 
-def entry_files(folder: Path, suffix: str) -> list[Path]:
+def entry_files(folder: Path, suffix: str = ".entry") -> list[Path]:
     """Cache entry files (not the saved model descriptions, not a run's spool, not temp files)."""
     if not folder.exists():
         return []
@@ -59,6 +61,25 @@ def entry_files(folder: Path, suffix: str) -> list[Path]:
         for p in files_under(folder, skip={"models", "spool"})
         if p.name.endswith(suffix) and not p.name.startswith(".tmp-")
     ]
+
+
+def _parts(path: Path) -> tuple[dict[str, Any], bytes, bytes | None]:
+    unit = unpack(path.read_bytes())
+    assert unit is not None, path
+    return unit
+
+
+def _replace(path: Path, *, data: bytes | None = None, thumb: bytes | None = None, **changes: Any) -> None:
+    """Rewrite one part of an entry file (its record fields, image or thumbnail), keeping the rest."""
+    meta, old_data, old_thumb = _parts(path)
+    meta.update(changes)
+    path.write_bytes(pack(meta, data if data is not None else old_data, thumb or old_thumb))
+
+
+def _record_text(path: Path, text: str) -> None:
+    """Put `text` where the entry's record line is (the image stays after it)."""
+    _, data, thumb = _parts(path)
+    path.write_bytes(MARKER + text.encode() + b"\n" + data + (thumb or b""))
 
 
 # -- unit: Cache ----------------------------------------------------------------------------------
@@ -102,17 +123,17 @@ def test_only_seeded_bodies_are_cacheable() -> None:
 def test_a_damaged_entry_reads_as_absent(tmp_path: Path, damage: str) -> None:
     cache = Cache(tmp_path)
     cache.put(HOST, BODY, IMAGE, THUMB, 64)
-    (meta,) = entry_files(tmp_path, ".json")
-    (data,) = entry_files(tmp_path, ".img")
+    (entry,) = entry_files(tmp_path)
+    blob = entry.read_bytes()
     if damage == "truncate-data":
-        data.write_bytes(data.read_bytes()[:37])
+        entry.write_bytes(blob[: blob.index(b"\n", len(MARKER)) + 37])
     elif damage == "garble-meta":
-        meta.write_text('{"sha256": ')
+        _record_text(entry, '{"sha256": ')
     elif damage == "delete-meta":
-        meta.unlink()
+        entry.unlink()
     else:
-        data.unlink()
-    assert cache.get(HOST, BODY, 64) is None
+        entry.write_bytes(blob[: blob.index(b"\n", len(MARKER)) + 1])
+    assert cache.get(HOST, BODY, 64) is None and not cache.has(HOST, BODY)
 
 
 def test_a_write_failure_is_not_an_error(tmp_path: Path) -> None:
@@ -126,16 +147,14 @@ def test_a_write_failure_is_not_an_error(tmp_path: Path) -> None:
 def test_a_damaged_thumbnail_is_dropped_but_the_image_kept(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
     cache.put(HOST, BODY, IMAGE, THUMB, 64)
-    (thumb,) = entry_files(tmp_path, ".thumb")
-    thumb.write_bytes(THUMB[:30])
+    (path,) = entry_files(tmp_path)
+    _replace(path, thumb=THUMB[:30])
     entry = cache.get(HOST, BODY, 64)
     assert entry is not None and entry.data == IMAGE and entry.thumb is None
 
 
-def _rewrite(meta: Path, **changes: Any) -> None:
-    record = json.loads(meta.read_text())
-    record.update(changes)
-    meta.write_text(json.dumps(record))
+def _rewrite(path: Path, **changes: Any) -> None:
+    _replace(path, **changes)
 
 
 WRONG_TYPES: dict[str, dict[str, Any]] = {
@@ -161,10 +180,11 @@ WRONG_TYPES: dict[str, dict[str, Any]] = {
 def test_an_entry_with_wrong_types_is_damaged_and_dropped(tmp_path: Path, change: dict[str, Any]) -> None:
     cache = Cache(tmp_path)
     cache.put(HOST, BODY, IMAGE, THUMB, 64, mime="image/png", size=[64, 64], created=1775090372)
-    (meta,) = entry_files(tmp_path, ".json")
+    (meta,) = entry_files(tmp_path)
     _rewrite(meta, **change)
-    assert cache.get(HOST, BODY, 64) is None
-    assert not meta.exists()  # dropped: the next run fetches and writes it again
+    assert cache.get(HOST, BODY, 64) is None and not cache.has(HOST, BODY)
+    # Not deleted by the reader (another process may just have rewritten it): the next write
+    # replaces it whole.
     cache.put(HOST, BODY, IMAGE, THUMB, 64, mime="image/png", size=[64, 64])
     assert cache.get(HOST, BODY, 64) is not None
 
@@ -173,8 +193,8 @@ def test_an_entry_with_wrong_types_is_damaged_and_dropped(tmp_path: Path, change
 def test_a_record_that_is_not_an_object_is_damaged(tmp_path: Path, record: str) -> None:
     cache = Cache(tmp_path)
     cache.put(HOST, BODY, IMAGE, THUMB, 64)
-    (meta,) = entry_files(tmp_path, ".json")
-    meta.write_text(record)
+    (meta,) = entry_files(tmp_path)
+    _record_text(meta, record)
     assert cache.get(HOST, BODY, 64) is None
 
 
@@ -242,7 +262,7 @@ def test_a_rerun_is_answered_from_the_cache(shell: Any, hub: LocalHub, oxen_env:
     first = magic(shell, hub)
     assert generate_count(hub) == 3
     assert not any(i.cached for i in first)
-    assert len(entry_files(oxen_env, ".json")) == 3
+    assert len(entry_files(oxen_env)) == 3
 
     hub.reset()
     started = time.monotonic()
@@ -288,14 +308,15 @@ def test_a_corrupted_entry_is_fetched_again_then_served(
     shell: Any, hub: LocalHub, oxen_env: Path, damage: str
 ) -> None:
     first = magic(shell, hub, "--model z-image-turbo --seed 1")
-    (data,) = entry_files(oxen_env, ".img")
-    (meta,) = entry_files(oxen_env, ".json")
+    (entry,) = entry_files(oxen_env)
     if damage == "truncate-image":
-        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+        blob = entry.read_bytes()
+        start = blob.index(b"\n", len(MARKER)) + 1  # the image follows the record line
+        entry.write_bytes(blob[: start + _parts(entry)[0]["data_bytes"] // 2])
     elif damage == "garble-meta":
-        meta.write_bytes(b"\x00\xffnot json")
+        entry.write_bytes(b"\x00\xffnot json")
     else:
-        meta.unlink()
+        entry.unlink()
 
     hub.reset()
     r = magic(shell, hub, "--model z-image-turbo --seed 1")
@@ -309,8 +330,8 @@ def test_a_corrupted_entry_is_fetched_again_then_served(
 
 def test_a_corrupted_thumbnail_is_rebuilt_from_the_image(shell: Any, hub: LocalHub, oxen_env: Path) -> None:
     magic(shell, hub, "--model z-image-turbo --seed 1")
-    (thumb,) = entry_files(oxen_env, ".thumb")
-    thumb.write_bytes(thumb.read_bytes()[:20])
+    (entry,) = entry_files(oxen_env)
+    _replace(entry, thumb=(_parts(entry)[2] or b"")[:20])
 
     hub.reset()
     r = magic(shell, hub, "--model z-image-turbo --seed 1")
@@ -333,11 +354,11 @@ def test_a_thumbnail_cached_at_another_size_is_remade(shell: Any, hub: LocalHub)
 def test_a_remade_thumbnail_is_kept_for_the_next_rerun(shell: Any, hub: LocalHub, oxen_env: Path) -> None:
     magic(shell, hub, "--model z-image-turbo --seed 1 --size 200")
     magic(shell, hub, "--model z-image-turbo --seed 1 --size 40")
-    (meta,) = entry_files(oxen_env, ".json")
-    assert json.loads(meta.read_text())["thumb_size"] == 40
-    (thumb,) = entry_files(oxen_env, ".thumb")
+    (entry,) = entry_files(oxen_env)
+    record, _, thumb = _parts(entry)
+    assert record["thumb_size"] == 40
     r = magic(shell, hub, "--model z-image-turbo --seed 1 --size 40")
-    assert r[0].thumb == thumb.read_bytes()
+    assert r[0].thumb == thumb
     assert generate_count(hub) == 1
 
 
@@ -347,14 +368,14 @@ def test_unseeded_requests_are_not_cached(shell: Any, hub: LocalHub, oxen_env: P
     assert generate_count(hub) == 2
     assert all("seed" not in c.body for c in hub.generate_calls() if c.body is not None)
     assert not first[0].cached and not second[0].cached
-    assert entry_files(oxen_env, ".json") == [] and entry_files(oxen_env, ".img") == []
+    assert entry_files(oxen_env) == []
 
 
 def test_the_api_key_is_never_written_to_the_cache(shell: Any, hub: LocalHub, oxen_env: Path) -> None:
     magic(shell, hub, "--model z-image-turbo,flux-2-dev --seed 1,2")
     magic(shell, hub, "--model z-image-turbo --seed 3 --format b64_json --namespace team")
     files = files_under(oxen_env)  # the runs' spool files too: they may go while we read
-    assert len(entry_files(oxen_env, ".img")) == 5
+    assert len(entry_files(oxen_env)) == 5
     assert any("models" in p.parts for p in files)  # the saved descriptions are checked too
     assert hub.api_key is not None
     key = hub.api_key.encode()
@@ -403,7 +424,7 @@ def test_an_entry_with_wrong_types_is_fetched_again_then_served(
     shell: Any, hub: LocalHub, oxen_env: Path, change: dict[str, Any]
 ) -> None:
     first = magic(shell, hub, "--model z-image-turbo --seed 1")
-    (meta,) = entry_files(oxen_env, ".json")
+    (meta,) = entry_files(oxen_env)
     _rewrite(meta, **change)
 
     hub.reset()
@@ -421,10 +442,9 @@ def test_an_entry_whose_image_is_not_an_image_is_fetched_again(
     import hashlib
 
     first = magic(shell, hub, "--model z-image-turbo --seed 1")
-    (meta,) = entry_files(oxen_env, ".json")
-    (data,) = entry_files(oxen_env, ".img")
-    data.write_bytes(b"<html>not the picture</html>")
-    _rewrite(meta, sha256=hashlib.sha256(b"<html>not the picture</html>").hexdigest())  # consistent lie
+    (meta,) = entry_files(oxen_env)
+    lie = b"<html>not the picture</html>"
+    _replace(meta, data=lie, sha256=hashlib.sha256(lie).hexdigest())  # consistent lie
 
     hub.reset()
     r = magic(shell, hub, "--model z-image-turbo --seed 1")
@@ -448,7 +468,7 @@ def test_any_json_in_a_record_reads_as_an_entry_or_as_damaged(changes: dict[str,
     with tempfile.TemporaryDirectory() as folder:
         cache = Cache(folder)
         cache.put(HOST, BODY, IMAGE, THUMB, 64, mime="image/png", size=[64, 64], created=1)
-        (meta,) = entry_files(Path(folder), ".json")
+        (meta,) = entry_files(Path(folder))
         _rewrite(meta, **changes)
         entry = cache.get(HOST, BODY, 64)
         if entry is not None:
@@ -456,3 +476,134 @@ def test_any_json_in_a_record_reads_as_an_entry_or_as_damaged(changes: dict[str,
             assert size is None or (isinstance(size, list) and [int(n) for n in size] == [64, 64])
             assert isinstance(entry.meta.get("mime"), (str, type(None)))
             assert entry.data == IMAGE
+
+
+# -- several processes on one key (two notebooks running the same cell) ----------------------------
+
+#: One process writing its own image under a shared key and reading the key back, over and over:
+#: every read must find a whole entry (its own image or another's), never a mix or nothing.
+HAMMER = r"""
+import io, sys
+from PIL import Image
+from oxen_magic.cache import Cache
+
+folder, who, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+HOST, BODY = "http://127.0.0.1:8765", {"model": "z-image-turbo", "prompt": "a cube", "seed": 3}
+
+
+def png(side, colour):
+    out = io.BytesIO()
+    Image.new("RGB", (side, side), colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+colours = ["red", "green", "blue", "white"]
+mine, thumb = png(40 + who, colours[who]), png(8 + who, colours[who])
+known = {png(40 + n, colours[n]): n for n in range(4)}
+cache = Cache(folder)
+torn = 0
+for _ in range(rounds):
+    cache.put(HOST, BODY, mine, thumb, 64, mime="image/png", size=[40 + who, 40 + who])
+    entry = cache.get(HOST, BODY, 64)
+    if entry is None or entry.data not in known or entry.meta.get("size") != [40 + known[entry.data]] * 2:
+        torn += 1
+print(torn)
+"""
+
+
+def hammer(folder: Path, processes: int, rounds: int) -> list[int]:
+    """Run HAMMER in `processes` processes at once on one key; each one's count of torn reads."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", HAMMER, str(folder), str(n), str(rounds)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(processes)
+    ]
+    counts = []
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        counts.append(int(out.strip()))
+    return counts
+
+
+def test_processes_writing_and_reading_one_key_always_see_a_whole_entry(tmp_path: Path) -> None:
+    """The three-file layout tore here (the record of one write with the image of another, or
+    the record deleted by a reader that saw such a mix): thousands of failed reads, each a paid
+    refetch. One file per entry, renamed into place, cannot tear."""
+    assert hammer(tmp_path / "cache", processes=3, rounds=400) == [0, 0, 0]
+    entry = Cache(tmp_path / "cache").get(HOST, BODY, 64)
+    assert entry is not None and entry.thumb is not None  # whole, thumbnail included
+
+
+#: Another notebook answering the same request: rewrite one key with its own image until told to stop.
+WRITER = r"""
+import io, json, sys
+from pathlib import Path
+from PIL import Image
+from oxen_magic.cache import Cache
+
+folder, host, body = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+who, stop = int(sys.argv[4]), Path(sys.argv[5])
+
+
+def png(side, colour):
+    out = io.BytesIO()
+    Image.new("RGB", (side, side), colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+data, thumb = png(50 + who, ["blue", "green"][who]), png(12, "black")
+cache = Cache(folder)
+while not stop.exists():
+    cache.put(host, body, data, thumb, 256, mime="image/png", size=[50 + who, 50 + who])
+    stop.with_name(f"ready-{who}").touch()
+"""
+
+
+def test_a_damaged_entry_is_billed_once_while_other_processes_rewrite_it(
+    hub: LocalHub, oxen_env: Path, tmp_path: Path
+) -> None:
+    """A damaged entry is fetched (and billed) at most once; while two other processes keep
+    rewriting the same key (other notebooks running the cell), every rerun after that is answered
+    from the cache: a race never makes a sound entry look damaged, so it is never billed again."""
+    import oxen_magic
+
+    grid = oxen_magic.generate(PROMPT, model="z-image-turbo", seed=1)
+    (path,) = entry_files(oxen_env)
+    _, data, _ = _parts(path)
+    _replace(path, data=data[: len(data) // 2])  # damaged on disk
+    assert grid[0].request is not None
+    body = json.dumps(grid[0].request.key_body())
+    stop = tmp_path / "stop"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(oxen_env), hub.url, body, str(n), str(stop)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(2)
+    ]
+    hub.reset()
+    posts = []
+    try:
+        for n in range(2):  # both writers are at it
+            while not (tmp_path / f"ready-{n}").exists():
+                assert writers[n].poll() is None, writers[n].communicate()[1]
+                time.sleep(0.01)
+        for _ in range(25):
+            again = oxen_magic.generate(PROMPT, model="z-image-turbo", seed=1)
+            assert again.done == 1
+            posts.append(generate_count(hub))
+    finally:
+        stop.touch()
+        errors = [w.communicate(timeout=60)[1] for w in writers]
+    assert all(w.returncode == 0 for w in writers), errors
+    assert posts[-1] <= 1, posts  # the damaged entry at most once, never again

@@ -218,7 +218,7 @@ def test_a_whole_session_never_shows_the_key(
 
     files = leaks.add_files(tmp_path)
     assert files > 10 and (saved / "sheet.png").is_file() and list((saved / "cell").glob("*.png"))
-    assert any(p.suffix == ".img" for p in files_under(oxen_env))
+    assert any(p.suffix == ".entry" for p in files_under(oxen_env))
     leaks.check()
 
 

@@ -179,7 +179,7 @@ def test_budget_refuses_before_sending_and_says_what_is_left(shell: Any, hub: Lo
 
 def test_budget_from_the_environment(oxen_env: Path, hub: LocalHub, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OXEN_MAGIC_MAX_SPEND", "0.03")
-    with pytest.raises(UsageProblem, match=r"the \$0\.030 left of this session's \$0\.030 budget"):
+    with pytest.raises(UsageProblem, match=r"the \$0\.030 left of your \$0\.030 budget"):
         oxen_magic.generate(PROMPT, model=DEV, seed="1..2")
     assert hub.generate_calls() == []
     monkeypatch.setenv("OXEN_MAGIC_MAX_SPEND", "lots")
