@@ -20,6 +20,7 @@ from .plan import make_plan, suggest
 from .results import Item, Results
 from .runner import Billed, run
 from .validate import save_folder
+from .window import WindowMemory
 
 #: Notes given once per process (the data: URI caveat), not on every cell.
 _NOTED: set[str] = set()
@@ -187,10 +188,11 @@ def execute(
     on_update: Callable[[Item | None], None] | None = None,
     cancel: threading.Event | None = None,
     on_billed: Billed | None = None,
+    windows: WindowMemory | None = None,
 ) -> Results:
     """Run what the cache cannot answer; save PNGs when asked. Raises only for a missing or bad key
     (once the cache has answered what it can: a fully cached grid needs no key). `on_billed`: see
-    `runner.run` (the session's spend ledger)."""
+    `runner.run` (the session's spend ledger); `windows`: the session's window per host."""
     if spec.dry_run:
         return results
     run(
@@ -202,6 +204,7 @@ def execute(
         on_update=on_update,
         cancel=cancel,
         on_billed=on_billed,
+        windows=windows,
     )
     late = cache.note() if cache is not None else None  # a write that failed during the run
     if late:

@@ -32,7 +32,7 @@ from .spool import Spool
 # The stdlib pool joins its workers at exit: a kernel shut down or restarted after Ctrl-C would
 # wait for requests still in flight. These workers are daemons, so it does not.
 from .threads import DaemonPool as ThreadPoolExecutor
-from .window import Ticket, Window
+from .window import Ticket, Window, WindowMemory
 
 THREAD_PREFIX = "oxen-magic"
 #: `on_billed(item, gateway)`: an image arrived (None) or a gateway answered 502/504 (maybe billed).
@@ -83,12 +83,14 @@ def run(
     on_update: Callable[[Item | None], None] | None = None,
     cancel: threading.Event | None = None,
     on_billed: Billed | None = None,
+    windows: WindowMemory | None = None,
 ) -> Results:
     """Fill `results` in place and return it; raises only when a request is due and the key is
     missing or unusable (after the cache has answered what it can).
 
     `concurrency` caps the requests in flight; 0 lets the window find the server's limit alone
-    (see `window.py`), up to its ceiling."""
+    (see `window.py`), up to its ceiling, starting where the session's last run to this host
+    ended (`windows`, the session's memory; this run's end is written back to it)."""
     cancel = cancel or threading.Event()
     started = time.monotonic()
     spool = Spool(cache.folder / "spool" if cache is not None else None)
@@ -98,6 +100,7 @@ def run(
     pending: set[Future[Item]] = set()
     pool: ThreadPoolExecutor | None = None
     cpu: ThreadPoolExecutor | None = None
+    window: Window | None = None
     try:
         todo: list[Item] = []
         for item in results.items:
@@ -116,7 +119,8 @@ def run(
             # The window bounds the requests in flight (network places), not the threads: a
             # worker gives its place back as soon as the bytes are in, so the next request goes
             # out while this image is decoded and thumbnailed; a refused request waits without one.
-            window = Window(concurrency if concurrency > 0 else None)
+            hint = windows.get(client.base) if windows is not None else None
+            window = Window(concurrency if concurrency > 0 else None, planned=len(todo), hint=hint)
             cpu = ThreadPoolExecutor(max_workers=CPU_SLOTS, thread_name_prefix=THREAD_PREFIX + "-cpu")
             pool = ThreadPoolExecutor(max_workers=2 * window.limit, thread_name_prefix=THREAD_PREFIX)
             job = _Job(client, cache, use_cache, results.size, cancel, window, cpu, frozen, spool)
@@ -146,6 +150,8 @@ def run(
             # Stopped by the user (Ctrl-C, Stop), not by an error such as a missing key, which
             # the caller reports in its own sentence.
             results.interrupted = cancel.is_set() and any(i.status == "cancelled" for i in results.items)
+        if window is not None and windows is not None:
+            windows.put(client.base, window.hint())
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
         if cpu is not None:

@@ -27,6 +27,7 @@ from . import options
 from .cache import Cache
 from .errors import MissingKeyError, UsageProblem
 from .ledger import Ledger, Spend
+from .window import WindowMemory
 
 if TYPE_CHECKING:
     from .client import OxenClient
@@ -97,6 +98,8 @@ class Session:
         self.settings = Settings()
         self.configure(**settings)
         self.ledger = Ledger()
+        #: Where each host's congestion window ended, so the next sweep starts there (window.py).
+        self.windows = WindowMemory()
         self._clients: dict[str, OxenClient] = {}
         self._lock = threading.RLock()
         self._local_hub: Any = None
@@ -240,7 +243,16 @@ class Session:
             self.ledger.charge(item, prices.get(item.request.model), host, gateway)
 
         try:
-            return execute(results, spec, client, cache, on_update=on_update, cancel=cancel, on_billed=billed)
+            return execute(
+                results,
+                spec,
+                client,
+                cache,
+                on_update=on_update,
+                cancel=cancel,
+                on_billed=billed,
+                windows=self.windows,
+            )
         except MissingKeyError as exc:
             raise MissingKeyError(_with_local_hint(str(exc))) from None
 
