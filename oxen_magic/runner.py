@@ -23,9 +23,8 @@ from typing import Any
 from .cache import Cache
 from .client import Generation, OxenClient
 from .errors import Cancelled, NetworkError, OxenError
-from .images import decode_image
 from .inputs import fetch_failure
-from .render import thumbnail
+from .render import thumbnail_of
 from .results import Item, Results
 from .spool import Spool
 
@@ -194,7 +193,7 @@ def _cached(item: Item, host: str, cache: Cache | None, size: int, spool: Spool)
     thumb = entry.thumb
     if thumb is None:  # cached at another --size: make this one once and keep it too
         try:
-            thumb = thumbnail(decode_image(entry.data), size)
+            thumb = thumbnail_of(entry.data, size)
         except OxenError:
             return None
         cache.put_thumb(host, body, entry, thumb, size)
@@ -236,11 +235,10 @@ def _release(key: str) -> None:
 
 
 def _thumbnail(generation: Generation, size: int) -> bytes:
-    """Decode (a corrupt image fails here), thumbnail, and drop the pixels."""
-    try:
-        return thumbnail(generation.image, size)
-    finally:
-        generation.release()
+    """Decode (a corrupt image fails here) at no more than the thumbnail's size, and thumbnail;
+    the full-size pixels are decoded only if asked for later (`Item.image`)."""
+    generation.release()  # pixels decoded by the client (decode=True) are not needed here
+    return thumbnail_of(generation.data, size)
 
 
 class _Job:
