@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import round2  # beside this file: benchmarks/ is on sys.path when run.py runs
+
 #: Pictures the warm-up rendered (4 models x seeds 1..16), so every sweep only waits out latency.
 SMALL_SWEEPS = {4: "--seed 1", 8: "--seed 1..2", 16: "--seed 1..4"}
 LINE_64_AUTO = "{common} --seed 1..16 --out grid"
@@ -64,15 +66,8 @@ def window_rows(
 
     line = LINE_64_AUTO.format(common=bench.COMMON)
     reps = max(1, min(2, repeats))
-    done = step(f"64 images, auto, hub admitting 16 at once, x{reps}")
-    hub.command("slots 16")
-    sixteen = []
-    for _ in range(reps):
-        refused = int(hub.command("refused"))
-        run = bench.run_magic(shell, line, new_cache())
-        sixteen.append((run, int(hub.command("refused")) - refused))
+    sixteen = round2.sixteen_slots(bench, shell, hub, line, new_cache, reps)
     wall16 = statistics.median(r.wall for r, _ in sixteen)
-    done(f"({', '.join(f'{r.wall:.2f} s, {n} x 429' for r, n in sixteen)})")
     rows.append(
         Row(
             "11. 64 images, no option, 16-slot hub vs floor of 4 latencies",
