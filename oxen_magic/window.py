@@ -108,6 +108,8 @@ class Window:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = max(1, cap if cap else ceiling)
+        self.capped = bool(cap)
+        self.start_hint = None if cap else hint
         self.threshold = math.inf  # slow start below it, additive increase above it
         self.refused_at = math.inf  # the window size at the last refusal (+1): probe slowly there
         if cap:
@@ -200,14 +202,25 @@ class Window:
             self._cond.notify_all()
 
     def hint(self) -> Hint | None:
-        """Where this run leaves the window, for the session's next run to the same host: after
-        a refusal (in this run, or the one its hint came from), the level the server carries;
-        else the most requests it carried at once (the window itself opened further on requests
-        that were only accepted, not yet all proven)."""
+        """Where this run leaves the window, for the session's next run to the same host (None:
+        nothing learned, keep the last hint).
+
+        After a refusal in this run: the level the server carries. Otherwise what is known
+        still holds, raised by what this run proved: a run that started from a refused level
+        and met no refusal keeps that level (or the higher one it reached), and an unrefused
+        host keeps the most requests it has carried at once (the window itself opened further
+        on requests that were only accepted). A small sweep never lowers the memory, and a
+        `--concurrency N` run that met no refusal says nothing about the server's limit.
+        """
         with self._cond:
-            if self.refused_at < math.inf:
+            if self.throttles:
                 return Hint(max(1, int(self.size)), refused=True)
-            return Hint(self.peak, refused=False) if self.peak else None
+            if self.capped or not self.peak:
+                return None
+            known = self.start_hint
+            if known is not None and known.refused:
+                return Hint(max(known.size, int(self.size)), refused=True)
+            return Hint(max(self.peak, known.size if known is not None else 0), refused=False)
 
     # -- growth -------------------------------------------------------------------------------
     def _promote(self) -> None:

@@ -195,6 +195,26 @@ def test_the_hint_a_run_leaves() -> None:
     assert memory.get("http://a") is None
 
 
+def test_a_small_or_capped_sweep_never_lowers_what_the_session_knows() -> None:
+    clock = Clock()
+    one = Window(planned=1, hint=Hint(4, refused=True), clock=clock)
+    for ticket in fill(one):
+        one.release(ticket, ok=True)
+    assert one.hint() == Hint(4, refused=True)  # not 2: one image proves nothing about the limit
+    small = Window(planned=4, hint=Hint(24, refused=False), clock=clock)
+    for ticket in fill(small):
+        small.release(ticket, ok=True)
+    assert small.hint() == Hint(24, refused=False)
+    capped = Window(2, hint=Hint(4, refused=True), clock=clock)
+    for ticket in fill(capped):
+        capped.release(ticket, ok=True)
+    assert capped.hint() is None  # the user's --concurrency 2: the memory stays as it was
+    refused = Window(8, clock=clock)
+    sent = fill(refused, clock)
+    refused.refused(sent[-1])
+    assert refused.hint() == Hint(7, refused=True)  # a capped run that was refused does teach
+
+
 def simulate(window: Window, clock: Clock, slots: int, n: int, latency: float = 1.0) -> tuple[int, float]:
     """`n` requests against a server running `slots` at once (429, Retry-After 1 s, above it),
     as the runner drives the window, on the fake clock: (refusals, simulated seconds). The
