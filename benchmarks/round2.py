@@ -55,15 +55,8 @@ def figures(
     wall_fixed = statistics.median(r.wall for r in fixed)
     wall_auto = statistics.median(r.wall for r in auto)
 
-    done = step(f"64 images, auto, hub admitting 16 at once, x{reps}")
-    hub.command("slots 16")
-    sixteen = []
-    for _ in range(reps):
-        refused = int(hub.command("refused"))
-        run = bench.run_magic(shell, line, new_cache())
-        sixteen.append((run, int(hub.command("refused")) - refused))
+    sixteen = sixteen_slots(bench, shell, hub, line, new_cache, reps)
     wall16 = statistics.median(r.wall for r, _ in sixteen)
-    done(f"({', '.join(f'{r.wall:.2f} s, {n} x 429' for r, n in sixteen)})")
 
     done = step("64 images, auto, hub admitting 4 at once")
     hub.command("slots 4")
@@ -143,6 +136,21 @@ def figures(
         )
     )
     return rows
+
+
+def sixteen_slots(
+    bench: Any, shell: Any, hub: Any, line: str, new_cache: Callable[[], Path], reps: int
+) -> list[tuple[Any, int]]:
+    """`reps` cold runs of `line` against the hub admitting 16 at once: (run, 429s) each."""
+    done = bench.step(f"64 images, auto, hub admitting 16 at once, x{reps}")
+    hub.command("slots 16")
+    sixteen = []
+    for _ in range(reps):
+        refused = int(hub.command("refused"))
+        run = bench.run_magic(shell, line, new_cache())
+        sixteen.append((run, int(hub.command("refused")) - refused))
+    done(f"({', '.join(f'{r.wall:.2f} s, {n} x 429' for r, n in sixteen)})")
+    return sixteen
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,10 @@ Figures (see benchmarks/RESULTS.md for a run's table and what was tuned):
 5. notebook bytes per image vs the raw PNG;
 6. `%load_ext oxen_magic` time in a fresh process vs `python -c "import IPython"`;
 7. peak RSS of a 64-image 1024x1024 sweep vs the encoded bytes it keeps;
+8-10. issue 15 (`benchmarks/round2.py`, part `15`);
+11-12. issue 22 (`benchmarks/round3.py`, part `22`): small sweeps with no option vs
+   `--concurrency 16`, slot-limited hubs (a first and a second sweep), and the CPU per image
+   of the thumbnail path (PNG, WebP, JPEG) vs a bare Pillow decode;
 
 room. the local hub serving 30 clients x 4 images (`benchmarks/room.py`): p95 image time vs one
    image alone, and the hub's peak RSS.
@@ -47,6 +51,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # round2.py, beside this file, when run as a script
 import round2  # noqa: E402
+import round3  # noqa: E402
 
 ROOT = HERE.parent
 MB = 1024 * 1024
@@ -179,14 +184,13 @@ def make_shell() -> Any:
 
 
 def fresh_magic(shell: Any) -> None:
-    """Register a new OxenMagic (cold client and connection pool), as a new kernel would have."""
+    """A new session (cold client and connection pool, no window memory, no spend) and a new
+    OxenMagic, as a new kernel would have."""
     import oxen_magic
     from oxen_magic.magic import OxenMagic
+    from oxen_magic.session import reset_session
 
-    old = shell.magics_manager.registry.get("OxenMagic")
-    if isinstance(old, OxenMagic):
-        for client in old._clients.values():
-            client.close()
+    reset_session()
     shell.configurables[:] = [c for c in shell.configurables if not isinstance(c, OxenMagic)]
     oxen_magic.load_ipython_extension(shell)
 
@@ -266,7 +270,8 @@ def pregenerated(fmt: str, count: int = 2) -> list[bytes]:
 
 
 def overhead(images: list[bytes], n: int) -> dict[str, float]:
-    """Per-image ms for what the client does as each image arrives: decode (the runner's check),
+    """Per-image ms for what the client does as each image arrives: decode (the client's header
+    read, then the runner's decode, no larger than the thumbnail needs: `render.thumbnail_of`),
     thumbnail, writing the image to the run's spool, and a redraw of the whole grid (the worst
     case: one redraw per arrival).
 
@@ -295,13 +300,14 @@ def overhead(images: list[bytes], n: int) -> dict[str, float]:
         data = images[index % len(images)]
         w0 = time.perf_counter()
         t0 = clock()
-        image = decode_image(data)
+        header = decode_image(data, load=False).size  # the client's check of what arrived
+        image = decode_image(data, fit=results.size)
         t1 = clock()
         small = thumbnail(image, results.size)
         t2 = clock()
         item._blob = spool.put(data)
         t2s = clock()
-        item.thumb, item.size, item.elapsed = small, image.size, 1.0
+        item.thumb, item.size, item.elapsed = small, header, 1.0
         item.mime, item.status = "image/png", "done"
         del image  # freeing the pixels (the runner's release()) is counted with the decode
         t2b = clock()
@@ -560,10 +566,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["6", "3", "sweeps", "7", "room", "15"],
+        choices=["6", "3", "sweeps", "7", "room", "15", "22"],
         help="run only these parts (repeatable): 6 import, 3 overhead, sweeps (1, 2, 4, 5), 7 memory, "
         "room (the local hub under a class's load), 15 (issue 15: 8 adaptive window, 9 display "
-        "traffic, 10 a thousand images; benchmarks/round2.py)",
+        "traffic, 10 a thousand images; benchmarks/round2.py), 22 (issue 22: 11 the window on small "
+        "sweeps and slot-limited hubs, 12 CPU per image by format; benchmarks/round3.py)",
     )
     parser.add_argument("--child-memory", nargs=3, metavar=("URL", "KEY", "CACHE"), help=argparse.SUPPRESS)
     parser.add_argument("--child-thousand", nargs=3, metavar=("URL", "KEY", "CACHE"), help=argparse.SUPPRESS)
@@ -576,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     latency, repeats = args.latency, max(1, args.repeats)
-    want = set(args.only or ["6", "3", "sweeps", "7", "room", "15"])
+    want = set(args.only or ["6", "3", "sweeps", "7", "room", "15", "22"])
     rows: list[Row] = []
     began = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix="oxen-bench-"))
@@ -672,7 +679,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         done()
 
-    hub = Hub(1024) if want & {"sweeps", "7", "15"} else None
+    if "22" in want:  # 12. CPU per image by format, no network
+        rows.extend(round3.decode_rows(sys.modules[__name__], repeats))
+
+    hub = Hub(1024) if want & {"sweeps", "7", "15", "22"} else None
     try:
         if hub is None:
             raise _Skip
@@ -828,6 +838,10 @@ def main(argv: list[str] | None = None) -> int:
         # -- 8, 9. issue 15: the adaptive window and display traffic (benchmarks/round2.py) ---
         if "15" in want:
             rows.extend(round2.figures(sys.modules[__name__], shell, hub, new_cache, latency, repeats))
+
+        # -- 11. issue 22: the window on small sweeps and slot-limited hubs (round3.py) -------
+        if "22" in want:
+            rows.extend(round3.window_rows(sys.modules[__name__], shell, hub, new_cache, latency, repeats))
 
         # -- 7. peak memory -------------------------------------------------------------------
         if "7" in want:

@@ -4,6 +4,11 @@ The client checks what the API sent, the runner remakes thumbnails from the cach
 decode on demand for `.image`, `.save()` and `.contact_sheet()`: a corrupt or hostile file gives
 a `BadResponseError` sentence in each of them, never a Pillow traceback.
 
+A thumbnail needs no full decode: `fit` decodes a JPEG at the smallest of its DCT scales (1/2,
+1/4, 1/8) that still covers the thumbnail, a quarter to a sixtieth of the work; PNG and WebP have
+no reduced decode in Pillow and decode whole. Full-size pixels are decoded only when asked
+(`Item.image`, `.save()`, `.show()`).
+
 A decompression bomb (a small file claiming a huge pixel count) is refused at the header, before
 any pixels are allocated: Pillow's `DecompressionBombWarning` (which names file paths inside
 Pillow) is caught and turned into the same one-sentence error, so it never reaches the cell.
@@ -24,13 +29,17 @@ from .errors import BadResponseError
 _OPEN_LOCK = threading.Lock()
 
 
-def decode_image(data: bytes, *, load: bool = True) -> Image.Image:
-    """Fully decode `data`, or raise `BadResponseError` (never a Pillow traceback or warning).
+def decode_image(data: bytes, *, load: bool = True, fit: int | None = None) -> Image.Image:
+    """Decode `data`, or raise `BadResponseError` (never a Pillow traceback or warning).
 
     With `load=False` only the header is read (format and size; the pixels decode on first use).
+    With `fit`, the picture may come out smaller, down to what a `fit` px thumbnail needs (JPEG
+    only; every byte of the file is still decoded, so a corrupt one fails here all the same).
     """
     try:
         image = _open(data)
+        if fit:
+            _draft(image, fit)
         if load:
             image.load()
     except Image.DecompressionBombError:
@@ -45,6 +54,18 @@ def decode_image(data: bytes, *, load: bool = True) -> Image.Image:
             f"The image the API returned is {kind} ({len(data)} bytes: {type(exc).__name__})."
         ) from None
     return image
+
+
+def _draft(image: Image.Image, fit: int) -> None:
+    """Ask a JPEG for its cheapest DCT scale that still covers the `fit` px box (a no-op for
+    other formats): each side at least what `Image.thumbnail` will make of it."""
+    if image.format != "JPEG":
+        return
+    width, height = image.size
+    longest = max(width, height)
+    if longest <= fit:
+        return
+    image.draft(None, (max(1, -(-width * fit // longest)), max(1, -(-height * fit // longest))))
 
 
 def _open(data: bytes) -> Image.Image:

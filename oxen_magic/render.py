@@ -19,6 +19,7 @@ from .cells import NO_MATH as NO_MATH
 from .cells import _ratio
 from .cells import esc as esc
 from .contact import contact_sheet as contact_sheet
+from .images import decode_image
 from .modeltable import ModelTable as ModelTable
 
 if TYPE_CHECKING:
@@ -32,10 +33,16 @@ FULL_QUALITY = 90
 ERROR_CHARS = 240
 
 
+def thumbnail_of(data: bytes, size: int) -> bytes:
+    """The thumbnail of encoded image bytes, decoded once and no larger than the thumbnail needs
+    (a JPEG at reduced DCT scale); a corrupt or hostile file raises `BadResponseError`."""
+    return thumbnail(decode_image(data, fit=size), size)
+
+
 def thumbnail(image: Image.Image, size: int) -> bytes:
     """A JPEG at most `size` px wide and high: what the notebook stores for one cell."""
     if image.format == "JPEG":
-        image.draft("RGB", (size, size))  # decode at reduced scale: much cheaper
+        image.draft(None, (size, size))  # not yet loaded: decode at reduced scale, much cheaper
     if image.mode in ("1", "P") or image.mode.startswith("I;"):
         image = image.convert("RGBA")  # reduce() refuses these modes (palette PNGs, GIFs)
     # Box-reduce by the largest whole factor that keeps the fitted size (cheap, and a proper

@@ -24,16 +24,15 @@ from typing import Any
 from .cache import Cache
 from .client import Generation, OxenClient
 from .errors import Cancelled, NetworkError, OxenError
-from .images import decode_image
 from .inputs import fetch_failure
-from .render import thumbnail
+from .render import thumbnail_of
 from .results import Item, Results
 from .spool import Spool
 
 # The stdlib pool joins its workers at exit: a kernel shut down or restarted after Ctrl-C would
 # wait for requests still in flight. These workers are daemons, so it does not.
 from .threads import DaemonPool as ThreadPoolExecutor
-from .window import Ticket, Window
+from .window import Ticket, Window, WindowMemory
 
 THREAD_PREFIX = "oxen-magic"
 #: `on_billed(item, gateway)`: the API answered 200 (None) or a gateway 502/504 (maybe billed);
@@ -87,12 +86,14 @@ def run(
     cancel: threading.Event | None = None,
     on_billed: Billed | None = None,
     on_sent: Sent | None = None,
+    windows: WindowMemory | None = None,
 ) -> Results:
     """Fill `results` in place and return it; raises only when a request is due and the key is
     missing or unusable (after the cache has answered what it can).
 
     `concurrency` caps the requests in flight; 0 lets the window find the server's limit alone
-    (see `window.py`), up to its ceiling."""
+    (see `window.py`), up to its ceiling, starting where the session's last run to this host
+    ended (`windows`, the session's memory; this run's end is written back to it)."""
     cancel = cancel or threading.Event()
     started = time.monotonic()
     spool = Spool(cache.folder / "spool" if cache is not None else None)
@@ -102,6 +103,7 @@ def run(
     pending: set[Future[Item]] = set()
     pool: ThreadPoolExecutor | None = None
     cpu: ThreadPoolExecutor | None = None
+    window: Window | None = None
     try:
         todo: list[Item] = []
         for item in results.items:
@@ -120,7 +122,8 @@ def run(
             # The window bounds the requests in flight (network places), not the threads: a
             # worker gives its place back as soon as the bytes are in, so the next request goes
             # out while this image is decoded and thumbnailed; a refused request waits without one.
-            window = Window(concurrency if concurrency > 0 else None)
+            hint = windows.get(client.base) if windows is not None else None
+            window = Window(concurrency if concurrency > 0 else None, planned=len(todo), hint=hint)
             cpu = ThreadPoolExecutor(max_workers=CPU_SLOTS, thread_name_prefix=THREAD_PREFIX + "-cpu")
             pool = ThreadPoolExecutor(max_workers=2 * window.limit, thread_name_prefix=THREAD_PREFIX)
             job = _Job(client, cache, use_cache, results.size, cancel, window, cpu, frozen, spool)
@@ -150,6 +153,8 @@ def run(
             # Stopped by the user (Ctrl-C, Stop), not by an error such as a missing key, which
             # the caller reports in its own sentence.
             results.interrupted = cancel.is_set() and any(i.status == "cancelled" for i in results.items)
+        if window is not None and windows is not None:
+            windows.put(client.base, window.hint())
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
         if cpu is not None:
@@ -192,7 +197,7 @@ def _cached(item: Item, host: str, cache: Cache | None, size: int, spool: Spool)
     thumb = entry.thumb
     if thumb is None:  # cached at another --size: make this one once and keep it too
         try:
-            thumb = thumbnail(decode_image(entry.data), size)
+            thumb = thumbnail_of(entry.data, size)
         except OxenError:
             return None
         cache.put_thumb(host, body, entry, thumb, size)
@@ -234,11 +239,10 @@ def _release(key: str) -> None:
 
 
 def _thumbnail(generation: Generation, size: int) -> bytes:
-    """Decode (a corrupt image fails here), thumbnail, and drop the pixels."""
-    try:
-        return thumbnail(generation.image, size)
-    finally:
-        generation.release()
+    """Decode (a corrupt image fails here) at no more than the thumbnail's size, and thumbnail;
+    the full-size pixels are decoded only if asked for later (`Item.image`)."""
+    generation.release()  # pixels decoded by the client (decode=True) are not needed here
+    return thumbnail_of(generation.data, size)
 
 
 class _Job:

@@ -30,6 +30,7 @@ from . import options
 from .cache import Cache
 from .errors import MissingKeyError, UsageProblem
 from .ledger import Ledger, Spend
+from .window import WindowMemory
 
 if TYPE_CHECKING:
     from .client import OxenClient
@@ -105,6 +106,8 @@ class Session:
         #: The budget reservation of each prepared run, until the run settles it.
         self._holds: weakref.WeakKeyDictionary[Results, tuple[int, weakref.finalize[Any, Any]]]
         self._holds = weakref.WeakKeyDictionary()
+        #: Where each host's congestion window ended, so the next sweep starts there (window.py).
+        self.windows = WindowMemory()
         self._clients: dict[str, OxenClient] = {}
         self._lock = threading.RLock()
         self._local_hub: Any = None
@@ -274,6 +277,7 @@ class Session:
                 cancel=cancel,
                 on_billed=billed,
                 on_sent=on_sent,
+                windows=self.windows,
             )
         except MissingKeyError as exc:
             raise MissingKeyError(_with_local_hint(str(exc))) from None

@@ -1,8 +1,10 @@
 """How many requests may be in flight: a congestion window, like TCP's, for one run.
 
-Users should not need to know their account's rate limit. The window starts modestly, opens
-while requests are accepted, and closes when the server says it is full (429, or 503), so a run
-settles just under what the server carries:
+Users should not need to know their account's rate limit. The window starts with every request
+the plan has (up to `START`, so a small sweep takes one round trip), opens while requests are
+accepted, and closes when the server says it is full (429, or 503), so a run settles just under
+what the server carries; the session remembers where it settled for each host (`Hint`,
+`WindowMemory`), so the next sweep starts there instead of meeting the same refusals again:
 
 * **Slow start**: every accepted request opens the window by one (it doubles per round trip)
   until the first refusal; after that, **additive increase**: by one per window's worth of
@@ -20,6 +22,10 @@ Places go out in the grid's order (`turn`: a request waits until every earlier o
 place or passed), so a grid fills from its first cell and a failure lands where it was sent.
 The window never exceeds `limit`: `--concurrency N` (a hard cap; the window then starts at N,
 the number the user chose) or the ceiling (`CEILING`, so a real account is not flooded).
+Starting at 16 rather than 4 (issue 22): at 1 s latency 8 images took 1.38 s instead of 1.11 s
+and 16 took 1.99 s, one extra latency for the typical 8-16-image sweep; a server with fewer
+slots refuses the excess at once (a 429 carries no work and bills nothing), and the hint makes
+the second sweep on that host start at the level it carries.
 The refused request itself waits out its Retry-After, then for a place in the smaller window
 (see `runner.py`); the window does not pause the others, which the server is still serving.
 """
@@ -32,8 +38,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-#: Where the window starts when no --concurrency is given, and how far it may open.
-START = 4
+#: The most requests the first burst to a host sends (fewer when the plan has fewer), and how
+#: far the window may open.
+START = 16
 CEILING = 32
 #: Seconds a request must run without being refused to count as accepted.
 ADMITTED_AFTER = 0.25
@@ -41,6 +48,41 @@ ADMITTED_AFTER = 0.25
 PROBE_SLOWDOWN = 8
 #: Seconds between two looks at the clock of a thread waiting for a place.
 TICK = 0.1
+
+
+@dataclass(frozen=True)
+class Hint:
+    """Where a run's window ended on one host, for the next run to start from.
+
+    `refused`: the server refused one more than `size` (the next run probes slowly above it);
+    otherwise `size` is the most requests it has carried at once, with room to spare.
+    """
+
+    size: int
+    refused: bool
+
+
+class WindowMemory:
+    """The hint per host for one session (the session owns it: process state, not a global)."""
+
+    def __init__(self) -> None:
+        self._hints: dict[str, Hint] = {}
+        self._lock = threading.Lock()
+
+    def get(self, host: str) -> Hint | None:
+        with self._lock:
+            return self._hints.get(host)
+
+    def put(self, host: str, hint: Hint | None) -> None:
+        if hint is None:
+            return
+        with self._lock:
+            self._hints[host] = hint
+
+    def forget(self) -> None:
+        """Start every host afresh (a benchmark's cold runs; a server whose limit changed)."""
+        with self._lock:
+            self._hints.clear()
 
 
 @dataclass(eq=False)
@@ -58,15 +100,28 @@ class Window:
         self,
         cap: int | None = None,
         *,
+        planned: int | None = None,
+        hint: Hint | None = None,
         start: int = START,
         ceiling: int = CEILING,
         accepted_after: float = ADMITTED_AFTER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = max(1, cap if cap else ceiling)
-        self.size = float(self.limit if cap else min(start, self.limit))
+        self.capped = bool(cap)
+        self.start_hint = None if cap else hint
         self.threshold = math.inf  # slow start below it, additive increase above it
         self.refused_at = math.inf  # the window size at the last refusal (+1): probe slowly there
+        if cap:
+            first = self.limit  # the number the user chose
+        elif hint is not None and hint.refused:
+            first = hint.size  # where the last run settled: additive increase, slow probes above
+            self.threshold, self.refused_at = float(hint.size), float(hint.size + 1)
+        else:
+            first = max(start, hint.size) if hint is not None else start
+        if not cap and planned is not None:
+            first = min(first, planned)  # no more places than requests: the rest is slow start
+        self.size = float(max(1, min(first, self.limit)))
         self.accepted_after = accepted_after
         self.clock = clock
         self.flight: list[Ticket] = []
@@ -145,6 +200,27 @@ class Window:
                 self.refused_at = float(int(self.size) + 1)
                 self.last_cut = self.clock()
             self._cond.notify_all()
+
+    def hint(self) -> Hint | None:
+        """Where this run leaves the window, for the session's next run to the same host (None:
+        nothing learned, keep the last hint).
+
+        After a refusal in this run: the level the server carries. Otherwise what is known
+        still holds, raised by what this run proved: a run that started from a refused level
+        and met no refusal keeps that level (or the higher one it reached), and an unrefused
+        host keeps the most requests it has carried at once (the window itself opened further
+        on requests that were only accepted). A small sweep never lowers the memory, and a
+        `--concurrency N` run that met no refusal says nothing about the server's limit.
+        """
+        with self._cond:
+            if self.throttles:
+                return Hint(max(1, int(self.size)), refused=True)
+            if self.capped or not self.peak:
+                return None
+            known = self.start_hint
+            if known is not None and known.refused:
+                return Hint(max(known.size, int(self.size)), refused=True)
+            return Hint(max(self.peak, known.size if known is not None else 0), refused=False)
 
     # -- growth -------------------------------------------------------------------------------
     def _promote(self) -> None:

@@ -15,10 +15,12 @@ import pytest
 from PIL import Image
 
 from oxen_magic.catalog import ModelInfo
+from oxen_magic.errors import BadResponseError
+from oxen_magic.images import decode_image
 from oxen_magic.localhub import default_catalogue
 from oxen_magic.options import Spec
 from oxen_magic.plan import make_plan
-from oxen_magic.render import ModelTable, cell_html, contact_sheet, grid_html, thumbnail
+from oxen_magic.render import ModelTable, cell_html, contact_sheet, grid_html, thumbnail, thumbnail_of
 from oxen_magic.results import Item, Results
 
 CATALOGUE = {m["id"]: ModelInfo.from_api(m) for m in default_catalogue()}
@@ -109,6 +111,52 @@ def test_thumbnail_leaves_the_source_untouched() -> None:
     source = picture(300, 200)
     thumbnail(source, 50)
     assert source.size == (300, 200)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "fmt", "size", "decoded"),
+    [
+        (2048, 1024, "JPEG", 256, (256, 128)),  # 1/8 scale: exactly the thumbnail
+        (1024, 1024, "JPEG", 256, (256, 256)),
+        (1024, 576, "JPEG", 256, (256, 144)),
+        (1000, 600, "JPEG", 256, (500, 300)),  # 1/4 would be 250 px: short of 256, so 1/2
+        (200, 100, "JPEG", 256, (200, 100)),  # already small: whole
+        (1024, 1024, "PNG", 256, (1024, 1024)),  # no reduced decode in Pillow: whole
+        (1024, 1024, "WEBP", 256, (1024, 1024)),
+    ],
+)
+def test_a_thumbnail_decodes_a_jpeg_no_larger_than_it_needs(
+    width: int, height: int, fmt: str, size: int, decoded: tuple[int, int]
+) -> None:
+    data = encode(picture(width, height), fmt)
+    assert decode_image(data, fit=size).size == decoded
+    assert decode_image(data).size == (width, height)  # a full decode when one is asked for
+    with (
+        Image.open(io.BytesIO(thumbnail_of(data, size))) as reduced,
+        Image.open(io.BytesIO(thumbnail(decode_image(data), size))) as whole,
+    ):
+        assert max(reduced.size) == max(whole.size) == min(size, max(width, height))
+        assert abs(reduced.height - whole.height) + abs(reduced.width - whole.width) <= 1  # rounding
+        # the same picture: the reduced decode averages the same pixels (JPEG's own scaling)
+        a = reduced.convert("L").tobytes()
+        b = whole.convert("L").resize(reduced.size).tobytes()
+        assert sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(a) < 6
+
+
+def test_a_reduced_decode_keeps_the_bad_image_and_bomb_checks() -> None:
+    jpeg = encode(picture(1024, 1024), "JPEG")
+    with pytest.raises(BadResponseError, match=r"^The image the API returned is truncated or corrupt \("):
+        thumbnail_of(jpeg[: len(jpeg) // 2], 256)
+    with pytest.raises(BadResponseError, match=r"^The image the API returned is not an image \("):
+        thumbnail_of(b"<html>busy</html>", 256)
+    # A JPEG whose frame header claims 60000 x 60000 pixels: refused at the header, whole sentence.
+    sof = jpeg.index(b"\xff\xc0")
+    bomb = jpeg[: sof + 5] + (60000).to_bytes(2, "big") * 2 + jpeg[sof + 9 :]
+    with pytest.raises(BadResponseError) as refused:
+        thumbnail_of(bomb, 256)
+    assert str(refused.value) == (
+        f"The image the API returned claims to be too large to open safely ({len(bomb)} bytes)."
+    )
 
 
 # -- grid HTML -------------------------------------------------------------------------------------
