@@ -9,7 +9,9 @@ Split from `client.py` so the rules about what a server can make us do live in o
 * a POST is resent only when the server certainly did not take it (429, 503, or a connection
   that failed before sending); a GET is safe to repeat after a drop or a timeout;
 * redirects are followed by hand, so the key never reaches another origin and an https API is
-  never downgraded to plain http off loopback.
+  never downgraded to plain http off loopback;
+* certificates are checked against `REQUESTS_CA_BUNDLE`, else `SSL_CERT_FILE`, else the bundled
+  roots (`ca_bundle`): a company network with its own certificate authority sets one of them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import email.utils
 import json
 import math
+import os
 import random
 import tempfile
 import threading
@@ -51,6 +54,30 @@ GET_RETRY = frozenset({429, 502, 503, 504})
 POST_RETRY = frozenset({429, 503})
 MAX_REDIRECTS = 5
 BAD_REDIRECT = "The API redirected to an address that is not a web address."
+#: Where a certificate authority bundle may be named, in the order they are read.
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+
+
+def ca_bundle(env: Mapping[str, str] | None = None) -> str | bool:
+    """What `requests` verifies certificates against: the first of `CA_VARIABLES` that is set,
+    else True (the bundled roots). Read at each call, so a variable set in a running kernel counts.
+
+    `requests` merges `REQUESTS_CA_BUNDLE` itself only when `verify` is left at its default and
+    never reads `SSL_CERT_FILE` (the variable OpenSSL, curl and Python's own `ssl` use), so the
+    choice is made here, explicitly. A named file that is not there is one clear sentence.
+    """
+    env = os.environ if env is None else env
+    for name in CA_VARIABLES:
+        path = env.get(name, "").strip()
+        if not path:
+            continue
+        if not os.path.exists(path):
+            raise OxenError(
+                f"{name} names {path}, which does not exist; point it at your network's certificate "
+                "bundle (a .pem file) or unset it."
+            )
+        return path
+    return True
 
 
 @dataclass
@@ -161,6 +188,8 @@ class Transport:
                 # A GET (models, result files) is safe to repeat; a POST is resent only if it
                 # never reached the server, so a timeout or a dropped answer never bills twice.
                 failure: OxenError = NetworkError(self._network_message(exc, url))
+                if isinstance(exc, requests.exceptions.SSLError):
+                    raise failure from None  # an untrusted certificate stays untrusted
                 if method != "GET" and not _never_sent(exc):
                     raise failure from None
                 if _refused(exc) and attempt > 1:  # nothing listens there: say so after one retry
@@ -213,6 +242,7 @@ class Transport:
                     timeout=(min(connect, left), min(read, left)),
                     allow_redirects=False,
                     stream=True,
+                    verify=ca_bundle(),
                 )
             except requests.exceptions.RequestException:
                 raise
@@ -307,9 +337,15 @@ class Transport:
             or "nodename nor servname" in text
             or ("getaddrinfo" in text or "NameResolution" in text)
         ):
-            return f"Cannot find the host {where} (DNS failed); check OXEN_HOST and your network."
+            named = " and OXEN_HOST" if os.environ.get("OXEN_HOST") else ""
+            return f"Cannot find the host {where} (DNS failed); check your network{named}."
         if "refused" in text.lower():
             return f"Cannot connect to {where} (connection refused); is the server running?"
+        if isinstance(exc, requests.exceptions.SSLError) and "CERTIFICATE_VERIFY_FAILED" in text:
+            return (
+                f"Cannot trust the certificate of {where} (SSL verification failed); on a network with "
+                "its own certificate authority, set REQUESTS_CA_BUNDLE to its bundle (a .pem file)."
+            )
         if isinstance(exc, requests.exceptions.SSLError):
             plain = "http://" + urlsplit(url).netloc
             return f"Cannot talk https to {where} (SSL failed); if it serves plain http, use {plain}."
