@@ -113,11 +113,16 @@ class SessionCache(Cache):
             return True
         return super().has(self._name(host), body)
 
-    def is_placeholder(self, item: Item) -> bool:
-        """Whether a finished item of a local-hub run was drawn by it (not a pack's real image)."""
+    def mark(self, item: Item) -> None:
+        """After a local-hub run: a finished item is a placeholder unless `first` answered it; one
+        that did is named by its request to `first` (its identity as a later cell's input image,
+        so an edit of a pack's image is found in the pack too, whatever port the hub has)."""
         if item.status != "done" or item.request is None:
-            return False
-        return self.key(str(self.first), item.request.key_body()) not in self.answered_first
+            return
+        key = self.key(str(self.first), item.request.key_body())
+        item.placeholder = key not in self.answered_first
+        if not item.placeholder:
+            item.key = key
 
 
 class Session:
@@ -309,7 +314,7 @@ class Session:
 
         def update(item: Item | None) -> None:  # the local hub's pictures say so as they arrive
             if local and item is not None:
-                item.placeholder = cache.is_placeholder(item)
+                cache.mark(item)
             if on_update is not None:
                 on_update(item)
 
@@ -319,7 +324,7 @@ class Session:
             raise MissingKeyError(_with_local_hint(str(exc))) from None
         if local:
             for item in results.items:
-                item.placeholder = cache.is_placeholder(item)
+                cache.mark(item)
         return results
 
     def spend(self) -> Spend:

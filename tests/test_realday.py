@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from typing import Any
 
 import pytest
 from IPython.utils.capture import capture_output
-from realday_support import KEYED, OFFLINE, REAL_URL, StandIn, hosts_seen, stand_in
+from realday_support import CHECKOUT, KEYED, KEYLESS, OFFLINE, REAL_URL, StandIn, hosts_seen, stand_in
 from support import all_text, fast_client, run_cell, shown_html
 
 import oxen_magic
@@ -307,6 +308,27 @@ def test_offline_pack_answers_every_front_end_with_no_request(
     assert len(local.generate_calls()) == 1
 
 
+def test_an_edit_of_a_pack_image_is_answered_by_the_pack(
+    real: StandIn, oxen_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chain (generate, then edit the result) made online comes back whole offline: the pack's
+    image is named by its request to hub.oxen.ai, so the edit's request is found in the pack too."""
+    grid = oxen_magic.generate(PROMPT, model=TURBO, seed=1)
+    edit = {"model": "flux-kontext-dev", "input_image": "best", "seed": 1}
+    made = oxen_magic.generate("paint it blue", variables={"best": grid[0]}, **edit)
+    assert made.done == 1 and _sent(real) == 1 and len(real.hub.edit_calls()) == 1
+    pack = tmp_path / "chain.zip"
+    oxen_magic.export_pack(str(pack))
+    _student_offline(real, tmp_path, pack, monkeypatch)
+    oxen_magic.connect()
+    again = oxen_magic.generate(PROMPT, model=TURBO, seed=1)
+    edited = oxen_magic.generate("paint it blue", variables={"best": again[0]}, **edit)
+    assert edited.done == 1 and edited[0].cached and not edited[0].placeholder
+    assert edited[0].data == made[0].data
+    local = current_session().local_hub
+    assert local is not None and local.generate_calls() == [] and local.edit_calls() == []
+
+
 def test_offline_cli_reads_the_pack(
     real: StandIn, oxen_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -339,3 +361,51 @@ def test_network_lost_mid_session_is_one_sentence_and_bills_nothing_twice(real: 
     assert any("could not reach the server" in n for n in later.notes)
     assert real.hub.billed == 2 and len(real.hub.generate_calls()) == 2  # nothing sent again
     assert current_session().spend().images == 2
+
+
+# -- every notebook under nbval, in (a), (b) and (c) ------------------------------------------------
+def _nbval(real: StandIn, config: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """Every notebook of notebooks/ in one nbval run (one kernel at a time) in `config`."""
+    env = real.env(config, home)
+    env["OXEN_NOTEBOOK_HUB"] = "off"  # notebooks/conftest.py: no hub of its own, no OXEN_HOST
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "notebooks"],
+        cwd=CHECKOUT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+
+
+@pytest.fixture
+def big(tmp_path: Path) -> Iterator[StandIn]:
+    """The stand-in drawing 512 px images, as the notebooks' own hub does."""
+    with stand_in(tmp_path, image_size=512) as running:
+        yield running
+
+
+def _passed(run: subprocess.CompletedProcess[str]) -> None:
+    """nbval passed, having run the notebooks' cells (not an empty collection)."""
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    found = re.search(r"(\d+) passed", run.stdout)
+    assert found is not None and int(found.group(1)) >= 60, run.stdout[-2000:]
+
+
+def test_every_notebook_with_a_key_then_offline_with_its_pack(big: StandIn, tmp_path: Path) -> None:
+    _passed(_nbval(big, KEYED, tmp_path / "instructor"))
+    assert big.hub.generate_calls() and hosts_seen(big.hub) <= {"hub.oxen.ai"}
+    assert all(r.authorization == f"Bearer {big.key}" for r in big.hub.generate_calls())
+    pack = tmp_path / "room.zip"
+    exported = _cli(big, KEYED, tmp_path / "instructor", "pack", "export", str(pack), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    big.hub.reset()
+    imported = _cli(big, OFFLINE, tmp_path / "student", "pack", "import", str(pack), cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    _passed(_nbval(big, OFFLINE, tmp_path / "student"))
+    assert big.hub.requests == []
+
+
+def test_every_notebook_with_no_key_online(big: StandIn, tmp_path: Path) -> None:
+    _passed(_nbval(big, KEYLESS, tmp_path / "student"))
+    assert big.hub.generate_calls() == []
