@@ -79,13 +79,15 @@ def connect(host: str | None = None) -> str:
     `os.environ`: OXEN_HOST and OXEN_API_KEY stay what the user set, so no other code finds a
     local hub's address or key there after a login moved the session on.
     """
-    from .client import DEFAULT_HOST, find_key
+    from .client import find_key
     from .session import LOCAL, current_session
 
     session = current_session()
     if not (host and host.strip().lower() == LOCAL):
-        target = session.base_url(host)
-        if host:
+        # the real API even when an earlier connect() fell back: rerunning a setup cell after a
+        # login() must not call the local hub "the Oxen API", nor leave the session on it
+        target = session.real_api(host)
+        if host or session.settings.host.strip().lower() == LOCAL:
             session.configure(host=target)
         if find_key(target):
             print(f"Cells go to the Oxen API at {target} (your key is used; images are billed).")
@@ -93,7 +95,10 @@ def connect(host: str | None = None) -> str:
     url = session.local_hub_url()
     session.configure(host=LOCAL)
     why = "" if host else "No OXEN_API_KEY found: "
-    real = session.real_host() or DEFAULT_HOST
+    real = session.real_host()
+    if real is None:  # a key is known: the local hub was asked for by name
+        print(f"{why}using the local Oxen hub at {url} (placeholder images, nothing billed).")
+        return url
     print(
         f"{why}using the local Oxen hub at {url}: cached images of {real} (an imported pack) first, "
         f"placeholders for the rest, nothing billed; oxen_magic.login() switches to {real}."

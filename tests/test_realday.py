@@ -409,3 +409,22 @@ def test_every_notebook_with_a_key_then_offline_with_its_pack(big: StandIn, tmp_
 def test_every_notebook_with_no_key_online(big: StandIn, tmp_path: Path) -> None:
     _passed(_nbval(big, KEYLESS, tmp_path / "student"))
     assert big.hub.generate_calls() == []
+
+
+def test_connect_again_says_where_cells_go(
+    real: StandIn, keyless: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A setup cell run twice never calls the local hub "the Oxen API"; after a login it says the
+    real host, and the explicit "local" still means the local hub."""
+    first = oxen_magic.connect()
+    with capture_output() as again:
+        assert oxen_magic.connect() == first
+    assert again.stdout.startswith("No OXEN_API_KEY found: using the local Oxen hub at ")
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="", stream=None: real.key)
+    oxen_magic.login()
+    with capture_output() as after:
+        assert oxen_magic.connect() == REAL_URL
+    assert after.stdout.startswith(f"Cells go to the Oxen API at {REAL_URL}")
+    with capture_output() as local:
+        assert oxen_magic.connect("local") == first
+    assert "using the local Oxen hub" in local.stdout and current_session().where() == first
