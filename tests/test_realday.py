@@ -106,9 +106,11 @@ def _panel(shell: Any, line: str) -> Results:
         panel.close()
 
 
-def _cli(real: StandIn, config: str, home: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _cli(
+    real: StandIn, config: str, home: Path, *args: str, cwd: Path, **env_vars: str
+) -> subprocess.CompletedProcess[str]:
     """`oxen-image` in a child process of `config` (resolver, CA, keys as in the room)."""
-    env = real.env(config, home)
+    env = {**real.env(config, home), **env_vars}
     return subprocess.run(
         [sys.executable, "-m", "oxen_magic", *args],
         cwd=cwd,
@@ -244,6 +246,8 @@ def test_login_after_a_fallback_makes_the_next_cell_real(
     assert "OXEN_HOST" not in os.environ and "OXEN_API_KEY" not in os.environ
     _clean(real, all_text(captured))
     assert oxen_magic.generate(PROMPT, model=TURBO, seed=3).host == REAL_URL
+    result = _panel(shell, f"--model {TURBO} --seed 4 {PROMPT}")
+    assert result.host == REAL_URL and not result[0].placeholder and _sent(real) == 4
 
 
 def test_a_refused_key_after_login_names_login(
@@ -359,8 +363,31 @@ def test_network_lost_mid_session_is_one_sentence_and_bills_nothing_twice(real: 
     assert later[0].cached and later[1].cached and all(i.offline for i in later.items[2:])
     assert later[2].error == "Cannot find the host https://hub.oxen.ai (DNS failed); check your network."
     assert any("could not reach the server" in n for n in later.notes)
+    # generate() and the panel: the same, one sentence per image that could not be reached
+    again = oxen_magic.generate(PROMPT, model=TURBO, seed="2..3")
+    assert [i.status for i in again] == ["done", "failed"] and again[1].offline
+    result = _panel(shell, f"--model {TURBO} --seed 5 {PROMPT}")
+    assert result[0].status == "failed" and result[0].offline and "Traceback" not in result._repr_html_()
     assert real.hub.billed == 2 and len(real.hub.generate_calls()) == 2  # nothing sent again
     assert current_session().spend().images == 2
+
+
+def test_network_lost_cli_keeps_what_the_cache_has(real: StandIn, oxen_env: Path, tmp_path: Path) -> None:
+    home = tmp_path / "child"
+    args = (PROMPT, "-m", TURBO, "-s", "1..2", "--save", "out")
+    assert _cli(real, KEYED, home, *args, cwd=tmp_path).returncode == 0
+    offline = {"OXEN_TEST_RESOLVE": f"hub.oxen.ai:443={OFFLINE}"}  # the same machine, the Wi-Fi gone
+    done = _cli(
+        real, KEYED, home, PROMPT, "-m", TURBO, "-s", "1..3", "--save", "out", cwd=tmp_path, **offline
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and real.key not in done.stdout + done.stderr
+    failed = [line for line in done.stderr.splitlines() if line.startswith("failed: ")]
+    assert failed == [
+        "failed: z-image-turbo seed 3: Cannot find the host https://hub.oxen.ai (DNS failed); "
+        "check your network."
+    ], done.stderr
+    assert real.hub.billed == 2 and len(real.hub.generate_calls()) == 2
 
 
 # -- every notebook under nbval, in (a), (b) and (c) ------------------------------------------------
