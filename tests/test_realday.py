@@ -204,7 +204,7 @@ def test_keyless_falls_back_in_one_line_and_marks_placeholders(
     generated = oxen_magic.generate(PROMPT, model=TURBO, seed=3)
     assert generated.done == 1 and generated[0].placeholder
     result = _panel(shell, f"--model {TURBO} --seed 4 {PROMPT}")
-    assert result.done == 1 and result[0].placeholder
+    assert result.done == 1 and result[0].placeholder and "placeholder" in result._repr_html_()
     local = current_session().local_hub
     assert local is not None and len(local.generate_calls()) == 4 and real.hub.generate_calls() == []
 
@@ -455,3 +455,43 @@ def test_connect_again_says_where_cells_go(
     with capture_output() as local:
         assert oxen_magic.connect("local") == first
     assert "using the local Oxen hub" in local.stdout and current_session().where() == first
+
+
+# -- the test infrastructure itself -----------------------------------------------------------------
+def test_child_processes_reach_only_loopback_and_the_stand_in(real: StandIn, tmp_path: Path) -> None:
+    """In a process the tests start, hub.oxen.ai is the stand-in and nothing else is reachable:
+    no other name is looked up for real and no outside address is connected to."""
+    probe = (
+        "import socket\n"
+        "print(socket.getaddrinfo('hub.oxen.ai', 443)[0][4])\n"
+        "for name in ('oxen-magic-test.example', 'pypi.org'):\n"
+        "    try: socket.getaddrinfo(name, 443); print('resolved', name)\n"
+        "    except socket.gaierror: print('refused', name)\n"
+        "s = socket.socket(); s.settimeout(2)\n"
+        "try: s.connect(('192.0.2.1', 443)); print('connected')\n"
+        "except ConnectionRefusedError: print('refused 192.0.2.1')\n"
+    )
+    env = real.env(KEYED, tmp_path / "child")
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"('127.0.0.1', {real.hub.port})",
+        "refused oxen-magic-test.example",
+        "refused pypi.org",
+        "refused 192.0.2.1",
+    ]
+
+
+def test_no_notebook_reads_os_environ_unguarded() -> None:
+    """`os.environ["X"]` raises KeyError in a configuration that does not set X (issue 19, the
+    workshop's Wi-Fi drill with a key and no OXEN_HOST): notebooks use .get() or set it."""
+    import nbformat
+
+    read = re.compile(r"os\.environ\[[^\]]+\](?!\s*=[^=])")
+    offending = [
+        f"{path.name} {cell.get('id')}"
+        for path in sorted((CHECKOUT / "notebooks").glob("*.ipynb"))
+        for cell in nbformat.read(path, 4).cells
+        if cell.cell_type == "code" and read.search(cell.source)
+    ]
+    assert offending == []
