@@ -34,6 +34,7 @@ import requests
 import requests.adapters
 import urllib3.exceptions
 
+from .certs import ca_bundle
 from .errors import BadResponseError, Cancelled, NetworkError, OxenError, http_error, not_json, too_large
 
 #: (connect, read) seconds. Generation is documented at 5-30 s; queues make it longer.
@@ -54,30 +55,6 @@ GET_RETRY = frozenset({429, 502, 503, 504})
 POST_RETRY = frozenset({429, 503})
 MAX_REDIRECTS = 5
 BAD_REDIRECT = "The API redirected to an address that is not a web address."
-#: Where a certificate authority bundle may be named, in the order they are read.
-CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
-
-
-def ca_bundle(env: Mapping[str, str] | None = None) -> str | bool:
-    """What `requests` verifies certificates against: the first of `CA_VARIABLES` that is set,
-    else True (the bundled roots). Read at each call, so a variable set in a running kernel counts.
-
-    `requests` merges `REQUESTS_CA_BUNDLE` itself only when `verify` is left at its default and
-    never reads `SSL_CERT_FILE` (the variable OpenSSL, curl and Python's own `ssl` use), so the
-    choice is made here, explicitly. A named file that is not there is one clear sentence.
-    """
-    env = os.environ if env is None else env
-    for name in CA_VARIABLES:
-        path = env.get(name, "").strip()
-        if not path:
-            continue
-        if not os.path.exists(path):
-            raise OxenError(
-                f"{name} names {path}, which does not exist; point it at your network's certificate "
-                "bundle (a .pem file) or unset it."
-            )
-        return path
-    return True
 
 
 @dataclass
