@@ -79,12 +79,12 @@ class SessionCache(Cache):
     def _name(self, host: str) -> str:
         return self.names.get(host, host)
 
-    def _first(self, host: str, body: dict[str, Any]) -> str | None:
-        """The real host to read `body` from before the local hub's own entries, if any."""
+    def _first(self, host: str) -> str | None:
+        """The real host to read from before the local hub's own entries, if any."""
         return self.first if self.first is not None and self._name(host) == LOCAL else None
 
     def get(self, host: str, body: dict[str, Any], thumb_size: int) -> Any:
-        first = self._first(host, body)
+        first = self._first(host)
         if first is not None:
             entry = super().get(first, body, thumb_size)
             if entry is not None:
@@ -96,7 +96,7 @@ class SessionCache(Cache):
         super().put(self._name(host), body, *args, **meta)
 
     def put_thumb(self, host: str, body: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-        first = self._first(host, body)
+        first = self._first(host)
         if first is not None and self.key(first, body) in self.answered_first:
             host = first  # the thumbnail of a pack's image goes with that image
         super().put_thumb(self._name(host), body, *args, **kwargs)
@@ -108,7 +108,7 @@ class SessionCache(Cache):
         super().put_model(self._name(host), model_id, obj)
 
     def has(self, host: str, body: dict[str, Any]) -> bool:
-        first = self._first(host, body)
+        first = self._first(host)
         if first is not None and super().has(first, body):
             return True
         return super().has(self._name(host), body)
@@ -119,9 +119,9 @@ class SessionCache(Cache):
         so an edit of a pack's image is found in the pack too, whatever port the hub has)."""
         if item.status != "done" or item.request is None:
             return
-        key = self.key(str(self.first), item.request.key_body())
-        item.placeholder = key not in self.answered_first
-        if not item.placeholder:
+        key = self.key(self.first, item.request.key_body()) if self.first is not None else None
+        item.placeholder = key is None or key not in self.answered_first
+        if key is not None and not item.placeholder:
             item.key = key
 
 
