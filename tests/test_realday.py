@@ -495,3 +495,20 @@ def test_no_notebook_reads_os_environ_unguarded() -> None:
         if cell.cell_type == "code" and read.search(cell.source)
     ]
     assert offending == []
+
+
+def test_the_suite_guard_still_refuses_outside_with_the_stand_in_installed(real: StandIn) -> None:
+    """In the test process the resolver maps hub.oxen.ai and leaves every other name and address
+    to conftest's loopback guard, which still refuses (and records) them."""
+    import socket
+
+    guard = next(
+        m for m in list(sys.modules.values()) if hasattr(m, "_OUTSIDE") and hasattr(m, "_loopback_only")
+    )
+    assert socket.getaddrinfo("hub.oxen.ai", 443)[0][4] == ("127.0.0.1", real.hub.port)
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo("pypi.org", 443)
+    with socket.socket() as outside, pytest.raises(ConnectionRefusedError, match="loopback only"):
+        outside.connect(("192.0.2.1", 443))
+    assert guard._OUTSIDE == ["lookup pypi.org", "connect 192.0.2.1"]
+    guard._OUTSIDE.clear()  # recorded as it must be; this test meant to reach out
