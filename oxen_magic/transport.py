@@ -169,7 +169,7 @@ class Transport:
                     raise failure from None  # an untrusted certificate stays untrusted
                 if method != "GET" and not _never_sent(exc):
                     raise failure from None
-                if _refused(exc) and attempt > 1:  # nothing listens there: say so after one retry
+                if _refused(exc) and attempt > 1:  # nothing there: say so after one retry
                     raise failure from None
                 delay = self._delay(attempt, None)
             except requests.exceptions.RequestException as exc:
@@ -409,8 +409,11 @@ def _never_sent(exc: Exception) -> bool:
 
 
 def _refused(exc: Exception) -> bool:
-    """The host answered that nothing listens on that port (not a flaky network)."""
+    """Nothing listens on that port, or the name does not resolve (no network, a typo): waiting
+    minutes of backoff would not change it, so one retry, then the sentence."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(getattr(reason, "__cause__", None), ConnectionRefusedError) or (
-        isinstance(reason, urllib3.exceptions.NewConnectionError) and "refused" in str(reason).lower()
+    return (
+        isinstance(getattr(reason, "__cause__", None), ConnectionRefusedError)
+        or isinstance(reason, urllib3.exceptions.NameResolutionError)
+        or (isinstance(reason, urllib3.exceptions.NewConnectionError) and "refused" in str(reason).lower())
     )
