@@ -25,7 +25,6 @@ import importlib.util
 import os
 import secrets
 import ssl
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -130,7 +129,3 @@ def stand_in(folder: Path, **knobs: object) -> Iterator[StandIn]:
 def hosts_seen(hub: LocalHub) -> set[str]:
     """The Host headers of every request the stand-in recorded."""
     return {str(r.headers.get("Host", "")) for r in hub.requests}
-
-
-def python() -> str:
-    return sys.executable
