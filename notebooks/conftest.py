@@ -2,6 +2,8 @@
 
 The hub is started when this conftest is imported (before nbval starts any kernel), so every
 kernel inherits OXEN_HOST and OXEN_API_KEY; the cache goes to a temporary folder.
+`OXEN_NOTEBOOK_HUB=off` leaves the environment as it is (tests/test_realday.py runs the notebooks
+in each configuration of the real day, against a stand-in for https://hub.oxen.ai).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ _cache: str | None = None
 
 def pytest_configure(config: pytest.Config) -> None:
     global _hub, _cache
+    if os.environ.get("OXEN_NOTEBOOK_HUB") == "off":
+        return
     _hub = LocalHub(image_size=512).start()
     _cache = tempfile.mkdtemp(prefix="oxen-nb-cache-")
     os.environ["OXEN_HOST"] = _hub.url

@@ -74,49 +74,65 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def connect(host: str | None = None) -> str:
-    """Say which API this session uses; `"local"`, or no key anywhere, starts the local hub.
+    """Say in one line where cells will go; `"local"`, or no key anywhere, starts the local hub.
 
     The local hub draws labelled placeholder images on this machine and bills nothing, so a
-    workshop can rehearse offline; it has its own key, so nothing needs setting. Its results are
-    cached under the name "local", so they are reused after a restart. Returns the base URL in
-    use. (OXEN_HOST and OXEN_API_KEY are also set for the local hub, for code that reads them.)
-    """
-    import os
+    workshop can rehearse offline; it has its own key, kept for this process only. Images this
+    machine's cache holds for the real API (an imported offline pack) still answer first: only
+    what they cannot answer is drawn, and the grid marks those cells "placeholder". Its results
+    are cached under the name "local", so they are reused after a restart. `login()` later
+    switches the session back to the real API.
 
+    Returns the base URL in use (also `current_session().where()`). Nothing is written to
+    `os.environ`: OXEN_HOST and OXEN_API_KEY stay what the user set, so no other code finds a
+    local hub's address or key there after a login moved the session on.
+    """
     from .client import find_key
     from .session import LOCAL, current_session
 
     session = current_session()
     if not (host and host.strip().lower() == LOCAL):
-        target = session.base_url(host)
-        if host:
+        # the real API even when an earlier connect() fell back: rerunning a setup cell after a
+        # login() must not call the local hub "the Oxen API", nor leave the session on it
+        target = session.real_api(host)
+        if host or session.settings.host.strip().lower() == LOCAL:
             session.configure(host=target)
         if find_key(target):
-            print(f"Using the Oxen API at {target}.")
+            print(f"Cells go to the Oxen API at {target} (your key is used; images are billed).")
             return target
     url = session.local_hub_url()
     session.configure(host=LOCAL)
-    os.environ["OXEN_HOST"] = url
-    os.environ["OXEN_API_KEY"] = session.local_hub.api_key
     why = "" if host else "No OXEN_API_KEY found: "
-    print(f"{why}using the local Oxen hub at {url} (placeholder images, nothing billed).")
+    real = session.real_host()
+    if real is None:  # a key is known: the local hub was asked for by name
+        print(f"{why}using the local Oxen hub at {url} (placeholder images, nothing billed).")
+        return url
+    print(
+        f"{why}using the local Oxen hub at {url}: cached images of {real} (an imported pack) first, "
+        f"placeholders for the rest, nothing billed; oxen_magic.login() switches to {real}."
+    )
     return url
 
 
 def login(host: str | None = None) -> None:
-    """Ask for the API key without echoing it; it is kept for this Python process only."""
+    """Ask for the API key without echoing it, keep it for this Python process only, and send the
+    next cells to that API (the session leaves the local hub a `connect()` fell back to).
+
+    The host is the one given, else the API the session would use without the local hub
+    (`%config OxenMagic.host`, else OXEN_HOST, else https://hub.oxen.ai); the prompt names it.
+    """
     import getpass
-    import os
 
-    from .client import DEFAULT_HOST, remember_key
+    from .session import current_session
 
-    target = host or os.environ.get("OXEN_HOST") or DEFAULT_HOST
+    session = current_session()
+    target = session.real_api(host)
     key = getpass.getpass(f"Oxen API key for {target} (from your oxen.ai profile settings): ").strip()
     if not key:
         print("No key entered; nothing changed.")
         return
-    remember_key(target, key)
-    print(f"Key saved for this session ({target}); it is not written anywhere.")
+    session.use_key(target, key)
+    print(f"Key saved for this session only (not written anywhere); cells now go to {target}.")
 
 
 def panel(**defaults: Any) -> Panel:

@@ -112,7 +112,10 @@ def http_error(
     cls: type[OxenError]
     if status in (401, 403):
         cls = AuthError
-        text = f"The API refused the key (HTTP {status}: {detail}); check OXEN_API_KEY."
+        text = (
+            f"The API refused the key (HTTP {status}: {detail}); run oxen_magic.login() to enter it "
+            "again, or check OXEN_API_KEY."
+        )
     elif status == 404:
         cls, text = NotFoundError, detail
     elif status == 429:

@@ -71,6 +71,8 @@ def _caption(item: Item, model: bool = True) -> str:
         bits.append(str(params["aspect_ratio"]))
     if item.elapsed is not None:
         bits.append("cached" if item.cached else f"{item.elapsed:.1f} s")
+    if item.placeholder:
+        bits.append("placeholder")
     return " · ".join(bits)
 
 

@@ -57,11 +57,13 @@ class Item:
     index: int = -1  # position in its Results (`grid[index]`), which is not the seed
     offline: bool = False  # failed for want of a network (the grid then says what to do)
     billed: bool = False  # counted in the session's spend ledger
+    placeholder: bool = False  # drawn by the local hub, not a model's image (its caption says so)
     _uri: tuple[bytes, str] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         what = f"{self.model}, seed {self.seed}" if self.request is not None else "empty cell"
-        return f"<Item at position {self.index}: {what}, {self.status}>"
+        status = f"{self.status}, placeholder" if self.placeholder else self.status
+        return f"<Item at position {self.index}: {what}, {status}>"
 
     def _repr_html_(self) -> str:
         from .render import item_html

@@ -66,22 +66,43 @@ SETTINGS = tuple(f.name for f in dataclasses.fields(Settings))
 
 class SessionCache(Cache):
     """The cache, filing the local hub's results under "local" instead of its (random) port, so
-    a rerun after the hub restarted still answers from the cache."""
+    a rerun after the hub restarted still answers from the cache.
 
-    def __init__(self, folder: str | Path | None, names: Mapping[str, str]) -> None:
+    `first`: a real host whose entries answer before the local hub draws anything (set when the
+    session fell back to the local hub for want of a key): an imported pack's images are used,
+    online or offline, and only what they cannot answer becomes a placeholder. `answered_first`
+    holds the keys (under `first`) that did answer, so the grid can tell real images apart.
+    """
+
+    def __init__(self, folder: str | Path | None, names: Mapping[str, str], first: str | None = None) -> None:
         super().__init__(folder)
         self.names = dict(names)
+        self.first = first
+        self.answered_first: set[str] = set()
 
     def _name(self, host: str) -> str:
         return self.names.get(host, host)
 
+    def _first(self, host: str) -> str | None:
+        """The real host to read from before the local hub's own entries, if any."""
+        return self.first if self.first is not None and self._name(host) == LOCAL else None
+
     def get(self, host: str, body: dict[str, Any], thumb_size: int) -> Any:
+        first = self._first(host)
+        if first is not None:
+            entry = super().get(first, body, thumb_size)
+            if entry is not None:
+                self.answered_first.add(self.key(first, body))
+                return entry
         return super().get(self._name(host), body, thumb_size)
 
     def put(self, host: str, body: dict[str, Any], *args: Any, **meta: Any) -> None:
         super().put(self._name(host), body, *args, **meta)
 
     def put_thumb(self, host: str, body: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        first = self._first(host)
+        if first is not None and self.key(first, body) in self.answered_first:
+            host = first  # the thumbnail of a pack's image goes with that image
         super().put_thumb(self._name(host), body, *args, **kwargs)
 
     def get_model(self, host: str, model_id: str) -> dict[str, Any] | None:
@@ -91,7 +112,21 @@ class SessionCache(Cache):
         super().put_model(self._name(host), model_id, obj)
 
     def has(self, host: str, body: dict[str, Any]) -> bool:
+        first = self._first(host)
+        if first is not None and super().has(first, body):
+            return True
         return super().has(self._name(host), body)
+
+    def mark(self, item: Item) -> None:
+        """After a local-hub run: a finished item is a placeholder unless `first` answered it; one
+        that did is named by its request to `first` (its identity as a later cell's input image,
+        so an edit of a pack's image is found in the pack too, whatever port the hub has)."""
+        if item.status != "done" or item.request is None:
+            return
+        key = self.key(self.first, item.request.key_body()) if self.first is not None else None
+        item.placeholder = key is None or key not in self.answered_first
+        if key is not None and not item.placeholder:
+            item.key = key
 
 
 class Session:
@@ -203,8 +238,44 @@ class Session:
             return self._clients[base]
 
     def cache(self) -> SessionCache:
-        names = {self._local_hub.url: LOCAL} if self._local_hub is not None else {}
-        return SessionCache(self.settings.cache_dir or None, names)
+        if self._local_hub is None:
+            return SessionCache(self.settings.cache_dir or None, {})
+        return SessionCache(self.settings.cache_dir or None, {self._local_hub.url: LOCAL}, self.real_host())
+
+    def real_host(self) -> str | None:
+        """The API a keyless fallback stands in for (OXEN_HOST, else hub.oxen.ai), while no key
+        for it is known: its cached images (an imported pack) answer before the local hub draws."""
+        from .client import DEFAULT_HOST, find_key, normalize_host
+
+        try:
+            real = normalize_host(os.environ.get("OXEN_HOST") or DEFAULT_HOST)
+        except ValueError:
+            return None
+        local = self._local_hub.url if self._local_hub is not None else None
+        return None if real == local or find_key(real) else real
+
+    def real_api(self, host: str | None = None) -> str:
+        """The API a key is for: `host`, else the session's host unless it is the local hub,
+        else OXEN_HOST, else hub.oxen.ai (never the local hub: its key is its own)."""
+        from .client import DEFAULT_HOST
+
+        chosen = host or (self.settings.host if self.settings.host.strip().lower() != LOCAL else "")
+        name = chosen or os.environ.get("OXEN_HOST") or DEFAULT_HOST
+        if name.strip().lower() == LOCAL or (self._local_hub is not None and name == self._local_hub.url):
+            name = DEFAULT_HOST
+        return self.base_url(name)
+
+    def use_key(self, host: str, key: str) -> None:
+        """`login()`: keep `key` for `host` in this process and send the next cells there."""
+        from .client import remember_key
+
+        remember_key(host, key)
+        self.configure(host=host)
+
+    def where(self) -> str:
+        """Where the next cell goes, as a base URL (the local hub's when it is in use); code that
+        needs the API's address asks this instead of reading OXEN_HOST."""
+        return self.base_url()
 
     @property
     def ledger(self) -> Ledger:
@@ -267,13 +338,21 @@ class Session:
             assert item.request is not None
             ledger.charge(item, prices.get(item.request.model), host, gateway, hold)
 
+        local = self._local_hub is not None and client.base == self._local_hub.url
+
+        def update(item: Item | None) -> None:  # the local hub's pictures say so as they arrive
+            if local and item is not None:
+                cache.mark(item)
+            if on_update is not None:
+                on_update(item)
+
         try:
-            return execute(
+            execute(
                 results,
                 spec,
                 client,
                 cache,
-                on_update=on_update,
+                on_update=update,
                 cancel=cancel,
                 on_billed=billed,
                 on_sent=on_sent,
@@ -284,6 +363,10 @@ class Session:
         finally:
             if hold is not None:  # requests still in flight (after Stop) keep their price held
                 ledger.settle(hold, list(sent.values()), prices, client.deadline + 60.0)
+        if local:
+            for item in results.items:
+                cache.mark(item)
+        return results
 
     def spend(self) -> Spend:
         """What this kernel and the user's ledger were billed for, with the budget and what is

@@ -9,7 +9,9 @@ Split from `client.py` so the rules about what a server can make us do live in o
 * a POST is resent only when the server certainly did not take it (429, 503, or a connection
   that failed before sending); a GET is safe to repeat after a drop or a timeout;
 * redirects are followed by hand, so the key never reaches another origin and an https API is
-  never downgraded to plain http off loopback.
+  never downgraded to plain http off loopback;
+* certificates are checked against `REQUESTS_CA_BUNDLE`, else `SSL_CERT_FILE`, else the bundled
+  roots (`ca_bundle`): a company network with its own certificate authority sets one of them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import email.utils
 import json
 import math
+import os
 import random
 import tempfile
 import threading
@@ -31,6 +34,7 @@ import requests
 import requests.adapters
 import urllib3.exceptions
 
+from .certs import ca_bundle
 from .errors import BadResponseError, Cancelled, NetworkError, OxenError, http_error, not_json, too_large
 
 #: (connect, read) seconds. Generation is documented at 5-30 s; queues make it longer.
@@ -166,9 +170,11 @@ class Transport:
                 # A GET (models, result files) is safe to repeat; a POST is resent only if it
                 # never reached the server, so a timeout or a dropped answer never bills twice.
                 failure: OxenError = NetworkError(self._network_message(exc, url))
+                if isinstance(exc, requests.exceptions.SSLError):
+                    raise failure from None  # an untrusted certificate stays untrusted
                 if method != "GET" and not _never_sent(exc):
                     raise failure from None
-                if _refused(exc) and attempt > 1:  # nothing listens there: say so after one retry
+                if _refused(exc) and attempt > 1:  # nothing there: say so after one retry
                     raise failure from None
                 delay = self._delay(attempt, None)
             except requests.exceptions.RequestException as exc:
@@ -218,6 +224,7 @@ class Transport:
                     timeout=(min(connect, left), min(read, left)),
                     allow_redirects=False,
                     stream=True,
+                    verify=ca_bundle(),
                 )
             except requests.exceptions.RequestException:
                 raise
@@ -312,9 +319,15 @@ class Transport:
             or "nodename nor servname" in text
             or ("getaddrinfo" in text or "NameResolution" in text)
         ):
-            return f"Cannot find the host {where} (DNS failed); check OXEN_HOST and your network."
+            named = " and OXEN_HOST" if os.environ.get("OXEN_HOST") else ""
+            return f"Cannot find the host {where} (DNS failed); check your network{named}."
         if "refused" in text.lower():
             return f"Cannot connect to {where} (connection refused); is the server running?"
+        if isinstance(exc, requests.exceptions.SSLError) and "CERTIFICATE_VERIFY_FAILED" in text:
+            return (
+                f"Cannot trust the certificate of {where} (SSL verification failed); on a network with "
+                "its own certificate authority, set REQUESTS_CA_BUNDLE to its bundle (a .pem file)."
+            )
         if isinstance(exc, requests.exceptions.SSLError):
             plain = "http://" + urlsplit(url).netloc
             return f"Cannot talk https to {where} (SSL failed); if it serves plain http, use {plain}."
@@ -401,8 +414,11 @@ def _never_sent(exc: Exception) -> bool:
 
 
 def _refused(exc: Exception) -> bool:
-    """The host answered that nothing listens on that port (not a flaky network)."""
+    """Nothing listens on that port, or the name does not resolve (no network, a typo): waiting
+    minutes of backoff would not change it, so one retry, then the sentence."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(getattr(reason, "__cause__", None), ConnectionRefusedError) or (
-        isinstance(reason, urllib3.exceptions.NewConnectionError) and "refused" in str(reason).lower()
+    return (
+        isinstance(getattr(reason, "__cause__", None), ConnectionRefusedError)
+        or isinstance(reason, urllib3.exceptions.NameResolutionError)
+        or (isinstance(reason, urllib3.exceptions.NewConnectionError) and "refused" in str(reason).lower())
     )

@@ -528,7 +528,10 @@ CASES: list[Case] = [
         "wrong-key-401",
         OUT,
         setup=_env("OXEN_API_KEY", "not-the-right-key"),
-        expect=("The API refused the key (HTTP 401: Unauthenticated); check OXEN_API_KEY.",),
+        expect=(
+            "The API refused the key (HTTP 401: Unauthenticated); run oxen_magic.login() to enter it "
+            "again, or check OXEN_API_KEY.",
+        ),
     ),
     # -- the network ----------------------------------------------------------------------------
     Case(

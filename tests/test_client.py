@@ -887,7 +887,10 @@ def test_wrong_key_is_an_auth_error(hub: TestHub, make_client: Callable[..., Oxe
     with pytest.raises(AuthError) as info:
         client.generate(MODEL, PROMPT, seed=1)
     assert not isinstance(info.value, MissingKeyError)
-    assert str(info.value) == "The API refused the key (HTTP 401: Unauthenticated); check OXEN_API_KEY."
+    assert str(info.value) == (
+        "The API refused the key (HTTP 401: Unauthenticated); run oxen_magic.login() to enter it again, "
+        "or check OXEN_API_KEY."
+    )
     assert len(posts(hub)) == 1
     assert_clean(info.value, client, WRONG_KEY)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import random
+import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -52,6 +53,14 @@ class LocalHub(_GenerateRoutes):
       call result URLs presigned and say nothing of their host; give e.g.
       `http://localhost:<port>` to serve them from this hub under another origin, which must
       never receive the key.
+
+    Standing in for the real host (tests of the default configuration, `tests/realday_support.py`):
+
+    * `tls`: a server-side `ssl.SSLContext`; the listening socket is wrapped with it, so the hub
+      speaks HTTPS (the handshake happens in each connection's thread, not in the accept loop);
+    * `public_url`: the base URL the hub calls itself, e.g. `https://hub.oxen.ai` (its `url` and
+      the result URLs it issues); the name must then resolve to this loopback port in the client,
+      which is the test's business. Default: `http(s)://127.0.0.1:<port>`.
 
     Load (the docs say only that 429 means "Rate limit exceeded" and that Retry-After is not
     documented):
@@ -123,6 +132,8 @@ class LocalHub(_GenerateRoutes):
         max_body_bytes: int = 64 * 1024 * 1024,
         max_input_pixels: int | None = MAX_INPUT_PIXELS,
         allowed_hosts: Iterable[str] = (),
+        tls: ssl.SSLContext | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -166,12 +177,14 @@ class LocalHub(_GenerateRoutes):
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._url: str | None = None
+        self.tls = tls
+        self.public_url = public_url.rstrip("/") if public_url else None
 
     # -- knobs ----------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        """'http://127.0.0.1:<port>', no trailing slash. Valid after start()."""
+        """'http://127.0.0.1:<port>' (or `public_url`), no trailing slash. Valid after start()."""
         if self._url is None:
             raise RuntimeError("LocalHub.url is only known after start()")
         return self._url
@@ -269,12 +282,17 @@ class LocalHub(_GenerateRoutes):
         v6 = ":" in self.host
         server_cls = _V6Server if v6 else _Server
         server = server_cls((self.host, self.port), self)
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         port = server.server_address[1]
         shown = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
         if v6:
             shown = "::1" if self.host == "::" else self.host
             shown = f"[{shown}]"
-        self._url = f"http://{shown}:{port}"
+        scheme = "https" if self.tls is not None else "http"
+        self._url = self.public_url or f"{scheme}://{shown}:{port}"
         self.port = port
         self._server = server
         self._thread = threading.Thread(
