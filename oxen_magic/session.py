@@ -307,7 +307,8 @@ class Session:
             except MissingKeyError as exc:
                 raise MissingKeyError(_with_local_hint(str(exc))) from None
             ledger = self.ledger
-            hold = ledger.check_budget(results, fresh, self.max_spend())
+            # the embedded hub draws placeholders and bills nothing: a rehearsal spends no budget
+            hold = None if self._embedded(client) else ledger.check_budget(results, fresh, self.max_spend())
             if hold is not None:  # settled by `run`, or released when the results are dropped unrun
                 self._holds[results] = (hold, weakref.finalize(results, ledger.release, hold))
         return results, client, cache
@@ -334,11 +335,12 @@ class Session:
         def on_sent(item: Item) -> None:  # a worker thread, just before the POST
             sent[id(item)] = item
 
+        local = self._embedded(client)
+
         def billed(item: Item, gateway: int | None) -> None:  # a worker thread, maybe after Stop
             assert item.request is not None
-            ledger.charge(item, prices.get(item.request.model), host, gateway, hold)
-
-        local = self._local_hub is not None and client.base == self._local_hub.url
+            if not local:  # the embedded hub bills nothing (its prices are the real API's)
+                ledger.charge(item, prices.get(item.request.model), host, gateway, hold)
 
         def update(item: Item | None) -> None:  # the local hub's pictures say so as they arrive
             if local and item is not None:
@@ -367,6 +369,12 @@ class Session:
             for item in results.items:
                 cache.mark(item)
         return results
+
+    def _embedded(self, client: OxenClient) -> bool:
+        """Whether `client` talks to this session's embedded local hub, which bills nothing: its
+        images are never charged nor held against the budget, which is for real money (the
+        user's ledger is shared and durable, so a rehearsal must not use up the workshop's)."""
+        return self._local_hub is not None and client.base == self._local_hub.url
 
     def spend(self) -> Spend:
         """What this kernel and the user's ledger were billed for, with the budget and what is

@@ -300,3 +300,22 @@ def test_a_ledger_folder_that_cannot_be_written_counts_this_kernel_and_says_so(
     assert store.path is None and store.problem is not None
     hold, left, _ = store.reserve("k", 0.01, 0.05)
     assert hold is not None and left == pytest.approx(0.05)
+
+
+# -- the embedded local hub bills nothing, so a rehearsal spends no budget --------------------------
+def test_a_rehearsal_on_the_embedded_hub_spends_none_of_the_budget(
+    oxen_env: Path, hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OXEN_MAGIC_MAX_SPEND", "0.05")
+    reset_session()
+    # $0.10 of images at the real API's prices: more than the budget, but drawn locally
+    rehearsal = oxen_magic.generate(PROMPT, model=DEV, seed="1..4", host="local")
+    assert all(item.status == "done" for item in rehearsal.items)
+    spent = oxen_magic.spend()
+    assert spent.user_images == 0 and spent.user_total == 0 and spent.left == pytest.approx(0.05)
+    # the real API (here the test's hub) still has the whole budget, and still guards it
+    oxen_magic.generate(PROMPT, model=DEV, seed="5..6")
+    assert hub.billed == 2 and oxen_magic.spend().left == pytest.approx(0.0)
+    with pytest.raises(UsageProblem, match="budget"):
+        oxen_magic.generate(PROMPT, model=DEV, seed="7")
+    assert hub.billed == 2
