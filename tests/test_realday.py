@@ -497,13 +497,18 @@ def test_no_notebook_reads_os_environ_unguarded() -> None:
     assert offending == []
 
 
-def test_the_suite_guard_still_refuses_outside_with_the_stand_in_installed(real: StandIn) -> None:
+def test_the_suite_guard_still_refuses_outside_with_the_stand_in_installed(
+    real: StandIn, request: pytest.FixtureRequest
+) -> None:
     """In the test process the resolver maps hub.oxen.ai and leaves every other name and address
     to conftest's loopback guard, which still refuses (and records) them."""
     import socket
 
+    # tests/conftest.py as pytest loaded it (sys.modules["conftest"] may be notebooks/conftest.py)
     guard = next(
-        m for m in list(sys.modules.values()) if hasattr(m, "_OUTSIDE") and hasattr(m, "_loopback_only")
+        m
+        for m in request.config.pluginmanager.get_plugins()
+        if hasattr(m, "_OUTSIDE") and hasattr(m, "_loopback_only")
     )
     assert socket.getaddrinfo("hub.oxen.ai", 443)[0][4] == ("127.0.0.1", real.hub.port)
     with pytest.raises(socket.gaierror):
