@@ -13,6 +13,30 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+#: Schema names that ask for several images in one request (ideogram-v4's `num_images`; `n` as
+#: OpenAI-style APIs name it): the answer's `images` then holds that many, each billed.
+COUNT_NAMES = ("num_images", "n", "num_outputs", "number_of_images", "batch_size")
+
+
+def image_count(schema: dict[str, Any] | None, given: Any) -> tuple[str | None, int]:
+    """(the count's name, how many images one request asks for): the value given, else the
+    schema's default, else 1. With no schema, a `num_images` given counts as asked."""
+    props = properties_of(schema)
+    values = given if isinstance(given, dict) else {}
+    for name in COUNT_NAMES:
+        prop = props.get(name)
+        if isinstance(prop, dict) and prop.get("type", "integer") != "integer":
+            continue  # an `n` that is not a whole number is not a count
+        # With no schema only the documented name counts (an `n` may mean anything there).
+        if prop is None and not (schema is None and name == COUNT_NAMES[0] and name in values):
+            continue
+        value = values.get(name, prop.get("default") if isinstance(prop, dict) else None)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return name, value
+        return name, 1
+    return None, 1
+
+
 #: Parameters the magic sets itself; `--param` may not override them.
 RESERVED = frozenset({"model", "prompt", "response_format", "target_namespace"})
 

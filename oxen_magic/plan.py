@@ -6,6 +6,7 @@ model's `request_schema` happens here, so a wrong value is reported before anyth
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import json
@@ -18,11 +19,14 @@ from .catalog import ModelInfo
 from .errors import UsageProblem
 from .inputs import Group, InputImage, is_list
 from .options import Spec
-from .required import GENERATE_PATH, check_inputs, request_path
+from .required import GENERATE_PATH, check_inputs, count_param, read_timeout, request_path
 from .validate import non_ascii_digits
 
 #: Grid axes in the order they nest; the seed sweep is the column axis whenever it varies.
-AXES = ("model", "input_image", "prompt", "steps", "aspect_ratio", "seed")
+#: `image`: the images one request asks for (`--param num_images=4`), one cell each.
+AXES = ("model", "input_image", "prompt", "steps", "aspect_ratio", "image", "seed")
+#: The key the cache files image k > 0 of one answer under (never sent).
+IMAGE_KEY = "_image"
 
 
 @dataclass(frozen=True)
@@ -40,14 +44,35 @@ class Request:
     inputs: tuple[InputImage, ...] = ()
     input_list: bool = False
     path: str = GENERATE_PATH
+    #: Seconds the answer may take (a slow model: an edit, an upscaler); None: the client's.
+    read_timeout: float | None = None
+    #: How many images the POST behind this cell asks for (`num_images` and the like): every
+    #: one is billed. Cell `image` 0 sends the POST; cells 1..count-1 show its other images.
+    count: int = 1
+    image: int = 0
+
+    @property
+    def billed_images(self) -> int:
+        """Images this cell's POST bills: `count` for the cell that sends it, 0 for the cells
+        that show its other images (so a sum over cells counts each image once). An answer
+        carrying more images than asked bills those too: the runner adds a cell for each."""
+        return self.count if self.image == 0 else 0
+
+    def sender(self) -> Request:
+        """The request whose POST fills this cell (itself for image 0)."""
+        return self if self.image == 0 else dataclasses.replace(self, image=0)
 
     def payload(self) -> dict[str, Any]:
         """The body as sent: `input_image` as URLs (or data: URIs), a list if the schema says so."""
         return self._body([i.url for i in self.inputs])
 
     def key_body(self) -> dict[str, Any]:
-        """The body with each input image replaced by its identity: what the cache keys on."""
-        return self._body([i.identity for i in self.inputs])
+        """The body with each input image replaced by its identity: what the cache keys on
+        (image k > 0 of one answer under `_image: k`, so each image has its own entry)."""
+        body = self._body([i.identity for i in self.inputs])
+        if self.image:
+            body[IMAGE_KEY] = self.image
+        return body
 
     def _body(self, images: list[str]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model}
@@ -142,6 +167,8 @@ def axis_label(axis: str, value: Any, prompts: Sequence[str] = ()) -> str:
         return "default steps" if value is None else f"{value} steps"
     if axis == "aspect_ratio":
         return "default ratio" if value is None else str(value)
+    if axis == "image":
+        return f"image {value + 1}"
     if axis == "input_image":
         return "no input image" if not value else " + ".join(i.label for i in value)
     if axis == "prompt":
@@ -164,9 +191,12 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
         "prompt": spec.prompts,
         "steps": spec.steps,
         "aspect_ratio": spec.aspect_ratios,
+        "image": (0,),
         "seed": spec.seeds,
     }
     extras, notes = _typed_params(spec.params, models, spec.models)
+    counts = {m: count_param(models.get(m), dict(extras[m]))[1] for m in spec.models}
+    values["image"] = tuple(range(max(counts.values(), default=1)))
     for model in spec.models:
         info = models.get(model)
         _check_values(spec, info, model, notes)
@@ -197,6 +227,10 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
                 point.setdefault(axis, values[axis][0])
             info = models.get(point["model"])
             group: Group = point["input_image"] or ()
+            count = counts[point["model"]]
+            if point["image"] >= count:
+                cells.append(Cell(r, c, None, note=f"{point['model']} makes {count} image(s) per request"))
+                continue
             request = Request(
                 model=point["model"],
                 prompt=point["prompt"] if _takes(info, "prompt") else "",
@@ -208,7 +242,10 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
                 namespace=spec.namespace,
                 inputs=group,
                 input_list=bool(group) and is_list(info, len(group)),
-                path=request_path(info) if group else GENERATE_PATH,
+                path=request_path(info, bool(group)),
+                read_timeout=read_timeout(info, point["model"], bool(group)),
+                count=count,
+                image=point["image"],
             )
             key = json.dumps(request.key_body(), sort_keys=True, default=str)
             if key in seen:
@@ -221,8 +258,17 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
                 seen[key] = (r, c)
                 cells.append(Cell(r, c, request))
 
-    priced = [models.get(c.request.model) for c in cells if c.request is not None]
-    known = [m.cost_per_image for m in priced if m is not None and m.cost_per_image is not None]
+    sent = [c.request for c in cells if c.request is not None]
+    if len(sent) > spec.max_images:
+        raise UsageProblem(
+            f"This cell would generate {len(sent)} images (counting every image a request asks for), "
+            f"more than the limit of {spec.max_images}; narrow the sweep, or raise the limit with "
+            f"--max-images {len(sent)} (or %config OxenMagic.max_images = {len(sent)})."
+        )
+    # Price x the images each POST asks for: one cell per image, so each is counted once.
+    billed = [(models.get(r.model), r.billed_images) for r in sent]
+    known = [m.cost_per_image * n for m, n in billed if m is not None and m.cost_per_image is not None]
+    priced = [n for m, n in billed if m is not None and m.cost_per_image is not None]
     groups: list[Group] = [g or () for g in spec.input_images]
     return Plan(
         cells=tuple(cells),
@@ -232,7 +278,7 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
         col_axis=col_axis,
         notes=tuple(notes),
         cost=sum(known) if known else None,
-        unpriced=len(priced) - len(known) if known else 0,
+        unpriced=len(sent) - sum(priced) if known else 0,
         row_inputs=_heads(row_axes, row_values, "input_image" in row_axes),
         col_inputs=tuple(v or () for v in col_values) if col_axis == "input_image" else (),
         fixed_inputs=groups[0] if len(groups) == 1 else (),

@@ -13,6 +13,8 @@ that answered a POST the backend may have billed all the same.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import threading
 import time
@@ -25,6 +27,7 @@ from .client import Generation, OxenClient
 from .errors import Cancelled, NetworkError, OxenError
 from .images import decode_image
 from .inputs import fetch_failure
+from .plan import Request
 from .render import thumbnail
 from .results import Item, Results
 from .spool import Spool
@@ -35,10 +38,9 @@ from .threads import DaemonPool as ThreadPoolExecutor
 from .window import Ticket, Window
 
 THREAD_PREFIX = "oxen-magic"
-#: `on_billed(item, gateway)`: an image arrived (None) or a gateway answered 502/504 (maybe billed).
+#: `on_billed(item, gateway)`: an image arrived (None), or its POST may have been billed with
+#: no image back: a gateway's 502/503/504, or `errors.TIMED_OUT` (sent, never answered).
 Billed = Callable[[Item, int | None], None]
-#: Gateway answers to a POST that may come after the backend made (and billed) the image.
-GATEWAY = (502, 504)
 #: Threads that decode and thumbnail. Arrivals come in bursts (a round of `concurrency` requests
 #: answered together); a few at a time finishes the first image first, instead of all of them
 #: sharing the CPU and appearing together, and few threads touching the big decoded bitmaps keep
@@ -100,14 +102,20 @@ def run(
     cpu: ThreadPoolExecutor | None = None
     try:
         todo: list[Item] = []
+        followers = _followers(results.items)
         for item in results.items:
             if item.request is None or item.status == "done" or cancel.is_set():
                 continue
+            if item.request.image and _group(item.request) in followers:
+                continue  # filled from its sender's answer (or from the cache with it, below)
             entry = _cached(item, client.base, cache, results.size, spool) if use_cache else None
             if entry is None:
                 todo.append(item)
                 continue
             _settle(item, frozen, **entry)
+            for other in followers.get(_group(item.request), ()):
+                got = _cached(other, client.base, cache, results.size, spool)
+                _settle(other, frozen, **(got or {"status": "failed", "error": UNCACHED}))
             results.elapsed = time.monotonic() - started
             if on_update:
                 on_update(item)
@@ -121,6 +129,7 @@ def run(
             pool = ThreadPoolExecutor(max_workers=2 * window.limit, thread_name_prefix=THREAD_PREFIX)
             job = _Job(client, cache, use_cache, results.size, cancel, window, cpu, frozen, spool)
             job.on_billed = on_billed
+            job.followers, job.results = followers, results
             futures = {pool.submit(job.generate, item, turn): item for turn, item in enumerate(todo)}
             pending = set(futures)
         while pending:
@@ -152,6 +161,26 @@ def run(
             cpu.shutdown(wait=False)  # thumbnails of requests already paid for still run
         results.elapsed = time.monotonic() - started
     return results
+
+
+#: A cell whose request's first image came from the cache but not this one (a failed write).
+UNCACHED = "This image is not in the cache although its request's first image is; rerun with --no-cache."
+
+
+def _group(request: Request) -> str:
+    """The POST a cell's image comes from: its sender's body (a Request may hold lists)."""
+    return json.dumps(request.sender().key_body(), sort_keys=True, default=str)
+
+
+def _followers(items: list[Item]) -> dict[str, list[Item]]:
+    """The cells showing images 1.. of a request, by the POST that fills them (`_group`)."""
+    out: dict[str, list[Item]] = {}
+    senders = {_group(i.request) for i in items if i.request is not None and i.request.image == 0}
+    for item in items:
+        request = item.request
+        if request is not None and request.image and _group(request) in senders:
+            out.setdefault(_group(request), []).append(item)
+    return out
 
 
 class _Frozen:
@@ -256,6 +285,8 @@ class _Job:
         self.use_cache = use_cache  # False (--no-cache): always send, but still write the cache
         self.window, self.cpu, self.frozen, self.spool = window, cpu, frozen, spool
         self.on_billed: Billed | None = None
+        self.followers: dict[str, list[Item]] = {}
+        self.results: Results | None = None
 
     def generate(self, item: Item, turn: int) -> Item:
         """One image in a worker thread: (wait for a twin in flight,) send, thumbnail, cache.
@@ -301,11 +332,13 @@ class _Job:
                     decode=False,
                     path=request.path,
                     on_throttle=place.refused,
+                    read_timeout=request.read_timeout,
                 )
             except OxenError as exc:
-                place.give_back(ok=False, refused=exc.status in (429, 503))
-                if exc.status in GATEWAY and self.on_billed is not None:
-                    self.on_billed(item, exc.status)
+                place.give_back(ok=False, refused=exc.status in (429, 503) and not exc.maybe_billed)
+                if exc.maybe_billed and self.on_billed is not None:
+                    for member in [item, *self.followers.get(_group(request), ())]:  # each image asked
+                        self.on_billed(member, exc.billed_marker)
                 raise
             except BaseException:
                 place.give_back(ok=False)
@@ -313,6 +346,7 @@ class _Job:
             place.give_back(ok=True)
             if self.on_billed is not None:  # billed on arrival, even when the grid is frozen
                 self.on_billed(item, None)
+            self._fill_others(item, generation)
             thumb = self._run_in_cpu_pool(_thumbnail, generation, self.size)
         except Cancelled:
             return self._outcome(item, status="cancelled")
@@ -322,6 +356,53 @@ class _Job:
         except Exception as exc:  # a bug must not take the whole grid down with it
             error = self.client.scrub(f"Unexpected error: {type(exc).__name__}: {exc}")
             return self._outcome(item, error=error, status="failed")
+        return self._keep(item, body, generation, thumb)
+
+    def _fill_others(self, item: Item, generation: Generation) -> None:
+        """Images 1.. of the answer into their cells; more than asked get cells of their own
+        (kept, saved and billed: a note says so); fewer than asked fail the cells left."""
+        assert item.request is not None
+        group = self.followers.get(_group(item.request), ())
+        cells = {i.request.image: i for i in group if i.request is not None and i.status == "pending"}
+        others = list(generation.others)
+        for k, other in enumerate(others, start=1):
+            member = cells.pop(k, None)
+            if member is None:  # an image nobody asked for, billed all the same: keep and count it
+                member = self._extra_cell(item, k)
+            if self.on_billed is not None:
+                self.on_billed(member, None)
+            assert member.request is not None
+            try:
+                thumb = self._run_in_cpu_pool(_thumbnail, other, self.size)
+            except OxenError as exc:
+                self._outcome(member, error=str(exc), status="failed")
+                continue
+            self._keep(member, member.request.key_body(), other, thumb)
+        for member in cells.values():
+            asked = item.request.count
+            error = f"The API returned {generation.count} of the {asked} images asked."
+            self._outcome(member, error=error, status="failed")
+
+    def _extra_cell(self, item: Item, image: int) -> Item:
+        """A new item for image `image` of `item`'s answer, past the count asked (left out of
+        the results once the run has returned: the ledger and the cache still get it)."""
+        assert item.request is not None
+        extra = Item(dataclasses.replace(item.request, image=image), item.row, item.col)
+        with self.frozen.lock:
+            if self.frozen.done or self.results is None:
+                return extra
+            extra.index = len(self.results.items)
+            self.results.items.append(extra)
+            note = (
+                f"{item.request.model} returned more images than asked; the extra ones are kept "
+                "at the end of the results (grid[-1], .save() and the exports include them)."
+            )
+            if note not in self.results.notes:
+                self.results.notes.append(note)
+        return extra
+
+    def _keep(self, item: Item, body: dict[str, Any], generation: Generation, thumb: bytes) -> Item:
+        """Cache one arrived image and settle its cell."""
         cacheable = self.cache is not None and self.cache.cacheable(body)
         if self.cache is not None and cacheable:
             self.cache.put(
@@ -350,6 +431,10 @@ class _Job:
 
     def _outcome(self, item: Item, **fields: Any) -> Item:
         _settle(item, self.frozen, **fields)
+        if fields.get("status") in ("failed", "cancelled") and item.request is not None:
+            for member in self.followers.get(_group(item.request), ()) if not item.request.image else ():
+                if member.status == "pending":
+                    _settle(member, self.frozen, **fields)
         return item
 
     def _run_in_cpu_pool(self, fn: Callable[..., bytes], *args: Any) -> bytes:

@@ -32,7 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-concurrent", type=int, default=None, help="admit this many images at once, 429 above"
     )
-    parser.add_argument("--public-files", action="store_true", help="no token for result files")
+    parser.add_argument(
+        "--private-files", action="store_true", help="result files need the token (default: presigned, none)"
+    )
+    parser.add_argument("--public-files", action="store_true", help=argparse.SUPPRESS)  # the default now
     parser.add_argument("--anonymous-reads", action="store_true", help="answer model reads without a token")
     parser.add_argument(
         "--list-schemas", action="store_true", help="include request schemas in the model list"
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         latency=args.latency,
         image_size=args.image_size,
         url_ttl=args.url_ttl,
-        require_auth_for_files=not args.public_files,
+        require_auth_for_files=args.private_files,
         fail_rate=args.fail_rate,
         verbose=args.verbose,
         max_results=args.max_results,
