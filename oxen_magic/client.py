@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from PIL import Image
 
@@ -173,13 +173,17 @@ class OxenClient(Transport):
         return redact(text, self._key, find_key(self.base))
 
     # -- models -------------------------------------------------------------------------------
-    def models(self) -> list[ModelInfo]:
+    def models(self, search: str | None = None, developer: str | None = None) -> list[ModelInfo]:
         """The image-generation models the API lists ("image" in capabilities.output).
 
+        `search` goes to the search route (`/api/ai/models/search?search=...`), `developer` to
+        the list's own `developer_name` filter (on either route): the server narrows the list.
         The list may carry no schemas (`request_schema: null`): `models_detailed` reads them.
         A malformed entry is skipped; it never costs the rest of the list.
         """
-        body = self._model_read("/api/ai/models")
+        query = {k: v for k, v in (("search", search), ("developer_name", developer)) if v}
+        path = "/api/ai/models/search" if search else "/api/ai/models"
+        body = self._model_read(path + ("?" + urlencode(query) if query else ""))
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
             raise BadResponseError("The model list from the API has no 'data' list.")

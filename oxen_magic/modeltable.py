@@ -57,7 +57,7 @@ class ModelTable:
 
         out = []
         for m in self.models:
-            price = f"${m.cost_per_image:.3f}" if m.cost_per_image is not None else "?"
+            price = m.price_text
             params = [
                 f"{name}: {self.describe(prop)}"
                 for name, prop in m.properties.items()
@@ -82,7 +82,7 @@ class ModelTable:
             for a, b, c, d in self.rows()
         )
         return (
-            f'<table class="oxen-models {NO_MATH}"><tr><th>model</th><th>price / image</th>'
+            f'<table class="oxen-models {NO_MATH}"><tr><th>model</th><th>price (per image, or /s)</th>'
             '<th title="--input-image: required, optional (several = reference images) or text only">'
             "input image</th>"
             f'<th style="text-align:left">parameters (allowed, default)</th></tr>{cells}</table>'

@@ -267,8 +267,9 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
         )
     # Price x the images each POST asks for: one cell per image, so each is counted once.
     billed = [(models.get(r.model), r.billed_images) for r in sent]
-    known = [m.cost_per_image * n for m, n in billed if m is not None and m.cost_per_image is not None]
-    priced = [n for m, n in billed if m is not None and m.cost_per_image is not None]
+    known = [m.estimate * n for m, n in billed if m is not None and m.estimate is not None]
+    priced = [n for m, n in billed if m is not None and m.estimate is not None]
+    notes += _timed_notes(models, spec.models)
     groups: list[Group] = [g or () for g in spec.input_images]
     return Plan(
         cells=tuple(cells),
@@ -282,10 +283,28 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
         row_inputs=_heads(row_axes, row_values, "input_image" in row_axes),
         col_inputs=tuple(v or () for v in col_values) if col_axis == "input_image" else (),
         fixed_inputs=groups[0] if len(groups) == 1 else (),
-        prices={
-            m: (info.cost_per_image if (info := models.get(m)) is not None else None) for m in spec.models
-        },
+        prices={m: (info.estimate if (info := models.get(m)) is not None else None) for m in spec.models},
     )
+
+
+def _timed_notes(models: Mapping[str, ModelInfo | None], ids: Sequence[str]) -> list[str]:
+    """What the estimate and the budget make of per-second prices (`pricing.method: time`)."""
+    notes = []
+    for model in ids:
+        info = models.get(model)
+        if info is None or info.cost_per_image is not None or info.cost_per_second is None:
+            continue
+        if info.typical_seconds is not None:
+            notes.append(
+                f"{model} is priced per second ({info.price_text}): estimated at its typical "
+                f"{info.typical_seconds:g} s per image."
+            )
+        else:
+            notes.append(
+                f"{model} is priced per second ({info.price_text}) and its typical duration is "
+                "unknown, so its images are not in the estimate or the budget."
+            )
+    return notes
 
 
 def _heads(axes: Sequence[str], rows: Sequence[tuple[Any, ...]], varies: bool) -> tuple[Group, ...]:
