@@ -2,8 +2,8 @@
 
 The 34 bundled image models (their documented request schemas) with per-image prices, one
 fine-tuned model whose id holds ':' and '/' (priced per second, as fine-tuned models are), and
-two models that make no images, so the client's filtering is testable. `malformed_catalogue()` gives models with wrong-typed fields for the client's
-hardening tests.
+two models that make no images, so the client's filtering is testable. `malformed_catalogue()`
+gives models with wrong-typed fields for the client's hardening tests.
 """
 
 from __future__ import annotations
