@@ -482,7 +482,7 @@ def test_models_lists_only_image_models(hub: TestHub, client: OxenClient) -> Non
 def test_model_detail_with_url_encoded_fine_tuned_id(hub: TestHub, client: OxenClient) -> None:
     info = client.model(FINE_TUNED_ID)
     assert info.id == FINE_TUNED_ID
-    assert info.cost_per_image == 0.03
+    assert info.cost_per_image is None and info.cost_per_second == 0.0012  # priced per second
     assert info.takes("aspect_ratio")
     assert [r.path for r in hub.requests] == ["/api/ai/models/" + quote(FINE_TUNED_ID, safe="")]
     assert "%3A" in hub.requests[0].path and "%2F" in hub.requests[0].path
