@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import UsageProblem
+from .errors import TIMED_OUT, UsageProblem
 
 if TYPE_CHECKING:
     from .results import Item, Results
@@ -93,8 +93,12 @@ class Spend:
         if self.unpriced:
             text += f" + {self.unpriced} of unknown price"
         if self.possibly:
-            codes = "/".join(sorted({str(c.gateway) for c in self.charges if c.gateway is not None}))
-            text += f"; {self.possibly} more may have been billed (gateway error {codes}"
+            seen = {c.gateway for c in self.charges if c.gateway is not None}
+            codes = "/".join(sorted(str(g) for g in seen if g != TIMED_OUT))  # 598: sent, no answer
+            why = " and ".join(
+                ([f"gateway error {codes}"] if codes else []) + (["no answer"] if TIMED_OUT in seen else [])
+            )
+            text += f"; {self.possibly} more may have been billed ({why}"
             text += f", {dollars(self.possible_total)})" if self.possible_total else ")"
         if self.budget:
             text += f" (budget {dollars(self.budget)}, {dollars(max(0.0, self.budget - self.total))} left)"

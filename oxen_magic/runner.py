@@ -387,15 +387,17 @@ class _Job:
         """A new item for image `image` of `item`'s answer, past the count asked (left out of
         the results once the run has returned: the ledger and the cache still get it)."""
         assert item.request is not None
-        extra = Item(dataclasses.replace(item.request, image=image), item.row, item.col)
         with self.frozen.lock:
+            # Past the grid's last column, so no view takes it for the cell of image 1.
+            col = len(self.results.plan.col_labels) + image if self.results is not None else -1
+            extra = Item(dataclasses.replace(item.request, image=image), item.row, col)
             if self.frozen.done or self.results is None:
                 return extra
             extra.index = len(self.results.items)
             self.results.items.append(extra)
             note = (
                 f"{item.request.model} returned more images than asked; the extra ones are kept "
-                "at the end of the results (grid[-1], .save() and the exports include them)."
+                "at the end of the results, off the grid (grid[-1]; .save() and .to_oxen() include them)."
             )
             if note not in self.results.notes:
                 self.results.notes.append(note)

@@ -117,7 +117,7 @@ def test_every_image_of_a_count_is_kept_shown_saved_and_billed(
     html = shown_html(captured)
     assert all(f"image {n}" in html for n in (1, 2, 3)) and html.count("data:image/jpeg;base64,") >= 3
     saved = sorted(p.name for p in (tmp_path / "out").glob("*.png") if p.name != "contact-sheet.png")
-    assert len(saved) == 3
+    assert saved == [f"{IDEOGRAM}_seed-7{tail}.png" for tail in ("", "_image-2", "_image-3")]
     spend = oxen_magic.spend()
     assert spend.images == 3 and spend.total == pytest.approx(3 * IDEOGRAM_PRICE)
     again = cell(shell, f"-m {IDEOGRAM} -s 7 -p num_images=3", out="again")  # seeded: from the cache
@@ -130,6 +130,8 @@ def test_more_images_than_asked_are_kept_and_counted(hub: LocalHub, shell: Any) 
     r = cell(shell, f"-m {IDEOGRAM} -s 3 -p num_images=2")
     assert len(r) == 3 and [i.status for i in r] == ["done"] * 3 and len({i.data for i in r}) == 3
     assert any("more images than asked" in note for note in r.notes)
+    assert r[2].col >= len(r.plan.col_labels)  # off the grid: image 1's cell still shows image 1
+    assert r.contact_sheet() is not None
     assert oxen_magic.spend().images == 3 == hub.billed
 
 
@@ -231,6 +233,7 @@ def test_a_gateways_bare_503_is_not_resent_and_may_have_billed(hub: LocalHub, sh
     assert [c.status for c in hub.generate_calls()] == [503] and hub.billed == 1
     spend = oxen_magic.spend()
     assert (spend.images, spend.possibly) == (0, 1) and spend.charges[0].gateway == 503
+    assert "1 more may have been billed (gateway error 503, $0.002)" in spend.summary()
 
 
 @pytest.mark.parametrize(
@@ -253,6 +256,7 @@ def test_a_read_timeout_after_sending_is_recorded_as_possibly_billed(hub: LocalH
     assert "may have been made and billed" in (r[0].error or "")
     spend = oxen_magic.spend()
     assert (spend.images, spend.possibly) == (0, 1) and spend.charges[0].gateway == TIMED_OUT
+    assert "1 more may have been billed (no answer, $0.002)" in spend.summary()
 
 
 def test_slow_requests_get_a_longer_read_timeout(hub: LocalHub, shell: Any, picture: Path) -> None:
