@@ -16,9 +16,10 @@ The package is split by job:
 * `storage.py` — result files with expiry and caps; `faults.py` — failure injection;
 * `replies.py` — reply and error shapes; `server.py` — HTTP plumbing; `cli.py` — the command line.
 
-Failure injection for tests: `fail_next` (429 with Retry-After, or a proxy's 5xx HTML page),
-`fail_rate` (random transient 503s from a seeded RNG), `garbage` (answers a client cannot use) and
-`expire_urls`. Every request is recorded in `requests`.
+Failure injection for tests: `fail_next` (429 with Retry-After, the API's JSON 503, a proxy's
+5xx HTML page, `gateway=True` for a bare 503), `fail_rate` (random transient 503s from a seeded
+RNG), `garbage` (answers a client cannot use), `expire_urls`, `latency` (a slow answer),
+`extra_images` and `input_route` (see `LocalHub`). Every request is recorded in `requests`.
 
 Run it by hand with `python -m oxen_magic.localhub --port 8765 --latency 0.5 --key KEY`.
 """

@@ -42,6 +42,8 @@ def kind_of(info: ModelInfo) -> str:
 def label(info: ModelInfo) -> str:
     """`flux-2-dev · $0.025 per image` (or `price unknown`): what the list shows."""
     price = f"${info.cost_per_image:.3f} per image" if info.cost_per_image is not None else "price unknown"
+    if info.cost_per_image is None and info.cost_per_second is not None:
+        price = info.price_text  # `$0.0012/s`: a fine-tuned model, priced by time
     return f"{info.id} · {price}"
 
 
