@@ -135,6 +135,36 @@ def test_more_images_than_asked_are_kept_and_counted(hub: LocalHub, shell: Any) 
     assert oxen_magic.spend().images == 3 == hub.billed
 
 
+def test_fewer_images_than_asked_fail_only_the_cells_left(hub: LocalHub, shell: Any) -> None:
+    hub.extra_images = -2
+    r = cell(shell, f"-m {IDEOGRAM} -s 3 -p num_images=3 --format b64_json")
+    assert [i.status for i in r] == ["done", "failed", "failed"]
+    assert r[1].error == "The API returned 1 of the 3 images asked."
+    assert oxen_magic.spend().images == 1 == hub.billed  # what arrived is what is counted
+
+
+def test_a_refused_request_fails_every_cell_of_its_count(hub: LocalHub, shell: Any) -> None:
+    hub.fail_next(1, 400)
+    r = cell(shell, f"-m {IDEOGRAM} -s 3 -p num_images=2")
+    assert [i.status for i in r] == ["failed", "failed"] and r[0].error == r[1].error
+    assert oxen_magic.spend().charges == () and len(hub.generate_calls()) == 1
+
+
+def test_every_image_of_a_b64_json_answer_is_kept(hub: LocalHub) -> None:
+    client = OxenClient(hub.url, hub.api_key)
+    got = client.generate(IDEOGRAM, PROMPT, seed=1, num_images=3, response_format="b64_json")
+    assert got.count == 3 and len({got.data, *(o.data for o in got.others)}) == 3
+    assert got.url is None and all(o.size == got.size for o in got.others)
+
+
+def test_a_count_on_a_model_of_unknown_schema_is_counted() -> None:
+    plan = make_plan(
+        build_spec("-m oxen:me/tuned -s 1 -p num_images=2 -p n=5", PROMPT), {"oxen:me/tuned": None}
+    )
+    assert [r.image for r in plan.requests] == [0, 1] and plan.requests[0].count == 2
+    assert plan.requests[0].payload()["n"] == 5  # `n` is only a count where a schema says so
+
+
 def test_a_comparison_with_a_count_leaves_the_other_model_one_image(hub: LocalHub, shell: Any) -> None:
     r = cell(shell, f"-m {IDEOGRAM},z-image-turbo -s 1 -p num_images=2")
     assert len(hub.generate_calls()) == 2  # one POST per model

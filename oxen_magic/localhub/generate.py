@@ -88,7 +88,8 @@ class _GenerateRoutes(_ModelRoutes):
     drip: float | None
     max_concurrent: int | None
     retry_after: float | str | None
-    #: Images answered beyond those asked (a server that returns more than the count).
+    #: Images answered beyond those asked (a server that returns more than the count), or
+    #: fewer when negative (never fewer than one).
     extra_images: int = 0
     rejected: int
     in_flight: int
@@ -191,7 +192,7 @@ class _GenerateRoutes(_ModelRoutes):
         garbage = self.garbage
         spec = replace(spec, fmt="png") if garbage is not None else spec
         # A schema with a count (`num_images`): that many images, each billed (`oxen-api.md`).
-        count = image_count(schema, body)[1] + max(0, self.extra_images)
+        count = max(1, image_count(schema, body)[1] + self.extra_images)
         data = self._image(spec, inputs)
         more = [self._image(_nth(spec, k), inputs) for k in range(1, count)]
         del inputs  # an input's bytes are not kept while sleeping out the latency

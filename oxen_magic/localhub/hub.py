@@ -51,7 +51,8 @@ class LocalHub(_GenerateRoutes):
       (the default: `/images/edit`, and `/images/generate` for a model whose schema takes it);
       "generate" (the docs' other reading: `/images/edit` is not served, `missing_route_status`);
       "edit" (`/images/generate` answers `missing_route_status` to a request with an input).
-    * `extra_images` (set on the hub): answer this many images more than asked.
+    * `extra_images` (set on the hub): answer this many images more than asked (negative:
+      fewer, at least one).
     * `result_origin`: the origin result URLs are issued on (default: the hub's own). The docs
       call result URLs presigned and say nothing of their host; give e.g.
       `http://localhost:<port>` to serve them from this hub under another origin, which must
