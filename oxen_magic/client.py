@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -30,6 +29,7 @@ from .errors import (
     redact,
     too_large,
 )
+from .generation import _MIMES, Generation
 from .images import decode_image
 from .keys import BAD_KEY_HELP, DEFAULT_HOST, NO_KEY_HELP, _env_netloc, find_key, normalize_host, remember_key
 from .threads import DaemonPool
@@ -53,44 +53,6 @@ EDIT_PATH = "/api/ai/images/edit"
 OTHER_ROUTE = {GENERATE_PATH: EDIT_PATH, EDIT_PATH: GENERATE_PATH}
 #: `OXEN_MAGIC_READ_TIMEOUT`: seconds every generate call may wait for its answer at least.
 READ_TIMEOUT_ENV = "OXEN_MAGIC_READ_TIMEOUT"
-
-
-@dataclass(eq=False)
-class Generation:
-    """One generated image: the bytes as sent, decoded once to prove they are an image."""
-
-    data: bytes = field(repr=False)
-    request: dict[str, Any]
-    created: int | None
-    elapsed: float
-    mime: str
-    size: tuple[int, int]
-    #: The result URL the API returned, made absolute (None for b64_json): a later request
-    #: can pass it on as an input image.
-    url: str | None = None
-    _image: Image.Image | None = field(default=None, repr=False)
-    #: The answer's other images (a count such as `num_images` asks for several, each billed):
-    #: this one is `images[0]`, these `images[1:]`, in the API's order.
-    others: tuple[Generation, ...] = field(default=(), repr=False)
-
-    @property
-    def count(self) -> int:
-        """How many images the answer carried (this one and its others)."""
-        return 1 + len(self.others)
-
-    @property
-    def image(self) -> Image.Image:
-        """The full-resolution picture (decoded on demand; `release()` drops it)."""
-        if self._image is None:
-            self._image = decode_image(self.data)
-        return self._image
-
-    def release(self) -> None:
-        """Forget the decoded pixels; the encoded bytes stay."""
-        self._image = None
-
-
-_MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
 
 class OxenClient(Transport):

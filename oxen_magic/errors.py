@@ -137,6 +137,21 @@ def gateway_sentence(status: int, detail: str) -> str:
     )
 
 
+def sent_sentence(where: str, read_timeout: float | None) -> str:
+    """A POST sent and never answered (`read_timeout` seconds passed, or None: the connection
+    dropped): the backend may have made and billed the image."""
+    if read_timeout is not None:
+        return (
+            f"{where} did not answer in time ({read_timeout:g} s) after the request was sent, so "
+            "the image may have been made and billed; it was not resent, and a rerun asks again "
+            "(a slow model may need a longer read timeout: see OXEN_MAGIC_READ_TIMEOUT)."
+        )
+    return (
+        f"Lost the connection to {where} after the request was sent, so the image may have been "
+        "made and billed; it was not resent, and a rerun asks again."
+    )
+
+
 def http_error(
     status: int, content_type: str, body: bytes, *, attempts: int, method: str, asked: float | None
 ) -> tuple[type[OxenError], str]:

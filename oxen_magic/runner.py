@@ -13,8 +13,6 @@ that answered a POST the backend may have billed all the same.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import threading
 import time
@@ -27,9 +25,9 @@ from .client import Generation, OxenClient
 from .errors import Cancelled, NetworkError, OxenError
 from .images import decode_image
 from .inputs import fetch_failure
-from .plan import Request
 from .render import thumbnail
 from .results import Item, Results
+from .several import UNCACHED, Several, followers, group
 from .spool import Spool
 
 # The stdlib pool joins its workers at exit: a kernel shut down or restarted after Ctrl-C would
@@ -102,18 +100,18 @@ def run(
     cpu: ThreadPoolExecutor | None = None
     try:
         todo: list[Item] = []
-        followers = _followers(results.items)
+        members = followers(results.items)
         for item in results.items:
             if item.request is None or item.status == "done" or cancel.is_set():
                 continue
-            if item.request.image and _group(item.request) in followers:
+            if item.request.image and group(item.request) in members:
                 continue  # filled from its sender's answer (or from the cache with it, below)
             entry = _cached(item, client.base, cache, results.size, spool) if use_cache else None
             if entry is None:
                 todo.append(item)
                 continue
             _settle(item, frozen, **entry)
-            for other in followers.get(_group(item.request), ()):
+            for other in members.get(group(item.request), ()):
                 got = _cached(other, client.base, cache, results.size, spool)
                 _settle(other, frozen, **(got or {"status": "failed", "error": UNCACHED}))
             results.elapsed = time.monotonic() - started
@@ -129,7 +127,7 @@ def run(
             pool = ThreadPoolExecutor(max_workers=2 * window.limit, thread_name_prefix=THREAD_PREFIX)
             job = _Job(client, cache, use_cache, results.size, cancel, window, cpu, frozen, spool)
             job.on_billed = on_billed
-            job.followers, job.results = followers, results
+            job.followers, job.results = members, results
             futures = {pool.submit(job.generate, item, turn): item for turn, item in enumerate(todo)}
             pending = set(futures)
         while pending:
@@ -161,26 +159,6 @@ def run(
             cpu.shutdown(wait=False)  # thumbnails of requests already paid for still run
         results.elapsed = time.monotonic() - started
     return results
-
-
-#: A cell whose request's first image came from the cache but not this one (a failed write).
-UNCACHED = "This image is not in the cache although its request's first image is; rerun with --no-cache."
-
-
-def _group(request: Request) -> str:
-    """The POST a cell's image comes from: its sender's body (a Request may hold lists)."""
-    return json.dumps(request.sender().key_body(), sort_keys=True, default=str)
-
-
-def _followers(items: list[Item]) -> dict[str, list[Item]]:
-    """The cells showing images 1.. of a request, by the POST that fills them (`_group`)."""
-    out: dict[str, list[Item]] = {}
-    senders = {_group(i.request) for i in items if i.request is not None and i.request.image == 0}
-    for item in items:
-        request = item.request
-        if request is not None and request.image and _group(request) in senders:
-            out.setdefault(_group(request), []).append(item)
-    return out
 
 
 class _Frozen:
@@ -266,7 +244,7 @@ def _thumbnail(generation: Generation, size: int) -> bytes:
         generation.release()
 
 
-class _Job:
+class _Job(Several):
     """What every worker of one run shares."""
 
     def __init__(
@@ -285,6 +263,7 @@ class _Job:
         self.use_cache = use_cache  # False (--no-cache): always send, but still write the cache
         self.window, self.cpu, self.frozen, self.spool = window, cpu, frozen, spool
         self.on_billed: Billed | None = None
+        self._thumb = _thumbnail
         self.followers: dict[str, list[Item]] = {}
         self.results: Results | None = None
 
@@ -337,7 +316,7 @@ class _Job:
             except OxenError as exc:
                 place.give_back(ok=False, refused=exc.status in (429, 503) and not exc.maybe_billed)
                 if exc.maybe_billed and self.on_billed is not None:
-                    for member in [item, *self.followers.get(_group(request), ())]:  # each image asked
+                    for member in [item, *self.followers.get(group(request), ())]:  # each image asked
                         self.on_billed(member, exc.billed_marker)
                 raise
             except BaseException:
@@ -357,51 +336,6 @@ class _Job:
             error = self.client.scrub(f"Unexpected error: {type(exc).__name__}: {exc}")
             return self._outcome(item, error=error, status="failed")
         return self._keep(item, body, generation, thumb)
-
-    def _fill_others(self, item: Item, generation: Generation) -> None:
-        """Images 1.. of the answer into their cells; more than asked get cells of their own
-        (kept, saved and billed: a note says so); fewer than asked fail the cells left."""
-        assert item.request is not None
-        group = self.followers.get(_group(item.request), ())
-        cells = {i.request.image: i for i in group if i.request is not None and i.status == "pending"}
-        others = list(generation.others)
-        for k, other in enumerate(others, start=1):
-            member = cells.pop(k, None)
-            if member is None:  # an image nobody asked for, billed all the same: keep and count it
-                member = self._extra_cell(item, k)
-            if self.on_billed is not None:
-                self.on_billed(member, None)
-            assert member.request is not None
-            try:
-                thumb = self._run_in_cpu_pool(_thumbnail, other, self.size)
-            except OxenError as exc:
-                self._outcome(member, error=str(exc), status="failed")
-                continue
-            self._keep(member, member.request.key_body(), other, thumb)
-        for member in cells.values():
-            asked = item.request.count
-            error = f"The API returned {generation.count} of the {asked} images asked."
-            self._outcome(member, error=error, status="failed")
-
-    def _extra_cell(self, item: Item, image: int) -> Item:
-        """A new item for image `image` of `item`'s answer, past the count asked (left out of
-        the results once the run has returned: the ledger and the cache still get it)."""
-        assert item.request is not None
-        with self.frozen.lock:
-            # Past the grid's last column, so no view takes it for the cell of image 1.
-            col = len(self.results.plan.col_labels) + image if self.results is not None else -1
-            extra = Item(dataclasses.replace(item.request, image=image), item.row, col)
-            if self.frozen.done or self.results is None:
-                return extra
-            extra.index = len(self.results.items)
-            self.results.items.append(extra)
-            note = (
-                f"{item.request.model} returned more images than asked; the extra ones are kept "
-                "at the end of the results, off the grid (grid[-1]; .save() and .to_oxen() include them)."
-            )
-            if note not in self.results.notes:
-                self.results.notes.append(note)
-        return extra
 
     def _keep(self, item: Item, body: dict[str, Any], generation: Generation, thumb: bytes) -> Item:
         """Cache one arrived image and settle its cell."""
@@ -434,7 +368,7 @@ class _Job:
     def _outcome(self, item: Item, **fields: Any) -> Item:
         _settle(item, self.frozen, **fields)
         if fields.get("status") in ("failed", "cancelled") and item.request is not None:
-            for member in self.followers.get(_group(item.request), ()) if not item.request.image else ():
+            for member in self.followers.get(group(item.request), ()) if not item.request.image else ():
                 if member.status == "pending":
                     _settle(member, self.frozen, **fields)
         return item

@@ -46,6 +46,7 @@ from .errors import (
     gateway_sentence,
     http_error,
     not_json,
+    sent_sentence,
     too_large,
 )
 
@@ -347,18 +348,11 @@ class Transport:
 
     def _sent_message(self, exc: Exception, url: str, read_timeout: float) -> str:
         """A POST that was sent but never answered: it may have been billed."""
-        where = _where(url)
         timed_out = isinstance(exc, _Dropped) and exc.timed_out
-        if timed_out or isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
-            return (
-                f"{where} did not answer in time ({read_timeout:g} s) after the request was sent, so "
-                "the image may have been made and billed; it was not resent, and a rerun asks again "
-                "(a slow model may need a longer read timeout: see OXEN_MAGIC_READ_TIMEOUT)."
-            )
-        return (
-            f"Lost the connection to {where} after the request was sent, so the image may have been "
-            "made and billed; it was not resent, and a rerun asks again."
+        timed_out = (
+            timed_out or isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower()
         )
+        return sent_sentence(_where(url), read_timeout if timed_out else None)
 
     def _network_message(self, exc: Exception, url: str) -> str:
         text = str(exc)
