@@ -70,8 +70,9 @@ class ModelTable:
     def __repr__(self) -> str:
         rows = self.rows()
         width = max((len(r[0]) for r in rows), default=5)
-        lines = [f"{'model':<{width}}  {'price':>7}  {'input image':<19}  parameters"]
-        lines += [f"{a:<{width}}  {b:>7}  {c:<19}  {d}" for a, b, c, d in rows]
+        price = max((len(r[1]) for r in rows), default=5)  # `$0.0012/s` is wider than `$0.025`
+        lines = [f"{'model':<{width}}  {'price':>{price}}  {'input image':<19}  parameters"]
+        lines += [f"{a:<{width}}  {b:>{price}}  {c:<19}  {d}" for a, b, c, d in rows]
         return "\n".join(lines + self.notes)
 
     def _repr_html_(self) -> str:
