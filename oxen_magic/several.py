@@ -65,7 +65,7 @@ class Several:
         (kept, saved and billed: a note says so); fewer than asked fail the cells left."""
         assert item.request is not None
         mine = self.followers.get(group(item.request), ())
-        cells = {i.request.image: i for i in mine if i.request is not None and i.status == "pending"}
+        cells = {i.request.image: i for i in mine if i.request is not None}
         others = list(generation.others)
         for k, other in enumerate(others, start=1):
             member = cells.pop(k, None)
@@ -80,7 +80,7 @@ class Several:
                 self._outcome(member, error=str(exc), status="failed")
                 continue
             self._keep(member, member.request.key_body(), other, thumb)
-        for member in cells.values():
+        for member in (i for i in cells.values() if i.status != "done"):
             asked = item.request.count
             error = f"The API returned {generation.count} of the {asked} images asked."
             self._outcome(member, error=error, status="failed")
