@@ -172,17 +172,18 @@ def run_shown(
         view.draw(force=True)
 
 
-def models(host: str | None = None) -> ModelTable:
+def models(host: str | None = None, search: str | None = None, developer: str | None = None) -> ModelTable:
     """The image models the API lists, with their parameters and price per image.
 
-    A list-like table (`len`, indexing, iteration give `ModelInfo`s) that prints as text and
-    shows as HTML in a notebook.
+    `search` (a word: the API's search route) and `developer` (its `developer_name` filter,
+    e.g. "black-forest-labs") narrow the list on the server. A list-like table (`len`, indexing,
+    iteration give `ModelInfo`s) that prints as text and shows as HTML in a notebook.
     """
     from .pipeline import list_models
     from .render import ModelTable
 
     client = current_session().client(host)
-    found, notes = list_models(client)  # details filled in: the list may carry no schemas
+    found, notes = list_models(client, search=search, developer=developer)  # details filled in
     return ModelTable(found, notes)
 
 

@@ -13,6 +13,30 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+#: Schema names that ask for several images in one request (ideogram-v4's `num_images`; `n` as
+#: OpenAI-style APIs name it): the answer's `images` then holds that many, each billed.
+COUNT_NAMES = ("num_images", "n", "num_outputs", "number_of_images", "batch_size")
+
+
+def image_count(schema: dict[str, Any] | None, given: Any) -> tuple[str | None, int]:
+    """(the count's name, how many images one request asks for): the value given, else the
+    schema's default, else 1. With no schema, a `num_images` given counts as asked."""
+    props = properties_of(schema)
+    values = given if isinstance(given, dict) else {}
+    for name in COUNT_NAMES:
+        prop = props.get(name)
+        if isinstance(prop, dict) and prop.get("type", "integer") != "integer":
+            continue  # an `n` that is not a whole number is not a count
+        # With no schema only the documented name counts (an `n` may mean anything there).
+        if prop is None and not (schema is None and name == COUNT_NAMES[0] and name in values):
+            continue
+        value = values.get(name, prop.get("default") if isinstance(prop, dict) else None)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return name, value
+        return name, 1
+    return None, 1
+
+
 #: Parameters the magic sets itself; `--param` may not override them.
 RESERVED = frozenset({"model", "prompt", "response_format", "target_namespace"})
 
@@ -29,6 +53,10 @@ class ModelInfo:
     inputs: tuple[str, ...] = ()
     cost_per_image: float | None = None
     pricing: dict[str, Any] | None = field(default=None, compare=False)
+    #: `pricing.method: time` (fine-tuned models): USD per second of generation, and the typical
+    #: seconds per image when the pricing object gives one (the docs give none: then unknown).
+    cost_per_second: float | None = None
+    typical_seconds: float | None = None
     request_schema: dict[str, Any] | None = field(default=None, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -47,6 +75,9 @@ class ModelInfo:
             caps = {"output": caps} if isinstance(caps, list) else {}  # ["text", "image"]
         pricing = obj.get("pricing") if isinstance(obj.get("pricing"), dict) else None
         cost = _price(pricing.get("cost_per_image") if pricing else None, notes)
+        timed = pricing is not None and pricing.get("method") == "time"
+        per_second = _price(pricing.get("cost_per_second"), notes) if pricing and timed else None
+        typical = _number(pricing.get("typical_seconds")) if pricing and timed else None
         schema = clean_schema(schema_of(obj), notes)
         return cls(
             id=_text(obj.get("id")),
@@ -57,10 +88,31 @@ class ModelInfo:
             inputs=_strings(caps.get("input")),
             cost_per_image=cost,
             pricing=pricing,
+            cost_per_second=per_second,
+            typical_seconds=typical if typical is not None and 0 < typical < 86400 else None,
             request_schema=schema,
             raw=obj,
             notes=tuple(notes),
         )
+
+    @property
+    def estimate(self) -> float | None:
+        """USD for one image: the per-image price, else the per-second price times a typical
+        duration when one is known; None when neither is."""
+        if self.cost_per_image is not None:
+            return self.cost_per_image
+        if self.cost_per_second is not None and self.typical_seconds is not None:
+            return self.cost_per_second * self.typical_seconds
+        return None
+
+    @property
+    def price_text(self) -> str:
+        """`$0.025` (per image), `$0.0012/s` (per second), or `?`."""
+        if self.cost_per_image is not None:
+            return f"${self.cost_per_image:.3f}"
+        if self.cost_per_second is not None:
+            return "$" + f"{self.cost_per_second:.6f}".rstrip("0").rstrip(".") + "/s"
+        return "?"
 
     @property
     def makes_images(self) -> bool:

@@ -122,7 +122,7 @@ def _generate(args: list[str]) -> int:
     if spec.list_models:
         from .api import models
 
-        _say(sys.stdout, repr(models(host=spec.host)))
+        _say(sys.stdout, repr(models(host=spec.host, search=spec.search, developer=spec.developer)))
         return 0
     if spec.save_dir is None and not spec.dry_run:
         spec = dataclasses.replace(spec, save_dir=DEFAULT_SAVE)
@@ -181,8 +181,8 @@ def command_line(words: Sequence[str], stdin: TextIO) -> tuple[str, str | None]:
     args = options.parse_words([_SEPARATOR if w == "---" else w for w in words], intermixed=True)
     if args.out:
         raise UsageProblem("--out names a notebook variable; from the shell, use --save DIR for the images.")
-    if args.list_models:
-        return shlex.join(options.to_words(args)), None
+    if args.list_models:  # the words after it are a search (`--list-models flux`)
+        return shlex.join(options.to_words(args) + list(args.prompt)), None
     if args.prompt == ["-"]:
         try:
             body = _utf8(stdin.read(), "The prompts read from stdin")

@@ -13,9 +13,8 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from PIL import Image
 
@@ -30,6 +29,7 @@ from .errors import (
     redact,
     too_large,
 )
+from .generation import _MIMES, Generation
 from .images import decode_image
 from .keys import BAD_KEY_HELP, DEFAULT_HOST, NO_KEY_HELP, _env_netloc, find_key, normalize_host, remember_key
 from .threads import DaemonPool
@@ -48,36 +48,11 @@ from .transport import (
 __all__ = ["DEFAULT_HOST", "Generation", "OxenClient", "find_key", "normalize_host", "origin", "remember_key"]
 
 GENERATE_PATH = "/api/ai/images/generate"
-
-
-@dataclass(eq=False)
-class Generation:
-    """One generated image: the bytes as sent, decoded once to prove they are an image."""
-
-    data: bytes = field(repr=False)
-    request: dict[str, Any]
-    created: int | None
-    elapsed: float
-    mime: str
-    size: tuple[int, int]
-    #: The result URL the API returned, made absolute (None for b64_json): a later request
-    #: can pass it on as an input image.
-    url: str | None = None
-    _image: Image.Image | None = field(default=None, repr=False)
-
-    @property
-    def image(self) -> Image.Image:
-        """The full-resolution picture (decoded on demand; `release()` drops it)."""
-        if self._image is None:
-            self._image = decode_image(self.data)
-        return self._image
-
-    def release(self) -> None:
-        """Forget the decoded pixels; the encoded bytes stay."""
-        self._image = None
-
-
-_MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+EDIT_PATH = "/api/ai/images/edit"
+#: The two documented image routes: a 404/405 from one (nothing billed) is tried once on the other.
+OTHER_ROUTE = {GENERATE_PATH: EDIT_PATH, EDIT_PATH: GENERATE_PATH}
+#: `OXEN_MAGIC_READ_TIMEOUT`: seconds every generate call may wait for its answer at least.
+READ_TIMEOUT_ENV = "OXEN_MAGIC_READ_TIMEOUT"
 
 
 class OxenClient(Transport):
@@ -96,9 +71,13 @@ class OxenClient(Transport):
         sleep: Callable[[float], None] = time.sleep,
         max_body_bytes: int | None = None,
         deadline: float = DEFAULT_DEADLINE,
+        routes: dict[str, str] | None = None,
     ) -> None:
         self.base = normalize_host(host or os.environ.get("OXEN_HOST") or DEFAULT_HOST)
         self._key = api_key.strip() if api_key else None
+        #: model id -> the image route that served its input images when the first one chosen
+        #: answered 404/405 (the session owns this dict, so it outlives a replaced client).
+        self.routes: dict[str, str] = routes if routes is not None else {}
         super().__init__(
             pool_size=pool_size,
             timeout=timeout,
@@ -156,13 +135,17 @@ class OxenClient(Transport):
         return redact(text, self._key, find_key(self.base))
 
     # -- models -------------------------------------------------------------------------------
-    def models(self) -> list[ModelInfo]:
+    def models(self, search: str | None = None, developer: str | None = None) -> list[ModelInfo]:
         """The image-generation models the API lists ("image" in capabilities.output).
 
+        `search` goes to the search route (`/api/ai/models/search?search=...`), `developer` to
+        the list's own `developer_name` filter (on either route): the server narrows the list.
         The list may carry no schemas (`request_schema: null`): `models_detailed` reads them.
         A malformed entry is skipped; it never costs the rest of the list.
         """
-        body = self._model_read("/api/ai/models")
+        query = {k: v for k, v in (("search", search), ("developer_name", developer)) if v}
+        path = "/api/ai/models/search" if search else "/api/ai/models"
+        body = self._model_read(path + ("?" + urlencode(query) if query else ""))
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
             raise BadResponseError("The model list from the API has no 'data' list.")
@@ -256,9 +239,17 @@ class OxenClient(Transport):
         path: str = GENERATE_PATH,
         on_throttle: Callable[[float], None] | None = None,
         on_answered: Callable[[], None] | None = None,
+        read_timeout: float | None = None,
     ) -> Generation:
         """POST a ready JSON body to `path` (generate, or `/api/ai/images/edit` for an input
-        image) and return the image, downloaded at once if it came as a URL.
+        image) and return the image, downloaded at once if it came as a URL; every other image
+        of the answer (a `num_images` count) comes in `Generation.others`.
+
+        A request with an input image that `path` answers 404 or 405 (nothing made, nothing
+        billed) is sent once to the other documented image route, and the route that served it
+        is remembered for that model (`self.routes`), so the next request goes there first.
+        `read_timeout` (seconds) lets a slow model (an upscaler, an edit) answer late; at least
+        `OXEN_MAGIC_READ_TIMEOUT` when that is set.
 
         `decode=False` reads only the image's header here and leaves the pixels to
         `Generation.image` (which raises the same `BadResponseError` for a corrupt image): the
@@ -270,29 +261,68 @@ class OxenClient(Transport):
         """
         started = time.monotonic()
         limit = max(MAX_JSON, self.max_body_bytes * 4 // 3 + 65536)  # room for b64_json
+        model = payload.get("model")
+        routed = "input_image" in payload and path in OTHER_ROUTE and isinstance(model, str)
+        if routed:
+            path = self.routes.get(str(model), path)
+        timeout = self._read_timeout(read_timeout)
+        key = self._api_key()
         try:
-            answer = self._call(
-                "POST",
-                self.base + path,
-                limit=limit,
-                json_body=dict(payload),
-                key=self._api_key(),
-                cancel=cancel,
-                what="answer",
-                on_throttle=on_throttle,
-                on_ok=on_answered,
-            )
+            try:
+                answer = self._call(
+                    "POST", self.base + path, limit=limit, json_body=dict(payload), key=key,
+                    cancel=cancel, what="answer", on_throttle=on_throttle, timeout=timeout,
+                        on_ok=on_answered,
+                )  # fmt: skip
+            except OxenError as exc:
+                if not routed or exc.status not in (404, 405) or _names_model(exc):
+                    raise
+                other = OTHER_ROUTE[path]
+                try:
+                    answer = self._call(
+                        "POST", self.base + other, limit=limit, json_body=dict(payload), key=key,
+                        cancel=cancel, what="answer", on_throttle=on_throttle, timeout=timeout,
+                        on_ok=on_answered,
+                    )  # fmt: skip
+                except OxenError as second:
+                    if second.status in (404, 405):
+                        raise exc from None  # neither route knows it: the first answer says why
+                    raise
+                self.routes[str(model)] = other
         except TooLargeError:  # a b64_json image past the cap: say it in the cap's terms
             raise too_large("image", self.max_body_bytes) from None
         body = answer.json()
         del answer
         images = body.get("images") if isinstance(body, dict) else None
-        if not isinstance(images, list) or not images or not isinstance(images[0], dict):
+        if not isinstance(images, list) or not images or not all(isinstance(i, dict) for i in images):
             raise BadResponseError("The API answered without an 'images' list; try again.")
-        first = images[0]
+        created = body.get("created")
+        made = created if isinstance(created, int) and not isinstance(created, bool) else None
+        del body
+        found = [self._one_image(entry, decode) for entry in images]
+        del images
+        elapsed = time.monotonic() - started
+        out = [
+            Generation(
+                data=data,
+                request=dict(payload),
+                created=made,
+                elapsed=elapsed,
+                mime=_MIMES.get(image.format or "", "application/octet-stream"),
+                size=image.size,
+                url=url,
+                _image=image if decode else None,
+            )
+            for data, url, image in found
+        ]
+        out[0].others = tuple(out[1:])
+        return out[0]
+
+    def _one_image(self, entry: Mapping[str, Any], decode: bool) -> tuple[bytes, str | None, Image.Image]:
+        """One entry of an answer's `images`: its bytes (downloaded if it is a URL), its URL."""
         url: str | None = None
-        if isinstance(first.get("b64_json"), str):
-            text = first["b64_json"]
+        if isinstance(entry.get("b64_json"), str):
+            text = entry["b64_json"]
             if len(text) // 4 * 3 > self.max_body_bytes + 2:
                 raise too_large("image", self.max_body_bytes)
             try:
@@ -300,24 +330,20 @@ class OxenClient(Transport):
             except (binascii.Error, ValueError):
                 raise BadResponseError("The API returned an image whose base64 is invalid.") from None
             del text
-        elif isinstance(first.get("url"), str):
-            url = _join(self.base + "/", first["url"], "returned a result URL")
+        elif isinstance(entry.get("url"), str):
+            url = _join(self.base + "/", entry["url"], "returned a result URL")
             data = self.download(url)
         else:
             raise BadResponseError("The API's image has neither a 'url' nor 'b64_json'.")
-        created = body.get("created")
-        del body, images, first
-        image = decode_image(data, load=decode)
-        return Generation(
-            data=data,
-            request=dict(payload),
-            created=created if isinstance(created, int) and not isinstance(created, bool) else None,
-            elapsed=time.monotonic() - started,
-            mime=_MIMES.get(image.format or "", "application/octet-stream"),
-            size=image.size,
-            url=url,
-            _image=image if decode else None,
-        )
+        return data, url, decode_image(data, load=decode)
+
+    def _read_timeout(self, seconds: float | None) -> tuple[float, float] | None:
+        """(connect, read) for one generate call: the longest of the request's read timeout,
+        `OXEN_MAGIC_READ_TIMEOUT` and the client's own; None when that is the client's own."""
+        read = max(seconds or 0.0, _env_seconds(READ_TIMEOUT_ENV))
+        if read <= self.timeout[1]:
+            return None
+        return (self.timeout[0], read)
 
     def download(self, url: str) -> bytes:
         """Fetch a result file (streamed, capped). The token goes only to the API's own origin."""
@@ -361,6 +387,20 @@ def forget_models() -> None:
     """Drop every remembered model detail (a test with a new local hub on a reused port)."""
     with _DETAILS_LOCK:
         _DETAILS.clear()
+
+
+def _names_model(exc: OxenError) -> bool:
+    """A 404 about the model ("Model not found: x"), not about the route: no other route helps."""
+    return exc.status == 404 and "model not found" in exc.message.lower()
+
+
+def _env_seconds(name: str) -> float:
+    """A positive number of seconds from the environment variable `name`, else 0."""
+    try:
+        seconds = float(os.environ.get(name, ""))
+    except ValueError:
+        return 0.0
+    return seconds if 0 < seconds < 1e6 else 0.0
 
 
 def _env_max_body() -> int:

@@ -31,14 +31,31 @@ class OxenError(Exception):
     """
 
     status: int | None
+    #: The POST may have been made (and billed) although no image came back: a gateway's
+    #: 502/504 or bare 503, or a read timeout or missed deadline after the request was sent.
+    #: Never resent; the runner reports it to the ledger as "possibly billed" (`billed_marker`).
+    maybe_billed: bool = False
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, *, maybe_billed: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.maybe_billed = maybe_billed
+
+    @property
+    def billed_marker(self) -> int:
+        """What `on_billed(item, gateway)` is told for a possibly billed answer: the gateway's
+        status (502, 503, 504), or `TIMED_OUT` when no answer came after the request was sent."""
+        return self.status if self.status is not None else TIMED_OUT
 
     @property
     def message(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+#: The ledger's marker for a POST sent but never answered (a read timeout or a missed deadline):
+#: 598 is the status some proxies use for "network read timeout", so it never collides with an
+#: answer the API gives.
+TIMED_OUT = 598
 
 
 class AuthError(OxenError):
@@ -99,6 +116,42 @@ def redact(text: str, *secrets: str | None) -> str:
 # -- messages for what a server answered ----------------------------------------------------------
 
 
+def api_refusal(headers_retry_after: str | None, body: bytes) -> bool:
+    """Whether a 503 says the API itself refused the request unprocessed: a Retry-After, or the
+    API's own JSON error body (`{"error": ...}`). A gateway's bare 503 (an HTML page, no
+    Retry-After) is as ambiguous as a 504: the backend may have made the image."""
+    if headers_retry_after:
+        return True
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(parsed, dict) and "error" in parsed
+
+
+def gateway_sentence(status: int, detail: str) -> str:
+    """A gateway error after a POST was sent: maybe billed, not resent."""
+    return (
+        f"The API's gateway failed (HTTP {status}: {detail}) after the request was sent, so "
+        "the image may have been made and billed; it was not resent, and a rerun asks again."
+    )
+
+
+def sent_sentence(where: str, read_timeout: float | None) -> str:
+    """A POST sent and never answered (`read_timeout` seconds passed, or None: the connection
+    dropped): the backend may have made and billed the image."""
+    if read_timeout is not None:
+        return (
+            f"{where} did not answer in time ({read_timeout:g} s) after the request was sent, so "
+            "the image may have been made and billed; it was not resent, and a rerun asks again "
+            "(a slow model may need a longer read timeout: see OXEN_MAGIC_READ_TIMEOUT)."
+        )
+    return (
+        f"Lost the connection to {where} after the request was sent, so the image may have been "
+        "made and billed; it was not resent, and a rerun asks again."
+    )
+
+
 def http_error(
     status: int, content_type: str, body: bytes, *, attempts: int, method: str, asked: float | None
 ) -> tuple[type[OxenError], str]:
@@ -122,11 +175,7 @@ def http_error(
         cls = RateLimitError
         text = f"Rate limit exceeded (HTTP 429) after {tries}; {wait or 'wait a minute and rerun'}."
     elif status in (502, 504) and method != "GET":
-        cls = ServerError
-        text = (
-            f"The API's gateway failed (HTTP {status}: {detail}) after the request was sent, so "
-            "the image may have been made and billed; it was not resent, and a rerun asks again."
-        )
+        cls, text = ServerError, gateway_sentence(status, detail)
     elif status >= 500:
         cls = ServerError
         text = f"The API failed (HTTP {status}: {detail}) after {tries}; {wait or 'try again later'}."

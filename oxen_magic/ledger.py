@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UsageProblem
+from .errors import TIMED_OUT, UsageProblem
 from .ledgerstore import EPSILON, Row, Store, Totals
 
 if TYPE_CHECKING:
@@ -144,8 +144,12 @@ class Spend:
         if self.unpriced:
             text += f" + {self.unpriced} of unknown price"
         if self.possibly:
-            codes = "/".join(sorted({str(c.gateway) for c in self.charges if c.gateway is not None}))
-            text += f"; {self.possibly} more may have been billed (gateway error {codes}"
+            seen = {c.gateway for c in self.charges if c.gateway is not None}
+            codes = "/".join(sorted(str(g) for g in seen if g != TIMED_OUT))  # 598: sent, no answer
+            why = " and ".join(
+                ([f"gateway error {codes}"] if codes else []) + (["no answer"] if TIMED_OUT in seen else [])
+            )
+            text += f"; {self.possibly} more may have been billed ({why}"
             text += f", {dollars(self.possible_total)})" if self.possible_total else ")"
         if self.everyone is not None:
             text += f"; all your notebooks: {self.user_images} image(s), {dollars(self.user_total)}"

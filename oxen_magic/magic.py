@@ -151,7 +151,7 @@ class OxenMagic(Magics):
         from .api import models
 
         try:
-            table = models(host=spec.host)
+            table = models(host=spec.host, search=spec.search, developer=spec.developer)
         except (UsageProblem, OxenError) as exc:
             raise UsageError(str(exc)) from None
         except KeyboardInterrupt:

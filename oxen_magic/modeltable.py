@@ -57,7 +57,7 @@ class ModelTable:
 
         out = []
         for m in self.models:
-            price = f"${m.cost_per_image:.3f}" if m.cost_per_image is not None else "?"
+            price = m.price_text
             params = [
                 f"{name}: {self.describe(prop)}"
                 for name, prop in m.properties.items()
@@ -70,8 +70,9 @@ class ModelTable:
     def __repr__(self) -> str:
         rows = self.rows()
         width = max((len(r[0]) for r in rows), default=5)
-        lines = [f"{'model':<{width}}  {'price':>7}  {'input image':<19}  parameters"]
-        lines += [f"{a:<{width}}  {b:>7}  {c:<19}  {d}" for a, b, c, d in rows]
+        price = max((len(r[1]) for r in rows), default=5)  # `$0.0012/s` is wider than `$0.025`
+        lines = [f"{'model':<{width}}  {'price':>{price}}  {'input image':<19}  parameters"]
+        lines += [f"{a:<{width}}  {b:>{price}}  {c:<19}  {d}" for a, b, c, d in rows]
         return "\n".join(lines + self.notes)
 
     def _repr_html_(self) -> str:
@@ -82,7 +83,7 @@ class ModelTable:
             for a, b, c, d in self.rows()
         )
         return (
-            f'<table class="oxen-models {NO_MATH}"><tr><th>model</th><th>price / image</th>'
+            f'<table class="oxen-models {NO_MATH}"><tr><th>model</th><th>price (per image, or /s)</th>'
             '<th title="--input-image: required, optional (several = reference images) or text only">'
             "input image</th>"
             f'<th style="text-align:left">parameters (allowed, default)</th></tr>{cells}</table>'

@@ -95,6 +95,9 @@ class Spec:
     to_html: str | None = None
     upload_repo: str | None = None
     list_models: bool = field(default=False, compare=False)
+    #: `--list-models WORD --developer NAME`: the API's own search and `developer_name` filter.
+    search: str | None = field(default=None, compare=False)
+    developer: str | None = field(default=None, compare=False)
 
     @property
     def count(self) -> int:
@@ -167,7 +170,12 @@ def _parser() -> _Parser:
     add("--to-html", metavar="FILE", help="also write a standalone HTML gallery of the grid here")
     add("--max-images", help="refuse plans larger than this (default 64)")
     add("--dry-run", action="store_true", help="show the grid plan and estimated cost; send nothing")
-    add("--list-models", action="store_true", help="show the image models and their parameters")
+    add(
+        "--list-models",
+        action="store_true",
+        help="show the image models and their parameters (a word after it searches them)",
+    )
+    add("--developer", help="with --list-models: only this developer's models (e.g. black-forest-labs)")
     p.add_argument("prompt", nargs="*", help="(one-line %%oxenimage only) the prompt")
     return p
 
@@ -285,7 +293,18 @@ def build_spec(
     if args.host is not None:
         validate.host_without_credentials(args.host)
     if args.list_models:
-        return Spec(prompts=(), models=(), host=args.host or defaults.host, list_models=True)
+        search = " ".join(args.prompt).strip() or None
+        developer = (args.developer or "").strip() or None
+        return Spec(
+            prompts=(),
+            models=(),
+            host=args.host or defaults.host,
+            list_models=True,
+            search=search,
+            developer=developer,
+        )
+    if args.developer is not None:
+        raise UsageProblem("--developer filters --list-models; add --list-models, or remove --developer.")
 
     if body is None:
         texts = [" ".join(args.prompt).strip()]

@@ -103,11 +103,13 @@ def _saved(obj: object) -> ModelInfo | None:
         return None
 
 
-def list_models(client: OxenClient) -> tuple[list[ModelInfo], list[str]]:
+def list_models(
+    client: OxenClient, *, search: str | None = None, developer: str | None = None
+) -> tuple[list[ModelInfo], list[str]]:
     """What `--list-models` and the panel show: the list, with each model's detail filled in
     where it can be read (the list may carry no schemas). One failing detail costs only that
     model's parameters, never the listing; the notes say which."""
-    listed = client.models()
+    listed = client.models(search=search, developer=developer)
     details = client.models_detailed([m.id for m in listed if m.request_schema is None])
     missing = [m for m, got in details.items() if not isinstance(got, ModelInfo)]
     models = [d if isinstance(d := details.get(m.id), ModelInfo) else m for m in listed]

@@ -6,10 +6,10 @@ model's `request_schema` happens here, so a wrong value is reported before anyth
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,11 +18,14 @@ from .catalog import ModelInfo
 from .errors import UsageProblem
 from .inputs import Group, InputImage, is_list
 from .options import Spec
-from .required import GENERATE_PATH, check_inputs, request_path
-from .validate import non_ascii_digits
+from .params import check_value, typed_params
+from .required import GENERATE_PATH, check_inputs, count_param, read_timeout, request_path
 
 #: Grid axes in the order they nest; the seed sweep is the column axis whenever it varies.
-AXES = ("model", "input_image", "prompt", "steps", "aspect_ratio", "seed")
+#: `image`: the images one request asks for (`--param num_images=4`), one cell each.
+AXES = ("model", "input_image", "prompt", "steps", "aspect_ratio", "image", "seed")
+#: The key the cache files image k > 0 of one answer under (never sent).
+IMAGE_KEY = "_image"
 
 
 @dataclass(frozen=True)
@@ -40,14 +43,35 @@ class Request:
     inputs: tuple[InputImage, ...] = ()
     input_list: bool = False
     path: str = GENERATE_PATH
+    #: Seconds the answer may take (a slow model: an edit, an upscaler); None: the client's.
+    read_timeout: float | None = None
+    #: How many images the POST behind this cell asks for (`num_images` and the like): every
+    #: one is billed. Cell `image` 0 sends the POST; cells 1..count-1 show its other images.
+    count: int = 1
+    image: int = 0
+
+    @property
+    def billed_images(self) -> int:
+        """Images this cell's POST bills: `count` for the cell that sends it, 0 for the cells
+        that show its other images (so a sum over cells counts each image once). An answer
+        carrying more images than asked bills those too: the runner adds a cell for each."""
+        return self.count if self.image == 0 else 0
+
+    def sender(self) -> Request:
+        """The request whose POST fills this cell (itself for image 0)."""
+        return self if self.image == 0 else dataclasses.replace(self, image=0)
 
     def payload(self) -> dict[str, Any]:
         """The body as sent: `input_image` as URLs (or data: URIs), a list if the schema says so."""
         return self._body([i.url for i in self.inputs])
 
     def key_body(self) -> dict[str, Any]:
-        """The body with each input image replaced by its identity: what the cache keys on."""
-        return self._body([i.identity for i in self.inputs])
+        """The body with each input image replaced by its identity: what the cache keys on
+        (image k > 0 of one answer under `_image: k`, so each image has its own entry)."""
+        body = self._body([i.identity for i in self.inputs])
+        if self.image:
+            body[IMAGE_KEY] = self.image
+        return body
 
     def _body(self, images: list[str]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model}
@@ -142,6 +166,8 @@ def axis_label(axis: str, value: Any, prompts: Sequence[str] = ()) -> str:
         return "default steps" if value is None else f"{value} steps"
     if axis == "aspect_ratio":
         return "default ratio" if value is None else str(value)
+    if axis == "image":
+        return f"image {value + 1}"
     if axis == "input_image":
         return "no input image" if not value else " + ".join(i.label for i in value)
     if axis == "prompt":
@@ -164,9 +190,12 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
         "prompt": spec.prompts,
         "steps": spec.steps,
         "aspect_ratio": spec.aspect_ratios,
+        "image": (0,),
         "seed": spec.seeds,
     }
-    extras, notes = _typed_params(spec.params, models, spec.models)
+    extras, notes = typed_params(spec.params, models, spec.models)
+    counts = {m: count_param(models.get(m), dict(extras[m]))[1] for m in spec.models}
+    values["image"] = tuple(range(max(counts.values(), default=1)))
     for model in spec.models:
         info = models.get(model)
         _check_values(spec, info, model, notes)
@@ -197,6 +226,10 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
                 point.setdefault(axis, values[axis][0])
             info = models.get(point["model"])
             group: Group = point["input_image"] or ()
+            count = counts[point["model"]]
+            if point["image"] >= count:
+                cells.append(Cell(r, c, None, note=f"{point['model']} makes {count} image(s) per request"))
+                continue
             request = Request(
                 model=point["model"],
                 prompt=point["prompt"] if _takes(info, "prompt") else "",
@@ -208,7 +241,10 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
                 namespace=spec.namespace,
                 inputs=group,
                 input_list=bool(group) and is_list(info, len(group)),
-                path=request_path(info) if group else GENERATE_PATH,
+                path=request_path(info, bool(group)),
+                read_timeout=read_timeout(info, point["model"], bool(group)),
+                count=count,
+                image=point["image"],
             )
             key = json.dumps(request.key_body(), sort_keys=True, default=str)
             if key in seen:
@@ -221,8 +257,18 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
                 seen[key] = (r, c)
                 cells.append(Cell(r, c, request))
 
-    priced = [models.get(c.request.model) for c in cells if c.request is not None]
-    known = [m.cost_per_image for m in priced if m is not None and m.cost_per_image is not None]
+    sent = [c.request for c in cells if c.request is not None]
+    if len(sent) > spec.max_images:
+        raise UsageProblem(
+            f"This cell would generate {len(sent)} images (counting every image a request asks for), "
+            f"more than the limit of {spec.max_images}; narrow the sweep, or raise the limit with "
+            f"--max-images {len(sent)} (or %config OxenMagic.max_images = {len(sent)})."
+        )
+    # Price x the images each POST asks for: one cell per image, so each is counted once.
+    billed = [(models.get(r.model), r.billed_images) for r in sent]
+    known = [m.estimate * n for m, n in billed if m is not None and m.estimate is not None]
+    priced = [n for m, n in billed if m is not None and m.estimate is not None]
+    notes += _timed_notes(models, spec.models)
     groups: list[Group] = [g or () for g in spec.input_images]
     return Plan(
         cells=tuple(cells),
@@ -232,14 +278,32 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
         col_axis=col_axis,
         notes=tuple(notes),
         cost=sum(known) if known else None,
-        unpriced=len(priced) - len(known) if known else 0,
+        unpriced=len(sent) - sum(priced) if known else 0,
         row_inputs=_heads(row_axes, row_values, "input_image" in row_axes),
         col_inputs=tuple(v or () for v in col_values) if col_axis == "input_image" else (),
         fixed_inputs=groups[0] if len(groups) == 1 else (),
-        prices={
-            m: (info.cost_per_image if (info := models.get(m)) is not None else None) for m in spec.models
-        },
+        prices={m: (info.estimate if (info := models.get(m)) is not None else None) for m in spec.models},
     )
+
+
+def _timed_notes(models: Mapping[str, ModelInfo | None], ids: Sequence[str]) -> list[str]:
+    """What the estimate and the budget make of per-second prices (`pricing.method: time`)."""
+    notes = []
+    for model in ids:
+        info = models.get(model)
+        if info is None or info.cost_per_image is not None or info.cost_per_second is None:
+            continue
+        if info.typical_seconds is not None:
+            notes.append(
+                f"{model} is priced per second ({info.price_text}): estimated at its typical "
+                f"{info.typical_seconds:g} s per image."
+            )
+        else:
+            notes.append(
+                f"{model} is priced per second ({info.price_text}) and its typical duration is "
+                "unknown, so its images are not in the estimate or the budget."
+            )
+    return notes
 
 
 def _heads(axes: Sequence[str], rows: Sequence[tuple[Any, ...]], varies: bool) -> tuple[Group, ...]:
@@ -283,97 +347,3 @@ def _check_values(spec: Spec, info: ModelInfo | None, model: str, notes: list[st
             continue
         for v in vals:
             check_value(model, name, v, info.properties[name])
-
-
-def check_value(model: str, name: str, value: Any, prop: Mapping[str, Any]) -> None:
-    """Raise a one-sentence `UsageProblem` if `value` breaks the schema property `prop`."""
-    enum = prop.get("enum")
-    if isinstance(enum, list) and enum and value not in enum:
-        allowed = ", ".join(str(e) for e in enum)
-        raise UsageProblem(f"{name}={value} is not allowed for {model}; choose one of {allowed}.", field=name)
-    kind = prop.get("type")
-    if kind == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
-        raise UsageProblem(f"{name}={value!r} must be a whole number for {model}.", field=name)
-    if kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise UsageProblem(f"{name}={value!r} must be a number for {model}.", field=name)
-    if kind == "boolean" and not isinstance(value, bool):
-        raise UsageProblem(f"{name}={value!r} must be true or false for {model}.", field=name)
-    lo, hi = prop.get("minimum"), prop.get("maximum")
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if numeric and ((lo is not None and value < lo) or (hi is not None and value > hi)):
-        bounds = f"{lo if lo is not None else '…'} to {hi if hi is not None else '…'}"
-        raise UsageProblem(f"{name}={value} is out of range for {model}; allowed {bounds}.", field=name)
-
-
-def _typed_params(
-    params: Sequence[tuple[str, str]], models: Mapping[str, ModelInfo | None], ids: Sequence[str]
-) -> tuple[dict[str, tuple[tuple[str, Any], ...]], list[str]]:
-    """Type `--param` text by each model's schema (JSON-ish when unknown) and validate it.
-
-    In a comparison a parameter may suit only some models (flux's `guidance` vs klein's
-    `guidance_scale`): it goes to those that take it, with a note; no taker at all is an error.
-    """
-    extras: dict[str, list[tuple[str, Any]]] = {m: [] for m in ids}
-    notes: list[str] = []
-    for name, text in params:
-        skipped: list[ModelInfo] = []
-        for model_id in ids:
-            info = models.get(model_id)
-            if info is None or info.request_schema is None:
-                extras[model_id].append((name, _jsonish(text)))
-                continue
-            prop = info.properties.get(name)
-            if prop is None:
-                skipped.append(info)
-                continue
-            value = _coerce(text, prop, info.id, name)
-            check_value(info.id, name, value, prop)
-            extras[model_id].append((name, value))
-        if skipped and len(skipped) == len(ids):
-            info = skipped[0]
-            flags = {"seed": "--seed", "aspect_ratio": "--aspect-ratio", "num_inference_steps": "--steps"}
-            takes = ", ".join(
-                f"{p} ({flags[p]})" if p in flags else p for p in sorted(info.properties) if p != "prompt"
-            )
-            raise UsageProblem(
-                f"{info.id} has no parameter '{name}'; it takes: {takes or 'no extra parameters'}."
-            )
-        notes += [f"{info.id} takes no {name}; sent without it." for info in skipped]
-    return {m: tuple(v) for m, v in extras.items()}, notes
-
-
-def _coerce(text: str, prop: Mapping[str, Any], model: str, name: str) -> Any:
-    kind = prop.get("type")
-    if kind in ("integer", "number") and non_ascii_digits(text):  # int("３") would read 3
-        raise UsageProblem(f"{name}={text} must be written with the digits 0-9 for {model}.", field=name)
-    try:
-        if kind == "integer":
-            return int(text)
-        if kind == "number":
-            value = float(text)
-            if not math.isfinite(value):
-                raise ValueError(text)
-            return value
-    except ValueError:
-        noun = "a whole number" if kind == "integer" else "a number"
-        raise UsageProblem(f"{name}={text} must be {noun} for {model}.", field=name) from None
-    if kind == "boolean":
-        lowered = text.lower()
-        if lowered in ("true", "1", "yes", "on"):
-            return True
-        if lowered in ("false", "0", "no", "off"):
-            return False
-        raise UsageProblem(f"{name}={text} must be true or false for {model}.", field=name)
-    if kind == "array":
-        value = _jsonish(text)
-        return value if isinstance(value, list) else [s.strip() for s in text.split(",")]
-    return text
-
-
-def _jsonish(text: str) -> Any:
-    """`3` → 3, `2.5` → 2.5, `true` → True, `[1,2]` → [1, 2]; anything else stays text."""
-    try:
-        # NaN and Infinity are not JSON the API can read: keep them as text.
-        return json.loads(text, parse_constant=lambda _: text)
-    except ValueError:
-        return text

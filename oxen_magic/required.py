@@ -8,9 +8,10 @@ naming the option to add or change.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from .catalog import image_count
 from .errors import UsageProblem
 from .inputs import is_list
 
@@ -29,12 +30,48 @@ FLAGS = {
 }
 
 
-def request_path(info: ModelInfo | None) -> str:
-    """Where a request with an input image goes: the model's `endpoint` under /api/ai."""
-    endpoint = info.endpoint if info is not None else ""
-    if re.fullmatch(r"/images/[a-z0-9_-]+", endpoint or ""):
-        return "/api/ai" + endpoint
-    return EDIT_PATH
+#: Read timeout (seconds) for requests that can run long: an input image to edit, upscale or
+#: use as reference (the topazlabs upscalers above all). Text-to-image keeps the client's 180 s.
+SLOW_READ = 600.0
+#: Words in a model id that mark a slow model even without an input image in the request.
+SLOW_WORDS = ("upscale", "topazlabs")
+
+
+def takes_image(info: ModelInfo | None) -> bool | None:
+    """Whether a model takes an input image: its schema, else its capabilities; None unknown."""
+    if info is None:
+        return None
+    if info.request_schema is not None and "input_image" in info.properties:
+        return True
+    if "image" in info.inputs:
+        return True
+    return False if info.request_schema is not None or info.inputs else None
+
+
+def request_path(info: ModelInfo | None, has_input: bool = True) -> str:
+    """Where a request goes. One carrying an input image goes to `/api/ai/images/edit` (the
+    documented route for input images) whatever the model's `endpoint` field says: the models
+    reference documents only `/images/generate` there, so an edit model may read that. A
+    text-only request keeps the generate route. (A 404/405 is tried once on the other route by
+    the client, which remembers the one that worked.)"""
+    if has_input and takes_image(info) is not False:
+        return EDIT_PATH
+    return GENERATE_PATH
+
+
+def read_timeout(info: ModelInfo | None, model: str, has_input: bool) -> float | None:
+    """A longer read timeout for slow requests (edits, upscalers); None: the client's default."""
+    lowered = model.lower()
+    if has_input or any(word in lowered for word in SLOW_WORDS):
+        return SLOW_READ
+    return None
+
+
+def count_param(info: ModelInfo | None, params: Mapping[str, object]) -> tuple[str | None, int]:
+    """The schema property that asks for several images, and how many one request asks for
+    (`catalog.image_count`): the value given (`--param num_images=4`), else the schema's
+    default, else 1."""
+    return image_count(info.request_schema if info is not None else None, dict(params))
 
 
 def _given(spec: Spec, name: str) -> bool:

@@ -134,6 +134,8 @@ class Item:
             parts.append("ar-" + _slug(str(params["aspect_ratio"])))
         if self.request is not None and self.request.inputs:
             parts.append("in-" + _slug(self.request.inputs[0].label)[:24])
+        if self.request is not None and self.request.image:  # image 2.. of one request's answer
+            parts.append(f"image-{self.request.image + 1}")
         return "_".join(parts)
 
 

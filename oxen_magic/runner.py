@@ -27,6 +27,7 @@ from .errors import Cancelled, NetworkError, OxenError
 from .inputs import fetch_failure
 from .render import thumbnail_of
 from .results import Item, Results
+from .several import UNCACHED, Several, followers, group
 from .spool import Spool
 
 # The stdlib pool joins its workers at exit: a kernel shut down or restarted after Ctrl-C would
@@ -35,12 +36,11 @@ from .threads import DaemonPool as ThreadPoolExecutor
 from .window import Ticket, Window, WindowMemory
 
 THREAD_PREFIX = "oxen-magic"
-#: `on_billed(item, gateway)`: the API answered 200 (None) or a gateway 502/504 (maybe billed);
-#: `on_sent(item)`: its POST is about to go out.
+#: `on_billed(item, gateway)`: the API answered the POST with success (None: billed then, whatever
+#: the download does), or it may have been billed with no image back: a gateway's 502/503/504, or
+#: `errors.TIMED_OUT` (sent, never answered). `on_sent(item)`: its POST is about to go out.
 Billed = Callable[[Item, int | None], None]
 Sent = Callable[[Item], None]
-#: Gateway answers to a POST that may come after the backend made (and billed) the image.
-GATEWAY = (502, 504)
 #: Threads that decode and thumbnail. Arrivals come in bursts (a round of `concurrency` requests
 #: answered together); a few at a time finishes the first image first, instead of all of them
 #: sharing the CPU and appearing together, and few threads touching the big decoded bitmaps keep
@@ -106,14 +106,20 @@ def run(
     window: Window | None = None
     try:
         todo: list[Item] = []
+        members = followers(results.items)
         for item in results.items:
             if item.request is None or item.status == "done" or cancel.is_set():
                 continue
+            if item.request.image and group(item.request) in members:
+                continue  # filled from its sender's answer (or from the cache with it, below)
             entry = _cached(item, client.base, cache, results.size, spool) if use_cache else None
             if entry is None:
                 todo.append(item)
                 continue
             _settle(item, frozen, **entry)
+            for other in members.get(group(item.request), ()):
+                got = _cached(other, client.base, cache, results.size, spool)
+                _settle(other, frozen, **(got or {"status": "failed", "error": UNCACHED}))
             results.elapsed = time.monotonic() - started
             if on_update:
                 on_update(item)
@@ -128,6 +134,7 @@ def run(
             pool = ThreadPoolExecutor(max_workers=2 * window.limit, thread_name_prefix=THREAD_PREFIX)
             job = _Job(client, cache, use_cache, results.size, cancel, window, cpu, frozen, spool)
             job.on_billed, job.on_sent = on_billed, on_sent
+            job.followers, job.results = members, results
             futures = {pool.submit(job.generate, item, turn): item for turn, item in enumerate(todo)}
             pending = set(futures)
         while pending:
@@ -245,7 +252,7 @@ def _thumbnail(generation: Generation, size: int) -> bytes:
     return thumbnail_of(generation.data, size)
 
 
-class _Job:
+class _Job(Several):
     """What every worker of one run shares."""
 
     def __init__(
@@ -265,6 +272,9 @@ class _Job:
         self.window, self.cpu, self.frozen, self.spool = window, cpu, frozen, spool
         self.on_billed: Billed | None = None
         self.on_sent: Sent | None = None  # see `run`
+        self._thumb = _thumbnail
+        self.followers: dict[str, list[Item]] = {}
+        self.results: Results | None = None
 
     def generate(self, item: Item, turn: int) -> Item:
         """One image in a worker thread: (wait for a twin in flight,) send, thumbnail, cache.
@@ -303,7 +313,12 @@ class _Job:
         if self.cancel.is_set() or not place.take(turn):
             return self._outcome(item, status="cancelled")
         billed = self.on_billed  # called at the POST's 200, whatever the download then does
-        answered = (lambda: billed(item, None)) if billed is not None else None
+
+        def answered() -> None:  # every image asked is billed (a `num_images` count: its cells)
+            if billed is not None:
+                for member in [item, *self.followers.get(group(request), ())]:
+                    billed(member, None)
+
         try:
             if self.on_sent is not None:
                 self.on_sent(item)
@@ -315,16 +330,19 @@ class _Job:
                     path=request.path,
                     on_throttle=place.refused,
                     on_answered=answered,
+                    read_timeout=request.read_timeout,
                 )
             except OxenError as exc:
-                place.give_back(ok=False, refused=exc.status in (429, 503))
-                if exc.status in GATEWAY and self.on_billed is not None:
-                    self.on_billed(item, exc.status)
+                place.give_back(ok=False, refused=exc.status in (429, 503) and not exc.maybe_billed)
+                if exc.maybe_billed and self.on_billed is not None:
+                    for member in [item, *self.followers.get(group(request), ())]:  # each image asked
+                        self.on_billed(member, exc.billed_marker)
                 raise
             except BaseException:
                 place.give_back(ok=False)
                 raise
             place.give_back(ok=True)
+            self._fill_others(item, generation)
             thumb = self._run_in_cpu_pool(_thumbnail, generation, self.size)
         except Cancelled:
             return self._outcome(item, status="cancelled")
@@ -334,6 +352,10 @@ class _Job:
         except Exception as exc:  # a bug must not take the whole grid down with it
             error = self.client.scrub(f"Unexpected error: {type(exc).__name__}: {exc}")
             return self._outcome(item, error=error, status="failed")
+        return self._keep(item, body, generation, thumb)
+
+    def _keep(self, item: Item, body: dict[str, Any], generation: Generation, thumb: bytes) -> Item:
+        """Cache one arrived image and settle its cell."""
         cacheable = self.cache is not None and self.cache.cacheable(body)
         if self.cache is not None and cacheable:
             self.cache.put(
@@ -362,6 +384,10 @@ class _Job:
 
     def _outcome(self, item: Item, **fields: Any) -> Item:
         _settle(item, self.frozen, **fields)
+        if fields.get("status") in ("failed", "cancelled") and item.request is not None:
+            for member in self.followers.get(group(item.request), ()) if not item.request.image else ():
+                if member.status == "pending":
+                    _settle(member, self.frozen, **fields)
         return item
 
     def _run_in_cpu_pool(self, fn: Callable[..., bytes], *args: Any) -> bytes:

@@ -146,6 +146,8 @@ class Session:
         self._clients: dict[str, OxenClient] = {}
         self._lock = threading.RLock()
         self._local_hub: Any = None
+        #: Per host, model id -> the image route that served its input images (see client.py).
+        self.routes: dict[str, dict[str, str]] = {}
 
     # -- defaults -----------------------------------------------------------------------------
     def configure(self, **values: Any) -> None:
@@ -234,7 +236,8 @@ class Session:
             if current is None or current.pool_size < pool:
                 if current is not None:
                     current.close()
-                self._clients[base] = OxenClient(base, pool_size=max(pool, 8))
+                routes = self.routes.setdefault(base, {})
+                self._clients[base] = OxenClient(base, pool_size=max(pool, 8), routes=routes)
             return self._clients[base]
 
     def cache(self) -> SessionCache:

@@ -6,8 +6,12 @@ Split from `client.py` so the rules about what a server can make us do live in o
   spooled to a temporary file, so several oversized answers at once stay small in memory too;
 * every call has an overall deadline, checked while headers and body arrive, so a server that
   drips a byte every few seconds is cut off instead of holding a worker (and Ctrl-C) forever;
-* a POST is resent only when the server certainly did not take it (429, 503, or a connection
-  that failed before sending); a GET is safe to repeat after a drop or a timeout;
+* a POST is resent only when the server certainly did not take it (429, a 503 the API itself
+  answered with a Retry-After or its JSON error, or a connection that failed before sending); a
+  gateway's bare 503, a 502/504, or a timeout or drop after sending may have been billed, so it
+  is reported as such (`OxenError.maybe_billed`) and never resent; a GET is safe to repeat;
+* a slow model's call may wait longer (`timeout=` per call: the read timeout, with the deadline
+  stretched to fit it);
 * redirects are followed by hand, so the key never reaches another origin and an https API is
   never downgraded to plain http off loopback;
 * certificates are checked against `REQUESTS_CA_BUNDLE`, else `SSL_CERT_FILE`, else the bundled
@@ -35,11 +39,25 @@ import requests.adapters
 import urllib3.exceptions
 
 from .certs import ca_bundle
-from .errors import BadResponseError, Cancelled, NetworkError, OxenError, http_error, not_json, too_large
+from .errors import (
+    BadResponseError,
+    Cancelled,
+    NetworkError,
+    OxenError,
+    ServerError,
+    api_refusal,
+    detail_of,
+    gateway_sentence,
+    http_error,
+    not_json,
+    sent_sentence,
+    too_large,
+)
 
 #: (connect, read) seconds. Generation is documented at 5-30 s; queues make it longer.
 DEFAULT_TIMEOUT = (10.0, 180.0)
-#: Seconds one logical call (every attempt, wait and byte of the answer) may take in all.
+#: Seconds one logical call (every attempt, wait and byte of the answer) may take in all; a call
+#: given a longer read timeout gets this much more than that timeout.
 DEFAULT_DEADLINE = 300.0
 #: Largest result body (an image file, or the decoded `b64_json`) accepted by default.
 DEFAULT_MAX_BODY = 50 * 1024 * 1024
@@ -137,35 +155,41 @@ class Transport:
         what: str = "answer",
         on_throttle: Callable[[float], None] | None = None,
         on_ok: Callable[[], None] | None = None,
+        timeout: tuple[float, float] | None = None,
     ) -> Answer:
         """Send with bounded retries, read the body under `limit` bytes, all before the deadline.
 
         `on_throttle(delay)`, when given, is called instead of sleeping before a 429/503 is
         retried: the runner's congestion window learns of it, then does the waiting. `on_ok()`
         is called once the server answered with success, before its body is read (for a POST
-        that is when the API bills, whatever becomes of the body)."""
-        stop_at = time.monotonic() + self.deadline
+        that is when the API bills, whatever becomes of the body). `timeout` (connect, read)
+        replaces the client's for this call (a slow model); the deadline then leaves room for the
+        whole read timeout and the usual margin besides."""
+        timeout = timeout or self.timeout
+        deadline = self.deadline + max(0.0, timeout[1] - self.timeout[1])
+        stop_at = time.monotonic() + deadline
         retry = GET_RETRY if method == "GET" else POST_RETRY
         waited = 0.0
         for attempt in range(1, self.max_retries + 2):
             asked: float | None = None
             try:
-                response = self._follow(method, url, json_body, key, stop_at)
+                response = self._follow(method, url, json_body, key, stop_at, timeout)
                 if response.status_code < 400:
                     if on_ok is not None:
                         on_ok()
                     with response:
-                        body = self._read(response, limit, stop_at, what)
+                        body = self._read(response, limit, stop_at, what, timeout[1])
                     return Answer(response.status_code, response.headers, body, response.url)
                 with response:
                     error = Answer(
                         response.status_code,
                         response.headers,
-                        self._read(response, MAX_ERROR_BODY, stop_at, what, cut=True),
+                        self._read(response, MAX_ERROR_BODY, stop_at, what, timeout[1], cut=True),
                         response.url,
                     )
             except _Deadline:
-                raise NetworkError(self._late_message(method, url)) from None
+                late = self._late_message(method, url, deadline)
+                raise NetworkError(late, maybe_billed=method != "GET") from None
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, _Dropped) as exc:
                 # A GET (models, result files) is safe to repeat; a POST is resent only if it
                 # never reached the server, so a timeout or a dropped answer never bills twice.
@@ -173,13 +197,19 @@ class Transport:
                 if isinstance(exc, requests.exceptions.SSLError):
                     raise failure from None  # an untrusted certificate stays untrusted
                 if method != "GET" and not _never_sent(exc):
-                    raise failure from None
+                    raise NetworkError(self._sent_message(exc, url, timeout[1]), maybe_billed=True) from None
                 if _refused(exc) and attempt > 1:  # nothing there: say so after one retry
                     raise failure from None
                 delay = self._delay(attempt, None)
             except requests.exceptions.RequestException as exc:
                 raise NetworkError(self._network_message(exc, url)) from None
             else:
+                if (
+                    method != "GET"
+                    and error.status == 503
+                    and not api_refusal(error.headers.get("Retry-After"), error.body)
+                ):  # a gateway's bare 503: the backend may have taken it, as after a 504
+                    raise self._gateway(error)
                 asked = _retry_after(error.headers.get("Retry-After"))
                 if error.status in retry and asked is not None:
                     budget = min(self.max_wait - waited, stop_at - time.monotonic())
@@ -204,7 +234,13 @@ class Transport:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _follow(
-        self, method: str, url: str, json_body: Any, key: str | None, stop_at: float
+        self,
+        method: str,
+        url: str,
+        json_body: Any,
+        key: str | None,
+        stop_at: float,
+        timeout: tuple[float, float] | None = None,
     ) -> requests.Response:
         """Send, following redirects by hand so the token never leaves the API's origin."""
         for _ in range(MAX_REDIRECTS + 1):
@@ -214,7 +250,7 @@ class Transport:
             left = stop_at - time.monotonic()
             if left <= 0:
                 raise _Deadline
-            connect, read = self.timeout
+            connect, read = timeout or self.timeout
             try:
                 response = self.session.request(
                     method,
@@ -241,7 +277,14 @@ class Transport:
         raise BadResponseError(f"Too many redirects from {_where(url)}.")
 
     def _read(
-        self, response: requests.Response, limit: int, stop_at: float, what: str, *, cut: bool = False
+        self,
+        response: requests.Response,
+        limit: int,
+        stop_at: float,
+        what: str,
+        read_timeout: float | None = None,
+        *,
+        cut: bool = False,
     ) -> bytes:
         """The body, streamed: refused past `limit` bytes (or, with `cut`, its first `limit`
         bytes), abandoned at the deadline. Past SPOOL_BYTES it waits in a temporary file."""
@@ -258,7 +301,7 @@ class Transport:
                 left = stop_at - time.monotonic()
                 if left <= 0:
                     raise _Deadline
-                _limit_wait(response, min(self.timeout[1], left))
+                _limit_wait(response, min(read_timeout or self.timeout[1], left))
                 try:
                     chunk = read(CHUNK, decode_content=True)
                 except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -297,16 +340,31 @@ class Transport:
             method=method,
             asked=asked,
         )
-        return cls(self.scrub(text), answer.status)
+        maybe = method != "GET" and answer.status in (502, 504)
+        return cls(self.scrub(text), answer.status, maybe_billed=maybe)
 
-    def _late_message(self, method: str, url: str) -> str:
+    def _gateway(self, answer: Answer) -> OxenError:
+        """A gateway's error after a POST was sent (maybe billed, never resent)."""
+        detail = detail_of(answer.status, answer.headers.get("Content-Type", ""), answer.body)
+        text = self.scrub(gateway_sentence(answer.status, detail))
+        return ServerError(text, answer.status, maybe_billed=True)
+
+    def _late_message(self, method: str, url: str, deadline: float) -> str:
         where = _where(url)
         if method == "GET":
-            return f"{where} did not finish answering within {self.deadline:g} s; try again later."
+            return f"{where} did not finish answering within {deadline:g} s; try again later."
         return (
-            f"{where} did not finish answering within {self.deadline:g} s, so the image may have "
+            f"{where} did not finish answering within {deadline:g} s, so the image may have "
             "been billed; it was not resent, and a rerun asks again."
         )
+
+    def _sent_message(self, exc: Exception, url: str, read_timeout: float) -> str:
+        """A POST that was sent but never answered: it may have been billed."""
+        timed_out = isinstance(exc, _Dropped) and exc.timed_out
+        timed_out = (
+            timed_out or isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower()
+        )
+        return sent_sentence(_where(url), read_timeout if timed_out else None)
 
     def _network_message(self, exc: Exception, url: str) -> str:
         text = str(exc)

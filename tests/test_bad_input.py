@@ -550,7 +550,7 @@ CASES: list[Case] = [
         "read-timeout",
         OUT,
         setup=_read_timeout,
-        expect=("did not answer in time (timeout)",),
+        expect=("did not answer in time (0.3 s) after the request was sent", "may have been made and billed"),
         calls=1,
         per_image=True,
     ),
@@ -600,7 +600,7 @@ CASES: list[Case] = [
             f"server-{status}-forever",
             OUT,
             setup=_fail(50, status),
-            expect=(f"The API failed (HTTP {status}: ", "an HTML page", "after 5 tries; try again later."),
+            expect=(f"The API failed (HTTP {status}: ", "not processed", "after 5 tries; try again later."),
             calls=5,
             per_image=True,
         )

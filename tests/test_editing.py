@@ -82,7 +82,7 @@ def test_every_input_taking_model_makes_an_image_traced_to_its_input(
     assert r[0].ok, r[0].error
     assert input_sha_of(r[0].data) == sha(picture.read_bytes())
     (record,) = posts(hub)
-    assert record.path == "/api/ai" + CATALOGUE[model].endpoint
+    assert record.path == "/api/ai/images/edit"  # the documented route, whatever `endpoint` says
     sent = body(record)["input_image"]
     assert isinstance(sent, list) == (CATALOGUE[model].properties["input_image"]["type"] == "array")
 

@@ -18,9 +18,11 @@ The package is split by job:
 * `bodies.py` — request bodies, capped before they are read; `hosts.py` — the Host check against
   DNS rebinding; `records.py` — the bounded record of requests (`requests`).
 
-Failure injection for tests: `fail_next` (429 with Retry-After, or a proxy's 5xx HTML page),
-`fail_rate` (random transient 503s from a seeded RNG), `garbage` (answers a client cannot use) and
-`expire_urls`. Requests are recorded in `requests` (the newest, each clipped: see `records.py`).
+Failure injection for tests: `fail_next` (429 with Retry-After, the API's JSON 503, a proxy's
+5xx HTML page, `gateway=True` for a bare 503), `fail_rate` (random transient 503s from a seeded
+RNG), `garbage` (answers a client cannot use), `expire_urls`, `latency` (a slow answer),
+`extra_images` and `input_route` (see `LocalHub`). Requests are recorded in `requests` (the
+newest, each clipped: see `records.py`).
 
 Run it by hand with `python -m oxen_magic.localhub --port 8765 --latency 0.5 --key KEY`.
 """

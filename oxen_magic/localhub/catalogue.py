@@ -1,9 +1,9 @@
 """The model catalogue the local hub serves (`oxen-api.md`, "GET /api/ai/models").
 
 The 34 bundled image models (their documented request schemas) with per-image prices, one
-fine-tuned model whose id holds ':' and '/', and two models that make no images, so the client's
-filtering is testable. `malformed_catalogue()` gives models with wrong-typed fields for the client's
-hardening tests.
+fine-tuned model whose id holds ':' and '/' (priced per second, as fine-tuned models are), and
+two models that make no images, so the client's filtering is testable. `malformed_catalogue()`
+gives models with wrong-typed fields for the client's hardening tests.
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ _PRICES: dict[str, float] = {
     "topazlabs-wonder-3-image": 0.08,
     "xai-grok-imagine-image-edit": 0.022,
     "xai-grok-imagine-image": 0.02,
-    FINE_TUNED_ID: 0.03,
 }
+#: The fine-tuned model's price per second (USD).
+FINE_TUNED_PER_SECOND = 0.0012
 _DEFAULT_PRICE = 0.03
 #: The prices above that Oxen documents; every other one is this hub's guess (notebooks/budget.py
 #: marks those in the workshop's budget table).
@@ -143,7 +144,9 @@ def default_catalogue() -> list[dict[str, Any]]:
                 description="FLUX.1 [dev] fine-tuned on the tutorials/cyberpunkart dataset.",
                 owned_by="tutorials",
                 model_type="image_generation",
-                pricing={"method": "per_image", "cost_per_image": _PRICES[FINE_TUNED_ID]},
+                # Fine-tuned models are priced per second of generation (the docs'
+                # `pricing.method: time`), with no typical duration given.
+                pricing={"method": "time", "cost_per_second": FINE_TUNED_PER_SECOND},
             )
             models.append(tuned)
     models.extend(copy.deepcopy(m) for m in _NON_IMAGE_MODELS)

@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--max-body-mb", type=float, default=64.0, help="larger request bodies are refused (413)")
     add("--max-input-pixels", type=int, default=MAX_INPUT_PIXELS, help="larger input images: 400")
     add("--max-concurrent", type=int, default=None, help="admit this many images at once, 429 above")
-    add("--public-files", action="store_true", help="no token for result files")
+    add("--private-files", action="store_true", help="result files need the token (default: presigned)")
+    add("--public-files", action="store_true", help=argparse.SUPPRESS)  # the default now
     add("--anonymous-reads", action="store_true", help="answer model reads without a token")
     add("--list-schemas", action="store_true", help="include request schemas in the model list")
     add("--fail-rate", type=float, default=0.0, help="share of transient 503s")
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         latency=args.latency,
         image_size=args.image_size,
         url_ttl=args.url_ttl,
-        require_auth_for_files=not args.public_files,
+        require_auth_for_files=args.private_files,
         fail_rate=args.fail_rate,
         verbose=args.verbose,
         max_results=args.max_results,

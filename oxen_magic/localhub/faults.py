@@ -1,10 +1,12 @@
 """Failure injection: what a flaky gateway or a broken server would answer, for tests.
 
 * `fail_next` queues statuses: 429 answers the rate-limit JSON (`oxen-api.md`, "Errors"; with
-  Retry-After when given, which the docs leave undocumented), 5xx answers a proxy's HTML page,
-  other codes the API's JSON error. `after_billing` makes the image first (a gateway 504 that
-  arrives after the backend billed, as the docs warn).
-* `fail_rate` answers a seeded share of calls with a transient 503.
+  Retry-After when given, which the docs leave undocumented), 503 the API's own JSON error (it
+  took nothing: a client may resend), other 5xx a proxy's HTML page, other codes the API's JSON
+  error. `gateway=True` makes a 503 a proxy's bare page too (no Retry-After unless given: as
+  ambiguous as a 504), `gateway=False` any 5xx the API's JSON. `after_billing` makes the image
+  first (a gateway 504 that arrives after the backend billed, as the docs warn).
+* `fail_rate` answers a seeded share of calls with a transient 503 (the API's JSON).
 * `garbage` answers each generate call with something a client cannot use (`GARBAGE_KINDS`).
 """
 
@@ -26,6 +28,7 @@ class _Failure:
     status: int
     retry_after: float | str | None
     after_billing: bool = False
+    gateway: bool | None = None  # None: a proxy's page for 5xx but 503, the API's JSON otherwise
 
 
 class FaultQueue:
@@ -37,8 +40,15 @@ class FaultQueue:
         self._pending: deque[_Failure] = deque()
         self._rng = random.Random(seed)
 
-    def add(self, n: int, status: int, retry_after: float | str | None, after_billing: bool) -> None:
-        self._pending.extend(_Failure(status, retry_after, after_billing) for _ in range(n))
+    def add(
+        self,
+        n: int,
+        status: int,
+        retry_after: float | str | None,
+        after_billing: bool,
+        gateway: bool | None = None,
+    ) -> None:
+        self._pending.extend(_Failure(status, retry_after, after_billing, gateway) for _ in range(n))
 
     def clear(self) -> None:
         self._pending.clear()
@@ -51,6 +61,9 @@ class FaultQueue:
         return None
 
 
+_TITLES = {503: "Service temporarily unavailable; the request was not processed"}
+
+
 def retry_after_value(value: float | str) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -59,7 +72,8 @@ def retry_after_value(value: float | str) -> str:
 
 def failure_reply(failure: _Failure) -> _Reply:
     status = failure.status
-    reply = _html_reply(status) if status >= 500 else _error_reply(status)
+    gateway = failure.gateway if failure.gateway is not None else status >= 500 and status != 503
+    reply = _html_reply(status) if gateway else _error_reply(status, _TITLES.get(status))
     if failure.retry_after is not None:
         reply.headers["Retry-After"] = retry_after_value(failure.retry_after)
     return reply

@@ -28,7 +28,7 @@ from typing import Any
 
 from PIL import Image
 
-from oxen_magic.catalog import properties_of, schema_of
+from oxen_magic.catalog import image_count, properties_of, schema_of
 from oxen_magic.placeholder import (
     FORMATS,
     NO_SEED,
@@ -90,6 +90,9 @@ class _GenerateRoutes(_ModelRoutes):
     drip: float | None
     max_concurrent: int | None
     retry_after: float | str | None
+    #: Images answered beyond those asked (a server that returns more than the count), or
+    #: fewer when negative (never fewer than one).
+    extra_images: int = 0
     rejected: int
     in_flight: int
     peak_in_flight: int
@@ -190,23 +193,26 @@ class _GenerateRoutes(_ModelRoutes):
         spec = self._spec(name, prompt if isinstance(prompt, str) else "", body, schema, inputs)
         garbage = self.garbage
         spec = replace(spec, fmt="png") if garbage is not None else spec
+        # A schema with a count (`num_images`): that many images, each billed (`oxen-api.md`).
+        count = max(1, image_count(schema, body)[1] + self.extra_images)
         data = self._image(spec, inputs)
+        more = [self._image(_nth(spec, k), inputs) for k in range(1, count)]
         del inputs  # an input's bytes are not kept while sleeping out the latency
         left = self.latency - (time.monotonic() - started)
         if left > 0:
             self._stopping.wait(left)
         with self._lock:
-            self.billed += 1
+            self.billed += count
 
         if garbage is not None:
             return garbage_reply(
                 garbage,
                 name,
-                lambda junk: self._images_reply(name, response_format, body, junk, "png", "image/png"),
+                lambda junk: self._images_reply(name, response_format, body, [junk], "png", "image/png"),
                 lambda: data,
             )
         _, ext, content_type = FORMATS[spec.fmt]
-        return self._images_reply(name, response_format, body, data, ext, content_type)
+        return self._images_reply(name, response_format, body, [data, *more], ext, content_type)
 
     def _inputs(self, value: Any) -> list[bytes]:
         """The bytes of each input image (none when the request gives none); each must be an
@@ -278,19 +284,26 @@ class _GenerateRoutes(_ModelRoutes):
         name: str,
         response_format: str,
         body: dict[str, Any],
-        data: bytes,
+        datas: Sequence[bytes],
         ext: str,
         content_type: str,
     ) -> _Reply:
         drip = self.drip or 0.0
-        if response_format == "b64_json":
-            if self.oversize_bytes:
-                return _oversized_b64_reply(name, data, self.oversize_bytes, drip)
-            image: dict[str, str] = {"b64_json": base64.b64encode(data).decode("ascii")}
-        else:
-            image = {"url": self._issue_url(body.get("target_namespace"), data, ext, content_type)}
-        payload = {"model": name, "created": int(time.time()), "images": [image]}
+        if response_format == "b64_json" and self.oversize_bytes:
+            return _oversized_b64_reply(name, datas[0], self.oversize_bytes, drip)
+        images: list[dict[str, str]] = [
+            {"b64_json": base64.b64encode(data).decode("ascii")}
+            if response_format == "b64_json"
+            else {"url": self._issue_url(body.get("target_namespace"), data, ext, content_type)}
+            for data in datas
+        ]
+        payload = {"model": name, "created": int(time.time()), "images": images}
         return _Reply(200, _json_bytes(payload), drip=drip)
+
+
+def _nth(spec: ImageSpec, k: int) -> ImageSpec:
+    """Image k (from 0) of one answer: the same request, visibly its own picture."""
+    return replace(spec, seed=spec.seed + k, extras=(*spec.extras, ("image", f"{k + 1}")))
 
 
 _B64_SLOT = "@@b64@@"

@@ -48,7 +48,15 @@ class LocalHub(_GenerateRoutes):
       do not (404), like a fine-tuned or private model another account cannot read.
     * `bare_edit_route`: also serve `POST /api/images/edit`, the path the editing reference
       page's examples write (the catalogue's endpoint is under `/api/ai`).
-    * `require_auth_for_files`: whether result URLs need the token (not confirmed either way).
+    * `require_auth_for_files`: whether result URLs need the token. False (the default): the
+      async-queue page calls them presigned and downloads them with no header; True keeps the
+      strict reading (a keyless download gets 401).
+    * `input_route` (set on the hub): where a request carrying `input_image` is served. "both"
+      (the default: `/images/edit`, and `/images/generate` for a model whose schema takes it);
+      "generate" (the docs' other reading: `/images/edit` is not served, `missing_route_status`);
+      "edit" (`/images/generate` answers `missing_route_status` to a request with an input).
+    * `extra_images` (set on the hub): answer this many images more than asked (negative:
+      fewer, at least one).
     * `result_origin`: the origin result URLs are issued on (default: the hub's own). The docs
       call result URLs presigned and say nothing of their host; give e.g.
       `http://localhost:<port>` to serve them from this hub under another origin, which must
@@ -108,7 +116,7 @@ class LocalHub(_GenerateRoutes):
         latency: float = 0.0,
         image_size: int | None = None,
         url_ttl: float = 300.0,
-        require_auth_for_files: bool = True,
+        require_auth_for_files: bool = False,
         catalogue: list[dict[str, Any]] | None = None,
         fail_rate: float = 0.0,
         fail_seed: int = 0,
@@ -340,17 +348,20 @@ class LocalHub(_GenerateRoutes):
         status: int = 503,
         retry_after: float | str | None = None,
         after_billing: bool = False,
+        gateway: bool | None = None,
     ) -> None:
         """Make the next `n` generate or edit calls answer `status` (before auth or validation).
 
-        429 answers the rate-limit JSON (with Retry-After when given); 5xx answers an HTML page
-        as a proxy would; other codes answer the API's JSON error for that status.
+        429 answers the rate-limit JSON (with Retry-After when given); 503 the API's JSON error
+        (nothing processed); other 5xx an HTML page as a proxy would (`gateway=True`: a 503
+        too, a gateway's bare page; `gateway=False`: any 5xx as the API's JSON); other codes
+        answer the API's JSON error for that status.
         `after_billing=True`: the request is checked and its image made (counted in `billed`)
         first, then answered `status` (a gateway 504 after the backend billed, as the docs warn);
         a request the API would refuse gets its own refusal instead.
         """
         with self._lock:
-            self._faults.add(n, status, retry_after, after_billing)
+            self._faults.add(n, status, retry_after, after_billing, gateway)
 
     def expire_urls(self) -> None:
         """Every result URL issued so far answers 404 from now on."""

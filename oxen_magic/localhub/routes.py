@@ -36,6 +36,35 @@ def _shown(obj: dict[str, Any], schema: bool, field: str) -> dict[str, Any]:
     return copy
 
 
+def _action(obj: dict[str, Any]) -> set[str]:
+    """What `action=` matches for a model (the docs name the filter, not its values): its own
+    `action` field when it has one, its `model_type`, and its endpoint's verb (`generate`,
+    `edit`)."""
+    found = {str(obj.get("action") or ""), str(obj.get("model_type") or "")}
+    endpoint = str(obj.get("endpoint") or "")
+    found.add(endpoint.rstrip("/").rsplit("/", 1)[-1])
+    return {a.lower() for a in found if a}
+
+
+def _filtered(models: Sequence[Any], asked: dict[str, list[str]]) -> list[Any]:
+    """The list route's documented filters: `developer_name` (the model's `developer_name`, else
+    its `owned_by`) and `action`, both case-insensitive; absent or empty: no filter."""
+    developer = (asked.get("developer_name") or [""])[0].strip().lower()
+    action = (asked.get("action") or [""])[0].strip().lower()
+    out = []
+    for obj in models:
+        if not isinstance(obj, dict):
+            out.append(obj)
+            continue
+        owner = str(obj.get("developer_name") or obj.get("owned_by") or "").lower()
+        if developer and owner != developer:
+            continue
+        if action and action not in _action(obj):
+            continue
+        out.append(obj)
+    return out
+
+
 class _ModelRoutes:
     """Routing, the model routes and the file route (mixed into `LocalHub`)."""
 
@@ -46,6 +75,11 @@ class _ModelRoutes:
     schema_field: str
     private_models: set[str]
     bare_edit_route: bool
+    #: Where a request carrying `input_image` is served: "both", "generate" (the edit route is
+    #: not served) or "edit" (generate refuses input images); see `LocalHub`.
+    input_route: str = "both"
+    #: What a route not served answers: 404 (an unknown path) or 405 (method not allowed).
+    missing_route_status: int = 404
     result_origin: str | None
     oversize_bytes: int | None
     drip: float | None
@@ -68,20 +102,34 @@ class _ModelRoutes:
             model_route = path == MODELS_PATH or path.startswith(MODELS_PATH + "/")
             if model_route and not self.anonymous_reads and not self._authorised(headers):
                 return _error_reply(401)
+            asked = parse_qs(query)
             if path in (MODELS_PATH, MODELS_PATH + "/"):
-                return self._list(self._models)
+                return self._list(_filtered(self._models, asked))
             if path == MODELS_PATH + "/search":
-                terms = parse_qs(query).get("search") or parse_qs(query).get("q") or [""]
-                return self._search(terms[0])
+                terms = asked.get("search") or asked.get("q") or [""]
+                return self._search(terms[0], asked)
             if path.startswith(MODELS_PATH + "/"):
                 return self._model(unquote(path[len(MODELS_PATH) + 1 :]))
             if path.startswith(FILES_PREFIX) and "/files/results/" in path:
                 return self._file(path, headers)
+        if method == "POST" and self._route_missing(path, body):
+            if self.missing_route_status == 405:
+                return _Reply(
+                    405, _json_bytes({"error": {"message": "Method Not Allowed"}}), headers={"Allow": "GET"}
+                )
+            return _not_found(f"Not found: {path}")
         if method == "POST" and path in (GENERATE_PATH, EDIT_PATH):
             return self._generate_counted(headers, raw, body, path)
         if method == "POST" and path == BARE_EDIT_PATH and self.bare_edit_route:
             return self._generate_counted(headers, raw, body, EDIT_PATH)
         return _not_found(f"Not found: {path}")
+
+    def _route_missing(self, path: str, body: dict[str, Any] | None) -> bool:
+        """Whether `input_route` leaves this image route unserved for this request."""
+        if path == EDIT_PATH:
+            return self.input_route == "generate"
+        carries = isinstance(body, dict) and body.get("input_image") not in (None, "", [])
+        return path == GENERATE_PATH and self.input_route == "edit" and carries
 
     def _generate_counted(
         self, headers: Any, raw: bytes, body: dict[str, Any] | None, path: str = GENERATE_PATH
@@ -116,13 +164,15 @@ class _ModelRoutes:
         ]
         return _Reply(200, _json_bytes({"object": "list", "data": items}))
 
-    def _search(self, term: str) -> _Reply:
+    def _search(self, term: str, asked: dict[str, list[str]] | None = None) -> _Reply:
+        """`/models/search?search=...`: the word in the id, display name or description (the
+        list's filters apply too)."""
         needle = term.strip().lower()
+        fields = ("id", "display_name", "description")
         found = [
             m
-            for m in self._models
-            if isinstance(m, dict)
-            and (needle in str(m.get("id", "")).lower() or needle in str(m.get("display_name", "")).lower())
+            for m in _filtered(self._models, asked or {})
+            if isinstance(m, dict) and any(needle in str(m.get(f, "")).lower() for f in fields)
         ]
         return self._list(found)
 

@@ -44,8 +44,11 @@ def kind_of(info: ModelInfo) -> str:
 
 
 def price_words(info: ModelInfo) -> str:
-    """`$0.025 per image`, or `price unknown` when the API lists none."""
-    return f"${info.cost_per_image:.3f} per image" if info.cost_per_image is not None else "price unknown"
+    """`$0.025 per image`, `$0.0012/s` for a model priced by time (a fine-tuned one), or
+    `price unknown` when the API lists none."""
+    if info.cost_per_image is not None:
+        return f"${info.cost_per_image:.3f} per image"
+    return info.price_text if info.cost_per_second is not None else "price unknown"
 
 
 def default_steps(info: ModelInfo) -> int | None:
