@@ -314,10 +314,9 @@ class _Job(Several):
             return self._outcome(item, status="cancelled")
         billed = self.on_billed  # called at the POST's 200, whatever the download then does
 
-        def answered() -> None:  # every image asked is billed (a `num_images` count: its cells)
-            if billed is not None:
-                for member in [item, *self.followers.get(group(request), ())]:
-                    billed(member, None)
+        # The request's first image is charged at the 200; the others of a `num_images` count as
+        # they come out of the answer (`_fill_others`): what the API returned is what it billed.
+        answered = (lambda: billed(item, None)) if billed is not None else None
 
         try:
             if self.on_sent is not None:
