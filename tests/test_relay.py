@@ -1,0 +1,358 @@
+"""The room relay (issue 23): seat tokens, budgets on the server, a room that pays once per image.
+
+Against the real local hub as upstream, over real HTTP on loopback: the relay in-process (a thread
+with its own event loop), except the SIGKILL test, which runs `python -m oxen_magic.relay` as a
+subprocess, kills it and starts it again on the same db.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from oxen_magic.localhub import LocalHub
+from oxen_magic.relay import Relay, RoomDB
+from tests.support import all_text, html_outputs, run_cell, shown_html
+
+FLUX = "flux-2-dev"  # $0.025 an image on the local hub
+PRICE = 0.025
+GEN = "/api/ai/images/generate"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def room(hub: LocalHub, tmp_path: Path) -> Iterator[Relay]:
+    db = RoomDB(tmp_path / "room.sqlite")
+    db.ensure_seats(3, 1.0)
+    with Relay(db, hub.url, hub.api_key) as relay:
+        yield relay
+
+
+def token(relay: Relay, seat: int) -> str:
+    return dict(relay.db.tokens())[seat]
+
+
+class At:
+    """Where a relay answers (one in a subprocess has no `Relay` object here)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
+class Seen:
+    """Every byte the relay sent to a seat in a test (status line, headers, body)."""
+
+    def __init__(self) -> None:
+        self.blobs: list[bytes] = []
+
+    def keep(self, response: requests.Response) -> requests.Response:
+        head = f"{response.status_code} {response.reason}\n" + "".join(
+            f"{k}: {v}\n" for k, v in response.headers.items()
+        )
+        self.blobs.append(head.encode() + response.content)
+        return response
+
+
+SEEN = Seen()
+
+
+def post(relay: Relay | At, tok: str | None, body: dict[str, Any], path: str = GEN) -> requests.Response:
+    headers = {"Authorization": f"Bearer {tok}"} if tok is not None else {}
+    return SEEN.keep(requests.post(relay.url + path, json=body, headers=headers, timeout=30))
+
+
+def get(relay: Relay | At, tok: str | None, url: str) -> requests.Response:
+    headers = {"Authorization": f"Bearer {tok}"} if tok is not None else {}
+    full = url if url.startswith("http") else relay.url + url
+    return SEEN.keep(requests.get(full, headers=headers, timeout=30))
+
+
+def seeded(seed: int = 7, prompt: str = "a red cube") -> dict[str, Any]:
+    return {"model": FLUX, "prompt": prompt, "seed": seed, "aspect_ratio": "1:1"}
+
+
+def image_bytes(relay: Relay | At, tok: str, answer: requests.Response) -> bytes:
+    assert answer.status_code == 200, answer.text
+    url = answer.json()["images"][0]["url"]
+    assert url.startswith(relay.url + "/relay/files/"), url  # the relay's own origin
+    got = get(relay, tok, url)
+    assert got.status_code == 200
+    return got.content
+
+
+def title(answer: requests.Response) -> str:
+    body = answer.json()
+    assert body["status"] == "error" and body["status_message"] == body["error"]["type"]
+    return str(body["error"]["title"])
+
+
+# -- tokens ----------------------------------------------------------------------------------------
+
+
+def test_a_seat_needs_its_own_valid_token(room: Relay, hub: LocalHub) -> None:
+    one, two = token(room, 1), token(room, 2)
+    for tok in (None, "", "room-not-a-seat", one + "x", one[:-1]):
+        answer = post(room, tok, seeded())
+        assert answer.status_code == 401
+        assert answer.json()["error"]["type"] == "unauthenticated"
+        assert get(room, tok, "/api/ai/models").status_code == 401
+    assert hub.generate_calls() == []  # nothing went upstream for them
+    assert room.db.spent(1) == room.db.spent(2) == 0
+
+    # an unseeded image is the seat's own: another seat cannot fetch it, nobody without a token can
+    mine = post(room, one, {"model": FLUX, "prompt": "mine"})
+    url = mine.json()["images"][0]["url"]
+    assert get(room, one, url).status_code == 200
+    assert get(room, two, url).status_code == 404
+    assert get(room, None, url).status_code == 401
+    assert room.db.spent(1) == pytest.approx(PRICE) and room.db.spent(2) == 0  # charged to seat 1 only
+
+    room.db.revoke(2)
+    assert post(room, two, seeded()).status_code == 401
+    assert get(room, two, url).status_code == 401
+
+
+def test_model_routes_are_relayed_with_the_upstream_key(room: Relay) -> None:
+    tok = token(room, 1)
+    listing = get(room, tok, "/api/ai/models")
+    assert listing.status_code == 200 and listing.json()["object"] == "list"
+    detail = get(room, tok, "/api/ai/models/" + FLUX)
+    assert detail.json()["pricing"]["cost_per_image"] == PRICE
+    assert get(room, tok, "/api/ai/models/search?search=flux").status_code == 200
+    missing = get(room, tok, "/api/ai/models/no-such-model")
+    assert missing.status_code == 404
+    assert post(room, tok, {"model": "no-such-model", "prompt": "x"}).status_code == 404
+    assert room.db.spent(1) == 0
+
+
+# -- budgets ---------------------------------------------------------------------------------------
+
+
+def test_concurrent_requests_of_one_seat_cannot_pass_its_budget_together(room: Relay, hub: LocalHub) -> None:
+    tok = token(room, 1)
+    room.db.set_budget(1, 2 * PRICE + 0.001)  # room for two images
+    hub.latency = 0.3  # all eight are in the relay at once
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: post(room, tok, {"model": FLUX, "prompt": f"p{i}"}), range(8)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 200] + [402] * 6
+    assert len(hub.generate_calls()) == 2  # the refused ones never went upstream
+    assert room.db.spent(1) == pytest.approx(2 * PRICE)
+    refusal = title(next(a for a in answers if a.status_code == 402))
+    assert refusal.startswith("Seat budget reached: $0.001 of $0.051 left"), refusal
+    assert "\n" not in refusal
+
+
+def test_a_failed_upstream_request_costs_nothing(room: Relay, hub: LocalHub) -> None:
+    tok = token(room, 1)
+    hub.fail_next(1, 400)
+    failed = post(room, tok, seeded())
+    assert failed.status_code == 400
+    hub.fail_next(1, 503)
+    assert post(room, tok, seeded()).status_code == 503
+    assert room.db.spent(1) == 0
+    assert post(room, tok, seeded()).status_code == 200  # a failure is not stored for the room
+    assert room.db.spent(1) == pytest.approx(PRICE)
+
+
+def test_a_refused_upstream_key_is_the_relays_problem_and_never_shown(room: Relay, hub: LocalHub) -> None:
+    real = hub.api_key
+    hub.api_key = "another-key"  # the instructor's key is now wrong upstream
+    try:
+        answer = post(room, token(room, 1), {"model": "z-image-turbo", "prompt": "x"})
+    finally:
+        hub.api_key = real
+    assert answer.status_code == 502 and "tell your instructor" in title(answer)
+    assert room.db.spent(1) == 0
+
+
+# -- the room pays once ----------------------------------------------------------------------------
+
+
+def test_the_room_pays_once_per_seeded_image_never_for_unseeded_ones(room: Relay, hub: LocalHub) -> None:
+    one, two = token(room, 1), token(room, 2)
+    first = image_bytes(room, one, post(room, one, seeded()))
+    # b64_json is the same request as far as the room is concerned
+    again = post(room, two, {**seeded(), "response_format": "b64_json"})
+    assert base64.b64decode(again.json()["images"][0]["b64_json"]) == first
+    assert image_bytes(room, two, post(room, two, seeded())) == first  # seat 2 may fetch a shared file
+    assert len(hub.generate_calls()) == 1
+    assert room.db.spent(1) == pytest.approx(PRICE) and room.db.spent(2) == 0
+    assert post(room, two, seeded(seed=8)).status_code == 200  # another seed is another image
+    unseeded = {"model": FLUX, "prompt": "a red cube"}
+    post(room, one, unseeded)
+    post(room, two, unseeded)
+    assert len(hub.generate_calls()) == 4
+    assert room.db.spent(2) == pytest.approx(2 * PRICE)
+    report = {r.seat: r for r in room.db.seats_report()}
+    assert report[2].saved == pytest.approx(2 * PRICE) and report[2].images == 4
+
+
+def test_identical_requests_in_flight_make_one_upstream_request(room: Relay, hub: LocalHub) -> None:
+    room.db.ensure_seats(12, 1.0)
+    hub.latency = 0.5
+    tokens = [t for _, t in room.db.tokens()]
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda t: post(room, t, seeded(seed=99)), tokens))
+    assert [a.status_code for a in answers] == [200] * 12
+    assert len(hub.generate_calls()) == 1
+    images = {image_bytes(room, t, a) for t, a in zip(tokens, answers, strict=True)}
+    assert len(images) == 1
+    spent = [room.db.spent(s) for s, _ in room.db.tokens()]
+    assert sorted(spent) == [0.0] * 11 + [pytest.approx(PRICE)]
+
+
+def test_edit_requests_are_relayed_too(room: Relay, hub: LocalHub) -> None:
+    tok = token(room, 1)
+    png = get(room, tok, post(room, tok, seeded()).json()["images"][0]["url"]).content
+    body = {**seeded(), "input_image": ["data:image/png;base64," + base64.b64encode(png).decode()]}
+    assert post(room, tok, body, "/api/ai/images/edit").status_code == 200
+    assert len(hub.edit_calls()) == 1
+
+
+def test_no_byte_sent_to_a_seat_contains_the_upstream_key(room: Relay, hub: LocalHub) -> None:
+    """Runs last of the in-process tests in this module's order; also checks every earlier one."""
+    tok = token(room, 1)
+    post(room, tok, seeded())
+    post(room, tok, {"model": FLUX})
+    post(room, tok, {"prompt": "no model"})
+    room.db.set_budget(1, 0)
+    post(room, tok, {"model": FLUX, "prompt": "over budget"})
+    get(room, "wrong", "/api/ai/models")
+    assert hub.api_key is not None and len(SEEN.blobs) >= 5
+    leaks = [b[:80] for b in SEEN.blobs if hub.api_key.encode() in b]
+    assert leaks == []
+
+
+# -- SIGKILL and restart ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(args: list[str], env: dict[str, str], url: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oxen_magic.relay", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    for _ in range(300):
+        try:
+            requests.get(url + "/api/ai/models", timeout=1)
+            return proc
+        except requests.ConnectionError:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+    raise AssertionError("the relay did not start")
+
+
+def test_sigkill_and_restart_keep_tokens_spend_and_images(hub: LocalHub, tmp_path: Path) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    db, seats = tmp_path / "room.sqlite", tmp_path / "seats.csv"
+    args = ["--upstream", hub.url, "--port", str(port), "--seats", "2", "--budget", "1"]
+    args += ["--db", str(db), "--seats-file", str(seats)]
+    assert hub.api_key is not None
+    env = {**os.environ, "OXEN_HOST": hub.url, "OXEN_API_KEY": hub.api_key, "PYTHONPATH": str(ROOT)}
+    proc = _start(args, env, url)
+    relay = At(url)
+    tokens = list(csv.reader(seats.read_text().splitlines()))
+    assert tokens[0] == ["seat", "token"] and len(tokens) == 3
+    tok = tokens[1][1]
+    first = image_bytes(relay, tok, post(relay, tok, seeded()))
+    hub.latency = 5.0  # one more request, in flight when the relay dies
+    threading.Thread(target=lambda: _quiet_post(url, tok), daemon=True).start()
+    while hub.in_flight == 0:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    out, err = proc.communicate()
+    hub.latency = 0.0
+
+    before = seats.read_text()
+    proc = _start(args, env, url)
+    try:
+        assert seats.read_text() == before  # no new seats, same tokens
+        assert image_bytes(relay, tok, post(relay, tok, seeded())) == first  # from the store
+        sevens = [c for c in hub.generate_calls() if c.body and c.body.get("seed") == 7]
+        assert len(sevens) == 1  # the finished image was not made (or billed) again
+        assert RoomDB(db).spent(1) == pytest.approx(2 * PRICE)  # the interrupted one is kept as spend
+        assert post(relay, "room-wrong", seeded()).status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out2, err2 = proc.communicate(timeout=10)
+    for text in (out, err, out2, err2):
+        assert hub.api_key.encode() not in text
+    assert b"kept as spend" in err2
+
+
+def _quiet_post(url: str, tok: str) -> None:
+    with contextlib.suppress(requests.RequestException):  # the relay is killed under it
+        requests.post(url + GEN, json=seeded(seed=5), headers={"Authorization": f"Bearer {tok}"}, timeout=10)
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+
+def test_help_is_enough_and_bad_values_are_one_sentence(tmp_path: Path) -> None:
+    run = [sys.executable, "-m", "oxen_magic.relay"]
+    helped = subprocess.run([*run, "--help"], capture_output=True, text=True, check=True)
+    for flag in ("--upstream", "--seats", "--budget", "--db", "--seats-file", "--bind"):
+        assert flag in helped.stdout
+    bad = subprocess.run(
+        [*run, "--upstream", "local", "--budget", "-1", "--db", str(tmp_path / "r.sqlite")],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0 and "--budget" in bad.stderr
+
+
+# -- the real front ends, unchanged ----------------------------------------------------------------
+
+
+def test_the_magic_fills_a_grid_through_the_relay_and_shows_a_402_as_one_sentence(
+    shell: Any, hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = RoomDB(tmp_path / "room.sqlite")
+    db.ensure_seats(2, 4 * PRICE + 0.001)
+    with Relay(db, hub.url, hub.api_key) as relay:
+        monkeypatch.setenv("OXEN_HOST", relay.url)
+        monkeypatch.setenv("OXEN_API_KEY", token(relay, 1))
+        captured, problem = run_cell(shell, f"--model {FLUX} --seed 1..3", "a red cube")
+        assert problem is None, problem
+        assert shown_html(captured).count("<img") >= 3
+        assert "3/3 images" in shown_html(captured)
+        assert len(hub.generate_calls()) == 3
+        # seat 2 runs the same cell: the room already has it
+        monkeypatch.setenv("OXEN_API_KEY", token(relay, 2))
+        monkeypatch.setenv("OXEN_MAGIC_CACHE_DIR", str(tmp_path / "seat2-cache"))
+        captured, problem = run_cell(shell, f"--model {FLUX} --seed 1..3", "a red cube")
+        assert problem is None and "3/3 images" in shown_html(captured)
+        assert len(hub.generate_calls()) == 3 and db.spent(2) == 0
+        # seat 1 goes past its budget on the server: one more fits, the rest are 402s in the grid
+        monkeypatch.setenv("OXEN_API_KEY", token(relay, 1))
+        captured, problem = run_cell(shell, f"--model {FLUX} --seed 10..13", "a blue cube")
+        text = all_text(captured)
+        sentence = "HTTP 402: Seat budget reached: $0.001 of $0.101 left"
+        assert sentence in text, html_outputs(captured)[-1][:2000]
+        assert hub.api_key is not None and hub.api_key not in text
+        assert db.spent(1) == pytest.approx(4 * PRICE)
