@@ -71,6 +71,15 @@ class Seen:
 SEEN = Seen()
 
 
+@pytest.fixture(autouse=True)
+def _no_key_to_seats(hub: LocalHub) -> Iterator[None]:
+    """After every test here: no byte the relay sent to a seat contained the upstream key."""
+    SEEN.blobs.clear()
+    yield
+    assert hub.api_key is not None
+    assert [b[:80] for b in SEEN.blobs if hub.api_key.encode() in b] == []
+
+
 def post(relay: Relay | At, tok: str | None, body: dict[str, Any], path: str = GEN) -> requests.Response:
     headers = {"Authorization": f"Bearer {tok}"} if tok is not None else {}
     return SEEN.keep(requests.post(relay.url + path, json=body, headers=headers, timeout=30))
@@ -226,7 +235,7 @@ def test_edit_requests_are_relayed_too(room: Relay, hub: LocalHub) -> None:
 
 
 def test_no_byte_sent_to_a_seat_contains_the_upstream_key(room: Relay, hub: LocalHub) -> None:
-    """Runs last of the in-process tests in this module's order; also checks every earlier one."""
+    """Every kind of answer once (each test's answers are also checked by `_no_key_to_seats`)."""
     tok = token(room, 1)
     post(room, tok, seeded())
     post(room, tok, {"model": FLUX})
@@ -356,3 +365,12 @@ def test_the_magic_fills_a_grid_through_the_relay_and_shows_a_402_as_one_sentenc
         assert sentence in text, html_outputs(captured)[-1][:2000]
         assert hub.api_key is not None and hub.api_key not in text
         assert db.spent(1) == pytest.approx(4 * PRICE)
+
+
+def test_a_body_past_the_limit_is_refused_in_the_documented_shape(room: Relay, hub: LocalHub) -> None:
+    from oxen_magic.relay.routes import MAX_REQUEST_BODY
+
+    body = {"model": FLUX, "prompt": "x", "input_image": "data:image/png;base64," + "A" * MAX_REQUEST_BODY}
+    answer = post(room, token(room, 1), body, "/api/ai/images/edit")
+    assert answer.status_code == 413 and "32 MB limit" in title(answer)
+    assert hub.edit_calls() == [] and room.db.spent(1) == 0

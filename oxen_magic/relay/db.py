@@ -236,14 +236,15 @@ class RoomDB:
                 (seat, path, model, share_key, saved, now, now),
             )
 
-    def shared_results(self, share_key: str) -> list[str]:
-        """The stored images of the newest finished request with this key (empty: none)."""
+    def shared_results(self, share_key: str) -> tuple[list[str], float]:
+        """The stored images of the newest finished request with this key (none: empty) and
+        what that request cost (what a seat served from the store saves)."""
         rows = self._read(
-            "SELECT rid FROM results WHERE request = (SELECT MAX(request) FROM results WHERE share_key = ?) "
-            "ORDER BY idx",
+            "SELECT r.rid, q.cost FROM results r JOIN requests q ON q.id = r.request WHERE r.request = "
+            "(SELECT MAX(request) FROM results WHERE share_key = ?) ORDER BY r.idx",
             (share_key,),
         )
-        return [str(r[0]) for r in rows]
+        return [str(r[0]) for r in rows], (float(rows[0][1]) if rows else 0.0)
 
     def image(self, rid: str) -> StoredImage | None:
         rows = self._read("SELECT seat, share_key IS NOT NULL, mime, data FROM results WHERE rid = ?", (rid,))

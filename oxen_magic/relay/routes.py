@@ -30,6 +30,8 @@ from .upstream import Answer, Upstream
 GENERATE_PATH = "/api/ai/images/generate"
 EDIT_PATH = "/api/ai/images/edit"
 FILES_PREFIX = "/relay/files/"
+#: Largest request body a seat may send (an `input_image` data URI counts).
+MAX_REQUEST_BODY = 32 * 1024 * 1024
 _TYPES = {400: "invalid_params", 401: "unauthenticated", 402: "budget_exceeded", 404: "resource_not_found"}
 _NO_KEY = "The upstream API refused the relay's key; tell your instructor (the relay's key needs fixing)."
 
@@ -75,6 +77,7 @@ class Outcome:
 
     rids: list[str] = field(default_factory=list)
     failure: Failure | None = None
+    cost: float = 0.0
 
 
 class RoomRoutes:
@@ -147,6 +150,9 @@ class RoomRoutes:
             return self.unauthenticated()
         try:
             body = json.loads(await request.read())
+        except web.HTTPRequestEntityTooLarge:
+            limit = MAX_REQUEST_BODY // (1024 * 1024)
+            return error(413, f"The request body is larger than the relay's {limit} MB limit")
         except (ValueError, UnicodeDecodeError):
             return error(400, "The request body is not JSON")
         if not isinstance(body, dict):
@@ -167,7 +173,7 @@ class RoomRoutes:
         reserved = self.db.reserve(seat.seat, path, model, key, price)
         if isinstance(reserved, Refusal):
             return error(402, budget_title(reserved))
-        task = asyncio.ensure_future(self._lead(reserved, path, body))
+        task = asyncio.ensure_future(self._lead(reserved, path, body, price))
         if key is not None:
             self.flights[key] = task
             task.add_done_callback(lambda done: self._land(key, done))
@@ -189,9 +195,7 @@ class RoomRoutes:
         """
         if key is None:
             return None
-        known = self.models.get(str(body["model"]))
-        saved = (price_of(known, body) or 0.0) if known else 0.0
-        rids = self.db.shared_results(key)
+        rids, saved = self.db.shared_results(key)
         if rids:
             self.db.record_shared(seat.seat, path, str(body["model"]), key, saved)
             done: asyncio.Future[web.Response] = asyncio.get_running_loop().create_future()
@@ -205,7 +209,7 @@ class RoomRoutes:
             outcome = await asyncio.shield(flight)
             if outcome.failure is not None:
                 return outcome.failure.response()
-            self.db.record_shared(seat.seat, path, str(body["model"]), key, saved)
+            self.db.record_shared(seat.seat, path, str(body["model"]), key, outcome.cost)
             return self._reply(request, body, outcome.rids)
 
         return asyncio.ensure_future(follow())
@@ -233,7 +237,7 @@ class RoomRoutes:
             )
         return price
 
-    async def _lead(self, request_id: int, path: str, body: dict[str, Any]) -> Outcome:
+    async def _lead(self, request_id: int, path: str, body: dict[str, Any], cost: float) -> Outcome:
         """The one upstream request: charge and store on a 200, release on anything else."""
         self.upstream_requests += 1
         try:
@@ -247,7 +251,7 @@ class RoomRoutes:
             self.db.release(request_id, 500)
             raise
         if answer.status == 200 and answer.images:
-            return Outcome(rids=self.db.finish(request_id, answer.images))
+            return Outcome(rids=self.db.finish(request_id, answer.images), cost=cost)
         self.db.release(request_id, answer.status)
         return Outcome(failure=self._pass_on(answer))
 

@@ -23,11 +23,8 @@ from aiohttp import web
 
 from ..errors import redact
 from .db import RoomDB
-from .routes import RoomRoutes
+from .routes import MAX_REQUEST_BODY, RoomRoutes
 from .upstream import Upstream
-
-#: Largest request body a seat may send (an `input_image` data URI counts).
-MAX_REQUEST_BODY = 32 * 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
