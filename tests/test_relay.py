@@ -311,6 +311,8 @@ def test_sigkill_and_restart_keep_tokens_spend_and_images(hub: LocalHub, tmp_pat
     for text in (out, err, out2, err2):
         assert hub.api_key.encode() not in text
     assert b"kept as spend" in err2
+    admin = RoomDB(db).admin_token().encode()
+    assert b"/relay/?token=" + admin in out and b"/relay/?token=" + admin in out2  # kept in the db
 
 
 def _quiet_post(url: str, tok: str) -> None:
@@ -374,3 +376,35 @@ def test_a_body_past_the_limit_is_refused_in_the_documented_shape(room: Relay, h
     answer = post(room, token(room, 1), body, "/api/ai/images/edit")
     assert answer.status_code == 413 and "32 MB limit" in title(answer)
     assert hub.edit_calls() == [] and room.db.spent(1) == 0
+
+
+# -- the dashboard ---------------------------------------------------------------------------------
+
+
+def test_the_dashboard_shows_the_room_and_changes_seats_only_with_the_admin_token(room: Relay) -> None:
+    one, two = token(room, 1), token(room, 2)
+    post(room, one, seeded())
+    post(room, two, seeded())  # served from the store
+    admin = room.db.admin_token()
+    for wrong in ("", one, admin + "x"):
+        assert requests.get(f"{room.url}/relay/", params={"token": wrong}, timeout=10).status_code == 401
+        action = {"token": wrong, "do": "revoke"}
+        refused = requests.post(f"{room.url}/relay/seats/2", data=action, timeout=10)
+        assert refused.status_code == 401
+    assert post(room, two, seeded(seed=3)).status_code == 200  # still a seat
+    page = requests.get(room.dashboard_url, timeout=10)
+    assert page.status_code == 200 and page.headers["Referrer-Policy"] == "no-referrer"
+    assert "Room total: $0.050 spent; sharing saved $0.025" in page.text
+    assert "<td>1</td><td>active</td><td>$0.025</td><td>$1.00</td><td>1</td>" in page.text
+    changed = requests.post(
+        f"{room.url}/relay/seats/1", data={"token": admin, "do": "budget", "budget": "0"}, timeout=10
+    )
+    assert changed.status_code == 200  # redirected back to the page
+    over = post(room, one, seeded(seed=4))
+    assert over.status_code == 402 and "$0.000 of $0.000 left" in title(over)
+    requests.post(f"{room.url}/relay/seats/2", data={"token": admin, "do": "revoke"}, timeout=10)
+    assert post(room, two, seeded(seed=5)).status_code == 401
+    ledger = requests.get(f"{room.url}/relay/ledger.csv", params={"token": admin}, timeout=10).text
+    rows = list(csv.DictReader(ledger.splitlines()))
+    assert [r["state"] for r in rows] == ["charged", "shared", "charged"]
+    assert one not in page.text + ledger and two not in page.text + ledger  # no seat's token shown

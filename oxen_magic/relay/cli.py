@@ -8,9 +8,11 @@ any request a killed relay left in flight, make seats up to `--seats` (none on a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import math
+import os
 import secrets
 import sys
 
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     interrupted = db.recover()
     made = db.ensure_seats(args.seats, args.budget)
     write_text_atomic(args.seats_file, seats_csv(db.tokens()))
+    with contextlib.suppress(OSError):
+        os.chmod(args.seats_file, 0o600)  # the tokens are the seats' keys
     relay = Relay(db, upstream, key, host=args.bind, port=args.port, access_log=args.access_log)
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     if beyond_loopback(args.bind):

@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS results(
     seat INTEGER NOT NULL, mime TEXT NOT NULL, data BLOB NOT NULL, created REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS results_key ON results(share_key, idx);
 """
+#: The ledger's columns, as exported.
+LEDGER_COLUMNS = ("id", "seat", "path", "model", "cost", "saved", "state", "status", "created", "finished")
 #: Request states whose cost counts against the seat's budget.
 SPENT_STATES = ("reserved", "charged", "interrupted")
 _SPENT_SQL = "state IN ('reserved', 'charged', 'interrupted')"
@@ -266,6 +268,10 @@ class RoomDB:
             SeatReport(int(s), float(b), float(sp), int(n), float(sv), bool(rv))
             for s, b, rv, sp, n, sv in rows
         ]
+
+    def ledger_rows(self) -> list[tuple[Any, ...]]:
+        """Every request, oldest first (the dashboard's CSV export)."""
+        return self._read(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM requests ORDER BY id")
 
     def request_states(self) -> dict[str, int]:
         return {str(s): int(n) for s, n in self._read("SELECT state, COUNT(*) FROM requests GROUP BY state")}

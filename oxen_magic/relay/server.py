@@ -13,7 +13,6 @@ routes never put it there, and an upstream that echoes it is scrubbed on the way
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import redact
+from .dashboard import Dashboard
 from .db import RoomDB
 from .routes import MAX_REQUEST_BODY, RoomRoutes
 from .upstream import Upstream
@@ -51,6 +51,7 @@ def make_app(db: RoomDB, upstream: Upstream) -> tuple[web.Application, RoomRoute
     app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[_scrubber(upstream.key)])
     routes = RoomRoutes(db, upstream)
     routes.add_to(app)
+    Dashboard(db).add_to(app)
 
     async def start_upstream(_: web.Application) -> None:
         await upstream.start()
@@ -89,6 +90,11 @@ class Relay:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """The instructor's page, with the admin token (print it only to the instructor)."""
+        return f"{self.url}/relay/?token={self.db.admin_token()}"
 
     async def _open(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=web.access_logger if self.access_log else None)
@@ -137,7 +143,8 @@ class Relay:
         loop = asyncio.new_event_loop()
         self._loop = loop
         loop.run_until_complete(self._open())
-        print(f"Relay serving on {self.url}", file=sys.stderr, flush=True)
+        print(f"Relay serving on {self.url}", flush=True)
+        print(f"Dashboard (keep this address to yourself): {self.dashboard_url}", flush=True)
         try:
             loop.run_forever()
         except KeyboardInterrupt:
