@@ -408,3 +408,23 @@ def test_the_dashboard_shows_the_room_and_changes_seats_only_with_the_admin_toke
     rows = list(csv.DictReader(ledger.splitlines()))
     assert [r["state"] for r in rows] == ["charged", "shared", "charged"]
     assert one not in page.text + ledger and two not in page.text + ledger  # no seat's token shown
+
+
+# -- fairness --------------------------------------------------------------------------------------
+
+
+def test_one_seats_sweep_does_not_starve_another_seat(hub: LocalHub, tmp_path: Path) -> None:
+    db = RoomDB(tmp_path / "room.sqlite")
+    db.ensure_seats(2, 1.0)
+    hub.latency = 0.3
+    with Relay(db, hub.url, hub.api_key, window=2) as relay, ThreadPoolExecutor(11) as pool:
+        sweep = [
+            pool.submit(post, relay, token(relay, 1), {"model": FLUX, "prompt": f"a{i}"}) for i in range(10)
+        ]
+        while relay.routes.window.waiting < 8:  # two upstream, eight waiting for the window
+            time.sleep(0.01)
+        other = pool.submit(post, relay, token(relay, 2), {"model": FLUX, "prompt": "b"})
+        assert all(f.result().status_code == 200 for f in [*sweep, other])
+        assert hub.peak_in_flight == 2
+    order = [c.body["prompt"] for c in hub.generate_calls() if c.body]
+    assert order.index("b") <= 3, order  # served after at most one more of the sweep's images, not ten

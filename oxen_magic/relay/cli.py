@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--budget", type=float, default=2.0, help="USD budget of each new seat (default 2.00)")
     add("--db", default="room.sqlite", help="the room's SQLite file (default room.sqlite)")
     add("--seats-file", default="seats.csv", help="CSV 'seat,token' written at start (default seats.csv)")
+    add("--upstream-window", type=int, default=8, help="requests upstream at once, seats in turn (default 8)")
     add("--access-log", action="store_true", help="log every request (never a token) to stderr")
     return parser
 
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
         _usage("--seats must be 0 or more; give the number of students, e.g. --seats 30.")
     if not math.isfinite(args.budget) or args.budget < 0:
         _usage("--budget must be a number of US dollars, 0 or more, e.g. --budget 2.00.")
+    if args.upstream_window < 1:
+        _usage("--upstream-window must be 1 or more, e.g. --upstream-window 8.")
     if not 0 <= args.port <= 65535:
         _usage("--port must be between 0 and 65535.")
     upstream, key, hub = _upstream(args.upstream)
@@ -98,7 +101,15 @@ def main(argv: list[str] | None = None) -> None:
     write_text_atomic(args.seats_file, seats_csv(db.tokens()))
     with contextlib.suppress(OSError):
         os.chmod(args.seats_file, 0o600)  # the tokens are the seats' keys
-    relay = Relay(db, upstream, key, host=args.bind, port=args.port, access_log=args.access_log)
+    relay = Relay(
+        db,
+        upstream,
+        key,
+        host=args.bind,
+        port=args.port,
+        access_log=args.access_log,
+        window=args.upstream_window,
+    )
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     if beyond_loopback(args.bind):
         say(

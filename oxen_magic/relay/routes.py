@@ -24,6 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from .db import Refusal, RoomDB, Seat
+from .fair import FairWindow
 from .pricing import ModelMemory, price_of, share_key
 from .upstream import Answer, Upstream
 
@@ -83,9 +84,10 @@ class Outcome:
 class RoomRoutes:
     """The handlers, bound to one room (db), one upstream and the requests in flight."""
 
-    def __init__(self, db: RoomDB, upstream: Upstream) -> None:
+    def __init__(self, db: RoomDB, upstream: Upstream, window: int = 8) -> None:
         self.db = db
         self.upstream = upstream
+        self.window = FairWindow(window)
         self.models = ModelMemory()
         self.flights: dict[str, asyncio.Task[Outcome]] = {}
         self.upstream_requests = 0
@@ -173,7 +175,7 @@ class RoomRoutes:
         reserved = self.db.reserve(seat.seat, path, model, key, price)
         if isinstance(reserved, Refusal):
             return error(402, budget_title(reserved))
-        task = asyncio.ensure_future(self._lead(reserved, path, body, price))
+        task = asyncio.ensure_future(self._lead(seat.seat, reserved, path, body, price))
         if key is not None:
             self.flights[key] = task
             task.add_done_callback(lambda done: self._land(key, done))
@@ -237,11 +239,18 @@ class RoomRoutes:
             )
         return price
 
-    async def _lead(self, request_id: int, path: str, body: dict[str, Any], cost: float) -> Outcome:
-        """The one upstream request: charge and store on a 200, release on anything else."""
-        self.upstream_requests += 1
+    async def _lead(
+        self, seat: int, request_id: int, path: str, body: dict[str, Any], cost: float
+    ) -> Outcome:
+        """The one upstream request, in the seat's turn: charge and store on a 200, release on
+        anything else."""
         try:
-            answer = await self.upstream.images(path, body)
+            await self.window.acquire(seat)
+            try:
+                self.upstream_requests += 1
+                answer = await self.upstream.images(path, body)
+            finally:
+                self.window.release()
         except (aiohttp.ClientError, asyncio.TimeoutError):
             self.db.release(request_id, 502)
             return Outcome(

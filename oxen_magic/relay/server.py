@@ -47,9 +47,9 @@ def _scrubber(key: str | None) -> Any:
     return scrub
 
 
-def make_app(db: RoomDB, upstream: Upstream) -> tuple[web.Application, RoomRoutes]:
+def make_app(db: RoomDB, upstream: Upstream, window: int = 8) -> tuple[web.Application, RoomRoutes]:
     app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[_scrubber(upstream.key)])
-    routes = RoomRoutes(db, upstream)
+    routes = RoomRoutes(db, upstream, window)
     routes.add_to(app)
     Dashboard(db).add_to(app)
 
@@ -76,12 +76,13 @@ class Relay:
         host: str = "127.0.0.1",
         port: int = 0,
         access_log: bool = False,
+        window: int = 8,
     ) -> None:
         self.db = db if isinstance(db, RoomDB) else RoomDB(db)
         self.upstream = Upstream(upstream, key)
         self.host, self.port = host, port
         self.access_log = access_log
-        self.app, self.routes = make_app(self.db, self.upstream)
+        self.app, self.routes = make_app(self.db, self.upstream, window)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
