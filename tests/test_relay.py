@@ -428,3 +428,17 @@ def test_one_seats_sweep_does_not_starve_another_seat(hub: LocalHub, tmp_path: P
         assert hub.peak_in_flight == 2
     order = [c.body["prompt"] for c in hub.generate_calls() if c.body]
     assert order.index("b") <= 3, order  # served after at most one more of the sweep's images, not ten
+
+
+def test_upstream_rate_limits_shrink_the_window_and_never_reach_a_seat(hub: LocalHub, tmp_path: Path) -> None:
+    db = RoomDB(tmp_path / "room.sqlite")
+    db.ensure_seats(6, 1.0)
+    hub.latency, hub.max_concurrent, hub.retry_after = 0.2, 2, 0.05
+    with Relay(db, hub.url, hub.api_key, window=6) as relay, ThreadPoolExecutor(6) as pool:
+        tokens = [t for _, t in db.tokens()]
+        answers = list(pool.map(lambda t: post(relay, t, {"model": FLUX, "prompt": t[-6:]}), tokens))
+        assert [a.status_code for a in answers] == [200] * 6
+        assert hub.rejected > 0  # upstream did refuse some ...
+        assert relay.routes.window.size < 6  # ... and the room's window shrank
+    assert len(hub.generate_calls()) == 6 + hub.rejected
+    assert sum(db.spent(s) for s, _ in db.tokens()) == pytest.approx(6 * PRICE)  # each charged once

@@ -125,5 +125,6 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         _usage(f"Cannot listen on {args.bind} port {args.port} ({exc.strerror or exc}); pick another --port.")
     finally:
+        db.close()
         if hub is not None:
             hub.stop()  # type: ignore[attr-defined]

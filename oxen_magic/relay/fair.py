@@ -3,8 +3,9 @@
 At most `size` requests are upstream at once. When more wait, a freed place goes to the seat
 whose turn it is (round robin over the seats that are waiting, each seat's own requests in the
 order they came), so one student's 64-image sweep waits behind everyone else's next image instead
-of holding the room's whole window. The window is fixed (`--upstream-window`); adapting it to
-upstream 429s is not built yet.
+of holding the room's whole window. The window adapts: an upstream 429 halves it, answers grow it
+back one place at a time up to `--upstream-window` (the 429'd request waits and is sent again, so
+a seat never sees the room's rate limit).
 
 Used only on the relay's event loop (no locks).
 """
@@ -16,11 +17,15 @@ from collections import OrderedDict, deque
 
 
 class FairWindow:
-    def __init__(self, size: int) -> None:
-        if size < 1:
+    """At most `size` requests upstream (between 1 and `most`), waiting seats served in turn."""
+
+    def __init__(self, most: int) -> None:
+        if most < 1:
             raise ValueError("the upstream window must be at least 1")
-        self.size = size
+        self.most = most
+        self.size = most
         self.busy = 0
+        self._successes = 0
         #: Waiting requests by seat; the first seat is the one whose turn is next.
         self._waiting: OrderedDict[int, deque[asyncio.Future[None]]] = OrderedDict()
 
@@ -52,8 +57,12 @@ class FairWindow:
                 del self._waiting[seat]
 
     def release(self) -> None:
-        """A request came back: hand its place to the next seat in turn, or free it."""
-        while self._waiting:
+        """A request came back: its place goes to the next seat in turn (if the window allows)."""
+        self.busy -= 1
+        self._admit()
+
+    def _admit(self) -> None:
+        while self._waiting and self.busy < self.size:
             seat, queue = next(iter(self._waiting.items()))
             turn = queue.popleft()
             if queue:
@@ -61,6 +70,19 @@ class FairWindow:
             else:
                 del self._waiting[seat]
             if not turn.done():
-                turn.set_result(None)  # the place passes on: `busy` is unchanged
-                return
-        self.busy -= 1
+                turn.set_result(None)
+                self.busy += 1
+
+    def refused(self) -> None:
+        """Upstream said 429: halve the window (at least 1)."""
+        self.size = max(1, self.size // 2)
+        self._successes = 0
+
+    def answered(self) -> None:
+        """Upstream answered: after a window's worth of answers, one more place (up to `most`)."""
+        if self.size < self.most:
+            self._successes += 1
+            if self._successes >= self.size:
+                self.size += 1
+                self._successes = 0
+                self._admit()

@@ -31,6 +31,9 @@ from .upstream import Answer, Upstream
 GENERATE_PATH = "/api/ai/images/generate"
 EDIT_PATH = "/api/ai/images/edit"
 FILES_PREFIX = "/relay/files/"
+#: Times a request refused with 429 is sent before the 429 is passed on, and the longest wait.
+RATE_TRIES = 6
+MOST_WAIT = 30.0
 #: Largest request body a seat may send (an `input_image` data URI counts).
 MAX_REQUEST_BODY = 32 * 1024 * 1024
 _TYPES = {400: "invalid_params", 401: "unauthenticated", 402: "budget_exceeded", 404: "resource_not_found"}
@@ -245,12 +248,7 @@ class RoomRoutes:
         """The one upstream request, in the seat's turn: charge and store on a 200, release on
         anything else."""
         try:
-            await self.window.acquire(seat)
-            try:
-                self.upstream_requests += 1
-                answer = await self.upstream.images(path, body)
-            finally:
-                self.window.release()
+            answer = await self._send(seat, path, body)
         except (aiohttp.ClientError, asyncio.TimeoutError):
             self.db.release(request_id, 502)
             return Outcome(
@@ -263,6 +261,26 @@ class RoomRoutes:
             return Outcome(rids=self.db.finish(request_id, answer.images), cost=cost)
         self.db.release(request_id, answer.status)
         return Outcome(failure=self._pass_on(answer))
+
+    async def _send(self, seat: int, path: str, body: dict[str, Any]) -> Answer:
+        """Send in the seat's turn; a 429 (the request was not taken) shrinks the room's window
+        and is sent again after the wait it asks (or a backoff), so seats do not see it."""
+        for attempt in range(RATE_TRIES):
+            await self.window.acquire(seat)
+            try:
+                self.upstream_requests += 1
+                answer = await self.upstream.images(path, body)
+                if answer.status == 429:
+                    self.window.refused()
+                else:
+                    self.window.answered()
+            finally:
+                self.window.release()
+            wait = answer.retry_after if answer.retry_after is not None else 0.25 * 2**attempt
+            if answer.status != 429 or attempt == RATE_TRIES - 1 or wait > MOST_WAIT:
+                break
+            await asyncio.sleep(wait)
+        return answer
 
     def _reply(self, request: web.Request, body: dict[str, Any], rids: list[str]) -> web.Response:
         """The documented generate answer, with URLs on the relay's own origin (or the bytes)."""

@@ -78,6 +78,7 @@ class Relay:
         access_log: bool = False,
         window: int = 8,
     ) -> None:
+        self._own_db = not isinstance(db, RoomDB)  # closed at stop() only when opened here
         self.db = db if isinstance(db, RoomDB) else RoomDB(db)
         self.upstream = Upstream(upstream, key)
         self.host, self.port = host, port
@@ -137,7 +138,8 @@ class Relay:
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
-        self.db.close()
+        if self._own_db:
+            self.db.close()
 
     def serve_forever(self) -> None:
         """The command's foreground loop, until Ctrl-C or a signal."""
@@ -154,7 +156,8 @@ class Relay:
             if self._runner is not None:
                 loop.run_until_complete(self._runner.cleanup())
             loop.close()
-            self.db.close()
+            if self._own_db:
+                self.db.close()
 
     def __enter__(self) -> Relay:
         return self.start()

@@ -30,6 +30,8 @@ class Answer:
     content_type: str
     body: bytes
     images: list[tuple[str, bytes]] = field(default_factory=list)
+    #: Seconds the upstream asked to wait (a 429's or 503's Retry-After), if it said.
+    retry_after: float | None = None
 
 
 def sniff(data: bytes) -> str:
