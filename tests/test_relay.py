@@ -442,3 +442,23 @@ def test_upstream_rate_limits_shrink_the_window_and_never_reach_a_seat(hub: Loca
         assert relay.routes.window.size < 6  # ... and the room's window shrank
     assert len(hub.generate_calls()) == 6 + hub.rejected
     assert sum(db.spent(s) for s, _ in db.tokens()) == pytest.approx(6 * PRICE)  # each charged once
+
+
+def test_beyond_loopback_warns_of_tokens_in_clear_and_the_log_holds_no_token(
+    hub: LocalHub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from oxen_magic.relay.cli import exposure_warning
+
+    assert exposure_warning("127.0.0.1") is None and exposure_warning("localhost") is None
+    for bind in ("0.0.0.0", "192.168.1.20", "::"):
+        warning = exposure_warning(bind)
+        assert warning is not None and "seat tokens travel in clear" in warning
+    db = RoomDB(tmp_path / "room.sqlite")
+    db.ensure_seats(1, 1.0)
+    caplog.set_level("INFO", logger="aiohttp.access")
+    with Relay(db, hub.url, hub.api_key, access_log=True) as relay:
+        post(relay, token(relay, 1), seeded())
+        assert requests.get(relay.dashboard_url, timeout=10).status_code == 200
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "aiohttp.access")
+    assert "GET /relay/ 200" in logged and f"POST {GEN} 200" in logged
+    assert db.admin_token() not in logged and token(relay, 1) not in logged

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import csv
 import io
+import logging
 import math
 import os
 import secrets
@@ -59,6 +60,16 @@ def seats_csv(tokens: list[tuple[int, str]]) -> str:
     return out.getvalue()
 
 
+def exposure_warning(bind: str) -> str | None:
+    """What is said when the relay listens beyond loopback, else None."""
+    if not beyond_loopback(bind):
+        return None
+    return (
+        f"Warning: listening on {bind or 'every address'}, beyond loopback: seat tokens travel in clear "
+        "on plain HTTP, so anyone on this network can read them; use it only on a network you trust."
+    )
+
+
 def _usage(problem: str) -> None:
     print(problem, file=sys.stderr, flush=True)
     raise SystemExit(2)
@@ -91,6 +102,10 @@ def main(argv: list[str] | None = None) -> None:
         _usage("--upstream-window must be 1 or more, e.g. --upstream-window 8.")
     if not 0 <= args.port <= 65535:
         _usage("--port must be between 0 and 65535.")
+    if args.access_log:
+        log = logging.getLogger("aiohttp.access")
+        log.setLevel(logging.INFO)
+        log.addHandler(logging.StreamHandler(sys.stderr))
     upstream, key, hub = _upstream(args.upstream)
     try:
         db = RoomDB(args.db)
@@ -111,11 +126,9 @@ def main(argv: list[str] | None = None) -> None:
         window=args.upstream_window,
     )
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    if beyond_loopback(args.bind):
-        say(
-            f"Warning: listening on {args.bind}, beyond loopback: seat tokens travel in clear on plain "
-            "HTTP, so anyone on this network can read them; use it only on a network you trust."
-        )
+    warning = exposure_warning(args.bind)
+    if warning:
+        say(warning)
     say(f"Room db {args.db}: {len(db.tokens())} seats ({made} new); tokens in {args.seats_file}.")
     if interrupted:
         say(f"{interrupted} request(s) were in flight when the relay stopped; kept as spend.")

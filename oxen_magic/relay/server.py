@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from ..errors import redact
 from .dashboard import Dashboard
@@ -45,6 +46,16 @@ def _scrubber(key: str | None) -> Any:
         return response
 
     return scrub
+
+
+class _AccessLog(AbstractAccessLogger):
+    """One line per request with the path only: the dashboard's address carries its token in the
+    query, which aiohttp's default format (the whole request line) would write to the log."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %s %.3fs", request.remote, request.method, request.path, response.status, time
+        )
 
 
 def make_app(db: RoomDB, upstream: Upstream, window: int = 8) -> tuple[web.Application, RoomRoutes]:
@@ -99,7 +110,9 @@ class Relay:
         return f"{self.url}/relay/?token={self.db.admin_token()}"
 
     async def _open(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=web.access_logger if self.access_log else None)
+        self._runner = web.AppRunner(
+            self.app, access_log=web.access_logger if self.access_log else None, access_log_class=_AccessLog
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
