@@ -462,3 +462,34 @@ def test_beyond_loopback_warns_of_tokens_in_clear_and_the_log_holds_no_token(
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "aiohttp.access")
     assert "GET /relay/ 200" in logged and f"POST {GEN} 200" in logged
     assert db.admin_token() not in logged and token(relay, 1) not in logged
+
+
+def test_https_with_a_certificate(hub: LocalHub, tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    db = RoomDB(tmp_path / "room.sqlite")
+    db.ensure_seats(1, 1.0)
+    with Relay(db, hub.url, hub.api_key, ssl_context=context) as relay:
+        assert relay.url.startswith("https://")
+        tok = token(relay, 1)
+        answer = requests.post(
+            relay.url + GEN, json=seeded(), headers={"Authorization": f"Bearer {tok}"}, verify=str(ca_file)
+        )
+        url = answer.json()["images"][0]["url"]
+        assert url.startswith(relay.url + "/relay/files/")  # served over HTTPS too
+        got = requests.get(url, headers={"Authorization": f"Bearer {tok}"}, verify=str(ca_file))
+        assert got.status_code == 200 and got.headers["Content-Type"] == "image/webp"  # flux-2-dev's default
+        with pytest.raises(requests.ConnectionError):
+            requests.get(relay.url.replace("https", "http") + "/api/ai/models", timeout=5)
+
+    from oxen_magic.relay.cli import exposure_warning
+
+    assert exposure_warning("0.0.0.0", tls=True) is None

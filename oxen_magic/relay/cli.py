@@ -15,7 +15,9 @@ import logging
 import math
 import os
 import secrets
+import ssl
 import sys
+from typing import NoReturn
 
 from ..atomic import write_text_atomic
 from ..keys import DEFAULT_HOST, NO_KEY_HELP, find_key, normalize_host
@@ -48,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--db", default="room.sqlite", help="the room's SQLite file (default room.sqlite)")
     add("--seats-file", default="seats.csv", help="CSV 'seat,token' written at start (default seats.csv)")
     add("--upstream-window", type=int, default=8, help="requests upstream at once, seats in turn (default 8)")
+    add("--tls-cert", help="serve HTTPS with this certificate (PEM), with --tls-key")
+    add("--tls-key", help="the certificate's private key (PEM)")
     add("--access-log", action="store_true", help="log every request (never a token) to stderr")
     return parser
 
@@ -60,9 +64,25 @@ def seats_csv(tokens: list[tuple[int, str]]) -> str:
     return out.getvalue()
 
 
-def exposure_warning(bind: str) -> str | None:
-    """What is said when the relay listens beyond loopback, else None."""
-    if not beyond_loopback(bind):
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The HTTPS context from --tls-cert/--tls-key (None: plain HTTP); a problem is one sentence."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        _usage("Give both --tls-cert and --tls-key (PEM files), or neither for plain HTTP.")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        _usage(
+            f"Cannot use --tls-cert {cert} with --tls-key {key} ({exc}); give a PEM certificate and its key."
+        )
+    return context
+
+
+def exposure_warning(bind: str, tls: bool = False) -> str | None:
+    """What is said when the relay listens beyond loopback on plain HTTP, else None."""
+    if tls or not beyond_loopback(bind):
         return None
     return (
         f"Warning: listening on {bind or 'every address'}, beyond loopback: seat tokens travel in clear "
@@ -70,7 +90,7 @@ def exposure_warning(bind: str) -> str | None:
     )
 
 
-def _usage(problem: str) -> None:
+def _usage(problem: str) -> NoReturn:
     print(problem, file=sys.stderr, flush=True)
     raise SystemExit(2)
 
@@ -106,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         log = logging.getLogger("aiohttp.access")
         log.setLevel(logging.INFO)
         log.addHandler(logging.StreamHandler(sys.stderr))
+    context = tls_context(args.tls_cert, args.tls_key)
     upstream, key, hub = _upstream(args.upstream)
     try:
         db = RoomDB(args.db)
@@ -124,9 +145,10 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         access_log=args.access_log,
         window=args.upstream_window,
+        ssl_context=context,
     )
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    warning = exposure_warning(args.bind)
+    warning = exposure_warning(args.bind, tls=context is not None)
     if warning:
         say(warning)
     say(f"Room db {args.db}: {len(db.tokens())} seats ({made} new); tokens in {args.seats_file}.")

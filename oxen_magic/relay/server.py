@@ -13,6 +13,7 @@ routes never put it there, and an upstream that echoes it is scrubbed on the way
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -88,12 +89,14 @@ class Relay:
         port: int = 0,
         access_log: bool = False,
         window: int = 8,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._own_db = not isinstance(db, RoomDB)  # closed at stop() only when opened here
         self.db = db if isinstance(db, RoomDB) else RoomDB(db)
         self.upstream = Upstream(upstream, key)
         self.host, self.port = host, port
         self.access_log = access_log
+        self.ssl_context = ssl_context  # HTTPS (--tls-cert/--tls-key): tokens no longer in clear
         self.app, self.routes = make_app(self.db, self.upstream, window)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -102,7 +105,7 @@ class Relay:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{host}:{self.port}"
 
     @property
     def dashboard_url(self) -> str:
@@ -114,7 +117,7 @@ class Relay:
             self.app, access_log=web.access_logger if self.access_log else None, access_log_class=_AccessLog
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         server = getattr(site, "_server", None)
         if self.port == 0 and server is not None and server.sockets:
