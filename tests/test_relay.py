@@ -335,6 +335,14 @@ def test_help_is_enough_and_bad_values_are_one_sentence(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().count("\n") == 0 and "--budget" in bad.stderr
+    no_pack = subprocess.run(
+        [*run, "--upstream", "local", "--port", "0", "--pack", str(tmp_path / "missing.zip")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert no_pack.returncode == 2 and "Traceback" not in no_pack.stderr
+    assert "Cannot open the pack" in no_pack.stderr
 
 
 # -- the real front ends, unchanged ----------------------------------------------------------------
@@ -493,3 +501,27 @@ def test_https_with_a_certificate(hub: LocalHub, tmp_path: Path) -> None:
     from oxen_magic.relay.cli import exposure_warning
 
     assert exposure_warning("0.0.0.0", tls=True) is None
+
+
+def test_a_preloaded_pack_answers_the_room_with_no_upstream_request(
+    hub: LocalHub, tmp_path: Path, oxen_env: Path
+) -> None:
+    import oxen_magic
+    from oxen_magic.pack import export_pack
+    from oxen_magic.relay.packs import preload
+
+    made = oxen_magic.generate("a red cube", model=FLUX, seed=42, aspect_ratio="1:1")  # the instructor's run
+    assert made.done == 1
+    export_pack(tmp_path / "pack.zip", host=hub.url, cache_dir=oxen_env)
+    sent = hub.generate_calls()[0].body
+    assert sent is not None
+    hub.reset()
+    db = RoomDB(tmp_path / "room.sqlite")
+    db.ensure_seats(1, 0.0)  # no budget at all: only the store can answer
+    assert preload(db, tmp_path / "pack.zip", hub.url) == 1
+    assert preload(db, tmp_path / "pack.zip", hub.url) == 0  # a second preload adds nothing
+    with Relay(db, hub.url, hub.api_key) as relay:
+        tok = token(relay, 1)
+        assert image_bytes(relay, tok, post(relay, tok, sent)) == made[0].data  # the pack's own bytes
+        assert post(relay, tok, {**sent, "seed": 43}).status_code == 402
+    assert hub.generate_calls() == [] and db.spent(1) == 0

@@ -22,7 +22,9 @@ from typing import NoReturn
 from ..atomic import write_text_atomic
 from ..keys import DEFAULT_HOST, NO_KEY_HELP, find_key, normalize_host
 from ..localhub.cli import beyond_loopback
+from ..pack import PackError
 from .db import RoomDB
+from .packs import preload
 from .server import Relay
 
 _EPILOG = """\
@@ -50,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     add("--db", default="room.sqlite", help="the room's SQLite file (default room.sqlite)")
     add("--seats-file", default="seats.csv", help="CSV 'seat,token' written at start (default seats.csv)")
     add("--upstream-window", type=int, default=8, help="requests upstream at once, seats in turn (default 8)")
+    add(
+        "--pack",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="preload an offline pack's images (repeatable)",
+    )
     add("--tls-cert", help="serve HTTPS with this certificate (PEM), with --tls-key")
     add("--tls-key", help="the certificate's private key (PEM)")
     add("--access-log", action="store_true", help="log every request (never a token) to stderr")
@@ -133,6 +142,12 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # sqlite3.Error or OSError: one sentence, no traceback
         _usage(f"Cannot open the room's db {args.db} ({exc}); give a writable path with --db.")
     interrupted = db.recover()
+    for pack in args.pack:
+        try:
+            count = preload(db, pack, upstream)
+        except PackError as exc:
+            _usage(str(exc))
+        print(f"Pack {pack}: {count} new image(s) in the room's store.", file=sys.stderr, flush=True)
     made = db.ensure_seats(args.seats, args.budget)
     write_text_atomic(args.seats_file, seats_csv(db.tokens()))
     with contextlib.suppress(OSError):

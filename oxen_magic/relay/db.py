@@ -220,6 +220,24 @@ class RoomDB:
                 rids.append(rid)
             return rids
 
+    def preload(self, share_key: str, model: str, path: str, mime: str, data: bytes) -> int:
+        """An image from an offline pack, stored for the room (no seat, no cost); 1 if new."""
+        now = time.time()
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM results WHERE share_key = ?", (share_key,)).fetchone():
+                return 0
+            cursor = db.execute(
+                "INSERT INTO requests(seat, path, model, share_key, cost, state, status, created, finished) "
+                "VALUES (0, ?, ?, ?, 0, 'preloaded', 200, ?, ?)",
+                (path, model, share_key, now, now),
+            )
+            db.execute(
+                "INSERT INTO results(rid, share_key, request, idx, seat, mime, data, created) "
+                "VALUES (?, ?, ?, 0, 0, ?, ?, ?)",
+                (secrets.token_hex(16), share_key, cursor.lastrowid, mime, data, now),
+            )
+            return 1
+
     def release(self, request: int, status: int) -> None:
         """A failed request costs nothing."""
         with self._write() as db:
