@@ -525,3 +525,32 @@ def test_a_preloaded_pack_answers_the_room_with_no_upstream_request(
         assert image_bytes(relay, tok, post(relay, tok, sent)) == made[0].data  # the pack's own bytes
         assert post(relay, tok, {**sent, "seed": 43}).status_code == 402
     assert hub.generate_calls() == [] and db.spent(1) == 0
+
+
+def test_generate_with_connect_and_login_and_the_cli_work_through_the_relay(
+    room: Relay, hub: LocalHub, oxen_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import oxen_magic
+    from oxen_magic.keys import remember_key
+
+    remember_key(room.url, token(room, 1))  # what oxen_magic.login(relay) keeps
+    assert oxen_magic.connect(room.url) == room.url
+    grid = oxen_magic.generate("a red cube", model=FLUX, seed=[1, 2], aspect_ratio="1:1")
+    assert grid.done == 2 and room.db.spent(1) == pytest.approx(2 * PRICE)
+    assert "Using the Oxen API at" in capsys.readouterr().out
+
+    env = {**os.environ, "OXEN_HOST": room.url, "OXEN_API_KEY": token(room, 2), "PYTHONPATH": str(ROOT)}
+    env["OXEN_MAGIC_CACHE_DIR"] = str(tmp_path / "cli-cache")
+    done = subprocess.run(
+        [sys.executable, "-m", "oxen_magic", "a red cube", "-m", FLUX, "-s", "1,2,3", "-a", "1:1"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    saved = [p for p in (tmp_path / "oxen-images").rglob("*") if p.suffix in (".png", ".webp")]
+    assert len(saved) >= 3, saved
+    assert len(hub.generate_calls()) == 3  # seeds 1 and 2 came from the room's store
+    assert room.db.spent(2) == pytest.approx(PRICE)
