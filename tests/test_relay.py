@@ -403,7 +403,10 @@ def test_the_dashboard_shows_the_room_and_changes_seats_only_with_the_admin_toke
     page = requests.get(room.dashboard_url, timeout=10)
     assert page.status_code == 200 and page.headers["Referrer-Policy"] == "no-referrer"
     assert "Room total: $0.050 spent; sharing saved $0.025" in page.text
-    assert "<td>1</td><td>active</td><td>$0.025</td><td>$1.00</td><td>1</td>" in page.text
+    assert (
+        "<td>1</td><td>active</td><td>$0.025</td><td>$1.00</td><td>1</td><td>$0.000</td><td>0</td><td>0</td>"
+        in page.text
+    )
     changed = requests.post(
         f"{room.url}/relay/seats/1", data={"token": admin, "do": "budget", "budget": "0"}, timeout=10
     )
@@ -414,7 +417,7 @@ def test_the_dashboard_shows_the_room_and_changes_seats_only_with_the_admin_toke
     assert post(room, two, seeded(seed=5)).status_code == 401
     ledger = requests.get(f"{room.url}/relay/ledger.csv", params={"token": admin}, timeout=10).text
     rows = list(csv.DictReader(ledger.splitlines()))
-    assert [r["state"] for r in rows] == ["charged", "shared", "charged"]
+    assert [r["state"] for r in rows] == ["charged", "shared", "charged", "refused"]
     assert one not in page.text + ledger and two not in page.text + ledger  # no seat's token shown
 
 

@@ -14,6 +14,7 @@ import hmac
 import html
 import io
 import math
+import time
 from urllib.parse import quote
 
 from aiohttp import web
@@ -59,9 +60,11 @@ class Dashboard:
         rows = []
         for s in seats:
             state = "revoked" if s.revoked else "active"
+            last = time.strftime("%H:%M:%S", time.gmtime(s.last)) if s.last else "-"
             rows.append(
                 f"<tr data-seat='{s.seat}'><td>{s.seat}</td><td>{state}</td><td>${s.spent:.3f}</td>"
-                f"<td>${s.budget:.2f}</td><td>{s.images}</td><td>${s.saved:.3f}</td><td>"
+                f"<td>${s.budget:.2f}</td><td>{s.images}</td><td>${s.saved:.3f}</td>"
+                f"<td>{s.failed}</td><td>{s.refused}</td><td>{last}</td><td>"
                 f"<form method='post' action='/relay/seats/{s.seat}'>"
                 f"<input type='hidden' name='token' value='{quoted}'>"
                 f"<input name='budget' size='6' value='{s.budget:.2f}'>"
@@ -75,9 +78,11 @@ class Dashboard:
             f"<p class='room'>Room total: ${spent:.3f} spent; sharing saved ${saved:.3f}; "
             f"{states.get('charged', 0)} images paid upstream, {states.get('shared', 0)} served from the "
             f"room's store, {states.get('released', 0)} failed (not charged), "
-            f"{states.get('interrupted', 0)} interrupted.</p>"
+            f"{states.get('interrupted', 0)} interrupted, {states.get('refused', 0)} refused over budget, "
+            f"{states.get('preloaded', 0)} preloaded from packs.</p>"
             "<table border='1'><tr><th>seat</th><th>state</th><th>spent</th><th>budget</th>"
-            "<th>images</th><th>saved</th><th></th></tr>" + "".join(rows) + "</table>"
+            "<th>images</th><th>saved</th><th>failed</th><th>over budget</th><th>last (UTC)</th>"
+            "<th></th></tr>" + "".join(rows) + "</table>"
             f"<p><a href='/relay/ledger.csv?token={quoted}'>ledger as CSV</a></p></body></html>"
         )
 

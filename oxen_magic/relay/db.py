@@ -80,6 +80,9 @@ class SeatReport:
     images: int
     saved: float
     revoked: bool
+    failed: int = 0  # upstream failures (released, not charged)
+    refused: int = 0  # over budget (402, nothing sent)
+    last: float | None = None  # the newest request's time (Unix seconds)
 
 
 def new_token() -> str:
@@ -191,6 +194,11 @@ class RoomDB:
                 ).fetchone()[0]
             )
             if spent + cost > budget + 1e-9:
+                db.execute(  # kept, at no cost: the ledger holds every request a seat made
+                    "INSERT INTO requests(seat, path, model, share_key, cost, state, status, created, "
+                    "finished) VALUES (?, ?, ?, ?, 0, 'refused', 402, ?, ?)",
+                    (seat, path, model, share_key, time.time(), time.time()),
+                )
                 return Refusal(budget, max(0.0, budget - spent), cost)
             cursor = db.execute(
                 "INSERT INTO requests(seat, path, model, share_key, cost, state, created) "
@@ -279,12 +287,14 @@ class RoomDB:
         rows = self._read(
             "SELECT s.seat, s.budget, s.revoked, "
             f"COALESCE(SUM(CASE WHEN r.{_SPENT_SQL} THEN r.cost END), 0), "
-            "COUNT(CASE WHEN r.state IN ('charged', 'shared') THEN 1 END), COALESCE(SUM(r.saved), 0) "
+            "COUNT(CASE WHEN r.state IN ('charged', 'shared') THEN 1 END), COALESCE(SUM(r.saved), 0), "
+            "COUNT(CASE WHEN r.state = 'released' THEN 1 END), "
+            "COUNT(CASE WHEN r.state = 'refused' THEN 1 END), MAX(r.created) "
             "FROM seats s LEFT JOIN requests r ON r.seat = s.seat GROUP BY s.seat ORDER BY s.seat"
         )
         return [
-            SeatReport(int(s), float(b), float(sp), int(n), float(sv), bool(rv))
-            for s, b, rv, sp, n, sv in rows
+            SeatReport(int(s), float(b), float(sp), int(n), float(sv), bool(rv), int(f), int(rf), last)
+            for s, b, rv, sp, n, sv, f, rf, last in rows
         ]
 
     def ledger_rows(self) -> list[tuple[Any, ...]]:
