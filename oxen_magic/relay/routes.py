@@ -139,7 +139,8 @@ class RoomRoutes:
         image = self.db.image(request.match_info["rid"])
         if image is None or not (image.shared or image.seat == seat.seat):
             return web.json_response({"error": {"message": "File not found"}}, status=404)
-        return web.Response(body=image.data, content_type=image.mime, headers={"X-Content-Type-Options": "nosniff"})
+        headers = {"X-Content-Type-Options": "nosniff"}
+        return web.Response(body=image.data, content_type=image.mime, headers=headers)
 
     # -- images -----------------------------------------------------------------------------
 
