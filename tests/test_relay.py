@@ -300,6 +300,7 @@ def test_sigkill_and_restart_keep_tokens_spend_and_images(hub: LocalHub, tmp_pat
     proc = _start(args, env, url)
     try:
         assert seats.read_text() == before  # no new seats, same tokens
+        assert seats.stat().st_mode & 0o077 == 0 and db.stat().st_mode & 0o077 == 0  # owner-only
         assert image_bytes(relay, tok, post(relay, tok, seeded())) == first  # from the store
         sevens = [c for c in hub.generate_calls() if c.body and c.body.get("seed") == 7]
         assert len(sevens) == 1  # the finished image was not made (or billed) again

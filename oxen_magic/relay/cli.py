@@ -8,7 +8,6 @@ any request a killed relay left in flight, make seats up to `--seats` (none on a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import logging
@@ -149,9 +148,13 @@ def main(argv: list[str] | None = None) -> None:
             _usage(str(exc))
         print(f"Pack {pack}: {count} new image(s) in the room's store.", file=sys.stderr, flush=True)
     made = db.ensure_seats(args.seats, args.budget)
-    write_text_atomic(args.seats_file, seats_csv(db.tokens()))
-    with contextlib.suppress(OSError):
-        os.chmod(args.seats_file, 0o600)  # the tokens are the seats' keys
+    mask = os.umask(0o077)  # the tokens are the seats' keys: owner-only from the first byte
+    try:
+        write_text_atomic(args.seats_file, seats_csv(db.tokens()))
+    except OSError as exc:
+        _usage(f"Cannot write --seats-file {args.seats_file} ({exc.strerror or exc}); give a writable path.")
+    finally:
+        os.umask(mask)
     relay = Relay(
         db,
         upstream,

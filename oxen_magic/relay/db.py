@@ -95,11 +95,9 @@ class RoomDB:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        fresh = not self.path.exists()
+        with contextlib.suppress(FileExistsError):  # owner-only: it holds the seats' tokens (SQLite
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))  # copies it to -wal)
         self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        if fresh:
-            with contextlib.suppress(OSError):
-                os.chmod(self.path, 0o600)  # it holds the seats' tokens
         self._lock = threading.RLock()
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
