@@ -146,6 +146,8 @@ def test_model_routes_are_relayed_with_the_upstream_key(room: Relay) -> None:
     missing = get(room, tok, "/api/ai/models/no-such-model")
     assert missing.status_code == 404
     assert post(room, tok, {"model": "no-such-model", "prompt": "x"}).status_code == 404
+    queue = post(room, tok, {"model": FLUX, "prompt": "x"}, "/api/ai/queue")  # not relayed (yet)
+    assert queue.status_code == 404 and queue.json()["error"]["message"] == "Route not found: /api/ai/queue"
     assert room.db.spent(1) == 0
 
 

@@ -65,6 +65,12 @@ def make_app(db: RoomDB, upstream: Upstream, window: int = 8) -> tuple[web.Appli
     routes.add_to(app)
     Dashboard(db).add_to(app)
 
+    async def not_found(request: web.Request) -> web.Response:
+        """Any other route (the async queue, events: not relayed yet): the API's 404 shape."""
+        return web.json_response({"error": {"message": f"Route not found: {request.path}"}}, status=404)
+
+    app.router.add_route("*", "/{tail:.*}", not_found)
+
     async def start_upstream(_: web.Application) -> None:
         await upstream.start()
 
