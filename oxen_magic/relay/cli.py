@@ -23,6 +23,7 @@ from ..keys import DEFAULT_HOST, NO_KEY_HELP, find_key, normalize_host
 from ..localhub.cli import beyond_loopback
 from ..pack import PackError
 from .db import RoomDB
+from .fair import WINDOW
 from .packs import preload
 from .server import Relay
 
@@ -50,7 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--budget", type=float, default=2.0, help="USD budget of each new seat (default 2.00)")
     add("--db", default="room.sqlite", help="the room's SQLite file (default room.sqlite)")
     add("--seats-file", default="seats.csv", help="CSV 'seat,token' written at start (default seats.csv)")
-    add("--upstream-window", type=int, default=8, help="requests upstream at once, seats in turn (default 8)")
+    add(
+        "--upstream-window",
+        type=int,
+        default=WINDOW,
+        help=f"most requests upstream at once (default {WINDOW})",
+    )
     add(
         "--pack",
         action="append",

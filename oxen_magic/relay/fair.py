@@ -15,6 +15,9 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict, deque
 
+#: The window's default (and most): a room's distinct images at once; 429s halve it.
+WINDOW = 32
+
 
 class FairWindow:
     """At most `size` requests upstream (between 1 and `most`), waiting seats served in turn."""

@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from .db import Refusal, RoomDB, Seat
-from .fair import FairWindow
+from .fair import WINDOW, FairWindow
 from .pricing import ModelMemory, price_of, share_key
 from .upstream import Answer, Upstream
 
@@ -87,7 +87,7 @@ class Outcome:
 class RoomRoutes:
     """The handlers, bound to one room (db), one upstream and the requests in flight."""
 
-    def __init__(self, db: RoomDB, upstream: Upstream, window: int = 8) -> None:
+    def __init__(self, db: RoomDB, upstream: Upstream, window: int = WINDOW) -> None:
         self.db = db
         self.upstream = upstream
         self.window = FairWindow(window)

@@ -25,6 +25,7 @@ from aiohttp.abc import AbstractAccessLogger
 from ..errors import redact
 from .dashboard import Dashboard
 from .db import RoomDB
+from .fair import WINDOW
 from .routes import MAX_REQUEST_BODY, RoomRoutes
 from .upstream import Upstream
 
@@ -59,7 +60,7 @@ class _AccessLog(AbstractAccessLogger):
         )
 
 
-def make_app(db: RoomDB, upstream: Upstream, window: int = 8) -> tuple[web.Application, RoomRoutes]:
+def make_app(db: RoomDB, upstream: Upstream, window: int = WINDOW) -> tuple[web.Application, RoomRoutes]:
     app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[_scrubber(upstream.key)])
     routes = RoomRoutes(db, upstream, window)
     routes.add_to(app)
@@ -94,7 +95,7 @@ class Relay:
         host: str = "127.0.0.1",
         port: int = 0,
         access_log: bool = False,
-        window: int = 8,
+        window: int = WINDOW,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._own_db = not isinstance(db, RoomDB)  # closed at stop() only when opened here
