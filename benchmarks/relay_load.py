@@ -1,0 +1,167 @@
+"""The room relay under a class (issue 23): seats x 8 images through `python -m oxen_magic.relay`.
+
+    python benchmarks/relay_load.py               # 30 seats, then 100 seats
+    python benchmarks/relay_load.py --seats 30    # one room size
+
+The upstream is the local hub in its own process (`hubproc.py`) at 1 s injected latency; the relay
+runs as an instructor runs it, in its own process, on a fresh db. Each seat is a thread asking for
+eight images in a row (POST, then download the URL with its seat token, as the client does): four
+are the room's shared seeded cells (the same four bodies for every seat, as a workshop's cells
+are), four are the seat's own. Figures:
+
+* p95 of the image times vs the upstream latency (target: <= 1.5x);
+* every image delivered (a 200 and bytes);
+* upstream generate calls vs distinct requests (target: equal: the room pays once per image);
+* the relay process's peak RSS (VmHWM).
+
+Measured 2026-12-06 on the shared 2-core build machine (the client threads, the hub and the relay
+on the same two cores; --upstream-window 128):
+30 seats: 240/240 images, p95 1.18 s (1.18x), 124 upstream calls for 124 distinct requests,
+relay peak RSS 53 MB. 100 seats: 800/800 images, p95 2.03 s (2.03x: past the 1.5x target; the
+same with SQLite's synchronous=NORMAL, so not the db's fsyncs; not yet profiled), 404 upstream
+calls for 404 distinct requests, relay peak RSS 62 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+LATENCY = 1.0
+IMAGES = 8
+SHARED = 4
+MODEL = "black-forest-labs-flux-2-klein-4b"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ask(proc: subprocess.Popen[str], line: str) -> str:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+    return proc.stdout.readline().strip()
+
+
+def _body(seat: int, k: int) -> dict[str, object]:
+    if k % 2 == 0:  # the room's shared cells: the same body for every seat
+        return {"model": MODEL, "prompt": "a lighthouse at dusk, watercolour", "seed": k // 2 + 1}
+    return {"model": MODEL, "prompt": f"seat {seat}'s own idea", "seed": k}
+
+
+def room(seats: int, window: int) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    hub = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks" / "hubproc.py"), "512"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert hub.stdout is not None
+    url, key = hub.stdout.readline().split()
+    folder = Path(tempfile.mkdtemp(prefix="relay-load-"))
+    port = _free_port()
+    relay_url = f"http://127.0.0.1:{port}"
+    args = ["--upstream", url, "--port", str(port), "--seats", str(seats), "--budget", "100"]
+    args += ["--db", str(folder / "room.sqlite"), "--seats-file", str(folder / "seats.csv")]
+    args += ["--upstream-window", str(window)]
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "oxen_magic.relay", *args],
+        env={**env, "OXEN_HOST": url, "OXEN_API_KEY": key},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while True:
+            try:
+                requests.get(relay_url + "/api/ai/models", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        tokens = [row["token"] for row in csv.DictReader((folder / "seats.csv").read_text().splitlines())]
+        _ask(hub, f"latency {LATENCY}")
+        times: list[float] = []
+        failures: list[str] = []
+        lock = threading.Lock()
+        start = threading.Barrier(seats)
+
+        def seat(n: int) -> None:
+            auth = {"Authorization": f"Bearer {tokens[n]}"}
+            with requests.Session() as session:
+                start.wait()
+                for k in range(IMAGES):
+                    began = time.perf_counter()
+                    try:
+                        answer = session.post(
+                            relay_url + "/api/ai/images/generate", json=_body(n, k), headers=auth
+                        )
+                        answer.raise_for_status()
+                        got = session.get(answer.json()["images"][0]["url"], headers=auth)
+                        got.raise_for_status()
+                        assert got.content
+                    except Exception as problem:
+                        with lock:
+                            failures.append(repr(problem))
+                        continue
+                    with lock:
+                        times.append(time.perf_counter() - began)
+
+        threads = [threading.Thread(target=seat, args=(n,)) for n in range(seats)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        peak_kb = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{relay.pid}/status").read_text().splitlines()
+            if line.startswith("VmHWM:")
+        )
+        calls = int(_ask(hub, "calls"))
+    finally:
+        relay.terminate()
+        relay.wait(10)
+        _ask(hub, "quit")
+        hub.wait(10)
+    distinct = SHARED + seats * (IMAGES - SHARED)
+    p95 = statistics.quantiles(times, n=20)[-1] if len(times) > 1 else float("nan")
+    return {
+        "seats": seats,
+        "images": len(times),
+        "failed": len(failures),
+        "p95_s": p95,
+        "p95_over_latency": p95 / LATENCY,
+        "upstream_calls": calls,
+        "distinct_requests": distinct,
+        "relay_peak_rss_mb": peak_kb / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seats", type=int, action="append", help="room sizes (default 30 and 100)")
+    parser.add_argument("--window", type=int, default=128, help="the relay's --upstream-window")
+    args = parser.parse_args()
+    for seats in args.seats or [30, 100]:
+        figures = room(seats, args.window)
+        print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""`python -m oxen_magic.relay --help`."""
+
+from .cli import main
+
+main()
