@@ -543,7 +543,7 @@ def test_generate_with_connect_and_login_and_the_cli_work_through_the_relay(
     assert oxen_magic.connect(room.url) == room.url
     grid = oxen_magic.generate("a red cube", model=FLUX, seed=[1, 2], aspect_ratio="1:1")
     assert grid.done == 2 and room.db.spent(1) == pytest.approx(2 * PRICE)
-    assert "Using the Oxen API at" in capsys.readouterr().out
+    assert "Cells go to the Oxen API at" in capsys.readouterr().out
 
     env = {**os.environ, "OXEN_HOST": room.url, "OXEN_API_KEY": token(room, 2), "PYTHONPATH": str(ROOT)}
     env["OXEN_MAGIC_CACHE_DIR"] = str(tmp_path / "cli-cache")
