@@ -25,6 +25,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from PIL import Image
 
 import oxen_magic
+from oxen_magic.live import live_parts
 from oxen_magic.localhub import LocalHub
 from oxen_magic.magic import OxenMagic
 from oxen_magic.placeholder import input_sha_of
@@ -173,6 +174,34 @@ def test_uses_config_concurrency(hub: LocalHub, shell: InteractiveShell, magic: 
     _run(panel)
     assert panel.result.done == 6
     assert 1 <= hub.peak_in_flight <= 2
+
+
+def test_a_filling_grid_is_redrawn_by_row_not_whole(  # type: ignore[no-untyped-def]
+    hub: LocalHub, shell: InteractiveShell, magic: OxenMagic, make
+) -> None:
+    """Issue 22: the panel resends only the rows that changed, as the magic does (live.py), so a
+    sweep does not push its whole grid through the comm at every redraw."""
+    shell.run_line_magic("config", "OxenMagic.concurrency = 2")  # images arrive in 8 waves
+    panel = make()
+    hub.latency = 0.15
+    _fill(panel, models=(KLEIN, DEV), seeds="1..8")
+    sent: list[int] = []  # bytes of every value the browser would be sent, per piece
+
+    def watch(change: dict[str, object]) -> None:
+        for child in change["new"]:  # type: ignore[attr-defined]
+            if not getattr(child, "_watched", False):
+                child._watched = True
+                sent.append(len(child.value))
+                child.observe(lambda c: sent.append(len(c["new"])), names="value")
+
+    panel.output.observe(watch, names="children")
+    _run(panel)
+    assert panel.result.done == 16 and panel.output.value.count("<img") == 16
+    rows = len(live_parts(panel.result)) - 1  # table rows (wrapped at the fitted column count)
+    assert rows > 2 and len(panel.output.children) == 1 + rows  # the progress line, then a row each
+    final = len(panel.output.value)
+    assert len(sent) > 1 + rows  # rows were redrawn while filling ...
+    assert sum(sent) <= 3 * final, (sum(sent), final)  # ... without resending the whole grid
 
 
 def test_seeded_rerun_comes_from_the_cache(hub: LocalHub, make) -> None:  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..options import Defaults
     from ..results import Results
     from ..session import Session
+    from .gridview import GridView
 
 #: What the magic line starts with; `build_spec` gets the rest.
 PREFIX = "%%oxenimage"
@@ -40,7 +41,7 @@ class PanelBase:
     stop_button: widgets.Button
     progress: widgets.IntProgress
     status: widgets.HTML
-    output: widgets.HTML
+    output: GridView  # one widget per grid row (gridview.py)
     history: widgets.HBox
     messages: dict[str, widgets.HTML]
     result: Results | None

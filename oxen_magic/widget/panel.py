@@ -18,6 +18,7 @@ from .checks import Checks
 from .classroom import KINDS, Classroom
 from .controls import Controls, ModelsText, _extra_words, _fetch_models, _initial_args
 from .display import Display, _note
+from .gridview import GridView
 from .inputs import InputControls
 from .run import HistoryEntry, Runs
 from .simple import SimpleControls, guidance_from
@@ -168,7 +169,7 @@ class Panel(Runs, Checks, Controls, SimpleControls, InputControls, Classroom, Di
         )
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="0/0")
         self.status = widgets.HTML(value="")
-        self.output = widgets.HTML(value="")
+        self.output = GridView()
         self.history = widgets.HBox([])
         self._make_save_and_spend()
 

@@ -122,11 +122,12 @@ class Runs(PanelBase):
                 problem = str(exc)
                 return
             self.result = results
-            self.output.value = grid_html(results)
+            view = self.output.live(results)  # one widget per row: a redraw sends only what changed
+            view.draw()
             self._show_progress(results)
             self._set_status("Generating…", error=False)
             shown = results
-            grid = Throttled(lambda: setattr(self.output, "value", grid_html(shown)))
+            grid = Throttled(view.draw)
 
             def redraw(item: Item | None) -> None:
                 if item is not None:
@@ -137,6 +138,7 @@ class Runs(PanelBase):
                 self.session.run(results, spec, client, cache, on_update=redraw, cancel=cancel)
             except OxenError as exc:
                 problem = str(exc)
+            view.draw(force=True)
             if spec.out:
                 self._user_ns()[spec.out] = results
         except Exception as exc:  # a bug must not leave the panel stuck in "running"
@@ -146,7 +148,8 @@ class Runs(PanelBase):
 
     def _finish(self, results: Results | None, problem: str | None, state: dict[str, Any], line: str) -> None:
         if results is not None:
-            self.output.value = grid_html(results)
+            if self.output.value == "":  # refused before it ran: show the plan (else drawn live)
+                self.output.value = grid_html(results)
             self._show_progress(results)
             self._refresh_picks()  # its images can be the next run's input
             self._show_spend()
