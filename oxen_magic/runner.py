@@ -22,6 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 from .cache import Cache
+from .claims import FileClaim
 from .client import Generation, OxenClient
 from .errors import Cancelled, NetworkError, OxenError
 from .inputs import fetch_failure
@@ -298,11 +299,19 @@ class _Job(Several):
             entry = _cached(item, self.client.base, self.cache, self.size, self.spool)
             if entry is not None:
                 return self._outcome(item, **entry)
+        # Another process (a second notebook, the CLI) may be sending the same request: wait for it.
+        claim = FileClaim(self.cache.folder, key) if key is not None and self.cache is not None else None
         try:
+            if claim is not None and claim.busy():
+                self.window.pass_turn(turn)  # no place needed while the other process sends it
+                if not claim.take(self.cancel, TICK):
+                    return self._outcome(item, status="cancelled")
             # A twin may have finished between the cache pass and our claim: look once more.
             entry = _cached(item, self.client.base, self.cache, self.size, self.spool) if key else None
             return self._outcome(item, **entry) if entry else self._send(item, body, turn)
         finally:
+            if claim is not None:
+                claim.release()
             if key is not None:
                 _release(key)
 

@@ -1,0 +1,66 @@
+"""Where the merged features meet (issues 19, 20, 22): two processes sending the same seeded
+request, the ledger with `num_images`, packs and the cache layout, over real HTTP and real
+processes against the local hub."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from test_ledger import child_env, cli
+
+import oxen_magic
+from oxen_magic.claims import FileClaim
+from oxen_magic.localhub import LocalHub
+
+PROMPT = "a lighthouse at dusk"
+DEV = "flux-2-dev"  # $0.025 per image on the local hub
+
+
+# -- two notebooks, one cell: a seeded request is sent once across processes ----------------------
+def test_two_processes_sending_the_same_seeded_request_pay_once(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path
+) -> None:
+    hub.latency = 1.0  # the first is still being drawn when the second is ready to send
+    runs = [cli(PROMPT, "--model", DEV, "-s", "7", "--save", str(tmp_path / f"out{n}")) for n in (1, 2)]
+    answers = [(run.wait(timeout=120), run.stderr.read() if run.stderr else "") for run in runs]
+    assert [code for code, _ in answers] == [0, 0], answers
+    assert len(hub.generate_calls()) == 1 and hub.billed == 1
+    saved = [sorted((tmp_path / f"out{n}").glob(f"{DEV}_seed-7*.png")) for n in (1, 2)]
+    assert all(len(files) == 1 for files in saved), saved
+    assert saved[0][0].read_bytes() == saved[1][0].read_bytes()  # both got the one image
+    spent = oxen_magic.spend()
+    assert spent.user_images == 1 and spent.user_total == pytest.approx(0.025)
+    assert not list(oxen_env.rglob("*.lock")), "a finished claim leaves no lock file behind"
+
+
+def test_a_claim_held_by_a_killed_process_is_free_and_a_waiter_can_stop(tmp_path: Path) -> None:
+    hold = (
+        "import sys, time; from pathlib import Path; from oxen_magic.claims import FileClaim; "
+        "c = FileClaim(Path(sys.argv[1]), 'k'); assert not c.busy(); print('held', flush=True); "
+        "time.sleep(60)"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", hold, str(tmp_path)], env=child_env(), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        waiter = FileClaim(tmp_path, "k")
+        assert waiter.busy()
+        stop = threading.Event()
+        stop.set()
+        assert waiter.take(stop, 0.01) is False  # Stop while waiting: nothing held, nothing sent
+        assert waiter.busy()
+    finally:
+        child.kill()  # a crashed holder: the operating system drops its lock
+        child.wait(timeout=30)
+    assert waiter.busy() is False  # ours now
+    other = FileClaim(tmp_path, "k")
+    assert other.busy()
+    waiter.release()
+    assert other.busy() is False  # the released (removed) file: a new one is claimed
+    other.release()
+    assert not list((tmp_path / "claims").iterdir())
