@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
@@ -118,9 +118,9 @@ def run(
                 todo.append(item)
                 continue
             _settle(item, frozen, **entry)
-            for other in members.get(group(item.request), ()):
-                got = _cached(other, client.base, cache, results.size, spool)
-                _settle(other, frozen, **(got or {"status": "failed", "error": UNCACHED}))
+            _followers_from_cache(
+                members.get(group(item.request), ()), client.base, cache, results.size, spool, frozen
+            )
             results.elapsed = time.monotonic() - started
             if on_update:
                 on_update(item)
@@ -224,6 +224,15 @@ def _cached(item: Item, host: str, cache: Cache | None, size: int, spool: Spool)
     }
 
 
+def _followers_from_cache(
+    others: Iterable[Item], host: str, cache: Cache | None, size: int, spool: Spool, frozen: _Frozen
+) -> None:
+    """Images 1.. of a `num_images` answer whose first image came from the cache."""
+    for other in others:
+        got = _cached(other, host, cache, size, spool)
+        _settle(other, frozen, **(got or {"status": "failed", "error": UNCACHED}))
+
+
 #: Seeded requests on their way, across runs: a rerun right after Stop waits for the request
 #: already sent (and then reads its image from the cache) instead of paying for it again.
 _IN_FLIGHT: dict[str, threading.Event] = {}
@@ -298,7 +307,7 @@ class _Job(Several):
                     return self._outcome(item, status="cancelled")
             entry = _cached(item, self.client.base, self.cache, self.size, self.spool)
             if entry is not None:
-                return self._outcome(item, **entry)
+                return self._from_cache(item, entry)
         # Another process (a second notebook, the CLI) may be sending the same request: wait for it.
         claim = FileClaim(self.cache.folder, key) if key is not None and self.cache is not None else None
         try:
@@ -308,12 +317,24 @@ class _Job(Several):
                     return self._outcome(item, status="cancelled")
             # A twin may have finished between the cache pass and our claim: look once more.
             entry = _cached(item, self.client.base, self.cache, self.size, self.spool) if key else None
-            return self._outcome(item, **entry) if entry else self._send(item, body, turn)
+            return self._from_cache(item, entry) if entry else self._send(item, body, turn)
         finally:
             if claim is not None:
                 claim.release()
             if key is not None:
                 _release(key)
+
+    def _count(self, item: Item) -> list[Item]:
+        """The cells one POST fills: `item` and the rest of its `num_images` count."""
+        assert item.request is not None
+        return [item, *self.followers.get(group(item.request), ())]
+
+    def _from_cache(self, item: Item, entry: dict[str, Any]) -> Item:
+        """A twin's answer, read from the cache: this cell and the rest of its `num_images` count."""
+        assert item.request is not None
+        others = self.followers.get(group(item.request), ())
+        _followers_from_cache(others, self.client.base, self.cache, self.size, self.spool, self.frozen)
+        return self._outcome(item, **entry)
 
     def _send(self, item: Item, body: dict[str, Any], turn: int) -> Item:
         request = item.request
@@ -325,12 +346,13 @@ class _Job(Several):
 
         def answered() -> None:  # every image asked is billed (a `num_images` count: its cells)
             if billed is not None:
-                for member in [item, *self.followers.get(group(request), ())]:
+                for member in self._count(item):
                     billed(member, None)
 
         try:
-            if self.on_sent is not None:
-                self.on_sent(item)
+            if self.on_sent is not None:  # every image asked is on its way (the budget holds each)
+                for member in self._count(item):
+                    self.on_sent(member)
             try:
                 generation = self.client.generate_payload(
                     request.payload(),
@@ -344,7 +366,7 @@ class _Job(Several):
             except OxenError as exc:
                 place.give_back(ok=False, refused=exc.status in (429, 503) and not exc.maybe_billed)
                 if exc.maybe_billed and self.on_billed is not None:
-                    for member in [item, *self.followers.get(group(request), ())]:  # each image asked
+                    for member in self._count(item):  # each image asked
                         self.on_billed(member, exc.billed_marker)
                 raise
             except BaseException:

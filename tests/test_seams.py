@@ -7,9 +7,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
+from support import wait_for_no_oxen_threads
 from test_ledger import child_env, cli
 
 import oxen_magic
@@ -18,6 +20,7 @@ from oxen_magic.localhub import LocalHub
 
 PROMPT = "a lighthouse at dusk"
 DEV = "flux-2-dev"  # $0.025 per image on the local hub
+IDEOGRAM = "ideogram-v4"  # its schema takes num_images
 
 
 # -- two notebooks, one cell: a seeded request is sent once across processes ----------------------
@@ -64,3 +67,41 @@ def test_a_claim_held_by_a_killed_process_is_free_and_a_waiter_can_stop(tmp_path
     assert other.busy() is False  # the released (removed) file: a new one is claimed
     other.release()
     assert not list((tmp_path / "claims").iterdir())
+
+
+def test_two_processes_sending_the_same_num_images_request_both_get_every_image(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path
+) -> None:
+    hub.latency = 1.0
+    args = (PROMPT, "--model", IDEOGRAM, "-s", "7", "-p", "num_images=3")
+    runs = [cli(*args, "--save", str(tmp_path / f"out{n}")) for n in (1, 2)]
+    answers = [(run.wait(timeout=120), run.stderr.read() if run.stderr else "") for run in runs]
+    assert [code for code, _ in answers] == [0, 0], answers
+    assert len(hub.generate_calls()) == 1 and hub.billed == 3
+    saved = [sorted(p.name for p in (tmp_path / f"out{n}").glob(f"{IDEOGRAM}*.png")) for n in (1, 2)]
+    assert len(saved[0]) == 3 and saved[0] == saved[1], saved
+    assert oxen_magic.spend().user_images == 3
+
+
+# -- the ledger and num_images: a stopped run keeps the whole count's price held -------------------
+def test_a_stopped_num_images_request_in_flight_keeps_every_image_held(
+    oxen_env: Path, hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OXEN_MAGIC_MAX_SPEND", "1.00")
+    hub.latency = 1.0
+    stop = threading.Event()
+
+    def stop_once_sent() -> None:  # Stop while the request for 3 images is being drawn
+        while hub.in_flight < 1:
+            time.sleep(0.01)
+        stop.set()
+
+    threading.Thread(target=stop_once_sent, daemon=True).start()
+    grid = oxen_magic.generate(PROMPT, model=IDEOGRAM, seed=1, param=["num_images=3"], cancel=stop)
+    assert grid.interrupted
+    spent = oxen_magic.spend()
+    # the 3 images in flight ($0.06 each) are held until they are charged: no other run can spend it
+    assert spent.held + spent.user_total == pytest.approx(0.18)
+    assert wait_for_no_oxen_threads(timeout=10.0) == []
+    spent = oxen_magic.spend()
+    assert hub.billed == 3 and spent.user_total == pytest.approx(0.18) and spent.held == 0
