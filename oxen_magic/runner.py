@@ -343,9 +343,15 @@ class _Job(Several):
         if self.cancel.is_set() or not place.take(turn):
             return self._outcome(item, status="cancelled")
         billed = self.on_billed  # called at the POST's 200, whatever the download then does
+        ok: list[bool] = []
 
-        def answered() -> None:  # every image asked is billed (a `num_images` count: its cells)
+        def answered() -> None:  # image 1; the rest of a count as they arrive (`_fill_others`)
+            ok.append(True)
             if billed is not None:
+                billed(item, None)
+
+        def lost() -> None:  # answered 200, then the body or a download failed: all asked are billed
+            if ok and billed is not None:
                 for member in self._count(item):
                     billed(member, None)
 
@@ -368,9 +374,11 @@ class _Job(Several):
                 if exc.maybe_billed and self.on_billed is not None:
                     for member in self._count(item):  # each image asked
                         self.on_billed(member, exc.billed_marker)
+                lost()
                 raise
             except BaseException:
                 place.give_back(ok=False)
+                lost()
                 raise
             place.give_back(ok=True)
             self._fill_others(item, generation)

@@ -105,3 +105,26 @@ def test_a_stopped_num_images_request_in_flight_keeps_every_image_held(
     assert wait_for_no_oxen_threads(timeout=10.0) == []
     spent = oxen_magic.spend()
     assert hub.billed == 3 and spent.user_total == pytest.approx(0.18) and spent.held == 0
+
+
+def test_fewer_images_than_asked_are_charged_as_they_arrived_and_hold_nothing(
+    oxen_env: Path, hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OXEN_MAGIC_MAX_SPEND", "1.00")
+    hub.extra_images = -2  # one image of the three asked
+    grid = oxen_magic.generate(PROMPT, model=IDEOGRAM, seed=1, param=["num_images=3"], format="b64_json")
+    assert [i.status for i in grid] == ["done", "failed", "failed"]
+    spent = oxen_magic.spend()
+    assert hub.billed == 1 and spent.user_images == 1 and spent.user_total == pytest.approx(0.06)
+    assert spent.held == 0  # the two that never came are not held for the deadline either
+    assert spent.left == pytest.approx(0.94)
+
+
+def test_a_count_answered_200_then_lost_is_charged_whole(oxen_env: Path, hub: LocalHub) -> None:
+    hub.url_ttl = 0.0  # the result links have expired by the time they are fetched
+    grid = oxen_magic.generate(PROMPT, model=IDEOGRAM, seed=1, param=["num_images=3"], format="url")
+    assert [i.status for i in grid] == ["failed"] * 3
+    assert hub.billed == 3 and oxen_magic.spend().user_images == 3  # billed as asked, once
+    hub.url_ttl = 600.0
+    assert oxen_magic.generate(PROMPT, model=IDEOGRAM, seed=1, param=["num_images=3"]).done == 3
+    assert oxen_magic.spend().user_images == 6
