@@ -128,3 +128,14 @@ def test_a_count_answered_200_then_lost_is_charged_whole(oxen_env: Path, hub: Lo
     hub.url_ttl = 600.0
     assert oxen_magic.generate(PROMPT, model=IDEOGRAM, seed=1, param=["num_images=3"]).done == 3
     assert oxen_magic.spend().user_images == 6
+
+
+@pytest.mark.parametrize("count", ["0", "-2"])
+def test_a_count_of_no_image_is_refused_before_anything_is_sent(
+    oxen_env: Path, hub: LocalHub, count: str
+) -> None:
+    child = cli(PROMPT, "--model", IDEOGRAM, "-s", "1", "-p", f"num_images={count}")
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 2
+    assert err.strip() == f"oxen-image: num_images={count} asks {IDEOGRAM} for no image; give 1 or more."
+    assert hub.generate_calls() == []
