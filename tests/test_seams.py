@@ -139,3 +139,15 @@ def test_a_count_of_no_image_is_refused_before_anything_is_sent(
     assert child.returncode == 2
     assert err.strip() == f"oxen-image: num_images={count} asks {IDEOGRAM} for no image; give 1 or more."
     assert hub.generate_calls() == []
+
+
+def test_a_dry_run_lists_each_request_once_and_counts_every_image(oxen_env: Path, hub: LocalHub) -> None:
+    child = cli(PROMPT, "--model", IDEOGRAM, "-s", "1..2", "-p", "num_images=3", "--dry-run")
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    lines = out.strip().splitlines()
+    assert lines[:2] == [f"{IDEOGRAM}: {PROMPT!r} seed={s}, num_images=3" for s in (1, 2)]
+    assert lines[2:] == [
+        "Dry run: 6 image(s) planned (est. $0.360); nothing was sent. Remove --dry-run to generate them."
+    ]
+    assert hub.generate_calls() == []
