@@ -38,6 +38,10 @@ def test_two_processes_sending_the_same_seeded_request_pay_once(
     spent = oxen_magic.spend()
     assert spent.user_images == 1 and spent.user_total == pytest.approx(0.025)
     assert not list(oxen_env.rglob("*.lock")), "a finished claim leaves no lock file behind"
+    assert hub.api_key is not None
+    written = [p.read_bytes() for p in [*oxen_env.rglob("*"), *tmp_path.rglob("*.png")] if p.is_file()]
+    assert not any(hub.api_key.encode() in blob for blob in written)
+    assert not any(hub.api_key in err for _, err in answers)
 
 
 def test_a_claim_held_by_a_killed_process_is_free_and_a_waiter_can_stop(tmp_path: Path) -> None:
@@ -151,3 +155,18 @@ def test_a_dry_run_lists_each_request_once_and_counts_every_image(oxen_env: Path
         "Dry run: 6 image(s) planned (est. $0.360); nothing was sent. Remove --dry-run to generate them."
     ]
     assert hub.generate_calls() == []
+
+
+def test_a_kernel_and_the_cli_sending_the_same_request_pay_once(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path
+) -> None:
+    hub.latency = 1.0
+    child = cli(PROMPT, "--model", DEV, "-s", "9", "--save", str(tmp_path / "out"))
+    while not hub.generate_calls() and child.poll() is None:  # the CLI is drawing its image
+        time.sleep(0.01)
+    grid = oxen_magic.generate(PROMPT, model=DEV, seed=9)  # this kernel, the same cell
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert grid.done == 1 and grid[0].cached  # answered from the cache the CLI wrote
+    assert len(hub.generate_calls()) == 1 and hub.billed == 1
+    assert oxen_magic.spend().user_images == 1 and oxen_magic.spend().images == 0
