@@ -170,3 +170,17 @@ def test_a_kernel_and_the_cli_sending_the_same_request_pay_once(
     assert grid.done == 1 and grid[0].cached  # answered from the cache the CLI wrote
     assert len(hub.generate_calls()) == 1 and hub.billed == 1
     assert oxen_magic.spend().user_images == 1 and oxen_magic.spend().images == 0
+
+
+# -- a rehearsal on the embedded hub spends no budget, but a budget value that is wrong is said -----
+def test_a_bad_budget_is_refused_on_the_embedded_hub_too(oxen_env: Path, tmp_path: Path) -> None:
+    env = {"OXEN_MAGIC_MAX_SPEND": "nan", "OXEN_API_KEY": "", "OXEN_HOST": ""}
+    child = cli(PROMPT, "-s", "1..2", "--host", "local", "--save", str(tmp_path / "out"), env=env)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 2, err
+    assert err.strip().startswith("oxen-image: OXEN_MAGIC_MAX_SPEND='nan' is not an amount of dollars")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    env["OXEN_MAGIC_MAX_SPEND"] = "0.01"  # a real budget: the rehearsal's placeholders spend none of it
+    child = cli(PROMPT, "-m", DEV, "-s", "1..2", "--host", "local", "--save", str(tmp_path / "o2"), env=env)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
