@@ -15,7 +15,9 @@ from support import wait_for_no_oxen_threads
 from test_ledger import child_env, cli
 
 import oxen_magic
+from oxen_magic.cache import Cache
 from oxen_magic.claims import FileClaim
+from oxen_magic.keys import DEFAULT_HOST
 from oxen_magic.localhub import LocalHub
 
 PROMPT = "a lighthouse at dusk"
@@ -184,3 +186,20 @@ def test_a_bad_budget_is_refused_on_the_embedded_hub_too(oxen_env: Path, tmp_pat
     child = cli(PROMPT, "-m", DEV, "-s", "1..2", "--host", "local", "--save", str(tmp_path / "o2"), env=env)
     _, err = child.communicate(timeout=120)
     assert child.returncode == 0, err
+
+
+# -- packs first in the CLI: what the local hub drew is said to be a placeholder --------------------
+def test_the_cli_on_the_local_hub_says_which_images_are_placeholders(oxen_env: Path, tmp_path: Path) -> None:
+    oxen_magic.generate(PROMPT, model=DEV, seed="1..2")  # made online, then filed as a pack would be
+    cache = Cache(oxen_env)
+    for path in cache.entry_files():
+        entry = cache.read_entry(path)
+        assert entry is not None
+        meta = {k: v for k, v in entry.meta.items() if k not in ("host", "body", "sha256", "thumb_size")}
+        cache.put(DEFAULT_HOST, entry.meta["body"], entry.data, entry.thumb, entry.meta["thumb_size"], **meta)
+    env = {"OXEN_API_KEY": "", "OXEN_HOST": ""}  # a student with no key: the pack first, then the local hub
+    child = cli(PROMPT, "-m", DEV, "-s", "1..3", "--host", "local", "--save", str(tmp_path / "out"), env=env)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    summary = out.strip().splitlines()[-1]
+    assert summary.startswith("3/3 images, 2 from cache, 1 placeholder (the local hub's, not a model's)"), out
