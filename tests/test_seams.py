@@ -164,7 +164,7 @@ def test_a_kernel_and_the_cli_sending_the_same_request_pay_once(
 ) -> None:
     hub.latency = 1.0
     child = cli(PROMPT, "--model", DEV, "-s", "9", "--save", str(tmp_path / "out"))
-    while not hub.generate_calls() and child.poll() is None:  # the CLI is drawing its image
+    while hub.in_flight < 1 and child.poll() is None:  # the CLI is drawing its image
         time.sleep(0.01)
     grid = oxen_magic.generate(PROMPT, model=DEV, seed=9)  # this kernel, the same cell
     _, err = child.communicate(timeout=120)
@@ -203,3 +203,21 @@ def test_the_cli_on_the_local_hub_says_which_images_are_placeholders(oxen_env: P
     assert child.returncode == 0, err
     summary = out.strip().splitlines()[-1]
     assert summary.startswith("3/3 images, 2 from cache, 1 placeholder (the local hub's, not a model's)"), out
+
+
+def test_stop_while_another_process_sends_the_request_sends_nothing(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path
+) -> None:
+    hub.latency = 2.0
+    child = cli(PROMPT, "--model", DEV, "-s", "11", "--save", str(tmp_path / "out"))
+    while hub.in_flight < 1 and child.poll() is None:  # the CLI holds the claim
+        time.sleep(0.01)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()  # Stop while this kernel waits for the CLI's answer
+    grid = oxen_magic.generate(PROMPT, model=DEV, seed=11, cancel=stop)
+    assert grid.interrupted and grid[0].status == "cancelled"
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert len(hub.generate_calls()) == 1 and oxen_magic.spend().user_images == 1
+    again = oxen_magic.generate(PROMPT, model=DEV, seed=11)  # the rerun reads the CLI's image
+    assert again[0].cached and len(hub.generate_calls()) == 1
