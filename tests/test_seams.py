@@ -221,3 +221,21 @@ def test_stop_while_another_process_sends_the_request_sends_nothing(
     assert len(hub.generate_calls()) == 1 and oxen_magic.spend().user_images == 1
     again = oxen_magic.generate(PROMPT, model=DEV, seed=11)  # the rerun reads the CLI's image
     assert again[0].cached and len(hub.generate_calls()) == 1
+
+
+def test_a_damaged_entry_is_fetched_again_once_by_two_processes(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path
+) -> None:
+    oxen_magic.generate(PROMPT, model=DEV, seed=13)
+    (entry,) = Cache(oxen_env).entry_files()
+    blob = bytearray(entry.read_bytes())
+    start = blob.index(b"\n", blob.index(b"\n") + 1) + 1  # after the marker and the record lines
+    blob[start + 100 : start + 120] = bytes(20)  # the image no longer matches its checksum
+    entry.write_bytes(bytes(blob))
+    hub.reset()
+    hub.latency = 1.0
+    runs = [cli(PROMPT, "--model", DEV, "-s", "13", "--save", str(tmp_path / f"out{n}")) for n in (1, 2)]
+    answers = [(run.wait(timeout=120), run.stderr.read() if run.stderr else "") for run in runs]
+    assert [code for code, _ in answers] == [0, 0], answers
+    assert len(hub.generate_calls()) == 1  # priced and sent again, by one of them
+    assert oxen_magic.spend().user_images == 2  # the first run's image and this one
