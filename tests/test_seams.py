@@ -189,14 +189,20 @@ def test_a_bad_budget_is_refused_on_the_embedded_hub_too(oxen_env: Path, tmp_pat
 
 
 # -- packs first in the CLI: what the local hub drew is said to be a placeholder --------------------
-def test_the_cli_on_the_local_hub_says_which_images_are_placeholders(oxen_env: Path, tmp_path: Path) -> None:
-    oxen_magic.generate(PROMPT, model=DEV, seed="1..2")  # made online, then filed as a pack would be
-    cache = Cache(oxen_env)
+def _as_a_pack(folder: Path) -> None:
+    """File the cache's entries (made online against the test hub) under hub.oxen.ai, as an
+    imported pack would have them."""
+    cache = Cache(folder)
     for path in cache.entry_files():
         entry = cache.read_entry(path)
         assert entry is not None
         meta = {k: v for k, v in entry.meta.items() if k not in ("host", "body", "sha256", "thumb_size")}
         cache.put(DEFAULT_HOST, entry.meta["body"], entry.data, entry.thumb, entry.meta["thumb_size"], **meta)
+
+
+def test_the_cli_on_the_local_hub_says_which_images_are_placeholders(oxen_env: Path, tmp_path: Path) -> None:
+    oxen_magic.generate(PROMPT, model=DEV, seed="1..2")
+    _as_a_pack(oxen_env)
     env = {"OXEN_API_KEY": "", "OXEN_HOST": ""}  # a student with no key: the pack first, then the local hub
     child = cli(PROMPT, "-m", DEV, "-s", "1..3", "--host", "local", "--save", str(tmp_path / "out"), env=env)
     out, err = child.communicate(timeout=120)
@@ -239,3 +245,14 @@ def test_a_damaged_entry_is_fetched_again_once_by_two_processes(
     assert [code for code, _ in answers] == [0, 0], answers
     assert len(hub.generate_calls()) == 1  # priced and sent again, by one of them
     assert oxen_magic.spend().user_images == 2  # the first run's image and this one
+
+
+def test_a_pack_answers_every_image_of_a_count_with_no_key(oxen_env: Path, tmp_path: Path) -> None:
+    oxen_magic.generate(PROMPT, model=IDEOGRAM, seed="1..2", param=["num_images=2"])
+    _as_a_pack(oxen_env)
+    env = {"OXEN_API_KEY": "", "OXEN_HOST": ""}
+    args = (PROMPT, "-m", IDEOGRAM, "-s", "1..3", "-p", "num_images=2", "--host", "local")
+    child = cli(*args, "--save", str(tmp_path / "out"), env=env)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert out.strip().splitlines()[-1].startswith("6/6 images, 4 from cache, 2 placeholders"), out
