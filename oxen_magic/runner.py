@@ -14,6 +14,7 @@ may have billed all the same. `on_sent(item)`: each POST about to go out (the bu
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -28,7 +29,7 @@ from .errors import Cancelled, NetworkError, OxenError
 from .inputs import fetch_failure
 from .render import thumbnail_of
 from .results import Item, Results
-from .several import UNCACHED, Several, followers, group
+from .several import UNCACHED, Several, extra_cell, followers, group
 from .spool import Spool
 
 # The stdlib pool joins its workers at exit: a kernel shut down or restarted after Ctrl-C would
@@ -118,9 +119,8 @@ def run(
                 todo.append(item)
                 continue
             _settle(item, frozen, **entry)
-            _followers_from_cache(
-                members.get(group(item.request), ()), client.base, cache, results.size, spool, frozen
-            )
+            others = members.get(group(item.request), ())
+            _rest_from_cache(item, others, client.base, cache, spool, frozen, results)
             results.elapsed = time.monotonic() - started
             if on_update:
                 on_update(item)
@@ -224,13 +224,29 @@ def _cached(item: Item, host: str, cache: Cache | None, size: int, spool: Spool)
     }
 
 
-def _followers_from_cache(
-    others: Iterable[Item], host: str, cache: Cache | None, size: int, spool: Spool, frozen: _Frozen
+def _rest_from_cache(
+    item: Item,
+    others: Iterable[Item],
+    host: str,
+    cache: Cache | None,
+    spool: Spool,
+    frozen: _Frozen,
+    results: Results,
 ) -> None:
-    """Images 1.. of a `num_images` answer whose first image came from the cache."""
+    """Images 1.. of a `num_images` answer whose first image came from the cache, then any the
+    answer brought past the count asked (billed, kept in the cache: shown again off the grid)."""
     for other in others:
-        got = _cached(other, host, cache, size, spool)
+        got = _cached(other, host, cache, results.size, spool)
         _settle(other, frozen, **(got or {"status": "failed", "error": UNCACHED}))
+    assert item.request is not None
+    image = item.request.count
+    while item.request.image == 0:
+        probe = Item(dataclasses.replace(item.request, image=image), item.row, -1)
+        got = _cached(probe, host, cache, results.size, spool)
+        if got is None:
+            return
+        _settle(extra_cell(item, image, results, frozen), frozen, **got)
+        image += 1
 
 
 #: Seeded requests on their way, across runs: a rerun right after Stop waits for the request
@@ -333,7 +349,10 @@ class _Job(Several):
         """A twin's answer, read from the cache: this cell and the rest of its `num_images` count."""
         assert item.request is not None
         others = self.followers.get(group(item.request), ())
-        _followers_from_cache(others, self.client.base, self.cache, self.size, self.spool, self.frozen)
+        if self.results is not None:
+            _rest_from_cache(
+                item, others, self.client.base, self.cache, self.spool, self.frozen, self.results
+            )
         return self._outcome(item, **entry)
 
     def _send(self, item: Item, body: dict[str, Any], turn: int) -> Item:

@@ -19,6 +19,7 @@ from oxen_magic.cache import Cache
 from oxen_magic.claims import FileClaim
 from oxen_magic.keys import DEFAULT_HOST
 from oxen_magic.localhub import LocalHub
+from oxen_magic.session import reset_session
 
 PROMPT = "a lighthouse at dusk"
 DEV = "flux-2-dev"  # $0.025 per image on the local hub
@@ -256,3 +257,18 @@ def test_a_pack_answers_every_image_of_a_count_with_no_key(oxen_env: Path, tmp_p
     out, err = child.communicate(timeout=120)
     assert child.returncode == 0, err
     assert out.strip().splitlines()[-1].startswith("6/6 images, 4 from cache, 2 placeholders"), out
+
+
+def test_an_image_past_the_count_is_shown_again_by_a_cached_rerun(
+    oxen_env: Path, hub: LocalHub, tmp_path: Path
+) -> None:
+    hub.extra_images = 1  # the server answers one more image than asked (billed all the same)
+    first = oxen_magic.generate(PROMPT, model=IDEOGRAM, seed=3, param=["num_images=2"])
+    assert len(first) == 3 and hub.billed == 3
+    reset_session()  # a kernel restart: only the cache remembers
+    again = oxen_magic.generate(PROMPT, model=IDEOGRAM, seed=3, param=["num_images=2"])
+    assert [i.cached for i in again] == [True] * 3 and len(hub.generate_calls()) == 1
+    assert [i.data for i in again] == [i.data for i in first]
+    assert again[2].col >= len(again.plan.col_labels)  # off the grid, as the first time
+    assert any("more images than asked" in note for note in again.notes)
+    assert len(again.save(tmp_path / "pngs")) == 3
