@@ -230,7 +230,7 @@ def _plan_text(results: object) -> str:
     assert isinstance(results, Results)
     lines = []
     for item in results.items:
-        if item.request is None:
+        if item.request is None or item.request.image:  # images 2.. of a count: the same POST
             continue
         params = ", ".join(f"{k}={v}" for k, v in item.params.items() if k not in ("model", "prompt"))
         lines.append(f"{item.model}: {item.prompt!r} {params}".rstrip())

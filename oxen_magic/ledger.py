@@ -299,7 +299,12 @@ class Ledger:
         in flight after Stop) may cost, for at most `seconds` (their deadline); the rest is free
         for the next run. Under the charge lock, so a charge landing now is counted once."""
         with self._lock, contextlib.suppress(sqlite3.Error):  # else the hold expires on its own
-            out = [i.request.model for i in sent if not i.billed and i.request is not None]
+            # an item that ended (done, failed) is not in flight: unbilled, it was not billed
+            out = [
+                i.request.model
+                for i in sent
+                if not i.billed and i.request is not None and i.status not in ("done", "failed")
+            ]
             self.store.shrink(hold, sum(prices.get(model) or 0.0 for model in out), seconds)
 
     def release(self, hold: int) -> None:

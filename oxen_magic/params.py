@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .catalog import ModelInfo
+from .catalog import COUNT_NAMES, ModelInfo
 from .errors import UsageProblem
 from .validate import non_ascii_digits
 
@@ -30,6 +30,8 @@ def check_value(model: str, name: str, value: Any, prop: Mapping[str, Any]) -> N
         raise UsageProblem(f"{name}={value!r} must be a number for {model}.", field=name)
     if kind == "boolean" and not isinstance(value, bool):
         raise UsageProblem(f"{name}={value!r} must be true or false for {model}.", field=name)
+    if name in COUNT_NAMES and kind == "integer" and value < 1:  # the estimate would count 1
+        raise UsageProblem(f"{name}={value} asks {model} for no image; give 1 or more.", field=name)
     lo, hi = prop.get("minimum"), prop.get("maximum")
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if numeric and ((lo is not None and value < lo) or (hi is not None and value > hi)):

@@ -285,6 +285,9 @@ class Results(Sequence[Item]):
         cached = sum(1 for i in self.items if i.cached)
         if cached:
             text += f", {cached} from cache"
+        drawn = sum(1 for i in self.items if i.placeholder)  # a PNG does not say it: this line does
+        if drawn:
+            text += f", {drawn} placeholder{'s' if drawn > 1 else ''} (the local hub's, not a model's)"
         text += f", {self.elapsed:.1f} s"
         eta = self.eta()
         if eta is not None:

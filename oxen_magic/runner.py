@@ -14,20 +14,22 @@ may have billed all the same. `on_sent(item)`: each POST about to go out (the bu
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 from .cache import Cache
+from .claims import FileClaim
 from .client import Generation, OxenClient
 from .errors import Cancelled, NetworkError, OxenError
 from .inputs import fetch_failure
 from .render import thumbnail_of
 from .results import Item, Results
-from .several import UNCACHED, Several, followers, group
+from .several import UNCACHED, Several, extra_cell, followers, group
 from .spool import Spool
 
 # The stdlib pool joins its workers at exit: a kernel shut down or restarted after Ctrl-C would
@@ -117,9 +119,8 @@ def run(
                 todo.append(item)
                 continue
             _settle(item, frozen, **entry)
-            for other in members.get(group(item.request), ()):
-                got = _cached(other, client.base, cache, results.size, spool)
-                _settle(other, frozen, **(got or {"status": "failed", "error": UNCACHED}))
+            others = members.get(group(item.request), ())
+            _rest_from_cache(item, others, client.base, cache, spool, frozen, results)
             results.elapsed = time.monotonic() - started
             if on_update:
                 on_update(item)
@@ -223,6 +224,31 @@ def _cached(item: Item, host: str, cache: Cache | None, size: int, spool: Spool)
     }
 
 
+def _rest_from_cache(
+    item: Item,
+    others: Iterable[Item],
+    host: str,
+    cache: Cache | None,
+    spool: Spool,
+    frozen: _Frozen,
+    results: Results,
+) -> None:
+    """Images 1.. of a `num_images` answer whose first image came from the cache, then any the
+    answer brought past the count asked (billed, kept in the cache: shown again off the grid)."""
+    for other in others:
+        got = _cached(other, host, cache, results.size, spool)
+        _settle(other, frozen, **(got or {"status": "failed", "error": UNCACHED}))
+    assert item.request is not None
+    image = item.request.count
+    while item.request.image == 0:
+        probe = Item(dataclasses.replace(item.request, image=image), item.row, -1)
+        got = _cached(probe, host, cache, results.size, spool)
+        if got is None:
+            return
+        _settle(extra_cell(item, image, results, frozen), frozen, **got)
+        image += 1
+
+
 #: Seeded requests on their way, across runs: a rerun right after Stop waits for the request
 #: already sent (and then reads its image from the cache) instead of paying for it again.
 _IN_FLIGHT: dict[str, threading.Event] = {}
@@ -297,14 +323,37 @@ class _Job(Several):
                     return self._outcome(item, status="cancelled")
             entry = _cached(item, self.client.base, self.cache, self.size, self.spool)
             if entry is not None:
-                return self._outcome(item, **entry)
+                return self._from_cache(item, entry)
+        # Another process (a second notebook, the CLI) may be sending the same request: wait for it.
+        claim = FileClaim(self.cache.folder, key) if key is not None and self.cache is not None else None
         try:
+            if claim is not None and claim.busy():
+                self.window.pass_turn(turn)  # no place needed while the other process sends it
+                if not claim.take(self.cancel, TICK):
+                    return self._outcome(item, status="cancelled")
             # A twin may have finished between the cache pass and our claim: look once more.
             entry = _cached(item, self.client.base, self.cache, self.size, self.spool) if key else None
-            return self._outcome(item, **entry) if entry else self._send(item, body, turn)
+            return self._from_cache(item, entry) if entry else self._send(item, body, turn)
         finally:
+            if claim is not None:
+                claim.release()
             if key is not None:
                 _release(key)
+
+    def _count(self, item: Item) -> list[Item]:
+        """The cells one POST fills: `item` and the rest of its `num_images` count."""
+        assert item.request is not None
+        return [item, *self.followers.get(group(item.request), ())]
+
+    def _from_cache(self, item: Item, entry: dict[str, Any]) -> Item:
+        """A twin's answer, read from the cache: this cell and the rest of its `num_images` count."""
+        assert item.request is not None
+        others = self.followers.get(group(item.request), ())
+        if self.results is not None:
+            _rest_from_cache(
+                item, others, self.client.base, self.cache, self.spool, self.frozen, self.results
+            )
+        return self._outcome(item, **entry)
 
     def _send(self, item: Item, body: dict[str, Any], turn: int) -> Item:
         request = item.request
@@ -313,14 +362,22 @@ class _Job(Several):
         if self.cancel.is_set() or not place.take(turn):
             return self._outcome(item, status="cancelled")
         billed = self.on_billed  # called at the POST's 200, whatever the download then does
+        ok: list[bool] = []
 
-        # The request's first image is charged at the 200; the others of a `num_images` count as
-        # they come out of the answer (`_fill_others`): what the API returned is what it billed.
-        answered = (lambda: billed(item, None)) if billed is not None else None
+        def answered() -> None:  # image 1; the rest of a count as they arrive (`_fill_others`)
+            ok.append(True)
+            if billed is not None:
+                billed(item, None)
+
+        def lost() -> None:  # answered 200, then the body or a download failed: all asked are billed
+            if ok and billed is not None:
+                for member in self._count(item):
+                    billed(member, None)
 
         try:
-            if self.on_sent is not None:
-                self.on_sent(item)
+            if self.on_sent is not None:  # every image asked is on its way (the budget holds each)
+                for member in self._count(item):
+                    self.on_sent(member)
             try:
                 generation = self.client.generate_payload(
                     request.payload(),
@@ -334,11 +391,13 @@ class _Job(Several):
             except OxenError as exc:
                 place.give_back(ok=False, refused=exc.status in (429, 503) and not exc.maybe_billed)
                 if exc.maybe_billed and self.on_billed is not None:
-                    for member in [item, *self.followers.get(group(request), ())]:  # each image asked
+                    for member in self._count(item):  # each image asked
                         self.on_billed(member, exc.billed_marker)
+                lost()
                 raise
             except BaseException:
                 place.give_back(ok=False)
+                lost()
                 raise
             place.give_back(ok=True)
             self._fill_others(item, generation)

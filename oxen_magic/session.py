@@ -309,9 +309,9 @@ class Session:
                 client.check_key()
             except MissingKeyError as exc:
                 raise MissingKeyError(_with_local_hint(str(exc))) from None
-            ledger = self.ledger
+            ledger, budget = self.ledger, self.max_spend()  # a bad value is said in a rehearsal too
             # the embedded hub draws placeholders and bills nothing: a rehearsal spends no budget
-            hold = None if self._embedded(client) else ledger.check_budget(results, fresh, self.max_spend())
+            hold = None if self._embedded(client) else ledger.check_budget(results, fresh, budget)
             if hold is not None:  # settled by `run`, or released when the results are dropped unrun
                 self._holds[results] = (hold, weakref.finalize(results, ledger.release, hold))
         return results, client, cache

@@ -86,21 +86,26 @@ class Several:
             self._outcome(member, error=error, status="failed")
 
     def _extra_cell(self, item: Item, image: int) -> Item:
-        """A new item for image `image` of `item`'s answer, past the count asked (left out of
-        the results once the run has returned: the ledger and the cache still get it)."""
-        assert item.request is not None
-        with self.frozen.lock:
-            # Past the grid's last column, so no view takes it for the cell of image 1.
-            col = len(self.results.plan.col_labels) + image if self.results is not None else -1
-            extra = Item(dataclasses.replace(item.request, image=image), item.row, col)
-            if self.frozen.done or self.results is None:
-                return extra
-            extra.index = len(self.results.items)
-            self.results.items.append(extra)
-            note = (
-                f"{item.request.model} returned more images than asked; the extra ones are kept "
-                "at the end of the results, off the grid (grid[-1]; .save() and .to_oxen() include them)."
-            )
-            if note not in self.results.notes:
-                self.results.notes.append(note)
-        return extra
+        return extra_cell(item, image, self.results, self.frozen)
+
+
+def extra_cell(item: Item, image: int, results: Results | None, frozen: Any) -> Item:
+    """A new item for image `image` of `item`'s answer, past the count asked (left out of the
+    results once the run has returned: the ledger and the cache still get it). `frozen`:
+    runner._Frozen."""
+    assert item.request is not None
+    with frozen.lock:
+        # Past the grid's last column, so no view takes it for the cell of image 1.
+        col = len(results.plan.col_labels) + image if results is not None else -1
+        extra = Item(dataclasses.replace(item.request, image=image), item.row, col)
+        if frozen.done or results is None:
+            return extra
+        extra.index = len(results.items)
+        results.items.append(extra)
+        note = (
+            f"{item.request.model} returned more images than asked; the extra ones are kept "
+            "at the end of the results, off the grid (grid[-1]; .save() and .to_oxen() include them)."
+        )
+        if note not in results.notes:
+            results.notes.append(note)
+    return extra
