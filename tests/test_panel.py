@@ -835,6 +835,9 @@ def test_spend_left_of_the_budget_and_a_refusal_in_plain_words(hub: LocalHub, ma
         assert float(found.group(2)) == pytest.approx(before + 0.010, abs=0.001)
         sent = len(hub.generate_calls())
         panel.seeds.value = "10..15"  # 6 new images, $0.012: more than is left
+        before_click = text(panel.status)  # said before the click, not "Ready"
+        assert "Ready" not in before_click and "more than the $0.004 left of the budget" in before_click
+        assert not panel.generate_button.disabled  # pictures made before would be free: a warning
         panel.generate_button.click()
         assert panel.wait(15)
         status = text(panel.status)

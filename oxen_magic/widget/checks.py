@@ -126,6 +126,11 @@ class Checks(PanelBase):
         cost = plan.cost_line()
         if cost:
             bits.append(cost)
+        local = (spec.host or self.session.settings.host or "").strip().lower() == "local"
+        over = None if local else self._over_budget(plan.cost)  # the embedded hub bills nothing
+        if over:
+            bits[0] = bits[0].removeprefix("Ready: ")  # not "Ready" over a run a click may refuse
+            bits.append(over)
         # the Guidance slider writes each chosen model's own name: that a model with guidance takes
         # no `guidance_scale` is expected, not news (a model without any still says so)
         ours = self._guidance_names() if self._guidance_words() else set()
@@ -133,6 +138,19 @@ class Checks(PanelBase):
         expected = {f"{m} takes no {g}; sent without it." for m in own for g in ours}
         notes = [n for n in plan.notes if n not in expected]
         self._summary = "\n".join([" · ".join(bits), *notes])
+
+    def _over_budget(self, cost: float | None) -> str | None:
+        """Said beside the estimate when it passes what the budget has left, so the status never
+        says "Ready" over a run the click will refuse (cached pictures are free: only a warning)."""
+        if not cost:
+            return None
+        try:
+            left = self.session.spend().left
+        except (UsageProblem, OSError):
+            return None  # a bad budget value is said by the spend line
+        if left is None or cost <= left + 1e-9:
+            return None
+        return f"more than the ${left:.3f} left of the budget (pictures made before are free)"
 
     def _extra_problem(self, text: str) -> str | None:
         """A problem with the "More options" text, or None, checked against the CHOSEN models (a
