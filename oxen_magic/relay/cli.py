@@ -22,8 +22,8 @@ from ..atomic import write_text_atomic
 from ..keys import DEFAULT_HOST, NO_KEY_HELP, find_key, normalize_host
 from ..localhub.cli import beyond_loopback
 from ..pack import PackError
-from .db import RoomDB
 from .fair import WINDOW
+from .ledger import LedgerProblem, open_ledger
 from .packs import preload
 from .server import Relay
 
@@ -49,7 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--bind", default="127.0.0.1", help="address to listen on (default loopback only)")
     add("--seats", type=int, default=30, help="seats to have in the db (default 30; none made on a restart)")
     add("--budget", type=float, default=2.0, help="USD budget of each new seat (default 2.00)")
-    add("--db", default="room.sqlite", help="the room's SQLite file (default room.sqlite)")
+    add(
+        "--db",
+        default="room.sqlite",
+        help="the room's ledger: a SQLite file path or sqlite:///path (default room.sqlite); "
+        "postgresql://... is reserved for several relays sharing one ledger (not built yet)",
+    )
     add("--seats-file", default="seats.csv", help="CSV 'seat,token' written at start (default seats.csv)")
     add(
         "--upstream-window",
@@ -143,7 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     context = tls_context(args.tls_cert, args.tls_key)
     upstream, key, hub = _upstream(args.upstream)
     try:
-        db = RoomDB(args.db)
+        db = open_ledger(args.db)
+    except LedgerProblem as exc:
+        _usage(str(exc))
     except Exception as exc:  # sqlite3.Error or OSError: one sentence, no traceback
         _usage(f"Cannot open the room's db {args.db} ({exc}); give a writable path with --db.")
     interrupted = db.recover()

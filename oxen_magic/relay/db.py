@@ -11,7 +11,8 @@ was in flight when it died: the upstream may have made (and billed) that image, 
 spend (`interrupted`), never forgotten and never charged a second time.
 
 Images are kept as blobs here too (the upstream's URLs expire): one file to copy, back up or
-delete after the class. The tables are plain SQL, so a PostgreSQL ledger is a port of this module.
+delete after the class. This is the only module that speaks SQL (`ledger.Ledger` is what the rest
+of the relay asks for), so a PostgreSQL ledger is a port of this one module.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ CREATE TABLE IF NOT EXISTS requests(
     share_key TEXT, cost REAL NOT NULL, saved REAL NOT NULL DEFAULT 0, state TEXT NOT NULL,
     status INTEGER, created REAL NOT NULL, finished REAL);
 CREATE INDEX IF NOT EXISTS requests_seat ON requests(seat, state);
+CREATE INDEX IF NOT EXISTS requests_created ON requests(created);
 CREATE TABLE IF NOT EXISTS results(
     rid TEXT PRIMARY KEY, share_key TEXT, request INTEGER NOT NULL, idx INTEGER NOT NULL,
     seat INTEGER NOT NULL, mime TEXT NOT NULL, data BLOB NOT NULL, created REAL NOT NULL);
@@ -91,7 +93,11 @@ def new_token() -> str:
 
 
 class RoomDB:
-    """One SQLite file; safe to share between the server's threads (one lock per connection)."""
+    """One SQLite file; safe to share between the server's threads (one lock per connection).
+
+    Two connections: writes take one (and wait for the disk's fsync), reads the other, so in WAL
+    mode a read on the event loop never waits behind a commit running in a worker thread.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -103,10 +109,13 @@ class RoomDB:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
+        self._reader = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._read_lock = threading.Lock()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._conn.close()
+            self._reader.close()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -121,8 +130,8 @@ class RoomDB:
             self._conn.execute("COMMIT")
 
     def _read(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
-        with self._lock:
-            return list(self._conn.execute(sql, args).fetchall())
+        with self._read_lock:
+            return list(self._reader.execute(sql, args).fetchall())
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -166,13 +175,15 @@ class RoomDB:
         rows = self._read("SELECT seat, budget FROM seats WHERE token = ? AND revoked = 0", (token,))
         return Seat(int(rows[0][0]), float(rows[0][1])) if rows else None
 
-    def revoke(self, seat: int) -> None:
+    def revoke(self, seat: int) -> bool:
+        """Revoke the seat's token for good; False when there is no such seat."""
         with self._write() as db:
-            db.execute("UPDATE seats SET revoked = 1 WHERE seat = ?", (seat,))
+            return db.execute("UPDATE seats SET revoked = 1 WHERE seat = ?", (seat,)).rowcount > 0
 
-    def set_budget(self, seat: int, budget: float) -> None:
+    def set_budget(self, seat: int, budget: float) -> bool:
+        """False when there is no such seat."""
         with self._write() as db:
-            db.execute("UPDATE seats SET budget = ? WHERE seat = ?", (budget, seat))
+            return db.execute("UPDATE seats SET budget = ? WHERE seat = ?", (budget, seat)).rowcount > 0
 
     def spent(self, seat: int) -> float:
         rows = self._read(
@@ -298,6 +309,15 @@ class RoomDB:
     def ledger_rows(self) -> list[tuple[Any, ...]]:
         """Every request, oldest first (the dashboard's CSV export)."""
         return self._read(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM requests ORDER BY id")
+
+    def upstream_rate(self, seconds: float = 60.0) -> int:
+        """Requests the room sent upstream in the last `seconds` (paid, failed, or in flight)."""
+        rows = self._read(
+            "SELECT COUNT(*) FROM requests WHERE created > ? "
+            "AND state IN ('reserved', 'charged', 'released', 'interrupted')",
+            (time.time() - seconds,),
+        )
+        return int(rows[0][0])
 
     def request_states(self) -> dict[str, int]:
         return {str(s): int(n) for s, n in self._read("SELECT state, COUNT(*) FROM requests GROUP BY state")}
