@@ -28,11 +28,14 @@ from .packs import preload
 from .server import Relay
 
 _EPILOG = """\
-Students set OXEN_HOST=http://<this machine>:<port> and OXEN_API_KEY=<their seat's token> (or call
-oxen_magic.connect(...) and login()); every front end then works unchanged. The upstream key is read
-like the client reads it (OXEN_API_KEY for OXEN_HOST, else the Oxen CLI's auth_config.toml) and never
-leaves the relay. --upstream local fronts an embedded local hub (a rehearsal on one laptop).
-Restart with the same --db: the same tokens work, spend and stored images are kept.
+Start a room of 30 on this machine's network (a rehearsal: add --upstream local):
+    python -m oxen_magic.relay --seats 30 --budget 2.00 --bind 0.0.0.0
+It prints the dashboard's address (with its admin token: keep it to yourself). Give each student
+one row of seats.csv: they set OXEN_HOST=http://<this machine>:<port> and OXEN_API_KEY=<their
+token> (or call oxen_magic.connect(...) and login()); every front end then works unchanged.
+The upstream key is read like the client reads it (OXEN_API_KEY for OXEN_HOST, else the Oxen
+CLI's auth_config.toml) and never leaves the relay. Restart with the same --db: the same tokens
+work, spend and stored images are kept.
 """
 
 
