@@ -95,8 +95,9 @@ def new_token() -> str:
 class RoomDB:
     """One SQLite file; safe to share between the server's threads (one lock per connection).
 
-    Two connections: writes take one (and wait for the disk's fsync), reads the other, so in WAL
-    mode a read on the event loop never waits behind a commit running in a worker thread.
+    Writes share one connection (and wait for the disk's fsync); each thread reads on its own, so
+    in WAL mode a read on the event loop never waits behind a commit, nor behind the dashboard's
+    report running in a worker thread.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -109,13 +110,15 @@ class RoomDB:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
-        self._reader = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._read_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
 
     def close(self) -> None:
-        with self._lock, self._read_lock:
+        with self._lock:
             self._conn.close()
-            self._reader.close()
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -130,8 +133,13 @@ class RoomDB:
             self._conn.execute("COMMIT")
 
     def _read(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
-        with self._read_lock:
-            return list(self._reader.execute(sql, args).fetchall())
+        reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._local.reader = reader
+            with self._lock:
+                self._readers.append(reader)
+        return list(reader.execute(sql, args).fetchall())
 
     # -- start-up ---------------------------------------------------------------------------
 
