@@ -14,12 +14,11 @@ are), four are the seat's own. Figures:
 * upstream generate calls vs distinct requests (target: equal: the room pays once per image);
 * the relay process's peak RSS (VmHWM).
 
-Measured 2026-12-06 on the shared 2-core build machine (the client threads, the hub and the relay
-on the same two cores; --upstream-window 128):
-30 seats: 240/240 images, p95 1.18 s (1.18x), 124 upstream calls for 124 distinct requests,
-relay peak RSS 53 MB. 100 seats: 800/800 images, p95 2.03 s (2.03x: past the 1.5x target; the
-same with SQLite's synchronous=NORMAL, so not the db's fsyncs; not yet profiled), 404 upstream
-calls for 404 distinct requests, relay peak RSS 62 MB.
+Also, from the same run: the same load sent straight to the hub (the baseline: what the machine
+and the client threads cost with no relay) and the relay's CPU seconds. Figures, with how the
+100-seat gap was found and closed: benchmarks/RESULTS.md, "Room relay". In short (2026-12-06,
+shared 2-core machine, --upstream-window 128): 30 seats p95 1.12 s (direct 1.08 s); 100 seats
+p95 1.42 s (direct 1.12 s); every image delivered, upstream calls = distinct requests.
 """
 
 from __future__ import annotations
