@@ -24,8 +24,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from .dashboard_page import PAGE, REFRESH, SCRIPT
-from .db import LEDGER_COLUMNS
-from .ledger import Ledger, off_loop
+from .ledger import LEDGER_COLUMNS, Ledger, off_loop
 
 __all__ = ["REFRESH", "Dashboard"]
 

@@ -24,9 +24,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .ledger import LEDGER_COLUMNS, Refusal, Seat, SeatReport, StoredImage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,47 +45,9 @@ CREATE TABLE IF NOT EXISTS results(
     seat INTEGER NOT NULL, mime TEXT NOT NULL, data BLOB NOT NULL, created REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS results_key ON results(share_key, idx);
 """
-#: The ledger's columns, as exported.
-LEDGER_COLUMNS = ("id", "seat", "path", "model", "cost", "saved", "state", "status", "created", "finished")
 #: Request states whose cost counts against the seat's budget.
 SPENT_STATES = ("reserved", "charged", "interrupted")
 _SPENT_SQL = "state IN ('reserved', 'charged', 'interrupted')"
-
-
-@dataclass(frozen=True)
-class Seat:
-    seat: int
-    budget: float
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a reservation was refused: the seat's budget and what is left of it."""
-
-    budget: float
-    left: float
-    cost: float
-
-
-@dataclass(frozen=True)
-class StoredImage:
-    seat: int
-    shared: bool
-    mime: str
-    data: bytes
-
-
-@dataclass(frozen=True)
-class SeatReport:
-    seat: int
-    budget: float
-    spent: float
-    images: int
-    saved: float
-    revoked: bool
-    failed: int = 0  # upstream failures (released, not charged)
-    refused: int = 0  # over budget (402, nothing sent)
-    last: float | None = None  # the newest request's time (Unix seconds)
 
 
 def new_token() -> str:

@@ -25,9 +25,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .db import Refusal, Seat
 from .fair import WINDOW, FairWindow
-from .ledger import Ledger, off_loop
+from .ledger import Ledger, Refusal, Seat, off_loop
 from .pricing import ModelMemory, price_of, share_key
 from .upstream import Answer, Upstream
 
