@@ -181,24 +181,47 @@ class RoomRoutes:
         if early is not None:
             return early
         gate: asyncio.Future[None] | None = None
-        if key is not None:  # identical requests wait while this one is reserved (off the loop)
+        if key is not None:  # set before any await: identical requests now wait for this one
             gate = self.gates[key] = asyncio.get_running_loop().create_future()
-        try:
-            reserved = await off_loop(lambda: self.db.reserve(seat.seat, path, model, key, price))
-            if isinstance(reserved, Refusal):
-                return error(402, budget_title(reserved))
-            task = asyncio.ensure_future(self._lead(seat.seat, reserved, path, body, price))
-            if key is not None:
-                self.flights[key] = task  # before the gate opens: the waiters then follow it
-                task.add_done_callback(lambda done: self._land(key, done))
-        finally:
-            if key is not None and gate is not None:
-                del self.gates[key]
-                gate.set_result(None)
+        # Shielded: a seat that hangs up mid-reservation cannot leave a reservation with no request.
+        launched = await asyncio.shield(self._launch(seat, path, body, key, price, gate))
+        if isinstance(launched, Refusal):
+            return error(402, budget_title(launched))
+        task = launched
         outcome = await asyncio.shield(task)
         if outcome.failure is not None:
             return outcome.failure.response()
         return self._reply(request, body, outcome.rids)
+
+    async def _launch(
+        self,
+        seat: Seat,
+        path: str,
+        body: dict[str, Any],
+        key: str | None,
+        price: float,
+        gate: asyncio.Future[None] | None,
+    ) -> asyncio.Task[Outcome] | Refusal:
+        """Reserve (off the loop) and start the upstream request, or the reason it is refused.
+
+        While the reservation is written, identical requests wait at the key's gate; the flight is
+        registered before the gate opens, so they follow it (or, refused, reserve in their turn).
+        """
+        model = str(body["model"])
+        try:
+            reserved = await off_loop(lambda: self.db.reserve(seat.seat, path, model, key, price))
+            if isinstance(reserved, Refusal):
+                return reserved
+            task = asyncio.ensure_future(self._lead(seat.seat, reserved, path, body, price))
+            if key is not None:
+                self.flights[key] = task
+                task.add_done_callback(lambda done: self._land(key, done))
+            return task
+        finally:
+            if key is not None and gate is not None:
+                if self.gates.get(key) is gate:
+                    del self.gates[key]
+                gate.set_result(None)
 
     def _land(self, key: str, task: asyncio.Task[Outcome]) -> None:
         if self.flights.get(key) is task:
