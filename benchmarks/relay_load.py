@@ -17,8 +17,8 @@ are), four are the seat's own. Figures:
 Also, from the same run: the same load sent straight to the hub (the baseline: what the machine
 and the client threads cost with no relay) and the relay's CPU seconds. Figures, with how the
 100-seat gap was found and closed: benchmarks/RESULTS.md, "Room relay". In short (2026-12-06,
-shared 2-core machine, --upstream-window 128): 30 seats p95 1.12 s (direct 1.08 s); 100 seats
-p95 1.42 s (direct 1.12 s); every image delivered, upstream calls = distinct requests.
+shared 2-core machine, --upstream-window 128): 30 seats p95 1.11 s (direct 1.10 s); 100 seats
+p95 1.33-1.52 s over six runs (direct 1.12-1.24 s); every image delivered, upstream calls = distinct requests.
 """
 
 from __future__ import annotations
