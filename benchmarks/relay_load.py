@@ -14,12 +14,11 @@ are), four are the seat's own. Figures:
 * upstream generate calls vs distinct requests (target: equal: the room pays once per image);
 * the relay process's peak RSS (VmHWM).
 
-Measured 2026-12-06 on the shared 2-core build machine (the client threads, the hub and the relay
-on the same two cores; --upstream-window 128):
-30 seats: 240/240 images, p95 1.18 s (1.18x), 124 upstream calls for 124 distinct requests,
-relay peak RSS 53 MB. 100 seats: 800/800 images, p95 2.03 s (2.03x: past the 1.5x target; the
-same with SQLite's synchronous=NORMAL, so not the db's fsyncs; not yet profiled), 404 upstream
-calls for 404 distinct requests, relay peak RSS 62 MB.
+Also, from the same run: the same load sent straight to the hub (the baseline: what the machine
+and the client threads cost with no relay) and the relay's CPU seconds. Figures, with how the
+100-seat gap was found and closed: benchmarks/RESULTS.md, "Room relay". In short (2026-12-06,
+shared 2-core machine, --upstream-window 128): 30 seats p95 1.11 s (direct 1.10 s); 100 seats
+p95 1.33-1.52 s over six runs (direct 1.12-1.24 s); every image delivered, upstream calls = distinct requests.
 """
 
 from __future__ import annotations
@@ -65,7 +64,61 @@ def _body(seat: int, k: int) -> dict[str, object]:
     return {"model": MODEL, "prompt": f"seat {seat}'s own idea", "seed": k}
 
 
-def room(seats: int, window: int) -> dict[str, float]:
+def _load(base: str, auths: list[dict[str, str]]) -> tuple[list[float], list[str]]:
+    """Every seat (a thread) asks for its eight images in a row: POST, then download the URL."""
+    times: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(len(auths))
+
+    def seat(n: int) -> None:
+        with requests.Session() as session:
+            start.wait()
+            for k in range(IMAGES):
+                began = time.perf_counter()
+                try:
+                    answer = session.post(
+                        base + "/api/ai/images/generate", json=_body(n, k), headers=auths[n]
+                    )
+                    answer.raise_for_status()
+                    got = session.get(answer.json()["images"][0]["url"], headers=auths[n])
+                    got.raise_for_status()
+                    assert got.content
+                except Exception as problem:
+                    with lock:
+                        failures.append(repr(problem))
+                    continue
+                with lock:
+                    times.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=seat, args=(n,)) for n in range(len(auths))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return times, failures
+
+
+def _p95(times: list[float]) -> float:
+    return statistics.quantiles(times, n=20)[-1] if len(times) > 1 else float("nan")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_PROFILED = (
+    "import cProfile, signal, sys\n"
+    "from oxen_magic.relay.cli import main\n"
+    "def stop(*_):\n    raise KeyboardInterrupt\n"
+    "signal.signal(signal.SIGTERM, stop)\n"
+    "cProfile.run('main(sys.argv[2:])', sys.argv[1])\n"
+)
+
+
+def room(seats: int, window: int, profile: str | None = None) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     hub = subprocess.Popen(
         [sys.executable, str(ROOT / "benchmarks" / "hubproc.py"), "512"],
@@ -82,8 +135,9 @@ def room(seats: int, window: int) -> dict[str, float]:
     args = ["--upstream", url, "--port", str(port), "--seats", str(seats), "--budget", "100"]
     args += ["--db", str(folder / "room.sqlite"), "--seats-file", str(folder / "seats.csv")]
     args += ["--upstream-window", str(window)]
+    command = ["-c", _PROFILED, profile] if profile else ["-m", "oxen_magic.relay"]
     relay = subprocess.Popen(
-        [sys.executable, "-m", "oxen_magic.relay", *args],
+        [sys.executable, *command, *args],
         env={**env, "OXEN_HOST": url, "OXEN_API_KEY": key},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -96,59 +150,41 @@ def room(seats: int, window: int) -> dict[str, float]:
             except requests.ConnectionError:
                 time.sleep(0.05)
         tokens = [row["token"] for row in csv.DictReader((folder / "seats.csv").read_text().splitlines())]
+        direct = [{"Authorization": f"Bearer {key}"}] * seats
+        _load(url, direct)  # warm-up at no latency: the hub's cache then holds every image
         _ask(hub, f"latency {LATENCY}")
-        times: list[float] = []
-        failures: list[str] = []
-        lock = threading.Lock()
-        start = threading.Barrier(seats)
-
-        def seat(n: int) -> None:
-            auth = {"Authorization": f"Bearer {tokens[n]}"}
-            with requests.Session() as session:
-                start.wait()
-                for k in range(IMAGES):
-                    began = time.perf_counter()
-                    try:
-                        answer = session.post(
-                            relay_url + "/api/ai/images/generate", json=_body(n, k), headers=auth
-                        )
-                        answer.raise_for_status()
-                        got = session.get(answer.json()["images"][0]["url"], headers=auth)
-                        got.raise_for_status()
-                        assert got.content
-                    except Exception as problem:
-                        with lock:
-                            failures.append(repr(problem))
-                        continue
-                    with lock:
-                        times.append(time.perf_counter() - began)
-
-        threads = [threading.Thread(target=seat, args=(n,)) for n in range(seats)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        baseline, _ = _load(url, direct)  # the same load straight to the hub, no relay
+        calls_before = int(_ask(hub, "calls"))
+        cpu_before, began = _cpu_seconds(relay.pid), time.perf_counter()
+        times, failures = _load(relay_url, [{"Authorization": f"Bearer {t}"} for t in tokens])
+        wall = time.perf_counter() - began
+        relay_cpu = _cpu_seconds(relay.pid) - cpu_before
         peak_kb = next(
             int(line.split()[1])
             for line in Path(f"/proc/{relay.pid}/status").read_text().splitlines()
             if line.startswith("VmHWM:")
         )
-        calls = int(_ask(hub, "calls"))
+        calls = int(_ask(hub, "calls")) - calls_before
     finally:
         relay.terminate()
-        relay.wait(10)
+        relay.wait(30)
         _ask(hub, "quit")
         hub.wait(10)
     distinct = SHARED + seats * (IMAGES - SHARED)
-    p95 = statistics.quantiles(times, n=20)[-1] if len(times) > 1 else float("nan")
+    p95 = _p95(times)
     return {
         "seats": seats,
         "images": len(times),
         "failed": len(failures),
         "p95_s": p95,
         "p95_over_latency": p95 / LATENCY,
+        "direct_p95_s": _p95(baseline),
+        "p95_over_direct": p95 / _p95(baseline),
         "upstream_calls": calls,
         "distinct_requests": distinct,
+        "relay_cpu_s": relay_cpu,
+        "relay_cpu_share": relay_cpu / wall,
+        "wall_s": wall,
         "relay_peak_rss_mb": peak_kb / 1024,
     }
 
@@ -157,9 +193,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seats", type=int, action="append", help="room sizes (default 30 and 100)")
     parser.add_argument("--window", type=int, default=128, help="the relay's --upstream-window")
+    parser.add_argument("--profile", help="run the relay under cProfile and write its stats here")
     args = parser.parse_args()
     for seats in args.seats or [30, 100]:
-        figures = room(seats, args.window)
+        figures = room(seats, args.window, args.profile)
         print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()))
 
 

@@ -228,6 +228,24 @@ def test_identical_requests_in_flight_make_one_upstream_request(room: Relay, hub
     assert sorted(spent) == [0.0] * 11 + [pytest.approx(PRICE)]
 
 
+def test_a_seat_over_budget_never_hands_its_402_to_identical_requests(room: Relay, hub: LocalHub) -> None:
+    """The broke seats' reservations are refused while the others wait at the key's gate: those
+    then reserve in their own turn, one goes upstream and the rest share it."""
+    room.db.ensure_seats(10, 1.0)
+    for broke in range(1, 6):
+        room.db.set_budget(broke, 0.0)
+    hub.latency = 0.3
+    tokens = room.db.tokens()
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda t: post(room, t[1], seeded(seed=77)), tokens))
+    statuses = {seat: a.status_code for (seat, _), a in zip(tokens, answers, strict=True)}
+    # A broke seat is refused unless it came after the image existed (then it is free to all).
+    assert all(statuses[s] == 200 for s in range(6, 11)), statuses
+    assert set(statuses.values()) <= {200, 402}
+    assert len(hub.generate_calls()) == 1
+    assert sum(room.db.spent(s) for s, _ in tokens) == pytest.approx(PRICE)
+
+
 def test_edit_requests_are_relayed_too(room: Relay, hub: LocalHub) -> None:
     tok = token(room, 1)
     png = get(room, tok, post(room, tok, seeded()).json()["images"][0]["url"]).content
@@ -348,6 +366,38 @@ def test_help_is_enough_and_bad_values_are_one_sentence(tmp_path: Path) -> None:
     assert "Cannot open the pack" in no_pack.stderr
 
 
+def test_db_is_a_path_or_a_connection_string_and_postgresql_is_said_not_built(
+    hub: LocalHub, tmp_path: Path
+) -> None:
+    from oxen_magic.relay import LedgerProblem, open_ledger
+    from oxen_magic.relay.ledger import sqlite_path
+
+    assert sqlite_path("room.sqlite") == Path("room.sqlite")
+    assert sqlite_path("sqlite:///rooms/a.sqlite") == Path("rooms/a.sqlite")
+    assert sqlite_path(f"sqlite:///{tmp_path}/b.sqlite") == tmp_path / "b.sqlite"  # 4 slashes: absolute
+    with pytest.raises(LedgerProblem, match="three slashes"):
+        sqlite_path("sqlite://host/room.sqlite")
+    with pytest.raises(LedgerProblem, match="no PostgreSQL ledger yet"):
+        open_ledger("postgresql://relay@db.example/room")
+    with pytest.raises(LedgerProblem, match="not a ledger this relay knows"):
+        open_ledger("mysql://x/y")
+    # A relay on a sqlite:/// URL keeps its seats across a restart like one on a path.
+    url = f"sqlite:///{tmp_path}/url.sqlite"
+    with Relay(url, hub.url, hub.api_key) as relay:
+        relay.db.ensure_seats(2, 1.0)
+        first = relay.db.tokens()
+        assert post(relay, first[0][1], seeded()).status_code == 200
+    again = open_ledger(url)
+    assert again.tokens() == first and again.spent(1) == pytest.approx(PRICE)
+    again.close()
+    run = [sys.executable, "-m", "oxen_magic.relay", "--upstream", "local", "--port", "0"]
+    refused = subprocess.run(
+        [*run, "--db", "postgresql://relay@db.example/room"], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().count("\n") == 0 and "no PostgreSQL ledger yet" in refused.stderr
+
+
 # -- the real front ends, unchanged ----------------------------------------------------------------
 
 
@@ -405,11 +455,20 @@ def test_the_dashboard_shows_the_room_and_changes_seats_only_with_the_admin_toke
     assert post(room, two, seeded(seed=3)).status_code == 200  # still a seat
     page = requests.get(room.dashboard_url, timeout=10)
     assert page.status_code == 200 and page.headers["Referrer-Policy"] == "no-referrer"
-    assert "Room total: $0.050 spent; sharing saved $0.025" in page.text
-    assert (
-        "<td>1</td><td>active</td><td>$0.025</td><td>$1.00</td><td>1</td><td>$0.000</td><td>0</td><td>0</td>"
-        in page.text
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert requests.get(f"{room.url}/relay/state.json", params={"token": one}, timeout=10).status_code == 401
+    state = requests.get(f"{room.url}/relay/state.json", params={"token": admin}, timeout=10).json()
+    assert state["room"]["spent"] == pytest.approx(0.05) and state["room"]["saved"] == pytest.approx(0.025)
+    assert state["room"]["upstream_per_minute"] == 2  # seed 7 once, seed 3 once; the shared one never
+    first = state["seats"][0]
+    assert (first["seat"], first["revoked"], first["spent"], first["budget"], first["images"]) == (
+        1,
+        False,
+        pytest.approx(0.025),
+        1.0,
+        1,
     )
+    assert state["seats"][1]["saved"] == pytest.approx(0.025)
     changed = requests.post(
         f"{room.url}/relay/seats/1", data={"token": admin, "do": "budget", "budget": "0"}, timeout=10
     )
@@ -421,7 +480,10 @@ def test_the_dashboard_shows_the_room_and_changes_seats_only_with_the_admin_toke
     ledger = requests.get(f"{room.url}/relay/ledger.csv", params={"token": admin}, timeout=10).text
     rows = list(csv.DictReader(ledger.splitlines()))
     assert [r["state"] for r in rows] == ["charged", "shared", "charged", "refused"]
-    assert one not in page.text + ledger and two not in page.text + ledger  # no seat's token shown
+    missing = requests.post(f"{room.url}/relay/seats/99", data={"token": admin, "do": "revoke"}, timeout=10)
+    assert missing.status_code == 404 and missing.text == "There is no seat 99."
+    shown = page.text + str(state) + ledger
+    assert one not in shown and two not in shown  # no seat's token shown
 
 
 # -- fairness --------------------------------------------------------------------------------------

@@ -22,17 +22,20 @@ from ..atomic import write_text_atomic
 from ..keys import DEFAULT_HOST, NO_KEY_HELP, find_key, normalize_host
 from ..localhub.cli import beyond_loopback
 from ..pack import PackError
-from .db import RoomDB
 from .fair import WINDOW
+from .ledger import LedgerProblem, open_ledger
 from .packs import preload
 from .server import Relay
 
 _EPILOG = """\
-Students set OXEN_HOST=http://<this machine>:<port> and OXEN_API_KEY=<their seat's token> (or call
-oxen_magic.connect(...) and login()); every front end then works unchanged. The upstream key is read
-like the client reads it (OXEN_API_KEY for OXEN_HOST, else the Oxen CLI's auth_config.toml) and never
-leaves the relay. --upstream local fronts an embedded local hub (a rehearsal on one laptop).
-Restart with the same --db: the same tokens work, spend and stored images are kept.
+Start a room of 30 on this machine's network (a rehearsal: add --upstream local):
+    python -m oxen_magic.relay --seats 30 --budget 2.00 --bind 0.0.0.0
+It prints the dashboard's address (with its admin token: keep it to yourself). Give each student
+one row of seats.csv: they set OXEN_HOST=http://<this machine>:<port> and OXEN_API_KEY=<their
+token> (or call oxen_magic.connect(...) and login()); every front end then works unchanged.
+The upstream key is read like the client reads it (OXEN_API_KEY for OXEN_HOST, else the Oxen
+CLI's auth_config.toml) and never leaves the relay. Restart with the same --db: the same tokens
+work, spend and stored images are kept.
 """
 
 
@@ -49,7 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--bind", default="127.0.0.1", help="address to listen on (default loopback only)")
     add("--seats", type=int, default=30, help="seats to have in the db (default 30; none made on a restart)")
     add("--budget", type=float, default=2.0, help="USD budget of each new seat (default 2.00)")
-    add("--db", default="room.sqlite", help="the room's SQLite file (default room.sqlite)")
+    add(
+        "--db",
+        default="room.sqlite",
+        help="the room's ledger: a SQLite file path or sqlite:///path (default room.sqlite); "
+        "postgresql://... is reserved for several relays sharing one ledger (not built yet)",
+    )
     add("--seats-file", default="seats.csv", help="CSV 'seat,token' written at start (default seats.csv)")
     add(
         "--upstream-window",
@@ -143,7 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     context = tls_context(args.tls_cert, args.tls_key)
     upstream, key, hub = _upstream(args.upstream)
     try:
-        db = RoomDB(args.db)
+        db = open_ledger(args.db)
+    except LedgerProblem as exc:
+        _usage(str(exc))
     except Exception as exc:  # sqlite3.Error or OSError: one sentence, no traceback
         _usage(f"Cannot open the room's db {args.db} ({exc}); give a writable path with --db.")
     interrupted = db.recover()

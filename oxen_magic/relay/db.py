@@ -11,7 +11,8 @@ was in flight when it died: the upstream may have made (and billed) that image, 
 spend (`interrupted`), never forgotten and never charged a second time.
 
 Images are kept as blobs here too (the upstream's URLs expire): one file to copy, back up or
-delete after the class. The tables are plain SQL, so a PostgreSQL ledger is a port of this module.
+delete after the class. This is the only module that speaks SQL (`ledger.Ledger` is what the rest
+of the relay asks for), so a PostgreSQL ledger is a port of this one module.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .ledger import LEDGER_COLUMNS, Refusal, Seat, SeatReport, StoredImage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,52 +39,15 @@ CREATE TABLE IF NOT EXISTS requests(
     share_key TEXT, cost REAL NOT NULL, saved REAL NOT NULL DEFAULT 0, state TEXT NOT NULL,
     status INTEGER, created REAL NOT NULL, finished REAL);
 CREATE INDEX IF NOT EXISTS requests_seat ON requests(seat, state);
+CREATE INDEX IF NOT EXISTS requests_created ON requests(created);
 CREATE TABLE IF NOT EXISTS results(
     rid TEXT PRIMARY KEY, share_key TEXT, request INTEGER NOT NULL, idx INTEGER NOT NULL,
     seat INTEGER NOT NULL, mime TEXT NOT NULL, data BLOB NOT NULL, created REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS results_key ON results(share_key, idx);
 """
-#: The ledger's columns, as exported.
-LEDGER_COLUMNS = ("id", "seat", "path", "model", "cost", "saved", "state", "status", "created", "finished")
 #: Request states whose cost counts against the seat's budget.
 SPENT_STATES = ("reserved", "charged", "interrupted")
 _SPENT_SQL = "state IN ('reserved', 'charged', 'interrupted')"
-
-
-@dataclass(frozen=True)
-class Seat:
-    seat: int
-    budget: float
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a reservation was refused: the seat's budget and what is left of it."""
-
-    budget: float
-    left: float
-    cost: float
-
-
-@dataclass(frozen=True)
-class StoredImage:
-    seat: int
-    shared: bool
-    mime: str
-    data: bytes
-
-
-@dataclass(frozen=True)
-class SeatReport:
-    seat: int
-    budget: float
-    spent: float
-    images: int
-    saved: float
-    revoked: bool
-    failed: int = 0  # upstream failures (released, not charged)
-    refused: int = 0  # over budget (402, nothing sent)
-    last: float | None = None  # the newest request's time (Unix seconds)
 
 
 def new_token() -> str:
@@ -91,7 +56,12 @@ def new_token() -> str:
 
 
 class RoomDB:
-    """One SQLite file; safe to share between the server's threads (one lock per connection)."""
+    """One SQLite file; safe to share between the server's threads (one lock per connection).
+
+    Writes share one connection (and wait for the disk's fsync); each thread reads on its own, so
+    in WAL mode a read on the event loop never waits behind a commit, nor behind the dashboard's
+    report running in a worker thread.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -103,10 +73,15 @@ class RoomDB:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -121,8 +96,13 @@ class RoomDB:
             self._conn.execute("COMMIT")
 
     def _read(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
-        with self._lock:
-            return list(self._conn.execute(sql, args).fetchall())
+        reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._local.reader = reader
+            with self._lock:
+                self._readers.append(reader)
+        return list(reader.execute(sql, args).fetchall())
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -166,13 +146,15 @@ class RoomDB:
         rows = self._read("SELECT seat, budget FROM seats WHERE token = ? AND revoked = 0", (token,))
         return Seat(int(rows[0][0]), float(rows[0][1])) if rows else None
 
-    def revoke(self, seat: int) -> None:
+    def revoke(self, seat: int) -> bool:
+        """Revoke the seat's token for good; False when there is no such seat."""
         with self._write() as db:
-            db.execute("UPDATE seats SET revoked = 1 WHERE seat = ?", (seat,))
+            return db.execute("UPDATE seats SET revoked = 1 WHERE seat = ?", (seat,)).rowcount > 0
 
-    def set_budget(self, seat: int, budget: float) -> None:
+    def set_budget(self, seat: int, budget: float) -> bool:
+        """False when there is no such seat."""
         with self._write() as db:
-            db.execute("UPDATE seats SET budget = ? WHERE seat = ?", (budget, seat))
+            return db.execute("UPDATE seats SET budget = ? WHERE seat = ?", (budget, seat)).rowcount > 0
 
     def spent(self, seat: int) -> float:
         rows = self._read(
@@ -298,6 +280,15 @@ class RoomDB:
     def ledger_rows(self) -> list[tuple[Any, ...]]:
         """Every request, oldest first (the dashboard's CSV export)."""
         return self._read(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM requests ORDER BY id")
+
+    def upstream_rate(self, seconds: float = 60.0) -> int:
+        """Requests the room sent upstream in the last `seconds` (paid, failed, or in flight)."""
+        rows = self._read(
+            "SELECT COUNT(*) FROM requests WHERE created > ? "
+            "AND state IN ('reserved', 'charged', 'released', 'interrupted')",
+            (time.time() - seconds,),
+        )
+        return int(rows[0][0])
 
     def request_states(self) -> dict[str, int]:
         return {str(s): int(n) for s, n in self._read("SELECT state, COUNT(*) FROM requests GROUP BY state")}

@@ -15,13 +15,13 @@ from pathlib import Path
 from ..cache import Cache
 from ..keys import normalize_host
 from ..pack import import_pack
-from .db import RoomDB
+from .ledger import Ledger
 from .pricing import share_key
 from .routes import GENERATE_PATH
 from .upstream import sniff
 
 
-def preload(db: RoomDB, pack: str | Path, upstream: str) -> int:
+def preload(db: Ledger, pack: str | Path, upstream: str) -> int:
     """Store the pack's images for `upstream`; returns how many were new (`PackError` if bad)."""
     added = 0
     with tempfile.TemporaryDirectory(prefix="relay-pack-") as folder:

@@ -7,8 +7,10 @@ the whole room: free), or priced from the upstream model, reserved against the s
 (402 with what is left, nothing sent) and sent upstream with the instructor's key. Its images are
 stored in the room's db and answered as URLs on the relay's own origin (or `b64_json`).
 
-Everything here runs on one event loop and the store/flight/reserve steps have no `await`
-between them, so two identical requests cannot both become the one that goes upstream.
+The ledger's writes (each a commit that waits for the disk) run in worker threads, off the one
+event loop every seat shares; its reads use their own connection and stay on the loop. The
+store/flight/gate checks have no `await` between them, and a request being reserved holds a
+gate its identical requests wait on, so two of them cannot both become the one that goes upstream.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .db import Refusal, RoomDB, Seat
 from .fair import WINDOW, FairWindow
+from .ledger import Ledger, Refusal, Seat, off_loop
 from .pricing import ModelMemory, price_of, share_key
 from .upstream import Answer, Upstream
 
@@ -87,12 +89,14 @@ class Outcome:
 class RoomRoutes:
     """The handlers, bound to one room (db), one upstream and the requests in flight."""
 
-    def __init__(self, db: RoomDB, upstream: Upstream, window: int = WINDOW) -> None:
+    def __init__(self, db: Ledger, upstream: Upstream, window: int = WINDOW) -> None:
         self.db = db
         self.upstream = upstream
         self.window = FairWindow(window)
         self.models = ModelMemory()
         self.flights: dict[str, asyncio.Task[Outcome]] = {}
+        #: Keys whose request is being reserved right now (the ledger's write runs off the loop).
+        self.gates: dict[str, asyncio.Future[None]] = {}
         self.upstream_requests = 0
 
     def add_to(self, app: web.Application) -> None:
@@ -167,30 +171,75 @@ class RoomRoutes:
         if not isinstance(model, str) or not model.strip():
             return error(400, "model is required")
         key = share_key(self.upstream.base, path, body)
-        early = self._shared(request, seat, path, body, key)
+        early = await self._shared_or_wait(request, seat, path, body, key)
         if early is not None:
-            return await early
+            return early
         price = await self._price(model, body)
         if isinstance(price, web.Response):
             return price
-        early = self._shared(request, seat, path, body, key)  # filled while the price was read?
+        early = await self._shared_or_wait(request, seat, path, body, key)  # filled meanwhile?
         if early is not None:
-            return await early
-        reserved = self.db.reserve(seat.seat, path, model, key, price)
-        if isinstance(reserved, Refusal):
-            return error(402, budget_title(reserved))
-        task = asyncio.ensure_future(self._lead(seat.seat, reserved, path, body, price))
-        if key is not None:
-            self.flights[key] = task
-            task.add_done_callback(lambda done: self._land(key, done))
+            return early
+        gate: asyncio.Future[None] | None = None
+        if key is not None:  # set before any await: identical requests now wait for this one
+            gate = self.gates[key] = asyncio.get_running_loop().create_future()
+        # Shielded: a seat that hangs up mid-reservation cannot leave a reservation with no request.
+        launched = await asyncio.shield(self._launch(seat, path, body, key, price, gate))
+        if isinstance(launched, Refusal):
+            return error(402, budget_title(launched))
+        task = launched
         outcome = await asyncio.shield(task)
         if outcome.failure is not None:
             return outcome.failure.response()
         return self._reply(request, body, outcome.rids)
 
+    async def _launch(
+        self,
+        seat: Seat,
+        path: str,
+        body: dict[str, Any],
+        key: str | None,
+        price: float,
+        gate: asyncio.Future[None] | None,
+    ) -> asyncio.Task[Outcome] | Refusal:
+        """Reserve (off the loop) and start the upstream request, or the reason it is refused.
+
+        While the reservation is written, identical requests wait at the key's gate; the flight is
+        registered before the gate opens, so they follow it (or, refused, reserve in their turn).
+        """
+        model = str(body["model"])
+        try:
+            reserved = await off_loop(lambda: self.db.reserve(seat.seat, path, model, key, price))
+            if isinstance(reserved, Refusal):
+                return reserved
+            task = asyncio.ensure_future(self._lead(seat.seat, reserved, path, body, price))
+            if key is not None:
+                self.flights[key] = task
+                task.add_done_callback(lambda done: self._land(key, done))
+            return task
+        finally:
+            if key is not None and gate is not None:
+                if self.gates.get(key) is gate:
+                    del self.gates[key]
+                gate.set_result(None)
+
     def _land(self, key: str, task: asyncio.Task[Outcome]) -> None:
         if self.flights.get(key) is task:
             del self.flights[key]
+
+    async def _shared_or_wait(
+        self, request: web.Request, seat: Seat, path: str, body: dict[str, Any], key: str | None
+    ) -> web.Response | None:
+        """A free answer (store or flight), waiting out an identical request being reserved;
+        None when this request must be paid for (and no identical one is being reserved)."""
+        while True:
+            early = self._shared(request, seat, path, body, key)
+            if early is not None:
+                return await early
+            gate = self.gates.get(key) if key is not None else None
+            if gate is None:
+                return None
+            await asyncio.shield(gate)  # then the store, a flight, or (refused) our own turn
 
     def _shared(
         self, request: web.Request, seat: Seat, path: str, body: dict[str, Any], key: str | None
@@ -202,21 +251,20 @@ class RoomRoutes:
         if key is None:
             return None
         rids, saved = self.db.shared_results(key)
-        if rids:
-            self.db.record_shared(seat.seat, path, str(body["model"]), key, saved)
-            done: asyncio.Future[web.Response] = asyncio.get_running_loop().create_future()
-            done.set_result(self._reply(request, body, rids))
-            return done
-        flight = self.flights.get(key)
-        if flight is None:
+        flight = None if rids else self.flights.get(key)
+        if not rids and flight is None:
             return None
+        model = str(body["model"])
 
         async def follow() -> web.Response:
-            outcome = await asyncio.shield(flight)
-            if outcome.failure is not None:
-                return outcome.failure.response()
-            self.db.record_shared(seat.seat, path, str(body["model"]), key, outcome.cost)
-            return self._reply(request, body, outcome.rids)
+            nonlocal rids, saved
+            if flight is not None:
+                outcome = await asyncio.shield(flight)
+                if outcome.failure is not None:
+                    return outcome.failure.response()
+                rids, saved = outcome.rids, outcome.cost
+            await off_loop(lambda: self.db.record_shared(seat.seat, path, model, key, saved))
+            return self._reply(request, body, rids)
 
         return asyncio.ensure_future(follow())
 
@@ -251,7 +299,7 @@ class RoomRoutes:
         try:
             answer = await self._send(seat, path, body)
         except (aiohttp.ClientError, asyncio.TimeoutError):
-            self.db.release(request_id, 502)
+            await off_loop(lambda: self.db.release(request_id, 502))
             return Outcome(
                 failure=failure(502, "The relay could not reach the upstream API; nothing was charged")
             )
@@ -259,8 +307,9 @@ class RoomRoutes:
             self.db.release(request_id, 500)
             raise
         if answer.status == 200 and answer.images:
-            return Outcome(rids=self.db.finish(request_id, answer.images), cost=cost)
-        self.db.release(request_id, answer.status)
+            images = answer.images
+            return Outcome(rids=await off_loop(lambda: self.db.finish(request_id, images)), cost=cost)
+        await off_loop(lambda: self.db.release(request_id, answer.status))
         return Outcome(failure=self._pass_on(answer))
 
     async def _send(self, seat: int, path: str, body: dict[str, Any]) -> Answer:

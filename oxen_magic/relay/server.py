@@ -24,8 +24,8 @@ from aiohttp.abc import AbstractAccessLogger
 
 from ..errors import redact
 from .dashboard import Dashboard
-from .db import RoomDB
 from .fair import WINDOW
+from .ledger import Ledger, open_ledger
 from .routes import MAX_REQUEST_BODY, RoomRoutes
 from .upstream import Upstream
 
@@ -60,7 +60,7 @@ class _AccessLog(AbstractAccessLogger):
         )
 
 
-def make_app(db: RoomDB, upstream: Upstream, window: int = WINDOW) -> tuple[web.Application, RoomRoutes]:
+def make_app(db: Ledger, upstream: Upstream, window: int = WINDOW) -> tuple[web.Application, RoomRoutes]:
     app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[_scrubber(upstream.key)])
     routes = RoomRoutes(db, upstream, window)
     routes.add_to(app)
@@ -88,7 +88,7 @@ class Relay:
 
     def __init__(
         self,
-        db: str | Path | RoomDB,
+        db: str | Path | Ledger,
         upstream: str,
         key: str | None,
         *,
@@ -98,8 +98,8 @@ class Relay:
         window: int = WINDOW,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._own_db = not isinstance(db, RoomDB)  # closed at stop() only when opened here
-        self.db = db if isinstance(db, RoomDB) else RoomDB(db)
+        self._own_db = isinstance(db, (str, Path))  # closed at stop() only when opened here
+        self.db: Ledger = open_ledger(db) if isinstance(db, (str, Path)) else db
         self.upstream = Upstream(upstream, key)
         self.host, self.port = host, port
         self.access_log = access_log

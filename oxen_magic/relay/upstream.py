@@ -53,15 +53,19 @@ def _origin(url: str) -> tuple[str, str]:
 class Upstream:
     """One pooled aiohttp session to `base`, with the key in every request to its origin."""
 
-    def __init__(self, base: str, key: str | None, timeout: float = 300.0) -> None:
+    def __init__(self, base: str, key: str | None, timeout: float = 300.0, connections: int = 0) -> None:
         self.base = base.rstrip("/")
+        #: Most connections open upstream (0: no limit of the pool's own; the room's window
+        #: is the limit). A pool capped below the window queued a room of 100 behind 64 sockets.
+        self.connections = connections
         self.key = key
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout), connector=aiohttp.TCPConnector(limit=64)
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            connector=aiohttp.TCPConnector(limit=self.connections),
         )
 
     async def close(self) -> None:
