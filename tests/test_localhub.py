@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import io
@@ -1167,3 +1168,64 @@ def test_cli_on_a_busy_port_says_so_in_one_line() -> None:
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert f"Port {port} on 127.0.0.1 is already in use" in result.stderr and "--port" in result.stderr
+
+
+# -- waiting on the hub, not on the clock ------------------------------------------------------------
+
+
+def test_a_request_is_counted_when_it_arrives_and_again_when_answered(
+    make_hub: Callable[..., LocalHub], session: requests.Session
+) -> None:
+    hub = make_hub(image_size=32, latency=30.0)  # answered only when the hub stops
+    sent = threading.Thread(target=lambda: _quiet(lambda: generate(hub, session)), daemon=True)
+    sent.start()
+    assert hub.wait_for_calls(1, timeout=10) == 1
+    assert hub.arrived_calls() == 1 and hub.arrived_calls("images") == 1
+    assert hub.arrived_calls(answered=True) == 0 and hub.generate_calls() == []  # not answered yet
+    assert hub.arrived_calls("edit") == 0
+    hub.stop()  # wakes the handler sleeping out its latency, which answers
+    hub.wait_for_calls(1, answered=True, timeout=10)
+    assert len(hub.generate_calls()) == 1
+    sent.join(10)
+
+
+def test_wait_for_calls_times_out_naming_what_came(hub: LocalHub, session: requests.Session) -> None:
+    assert generate(hub, session).status_code == 200
+    with pytest.raises(TimeoutError, match=r"^1 of 2 generate requests arrived within 0\.05 s$"):
+        hub.wait_for_calls(2, timeout=0.05)
+    assert session.get(hub.url + "/api/ai/models", headers=AUTH).status_code == 200
+    assert hub.arrived_calls("/api/ai/models") == 1  # any other route by its path
+    hub.reset()
+    assert hub.arrived_calls() == 0 and hub.arrived_calls(answered=True) == 0
+
+
+def test_wait_until_wakes_on_in_flight_changes(make_hub: Callable[..., LocalHub]) -> None:
+    hub = make_hub(image_size=32, latency=0.5)
+    held = _hold(hub, 3)  # waits with hub.wait_until(in_flight >= 3)
+    hub.wait_until(lambda: hub.in_flight == 0, timeout=10)
+    for t in held:
+        t.join(10)
+    assert hub.arrived_calls(answered=True) == 3
+    with pytest.raises(TimeoutError):
+        hub.wait_until(lambda: hub.in_flight > 0, timeout=0.05)
+
+
+def test_the_result_store_expires_by_the_given_clock(
+    make_hub: Callable[..., LocalHub], session: requests.Session
+) -> None:
+    clock = FakeClock()
+    hub = make_hub(image_size=32, result_ttl=60.0, clock=clock)
+    old = generate(hub, session, seed=1).json()["images"][0]["url"]
+    clock.advance(59.0)
+    new = generate(hub, session, seed=2).json()["images"][0]["url"]
+    assert session.get(old, headers=AUTH).status_code == 200
+    clock.advance(2.0)  # old is 61 s old, new 2 s
+    assert session.get(old, headers=AUTH).status_code == 404
+    assert session.get(new, headers=AUTH).status_code == 200
+    assert hub.results_kept[0] == 1  # the expired file is dropped, not only hidden
+
+
+def _quiet(call: Callable[[], Any]) -> None:
+    """Run `call`, ignoring the connection error a stopping hub may give it."""
+    with contextlib.suppress(requests.RequestException):
+        call()
