@@ -1170,11 +1170,12 @@ class _SlowFirstGet(BaseHTTPRequestHandler):
     """Answers the model list, but the first request only after the client has given up."""
 
     seen: ClassVar[list[str]] = []
+    given_up: ClassVar[threading.Event] = threading.Event()  # set by the test once the call is over
 
     def do_GET(self) -> None:
         type(self).seen.append(self.path)
         if len(type(self).seen) == 1:
-            time.sleep(1.0)
+            type(self).given_up.wait(10)
         body = json.dumps({"object": "list", "data": []}).encode()
         try:
             self.send_response(200)
@@ -1193,6 +1194,7 @@ def test_a_get_that_times_out_is_retried(make_client: Callable[..., OxenClient],
     # Reading the model list or a result file costs nothing, so a dropped answer is fetched again
     # (unlike a POST to /images/generate, which may have been billed: see the read-timeout test).
     _SlowFirstGet.seen = []
+    _SlowFirstGet.given_up = threading.Event()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowFirstGet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -1202,6 +1204,7 @@ def test_a_get_that_times_out_is_retried(make_client: Callable[..., OxenClient],
         assert _SlowFirstGet.seen == ["/api/ai/models", "/api/ai/models"]
         assert len(sleeps) == 1
     finally:
+        _SlowFirstGet.given_up.set()  # the first answer goes out to a client long gone
         server.shutdown()
         server.server_close()
 
