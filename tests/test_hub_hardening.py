@@ -215,22 +215,22 @@ def test_failed_fetches_do_not_tell_which_loopback_ports_and_paths_exist(
 # -- 2. no state that grows with requests --------------------------------------------------
 
 
-def test_the_request_record_keeps_the_newest_within_its_bounds(session: requests.Session) -> None:
-    with LocalHub(image_size=32, max_records=5) as hub:
-        for n in range(12):
-            session.get(f"{hub.url}/api/ai/models/m{n}", headers=AUTH)
-        assert [r.path for r in hub.requests] == [f"/api/ai/models/m{n}" for n in range(7, 12)]
-        assert hub.requests[-1].path == "/api/ai/models/m11" and len(hub.requests) == 5
-        hub.reset()
-        assert hub.requests == [] and list(hub.requests) == []
-    with LocalHub(image_size=32, max_records=None) as hub:  # no count cap: the weight cap holds
-        hub.requests.max_weight = 10_000
-        for n in range(40):
-            session.get(f"{hub.url}/api/ai/models/m{n}", headers=AUTH)
-        assert 3 <= len(hub.requests) < 40 and hub.requests.weight <= 10_000
-        assert hub.requests[-1].path == "/api/ai/models/m39" and hub.requests.dropped == 40 - len(
-            hub.requests
-        )
+def test_the_request_record_keeps_the_newest_within_its_bounds(
+    session: requests.Session, make_hub: Callable[..., LocalHub]
+) -> None:
+    hub = make_hub(image_size=32, max_records=5)
+    for n in range(12):
+        session.get(f"{hub.url}/api/ai/models/m{n}", headers=AUTH)
+    assert [r.path for r in hub.requests] == [f"/api/ai/models/m{n}" for n in range(7, 12)]
+    assert hub.requests[-1].path == "/api/ai/models/m11" and len(hub.requests) == 5
+    hub.reset()
+    assert hub.requests == [] and list(hub.requests) == []
+    hub = make_hub(image_size=32, max_records=None)  # no count cap: the weight cap holds
+    hub.requests.max_weight = 10_000
+    for n in range(40):
+        session.get(f"{hub.url}/api/ai/models/m{n}", headers=AUTH)
+    assert 3 <= len(hub.requests) < 40 and hub.requests.weight <= 10_000
+    assert hub.requests[-1].path == "/api/ai/models/m39" and hub.requests.dropped == 40 - len(hub.requests)
 
 
 def test_an_edits_data_uri_is_not_kept_whole(hub: LocalHub, session: requests.Session) -> None:
@@ -443,14 +443,14 @@ def test_loopback_names_and_addresses_on_the_hubs_port_are_answered(hub: LocalHu
 
 
 def test_configured_names_are_answered(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
-    with LocalHub(image_size=32, allowed_hosts=["hub.oxen.ai"]) as hub:
-        assert get_with_host(hub, "hub.oxen.ai")[0] == 200  # as behind TLS on 443
-        assert get_with_host(hub, f"HUB.OXEN.AI:{hub.port}")[0] == 200
-        assert get_with_host(hub, "oxen.ai")[0] == 403
-        hub.result_origin = "http://files.test:9000"
-        assert get_with_host(hub, "files.test:9000")[0] == 200
-        hub.allowed_hosts = ["*"]
-        assert get_with_host(hub, "anything.example")[0] == 200
+    hub = make_hub(image_size=32, allowed_hosts=["hub.oxen.ai"])
+    assert get_with_host(hub, "hub.oxen.ai")[0] == 200  # as behind TLS on 443
+    assert get_with_host(hub, f"HUB.OXEN.AI:{hub.port}")[0] == 200
+    assert get_with_host(hub, "oxen.ai")[0] == 403
+    hub.result_origin = "http://files.test:9000"
+    assert get_with_host(hub, "files.test:9000")[0] == 200
+    hub.allowed_hosts = ["*"]
+    assert get_with_host(hub, "anything.example")[0] == 200
     hub = make_hub(image_size=32, result_origin="http://results.test")
     assert get_with_host(hub, "results.test")[0] == 200
 

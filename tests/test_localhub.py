@@ -501,14 +501,14 @@ def test_expire_urls(hub: LocalHub, session: requests.Session) -> None:
     assert session.get(hub.url + "/api/repos/local/files/results/nope.png", headers=AUTH).status_code == 404
 
 
-def test_result_ttl_is_the_url_lifetime(session: requests.Session) -> None:
-    with LocalHub(image_size=32, result_ttl=-1.0) as hub:  # every file stale at once
-        assert hub.url_ttl == hub.result_ttl == -1.0
-        url = generate(hub, session).json()["images"][0]["url"]
-        assert session.get(url, headers=AUTH).status_code == 404
-        assert hub.results_kept == (0, 0)  # expired files are dropped, not only hidden
-        hub.result_ttl = 300.0
-        assert session.get(generate(hub, session).json()["images"][0]["url"], headers=AUTH).status_code == 200
+def test_result_ttl_is_the_url_lifetime(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
+    hub = make_hub(image_size=32, result_ttl=-1.0)  # every file stale at once
+    assert hub.url_ttl == hub.result_ttl == -1.0
+    url = generate(hub, session).json()["images"][0]["url"]
+    assert session.get(url, headers=AUTH).status_code == 404
+    assert hub.results_kept == (0, 0)  # expired files are dropped, not only hidden
+    hub.result_ttl = 300.0
+    assert session.get(generate(hub, session).json()["images"][0]["url"], headers=AUTH).status_code == 200
 
 
 def test_max_results_evicts_the_oldest(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
@@ -520,17 +520,19 @@ def test_max_results_evicts_the_oldest(session: requests.Session, make_hub: Call
     assert r.status_code == 400 and "403 Client Error: Forbidden" in error_title(r)
 
 
-def test_max_result_bytes_evicts_the_oldest(session: requests.Session) -> None:
-    with LocalHub(image_size=128, max_result_bytes=1) as hub:  # always keeps the newest one
-        first = generate(hub, session, output_format="png", seed=1).json()["images"][0]["url"]
-        second = generate(hub, session, output_format="png", seed=2).json()["images"][0]["url"]
-        assert session.get(first, headers=AUTH).status_code == 404
-        assert session.get(second, headers=AUTH).status_code == 200
-        files, size = hub.results_kept
-        assert files == 1 and 0 < size < 200_000
-        hub.max_result_bytes = None
-        generate(hub, session, seed=3)
-        assert hub.results_kept[0] == 2
+def test_max_result_bytes_evicts_the_oldest(
+    session: requests.Session, make_hub: Callable[..., LocalHub]
+) -> None:
+    hub = make_hub(image_size=128, max_result_bytes=1)  # always keeps the newest one
+    first = generate(hub, session, output_format="png", seed=1).json()["images"][0]["url"]
+    second = generate(hub, session, output_format="png", seed=2).json()["images"][0]["url"]
+    assert session.get(first, headers=AUTH).status_code == 404
+    assert session.get(second, headers=AUTH).status_code == 200
+    files, size = hub.results_kept
+    assert files == 1 and 0 < size < 200_000
+    hub.max_result_bytes = None
+    generate(hub, session, seed=3)
+    assert hub.results_kept[0] == 2
 
 
 def test_storage_is_bounded_by_default() -> None:
@@ -707,8 +709,8 @@ def test_private_model_generates_but_cannot_be_read(
 
 def test_bare_edit_route_knob(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
     body = {"model": "flux-kontext-dev", "prompt": "p", "input_image": data_uri(solid_png((9, 9, 9)))}
-    with LocalHub(image_size=32) as hub:
-        assert session.post(hub.url + "/api/images/edit", json=body, headers=AUTH).status_code == 404
+    hub = make_hub(image_size=32)
+    assert session.post(hub.url + "/api/images/edit", json=body, headers=AUTH).status_code == 404
     hub = make_hub(image_size=32, bare_edit_route=True)
     r = session.post(hub.url + "/api/images/edit", json=body, headers=AUTH)
     assert r.status_code == 200
@@ -858,10 +860,10 @@ def test_expired_own_result_url_is_unfetchable(hub: LocalHub, session: requests.
 
 
 def test_data_uris_knob(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
-    with LocalHub(image_size=48, data_uris=False) as hub:
-        r = edit(hub, session, input_image=data_uri(solid_png((1, 2, 3))))
-        assert r.status_code == 400
-        assert error_title(r).startswith("Failed to download input image: No connection adapters were found")
+    hub = make_hub(image_size=48, data_uris=False)
+    r = edit(hub, session, input_image=data_uri(solid_png((1, 2, 3))))
+    assert r.status_code == 400
+    assert error_title(r).startswith("Failed to download input image: No connection adapters were found")
     hub = make_hub(image_size=48)
     r = edit(hub, session, input_image="data:image/png;base64,***")
     assert r.status_code == 400 and error_title(r).startswith("Failed to download input image")
