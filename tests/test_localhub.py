@@ -651,12 +651,12 @@ MODEL_READS = ["/api/ai/models", "/api/ai/models/flux-2-dev", "/api/ai/models/se
 def test_model_reads_can_require_the_bearer(
     session: requests.Session, path: str, make_hub: Callable[..., LocalHub]
 ) -> None:
-    with LocalHub(image_size=64, anonymous_reads=False) as hub:
-        for headers in ({}, {"Authorization": "Bearer wrong"}):
-            r = session.get(hub.url + path, headers=headers)
-            assert r.status_code == 401
-            assert r.json() == UNAUTHENTICATED
-        assert session.get(hub.url + path, headers=AUTH).status_code == 200
+    hub = make_hub(image_size=64, anonymous_reads=False)
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        r = session.get(hub.url + path, headers=headers)
+        assert r.status_code == 401
+        assert r.json() == UNAUTHENTICATED
+    assert session.get(hub.url + path, headers=AUTH).status_code == 200
     hub = make_hub(image_size=64, anonymous_reads=True)
     assert session.get(hub.url + path).status_code == 200
 
@@ -664,15 +664,15 @@ def test_model_reads_can_require_the_bearer(
 def test_list_without_schemas_detail_with(
     session: requests.Session, make_hub: Callable[..., LocalHub]
 ) -> None:
-    with LocalHub(image_size=64, list_schemas=False) as hub:
-        listing = session.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
-        assert listing and all(m["request_schema"] is None for m in listing)
-        assert {m["id"] for m in listing} >= {"flux-2-dev", FINE_TUNED_ID}
-        found = session.get(hub.url + "/api/ai/models/search?search=flux-2-dev", headers=AUTH).json()
-        assert all(m["request_schema"] is None for m in found["data"])
-        detail = session.get(hub.url + "/api/ai/models/flux-2-dev", headers=AUTH).json()
-        assert detail["request_schema"]["properties"]["num_inference_steps"]["maximum"] == 50
-        assert hub.models[0]["request_schema"] is not None  # the served catalogue is untouched
+    hub = make_hub(image_size=64, list_schemas=False)
+    listing = session.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
+    assert listing and all(m["request_schema"] is None for m in listing)
+    assert {m["id"] for m in listing} >= {"flux-2-dev", FINE_TUNED_ID}
+    found = session.get(hub.url + "/api/ai/models/search?search=flux-2-dev", headers=AUTH).json()
+    assert all(m["request_schema"] is None for m in found["data"])
+    detail = session.get(hub.url + "/api/ai/models/flux-2-dev", headers=AUTH).json()
+    assert detail["request_schema"]["properties"]["num_inference_steps"]["maximum"] == 50
+    assert hub.models[0]["request_schema"] is not None  # the served catalogue is untouched
     hub = make_hub(image_size=64, list_schemas=True)
     listing = session.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
     assert next(m for m in listing if m["id"] == "flux-2-dev")["request_schema"]
