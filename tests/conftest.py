@@ -40,6 +40,17 @@ from oxen_magic.magic import OxenMagic
 from oxen_magic.session import reset_session
 
 
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """One test file runs in one process: the two xdist workers of pyproject's addopts take
+    seconds to start, more than one file gains from them. An explicit `-n` still wins."""
+    explicit = any(a.startswith(("-n", "--numprocesses")) for a in config.invocation_params.args)
+    files = {str(a).split("::")[0] for a in config.args}
+    if not explicit and len(files) == 1 and files.pop().endswith((".py", ".ipynb")):
+        config.option.numprocesses = 0
+        config.option.dist = "no"
+        config.option.tx = []
+
+
 @pytest.fixture(autouse=True)
 def fresh_session() -> Iterator[None]:
     """Each test starts with a new process session (defaults, clients, spend) and closes it."""
