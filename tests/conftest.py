@@ -1,11 +1,15 @@
 """Shared fixtures: a real loopback hub, an environment pointing at it, and a real IPython shell.
 
-* `hub`: a `LocalHub` (64 px images, no latency) started per test, so every test sees fresh
-  recorded requests, catalogue, failure queue and in-flight peak.
+* `make_hub`: a factory that starts a `LocalHub` with any knobs (`make_hub(latency=0.5)`) on a
+  free loopback port and stops every hub it started when the test ends.
+* `hub`: a `LocalHub` (64 px images, no latency) started per test by `make_hub`, so every test
+  sees fresh recorded requests, catalogue, failure queue and in-flight peak.
 * `oxen_env`: OXEN_HOST / OXEN_API_KEY point at the hub; the cache, HOME and the Oxen CLI config
   live under the test's tmp_path, so no real config, key or cache is ever read or written.
 * `fresh_session` (automatic): every test starts with a new `Session`, so one test's clients,
   %config values and spend never reach the next.
+* `dists`: the project's sdist and wheel, built once per session (offline) for the tests that
+  install or inspect them.
 * `shell`: the (singleton) test `InteractiveShell` with a *fresh* `OxenMagic` registered for this
   test (so its client cache starts empty and host changes take effect), rich display formats on
   (as in a notebook, so `text/html` is captured), and the user namespace restored afterwards.
@@ -20,13 +24,13 @@ import ipaddress
 import os
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import settings
-from support import wait_for_no_oxen_threads
+from support import Dists, build_dists, wait_for_no_oxen_threads
 
 import oxen_magic
 import oxen_magic.client
@@ -34,6 +38,17 @@ import oxen_magic.keys
 from oxen_magic.localhub import LocalHub
 from oxen_magic.magic import OxenMagic
 from oxen_magic.session import reset_session
+
+
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """One test file runs in one process: the two xdist workers of pyproject's addopts take
+    seconds to start, more than one file gains from them. An explicit `-n` still wins."""
+    explicit = any(a.startswith(("-n", "--numprocesses")) for a in config.invocation_params.args)
+    files = {str(a).split("::")[0] for a in config.args}
+    if not explicit and len(files) == 1 and files.pop().endswith((".py", ".ipynb")):
+        config.option.numprocesses = 0
+        config.option.dist = "no"
+        config.option.tx = []
 
 
 @pytest.fixture(autouse=True)
@@ -111,11 +126,26 @@ def _fresh_model_details() -> None:
 
 
 @pytest.fixture
-def hub() -> Iterator[LocalHub]:
+def make_hub() -> Iterator[Callable[..., LocalHub]]:
+    """Start a `LocalHub` with the given knobs (the constructor's, passed through unchanged) on a
+    free loopback port; every hub started this way is stopped when the test ends, pass or fail."""
+    started: list[LocalHub] = []
+
+    def make(*args: Any, **knobs: Any) -> LocalHub:
+        running = LocalHub(*args, **knobs).start()
+        started.append(running)
+        return running
+
+    yield make
+    for running in reversed(started):
+        running.stop()
+
+
+@pytest.fixture
+def hub(make_hub: Callable[..., LocalHub]) -> LocalHub:
     """A fresh local hub on a free loopback port: tiny images, no latency."""
     key = "oxen-test-key-" + secrets.token_hex(8)  # distinctive, so a leak is easy to spot
-    with LocalHub("127.0.0.1", 0, api_key=key, image_size=64, latency=0.0) as running:
-        yield running
+    return make_hub(api_key=key, image_size=64, latency=0.0)
 
 
 @pytest.fixture
@@ -135,6 +165,12 @@ def oxen_env(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setattr(oxen_magic.keys, "_SESSION_KEYS", {})  # login()s end with the test
     return cache
+
+
+@pytest.fixture(scope="session")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
+    """The sdist and wheel, built once per session (per xdist worker)."""
+    return build_dists(tmp_path_factory.mktemp("dists"))
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,16 @@ conftest too, and pytest may have loaded the other one first.)
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,43 @@ from oxen_magic.magic import OxenMagic
 from oxen_magic.runner import THREAD_PREFIX
 from oxen_magic.session import current_session
 
+#: The checkout the tests run from.
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Dists:
+    """The project's sdist and wheel as `build_dists` made them, and what the build printed."""
+
+    sdist: Path
+    wheel: Path
+    log: str
+
+
+def build_dists(out: Path) -> Dists:
+    """Build the sdist, then the wheel from it, into `out`, offline: `python -m build
+    --no-isolation` uses this environment's setuptools instead of downloading one, and building
+    the wheel from the sdist means a file the sdist leaves out is missing from the wheel too.
+
+    It writes `build/` and `*.egg-info` in the checkout (as any build does), so two builds at
+    once (two xdist workers) would trample each other: a lock file makes them take turns."""
+    lock_path = (
+        Path(tempfile.gettempdir()) / f"oxen_magic-build-{hashlib.sha256(bytes(ROOT)).hexdigest()[:12]}.lock"
+    )
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        built = subprocess.run(
+            [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    log = built.stdout + built.stderr
+    assert built.returncode == 0, log[-6000:]
+    (sdist,) = out.glob("oxen_magic-*.tar.gz")
+    (wheel,) = out.glob("oxen_magic-*.whl")
+    return Dists(sdist, wheel, log)
+
 
 def _oxen_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX)]
@@ -30,9 +73,26 @@ def _oxen_threads() -> list[threading.Thread]:
 def wait_for_no_oxen_threads(timeout: float = 5.0) -> list[threading.Thread]:
     """Wait until no runner worker thread is alive; returns those still alive at the deadline."""
     deadline = time.monotonic() + timeout
-    while _oxen_threads() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while (alive := _oxen_threads()) and time.monotonic() < deadline:
+        alive[0].join(max(0.0, deadline - time.monotonic()))  # wakes when it ends, not on a tick
     return _oxen_threads()
+
+
+class FakeClock:
+    """A monotonic clock a test moves by hand (`LocalHub(clock=...)`): URLs expire when the test
+    says so, with no sleeping."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
 
 
 def session_clients() -> dict[str, Any]:

@@ -790,18 +790,15 @@ def test_eight_threads_share_one_client(hub: TestHub, client: OxenClient) -> Non
                 results.append(gen)
 
     threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
-    started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=20)
-    took = time.monotonic() - started
     assert errors == []
     assert len(results) == 8
     assert sorted(g.request["seed"] for g in results) == list(range(8))
     assert len({g.data for g in results}) == 8
-    assert hub.peak_in_flight == 8
-    assert took < 0.3 * 8 / 2  # truly concurrent, not queued behind each other
+    assert hub.peak_in_flight == 8  # truly concurrent, not queued behind each other
 
 
 # -- the origin rule ------------------------------------------------------------------------
@@ -1126,10 +1123,8 @@ def test_cancel_while_waiting_to_retry(hub: TestHub, client: OxenClient) -> None
     hub.fail_next(1, 429, retry_after=30)
     cancel = threading.Event()
     cancel.set()
-    started = time.monotonic()
     with pytest.raises(Cancelled, match=r"^Stopped before this image was generated\.$"):
         client.generate_payload({"model": MODEL, "prompt": PROMPT, "seed": 1}, cancel=cancel)
-    assert time.monotonic() - started < 5
     assert len(posts(hub)) == 1
 
 
@@ -1155,10 +1150,8 @@ def test_read_timeout_is_not_retried(
 ) -> None:
     client = make_client(timeout=(1.0, 0.5))
     hub.latency = 2.0
-    started = time.monotonic()
-    with pytest.raises(NetworkError) as info:
+    with pytest.raises(NetworkError) as info:  # waiting out the 2 s answer would succeed
         client.generate(MODEL, PROMPT, seed=1)
-    assert time.monotonic() - started < 1.5
     assert str(info.value) == (
         f"{hub.url} did not answer in time (0.5 s) after the request was sent, so the image may "
         "have been made and billed; it was not resent, and a rerun asks again (a slow model may "
@@ -1167,12 +1160,9 @@ def test_read_timeout_is_not_retried(
     assert info.value.maybe_billed
     assert sleeps == []
     assert hub.peak_in_flight == 1
-    # the hub records the POST when its (slow) answer is ready; wait for it, then count
-    deadline = time.monotonic() + 5
-    while not posts(hub) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.1)
-    assert len(posts(hub)) == 1  # a POST that may have been billed is never resent
+    # counted as it arrived (its slow answer is still on the way); the call is over, so a
+    # resend would have arrived already
+    assert hub.arrived_calls() == 1  # a POST that may have been billed is never resent
     assert_clean(info.value, client)
 
 
@@ -1180,11 +1170,12 @@ class _SlowFirstGet(BaseHTTPRequestHandler):
     """Answers the model list, but the first request only after the client has given up."""
 
     seen: ClassVar[list[str]] = []
+    given_up: ClassVar[threading.Event] = threading.Event()  # set by the test once the call is over
 
     def do_GET(self) -> None:
         type(self).seen.append(self.path)
         if len(type(self).seen) == 1:
-            time.sleep(1.0)
+            type(self).given_up.wait(10)
         body = json.dumps({"object": "list", "data": []}).encode()
         try:
             self.send_response(200)
@@ -1203,6 +1194,7 @@ def test_a_get_that_times_out_is_retried(make_client: Callable[..., OxenClient],
     # Reading the model list or a result file costs nothing, so a dropped answer is fetched again
     # (unlike a POST to /images/generate, which may have been billed: see the read-timeout test).
     _SlowFirstGet.seen = []
+    _SlowFirstGet.given_up = threading.Event()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowFirstGet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -1212,6 +1204,7 @@ def test_a_get_that_times_out_is_retried(make_client: Callable[..., OxenClient],
         assert _SlowFirstGet.seen == ["/api/ai/models", "/api/ai/models"]
         assert len(sleeps) == 1
     finally:
+        _SlowFirstGet.given_up.set()  # the first answer goes out to a client long gone
         server.shutdown()
         server.server_close()
 

@@ -7,28 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support import Dists
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_demo_runs_the_quickstart_on_the_local_hub_and_writes_html(tmp_path: Path) -> None:
+def test_demo_runs_the_quickstart_on_the_local_hub_and_writes_html(tmp_path: Path, dists: Dists) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("OXEN_API_KEY", "OXEN_HOST")}
     env.update(
         HOME=str(tmp_path),
         OXEN_CONFIG_DIR=str(tmp_path / "oxen-config"),
         OXEN_MAGIC_CACHE_DIR=str(tmp_path / "cache"),
     )
-    # Installed as a user would: a wheel of the project, unpacked into a folder of its own, run
+    # Installed as a user would: the project's wheel, unpacked into a folder of its own, run
     # from a folder that holds no checkout (the dependencies come from this environment).
-    wheel_to = ["-w", str(tmp_path / "wheel"), str(ROOT)]
-    built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", *wheel_to],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    assert "`project.license`" not in built.stdout + built.stderr  # no deprecation warning for it
-    (wheel,) = (tmp_path / "wheel").glob("oxen_magic-*.whl")
+    wheel = dists.wheel
     site = tmp_path / "site"
     subprocess.run(
         [

@@ -9,6 +9,7 @@ failures bills each image once and gives its memory back.
 from __future__ import annotations
 
 import _thread
+import contextlib
 import gc
 import threading
 import time
@@ -77,7 +78,8 @@ def test_permanent_failure_stops_after_the_wait_bound(hub: LocalHub, shell: Any)
     assert error is None
     assert "Rate limit exceeded (HTTP 429) after 3 tries" in (shell.user_ns["r"].items[0].error or "")
     assert statuses(hub) == [429, 429, 429]  # waited 0.2 + 0.2; a third wait would pass 0.5
-    assert 0.35 < elapsed < 5
+    # a lower bound only (load can only make it longer): the two Retry-After waits were honoured
+    assert elapsed > 0.35
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 500, 502, 504])
@@ -98,8 +100,9 @@ def test_read_timeout_is_never_resent(hub: LocalHub, shell: Any) -> None:
     assert error is None
     error = shell.user_ns["r"].items[0].error or ""
     assert "did not answer in time" in error and "may have been made and billed" in error
-    time.sleep(1.0)  # the hub records the call when its (late) answer goes out
-    assert len(hub.generate_calls()) == 1
+    # counted as it arrived (its late answer is still on the way); the cell is over, so a resend
+    # would have arrived already
+    assert hub.arrived_calls() == 1
 
 
 # -- one bad image, a good grid -------------------------------------------------------------------
@@ -163,9 +166,8 @@ def _interrupt_after(hub: LocalHub, calls: int) -> threading.Thread:
     """Press Ctrl-C (as the kernel's stop button does) once the hub has answered `calls` requests."""
 
     def watch() -> None:
-        deadline = time.monotonic() + 10
-        while len(hub.generate_calls()) < calls and time.monotonic() < deadline:
-            time.sleep(0.01)
+        with contextlib.suppress(TimeoutError):  # then interrupt anyway: the test fails on its own
+            hub.wait_for_calls(calls, timeout=10, answered=True)
         _thread.interrupt_main()
 
     thread = threading.Thread(target=watch, name="test-interrupter", daemon=True)

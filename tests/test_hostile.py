@@ -16,10 +16,9 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -118,15 +117,12 @@ def test_a_bomb_from_the_server_fails_only_its_cell(hub: LocalHub, shell: Any) -
 def test_a_dripping_answer_is_cut_at_the_deadline_and_not_resent(hub: LocalHub, shell: Any) -> None:
     fast_client(shell, deadline=1.0, timeout=(5.0, 5.0))
     hub.drip = 0.05  # one byte every 50 ms: the ~150-byte answer would take ~8 s
-    started = time.monotonic()
     _, item = one_cell(shell, "--model z-image-turbo --seed 1")
-    assert time.monotonic() - started < 5
-    assert item.status == "failed"
+    assert item.status == "failed"  # cut: the whole answer would have come in ~8 s
     assert "did not finish answering within 1 s" in (item.error or "")
     assert "may have been billed" in (item.error or "") and "a rerun asks again" in (item.error or "")
     hub.drip = None
-    time.sleep(0.2)
-    assert len(hub.generate_calls()) <= 1  # the hub records a call as it answers
+    assert hub.arrived_calls() <= 1  # counted as it arrived: the cell is over, so none is to come
 
 
 def test_a_dripping_download_is_cut_at_the_deadline(hub: LocalHub, oxen_env: Path) -> None:
@@ -134,10 +130,8 @@ def test_a_dripping_download_is_cut_at_the_deadline(hub: LocalHub, oxen_env: Pat
     gen = client.generate("z-image-turbo", PROMPT, seed=1)
     assert gen.url is not None
     hub.drip = 0.05
-    started = time.monotonic()
-    with pytest.raises(Exception) as info:
+    with pytest.raises(Exception) as info:  # the whole file would come: only a cut raises
         client.download(gen.url)
-    assert time.monotonic() - started < 5
     assert "did not finish answering within 1 s; try again later." in str(info.value)
     hub.drip = None
     client.close()
@@ -421,22 +415,24 @@ EXIT_SCRIPT = textwrap.dedent(
 )
 
 
-def test_the_process_exits_without_waiting_for_requests_in_flight(tmp_path: Path) -> None:
-    with LocalHub(api_key="exit-key-0123", image_size=64, latency=20.0) as slow:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
-        child = subprocess.Popen(
-            [sys.executable, "-c", EXIT_SCRIPT, slow.url, "exit-key-0123"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            out, err = child.communicate(timeout=15)  # far less than the hub's 20 s
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.communicate()
-            pytest.fail("the process waited for requests still in flight")
-        assert child.returncode == 0, err[-2000:]
-        assert out.startswith("stopped")
-        assert slow.in_flight >= 1  # they really were still in flight
+def test_the_process_exits_without_waiting_for_requests_in_flight(
+    tmp_path: Path, make_hub: Callable[..., LocalHub]
+) -> None:
+    slow = make_hub(api_key="exit-key-0123", image_size=64, latency=20.0)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", EXIT_SCRIPT, slow.url, "exit-key-0123"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = child.communicate(timeout=15)  # far less than the hub's 20 s
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        pytest.fail("the process waited for requests still in flight")
+    assert child.returncode == 0, err[-2000:]
+    assert out.startswith("stopped")
+    assert slow.in_flight >= 1  # they really were still in flight

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,9 +42,8 @@ MB = 1024 * 1024
 
 
 @pytest.fixture
-def hub() -> Iterator[LocalHub]:
-    with LocalHub(image_size=48) as running:
-        yield running
+def hub(make_hub: Callable[..., LocalHub]) -> LocalHub:
+    return make_hub(image_size=48)
 
 
 @pytest.fixture
@@ -216,22 +215,22 @@ def test_failed_fetches_do_not_tell_which_loopback_ports_and_paths_exist(
 # -- 2. no state that grows with requests --------------------------------------------------
 
 
-def test_the_request_record_keeps_the_newest_within_its_bounds(session: requests.Session) -> None:
-    with LocalHub(image_size=32, max_records=5) as hub:
-        for n in range(12):
-            session.get(f"{hub.url}/api/ai/models/m{n}", headers=AUTH)
-        assert [r.path for r in hub.requests] == [f"/api/ai/models/m{n}" for n in range(7, 12)]
-        assert hub.requests[-1].path == "/api/ai/models/m11" and len(hub.requests) == 5
-        hub.reset()
-        assert hub.requests == [] and list(hub.requests) == []
-    with LocalHub(image_size=32, max_records=None) as hub:  # no count cap: the weight cap holds
-        hub.requests.max_weight = 10_000
-        for n in range(40):
-            session.get(f"{hub.url}/api/ai/models/m{n}", headers=AUTH)
-        assert 3 <= len(hub.requests) < 40 and hub.requests.weight <= 10_000
-        assert hub.requests[-1].path == "/api/ai/models/m39" and hub.requests.dropped == 40 - len(
-            hub.requests
-        )
+def test_the_request_record_keeps_the_newest_within_its_bounds(
+    session: requests.Session, make_hub: Callable[..., LocalHub]
+) -> None:
+    hub = make_hub(image_size=32, max_records=5)
+    for n in range(12):
+        session.get(f"{hub.url}/api/ai/models/m{n}", headers=AUTH)
+    assert [r.path for r in hub.requests] == [f"/api/ai/models/m{n}" for n in range(7, 12)]
+    assert hub.requests[-1].path == "/api/ai/models/m11" and len(hub.requests) == 5
+    hub.reset()
+    assert hub.requests == [] and list(hub.requests) == []
+    hub = make_hub(image_size=32, max_records=None)  # no count cap: the weight cap holds
+    hub.requests.max_weight = 10_000
+    for n in range(40):
+        session.get(f"{hub.url}/api/ai/models/m{n}", headers=AUTH)
+    assert 3 <= len(hub.requests) < 40 and hub.requests.weight <= 10_000
+    assert hub.requests[-1].path == "/api/ai/models/m39" and hub.requests.dropped == 40 - len(hub.requests)
 
 
 def test_an_edits_data_uri_is_not_kept_whole(hub: LocalHub, session: requests.Session) -> None:
@@ -273,13 +272,13 @@ def test_a_declared_length_over_the_cap_is_refused_before_reading(hub: LocalHub,
     assert "too large" in title(json.loads(body))
 
 
-def test_the_body_cap_is_a_knob(session: requests.Session) -> None:
-    with LocalHub(image_size=32, max_body_bytes=2000) as hub:
-        small = {"model": "z-image-turbo", "prompt": "p", "seed": 1}
-        assert session.post(hub.url + GENERATE, json=small, headers=AUTH).status_code == 200
-        r = session.post(hub.url + GENERATE, json={**small, "pad": "x" * 3000}, headers=AUTH)
-        assert r.status_code == 413 and title(r) == "Request body too large: the limit is 2000 bytes"
-        assert hub.billed == 1
+def test_the_body_cap_is_a_knob(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
+    hub = make_hub(image_size=32, max_body_bytes=2000)
+    small = {"model": "z-image-turbo", "prompt": "p", "seed": 1}
+    assert session.post(hub.url + GENERATE, json=small, headers=AUTH).status_code == 200
+    r = session.post(hub.url + GENERATE, json={**small, "pad": "x" * 3000}, headers=AUTH)
+    assert r.status_code == 413 and title(r) == "Request body too large: the limit is 2000 bytes"
+    assert hub.billed == 1
 
 
 @pytest.mark.parametrize(
@@ -308,7 +307,7 @@ def test_a_bad_chunk_size_is_400_and_never_reads_to_the_end(hub: LocalHub, size_
     assert status == 400 and "chunk" in title(json.loads(body))
 
 
-def test_a_chunked_body_within_the_cap_is_read(hub: LocalHub) -> None:
+def test_a_chunked_body_within_the_cap_is_read(hub: LocalHub, make_hub: Callable[..., LocalHub]) -> None:
     payload = json.dumps({"model": "z-image-turbo", "prompt": "chunked", "seed": 2}).encode()
     chunks = (
         b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (payload[:10], payload[10:])) + b"0\r\n\r\n"
@@ -316,10 +315,10 @@ def test_a_chunked_body_within_the_cap_is_read(hub: LocalHub) -> None:
     head = post_head(GENERATE, {**AUTH, "Transfer-Encoding": "chunked", "Connection": "close"}, hub.port)
     status, _, body = raw_request(hub.port, head, chunks)
     assert status == 200 and json.loads(body)["images"]
-    with LocalHub(image_size=32, max_body_bytes=50) as small:
-        head = post_head(GENERATE, {**AUTH, "Transfer-Encoding": "chunked"}, small.port)
-        status, _, body = raw_request(small.port, head, chunks)
-        assert status == 413
+    small = make_hub(image_size=32, max_body_bytes=50)
+    head = post_head(GENERATE, {**AUTH, "Transfer-Encoding": "chunked"}, small.port)
+    status, _, body = raw_request(small.port, head, chunks)
+    assert status == 413
 
 
 def test_expect_continue_over_the_cap_is_refused_before_the_client_sends(hub: LocalHub) -> None:
@@ -359,13 +358,15 @@ def test_a_decompression_bomb_input_is_refused_from_its_header(
     assert edit(hub, session, data_uri(png((64, 48)))).status_code == 200
 
 
-def test_without_a_pixel_cap_pillows_bomb_limit_is_an_error(session: requests.Session) -> None:
-    with LocalHub(image_size=32, max_input_pixels=None) as hub:
-        r = edit(hub, session, data_uri(bomb_png(13000, 13000)))  # over Pillow's 89 M: a warning
-        assert r.status_code == 400 and "too many pixels" in title(r)
-    with LocalHub(image_size=32, max_input_pixels=1000) as hub:
-        r = edit(hub, session, data_uri(png((40, 40))))
-        assert r.status_code == 400 and "40 x 40 pixels is over the limit of 1000" in title(r)
+def test_without_a_pixel_cap_pillows_bomb_limit_is_an_error(
+    session: requests.Session, make_hub: Callable[..., LocalHub]
+) -> None:
+    hub = make_hub(image_size=32, max_input_pixels=None)
+    r = edit(hub, session, data_uri(bomb_png(13000, 13000)))  # over Pillow's 89 M: a warning
+    assert r.status_code == 400 and "too many pixels" in title(r)
+    hub = make_hub(image_size=32, max_input_pixels=1000)
+    r = edit(hub, session, data_uri(png((40, 40))))
+    assert r.status_code == 400 and "40 x 40 pixels is over the limit of 1000" in title(r)
 
 
 # -- 5. malformed headers and bodies are 4xx ----------------------------------------------------
@@ -441,17 +442,17 @@ def test_loopback_names_and_addresses_on_the_hubs_port_are_answered(hub: LocalHu
         assert get_with_host(hub, host)[0] == 403, host
 
 
-def test_configured_names_are_answered(session: requests.Session) -> None:
-    with LocalHub(image_size=32, allowed_hosts=["hub.oxen.ai"]) as hub:
-        assert get_with_host(hub, "hub.oxen.ai")[0] == 200  # as behind TLS on 443
-        assert get_with_host(hub, f"HUB.OXEN.AI:{hub.port}")[0] == 200
-        assert get_with_host(hub, "oxen.ai")[0] == 403
-        hub.result_origin = "http://files.test:9000"
-        assert get_with_host(hub, "files.test:9000")[0] == 200
-        hub.allowed_hosts = ["*"]
-        assert get_with_host(hub, "anything.example")[0] == 200
-    with LocalHub(image_size=32, result_origin="http://results.test") as hub:
-        assert get_with_host(hub, "results.test")[0] == 200
+def test_configured_names_are_answered(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
+    hub = make_hub(image_size=32, allowed_hosts=["hub.oxen.ai"])
+    assert get_with_host(hub, "hub.oxen.ai")[0] == 200  # as behind TLS on 443
+    assert get_with_host(hub, f"HUB.OXEN.AI:{hub.port}")[0] == 200
+    assert get_with_host(hub, "oxen.ai")[0] == 403
+    hub.result_origin = "http://files.test:9000"
+    assert get_with_host(hub, "files.test:9000")[0] == 200
+    hub.allowed_hosts = ["*"]
+    assert get_with_host(hub, "anything.example")[0] == 200
+    hub = make_hub(image_size=32, result_origin="http://results.test")
+    assert get_with_host(hub, "results.test")[0] == 200
 
 
 def test_a_refused_host_with_a_body_is_answered_without_reading_it(hub: LocalHub) -> None:

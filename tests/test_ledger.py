@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +152,7 @@ def test_a_stopped_run_releases_what_it_did_not_spend(
     stop = threading.Event()
 
     def stop_once_sent() -> None:  # Stop while the first request is in flight (being drawn)
-        while hub.in_flight < 1:
-            time.sleep(0.01)
+        hub.wait_until(lambda: hub.in_flight >= 1)
         stop.set()
 
     watcher = threading.Thread(target=stop_once_sent, daemon=True)

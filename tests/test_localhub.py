@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import io
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -20,6 +21,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 import requests
 from PIL import Image
+from support import FakeClock
 
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.localhub import FINE_TUNED_ID, LocalHub, default_catalogue, malformed_catalogue
@@ -32,9 +34,8 @@ PROMPT = "a lighthouse at dusk, watercolour"
 
 
 @pytest.fixture
-def hub() -> Iterator[LocalHub]:
-    with LocalHub(image_size=128) as running:
-        yield running
+def hub(make_hub: Callable[..., LocalHub]) -> LocalHub:
+    return make_hub(image_size=128)
 
 
 @pytest.fixture
@@ -133,14 +134,14 @@ def test_search(hub: LocalHub, session: requests.Session) -> None:
     assert none == {"object": "list", "data": []}
 
 
-def test_custom_catalogue() -> None:
+def test_custom_catalogue(make_hub: Callable[..., LocalHub]) -> None:
     only = [{"id": "tiny", "capabilities": {"output": ["image"]}, "request_schema": None}]
-    with LocalHub(catalogue=only, image_size=64) as hub:
-        listing = requests.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
-        assert [m["id"] for m in listing] == ["tiny"]
-        r = requests.post(hub.url + GENERATE, json={"model": "tiny", "prompt": "x"}, headers=AUTH)
-        assert r.status_code == 200
-        assert Image.open(io.BytesIO(image_bytes(hub, requests.Session(), r))).size == (64, 64)
+    hub = make_hub(catalogue=only, image_size=64)
+    listing = requests.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
+    assert [m["id"] for m in listing] == ["tiny"]
+    r = requests.post(hub.url + GENERATE, json={"model": "tiny", "prompt": "x"}, headers=AUTH)
+    assert r.status_code == 200
+    assert Image.open(io.BytesIO(image_bytes(hub, requests.Session(), r))).size == (64, 64)
 
 
 def test_unknown_route_is_404_json(hub: LocalHub, session: requests.Session) -> None:
@@ -281,10 +282,10 @@ def test_generate_needs_the_bearer(hub: LocalHub, session: requests.Session, hea
     assert r.json() == UNAUTHENTICATED
 
 
-def test_any_key_when_api_key_is_none(session: requests.Session) -> None:
-    with LocalHub(api_key=None, image_size=64) as hub:
-        assert generate(hub, session, headers={"Authorization": "bearer whatever"}).status_code == 200
-        assert generate(hub, session, headers={}).status_code == 401
+def test_any_key_when_api_key_is_none(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
+    hub = make_hub(api_key=None, image_size=64)
+    assert generate(hub, session, headers={"Authorization": "bearer whatever"}).status_code == 200
+    assert generate(hub, session, headers={}).status_code == 401
 
 
 def test_file_download_needs_the_bearer(hub: LocalHub, session: requests.Session) -> None:
@@ -296,10 +297,10 @@ def test_file_download_needs_the_bearer(hub: LocalHub, session: requests.Session
     assert session.get(url, headers=AUTH).status_code == 200
 
 
-def test_public_files(session: requests.Session) -> None:
-    with LocalHub(image_size=64, require_auth_for_files=False) as hub:
-        url = generate(hub, session).json()["images"][0]["url"]
-        assert session.get(url).status_code == 200
+def test_public_files(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
+    hub = make_hub(image_size=64, require_auth_for_files=False)
+    url = generate(hub, session).json()["images"][0]["url"]
+    assert session.get(url).status_code == 200
 
 
 @pytest.mark.parametrize("prompt", ["", "   \n\t", None])
@@ -479,14 +480,16 @@ def test_garbage_undecodable_bytes(
     assert _decodes(image_bytes(hub, session, generate(hub, session, response_format=response_format)))
 
 
-def test_url_ttl(session: requests.Session) -> None:
-    with LocalHub(image_size=64, url_ttl=0.3) as hub:
-        url = generate(hub, session).json()["images"][0]["url"]
-        assert session.get(url, headers=AUTH).status_code == 200
-        time.sleep(0.45)
-        r = session.get(url, headers=AUTH)
-        assert r.status_code == 404
-        assert r.json()["error"]["type"] == "resource_not_found"
+def test_url_ttl(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
+    clock = FakeClock()
+    hub = make_hub(image_size=64, url_ttl=0.3, clock=clock)
+    url = generate(hub, session).json()["images"][0]["url"]
+    clock.advance(0.3)
+    assert session.get(url, headers=AUTH).status_code == 200  # alive for the whole ttl
+    clock.advance(0.15)
+    r = session.get(url, headers=AUTH)
+    assert r.status_code == 404
+    assert r.json()["error"]["type"] == "resource_not_found"
 
 
 def test_expire_urls(hub: LocalHub, session: requests.Session) -> None:
@@ -498,36 +501,38 @@ def test_expire_urls(hub: LocalHub, session: requests.Session) -> None:
     assert session.get(hub.url + "/api/repos/local/files/results/nope.png", headers=AUTH).status_code == 404
 
 
-def test_result_ttl_is_the_url_lifetime(session: requests.Session) -> None:
-    with LocalHub(image_size=32, result_ttl=-1.0) as hub:  # every file stale at once
-        assert hub.url_ttl == hub.result_ttl == -1.0
-        url = generate(hub, session).json()["images"][0]["url"]
-        assert session.get(url, headers=AUTH).status_code == 404
-        assert hub.results_kept == (0, 0)  # expired files are dropped, not only hidden
-        hub.result_ttl = 300.0
-        assert session.get(generate(hub, session).json()["images"][0]["url"], headers=AUTH).status_code == 200
+def test_result_ttl_is_the_url_lifetime(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
+    hub = make_hub(image_size=32, result_ttl=-1.0)  # every file stale at once
+    assert hub.url_ttl == hub.result_ttl == -1.0
+    url = generate(hub, session).json()["images"][0]["url"]
+    assert session.get(url, headers=AUTH).status_code == 404
+    assert hub.results_kept == (0, 0)  # expired files are dropped, not only hidden
+    hub.result_ttl = 300.0
+    assert session.get(generate(hub, session).json()["images"][0]["url"], headers=AUTH).status_code == 200
 
 
-def test_max_results_evicts_the_oldest(session: requests.Session) -> None:
-    with LocalHub(image_size=32, max_results=2) as hub:
-        urls = [generate(hub, session, seed=s).json()["images"][0]["url"] for s in (1, 2, 3)]
-        assert [session.get(u, headers=AUTH).status_code for u in urls] == [404, 200, 200]
-        assert hub.results_kept[0] == 2
-        r = edit(hub, session, input_image=urls[0])  # an evicted result cannot be an input either
-        assert r.status_code == 400 and "403 Client Error: Forbidden" in error_title(r)
+def test_max_results_evicts_the_oldest(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
+    hub = make_hub(image_size=32, max_results=2)
+    urls = [generate(hub, session, seed=s).json()["images"][0]["url"] for s in (1, 2, 3)]
+    assert [session.get(u, headers=AUTH).status_code for u in urls] == [404, 200, 200]
+    assert hub.results_kept[0] == 2
+    r = edit(hub, session, input_image=urls[0])  # an evicted result cannot be an input either
+    assert r.status_code == 400 and "403 Client Error: Forbidden" in error_title(r)
 
 
-def test_max_result_bytes_evicts_the_oldest(session: requests.Session) -> None:
-    with LocalHub(image_size=128, max_result_bytes=1) as hub:  # always keeps the newest one
-        first = generate(hub, session, output_format="png", seed=1).json()["images"][0]["url"]
-        second = generate(hub, session, output_format="png", seed=2).json()["images"][0]["url"]
-        assert session.get(first, headers=AUTH).status_code == 404
-        assert session.get(second, headers=AUTH).status_code == 200
-        files, size = hub.results_kept
-        assert files == 1 and 0 < size < 200_000
-        hub.max_result_bytes = None
-        generate(hub, session, seed=3)
-        assert hub.results_kept[0] == 2
+def test_max_result_bytes_evicts_the_oldest(
+    session: requests.Session, make_hub: Callable[..., LocalHub]
+) -> None:
+    hub = make_hub(image_size=128, max_result_bytes=1)  # always keeps the newest one
+    first = generate(hub, session, output_format="png", seed=1).json()["images"][0]["url"]
+    second = generate(hub, session, output_format="png", seed=2).json()["images"][0]["url"]
+    assert session.get(first, headers=AUTH).status_code == 404
+    assert session.get(second, headers=AUTH).status_code == 200
+    files, size = hub.results_kept
+    assert files == 1 and 0 < size < 200_000
+    hub.max_result_bytes = None
+    generate(hub, session, seed=3)
+    assert hub.results_kept[0] == 2
 
 
 def test_storage_is_bounded_by_default() -> None:
@@ -539,26 +544,26 @@ def test_storage_is_bounded_by_default() -> None:
 # -- concurrency, connections, records ------------------------------------------------------
 
 
-def test_concurrent_calls_do_not_block_each_other() -> None:
-    with LocalHub(image_size=64, latency=0.3) as hub:
-        statuses: list[int] = []
-        barrier = threading.Barrier(8)
+def test_concurrent_calls_do_not_block_each_other(make_hub: Callable[..., LocalHub]) -> None:
+    hub = make_hub(image_size=64, latency=0.3)
+    statuses: list[int] = []
+    barrier = threading.Barrier(8)
 
-        def call(seed: int) -> None:
-            with requests.Session() as s:
-                barrier.wait()
-                statuses.append(generate(hub, s, seed=seed).status_code)
+    def call(seed: int) -> None:
+        with requests.Session() as s:
+            barrier.wait()
+            statuses.append(generate(hub, s, seed=seed).status_code)
 
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=10)
-        assert statuses == [200] * 8
-        assert hub.peak_in_flight == 8
-        assert len(hub.generate_calls()) == 8
-        hub.reset()
-        assert hub.peak_in_flight == 0
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert statuses == [200] * 8
+    assert hub.peak_in_flight == 8
+    assert len(hub.generate_calls()) == 8
+    hub.reset()
+    assert hub.peak_in_flight == 0
 
 
 def test_keep_alive_on_one_connection(hub: LocalHub) -> None:
@@ -612,7 +617,7 @@ def test_latency_is_settable(hub: LocalHub, session: requests.Session) -> None:
     hub.latency = 0.2
     started = time.monotonic()
     assert generate(hub, session).status_code == 200
-    assert time.monotonic() - started >= 0.2
+    assert time.monotonic() - started >= 0.2  # a lower bound: load can only make it longer
 
 
 def test_stop_is_prompt_and_idempotent(session: requests.Session) -> None:
@@ -623,6 +628,8 @@ def test_stop_is_prompt_and_idempotent(session: requests.Session) -> None:
     started = time.monotonic()
     hub.stop()
     hub.stop()
+    # promptness is the behaviour under test (a kept-alive connection must not hold stop() up
+    # for its 120 s idle timeout): a bound 60 times what it takes
     assert time.monotonic() - started < 2
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/api/ai/models", timeout=2)
@@ -641,30 +648,34 @@ MODEL_READS = ["/api/ai/models", "/api/ai/models/flux-2-dev", "/api/ai/models/se
 
 
 @pytest.mark.parametrize("path", MODEL_READS)
-def test_model_reads_can_require_the_bearer(session: requests.Session, path: str) -> None:
-    with LocalHub(image_size=64, anonymous_reads=False) as hub:
-        for headers in ({}, {"Authorization": "Bearer wrong"}):
-            r = session.get(hub.url + path, headers=headers)
-            assert r.status_code == 401
-            assert r.json() == UNAUTHENTICATED
-        assert session.get(hub.url + path, headers=AUTH).status_code == 200
-    with LocalHub(image_size=64, anonymous_reads=True) as hub:
-        assert session.get(hub.url + path).status_code == 200
+def test_model_reads_can_require_the_bearer(
+    session: requests.Session, path: str, make_hub: Callable[..., LocalHub]
+) -> None:
+    hub = make_hub(image_size=64, anonymous_reads=False)
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        r = session.get(hub.url + path, headers=headers)
+        assert r.status_code == 401
+        assert r.json() == UNAUTHENTICATED
+    assert session.get(hub.url + path, headers=AUTH).status_code == 200
+    hub = make_hub(image_size=64, anonymous_reads=True)
+    assert session.get(hub.url + path).status_code == 200
 
 
-def test_list_without_schemas_detail_with(session: requests.Session) -> None:
-    with LocalHub(image_size=64, list_schemas=False) as hub:
-        listing = session.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
-        assert listing and all(m["request_schema"] is None for m in listing)
-        assert {m["id"] for m in listing} >= {"flux-2-dev", FINE_TUNED_ID}
-        found = session.get(hub.url + "/api/ai/models/search?search=flux-2-dev", headers=AUTH).json()
-        assert all(m["request_schema"] is None for m in found["data"])
-        detail = session.get(hub.url + "/api/ai/models/flux-2-dev", headers=AUTH).json()
-        assert detail["request_schema"]["properties"]["num_inference_steps"]["maximum"] == 50
-        assert hub.models[0]["request_schema"] is not None  # the served catalogue is untouched
-    with LocalHub(image_size=64, list_schemas=True) as hub:
-        listing = session.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
-        assert next(m for m in listing if m["id"] == "flux-2-dev")["request_schema"]
+def test_list_without_schemas_detail_with(
+    session: requests.Session, make_hub: Callable[..., LocalHub]
+) -> None:
+    hub = make_hub(image_size=64, list_schemas=False)
+    listing = session.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
+    assert listing and all(m["request_schema"] is None for m in listing)
+    assert {m["id"] for m in listing} >= {"flux-2-dev", FINE_TUNED_ID}
+    found = session.get(hub.url + "/api/ai/models/search?search=flux-2-dev", headers=AUTH).json()
+    assert all(m["request_schema"] is None for m in found["data"])
+    detail = session.get(hub.url + "/api/ai/models/flux-2-dev", headers=AUTH).json()
+    assert detail["request_schema"]["properties"]["num_inference_steps"]["maximum"] == 50
+    assert hub.models[0]["request_schema"] is not None  # the served catalogue is untouched
+    hub = make_hub(image_size=64, list_schemas=True)
+    listing = session.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
+    assert next(m for m in listing if m["id"] == "flux-2-dev")["request_schema"]
 
 
 def test_json_request_schema_naming(session: requests.Session) -> None:
@@ -682,41 +693,43 @@ def test_json_request_schema_naming(session: requests.Session) -> None:
         LocalHub(schema_field="schema")
 
 
-def test_private_model_generates_but_cannot_be_read(session: requests.Session) -> None:
-    with LocalHub(image_size=32, private_models=[FINE_TUNED_ID]) as hub:
-        path = quote(FINE_TUNED_ID, safe="")
-        r = session.get(f"{hub.url}/api/ai/models/{path}", headers=AUTH)
-        assert r.status_code == 404 and r.json() == {
-            "error": {"message": f"Model not found: {FINE_TUNED_ID}"}
-        }
-        listing = session.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
-        assert FINE_TUNED_ID not in {m["id"] for m in listing} and "flux-1-dev" in {m["id"] for m in listing}
-        found = session.get(hub.url + "/api/ai/models/search?search=cyberpunk", headers=AUTH).json()
-        assert found["data"] == []
-        assert generate(hub, session, model=FINE_TUNED_ID).status_code == 200
+def test_private_model_generates_but_cannot_be_read(
+    session: requests.Session, make_hub: Callable[..., LocalHub]
+) -> None:
+    hub = make_hub(image_size=32, private_models=[FINE_TUNED_ID])
+    path = quote(FINE_TUNED_ID, safe="")
+    r = session.get(f"{hub.url}/api/ai/models/{path}", headers=AUTH)
+    assert r.status_code == 404 and r.json() == {"error": {"message": f"Model not found: {FINE_TUNED_ID}"}}
+    listing = session.get(hub.url + "/api/ai/models", headers=AUTH).json()["data"]
+    assert FINE_TUNED_ID not in {m["id"] for m in listing} and "flux-1-dev" in {m["id"] for m in listing}
+    found = session.get(hub.url + "/api/ai/models/search?search=cyberpunk", headers=AUTH).json()
+    assert found["data"] == []
+    assert generate(hub, session, model=FINE_TUNED_ID).status_code == 200
 
 
-def test_bare_edit_route_knob(session: requests.Session) -> None:
+def test_bare_edit_route_knob(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
     body = {"model": "flux-kontext-dev", "prompt": "p", "input_image": data_uri(solid_png((9, 9, 9)))}
-    with LocalHub(image_size=32) as hub:
-        assert session.post(hub.url + "/api/images/edit", json=body, headers=AUTH).status_code == 404
-    with LocalHub(image_size=32, bare_edit_route=True) as hub:
-        r = session.post(hub.url + "/api/images/edit", json=body, headers=AUTH)
-        assert r.status_code == 200
-        (call,) = hub.edit_calls()
-        assert call.path == "/api/images/edit"
+    hub = make_hub(image_size=32)
+    assert session.post(hub.url + "/api/images/edit", json=body, headers=AUTH).status_code == 404
+    hub = make_hub(image_size=32, bare_edit_route=True)
+    r = session.post(hub.url + "/api/images/edit", json=body, headers=AUTH)
+    assert r.status_code == 200
+    (call,) = hub.edit_calls()
+    assert call.path == "/api/images/edit"
 
 
-def test_result_origin_serves_files_under_another_origin(session: requests.Session) -> None:
-    with LocalHub(image_size=32, require_auth_for_files=False) as hub:
-        hub.result_origin = f"http://localhost:{hub.port}/"
-        url = generate(hub, session, output_format="png").json()["images"][0]["url"]
-        assert url.startswith(f"http://localhost:{hub.port}/api/repos/local/files/results/")
-        got = session.get(url)  # no key: another origin must never get it
-        assert got.status_code == 200 and got.content.startswith(b"\x89PNG")
-        assert hub.requests[-1].headers.get("Host") == f"localhost:{hub.port}"
-        r = edit(hub, session, input_image=url)  # still one of the hub's own results
-        assert input_sha_of(image_bytes(hub, session, r)) == sha(got.content)
+def test_result_origin_serves_files_under_another_origin(
+    session: requests.Session, make_hub: Callable[..., LocalHub]
+) -> None:
+    hub = make_hub(image_size=32, require_auth_for_files=False)
+    hub.result_origin = f"http://localhost:{hub.port}/"
+    url = generate(hub, session, output_format="png").json()["images"][0]["url"]
+    assert url.startswith(f"http://localhost:{hub.port}/api/repos/local/files/results/")
+    got = session.get(url)  # no key: another origin must never get it
+    assert got.status_code == 200 and got.content.startswith(b"\x89PNG")
+    assert hub.requests[-1].headers.get("Host") == f"localhost:{hub.port}"
+    r = edit(hub, session, input_image=url)  # still one of the hub's own results
+    assert input_sha_of(image_bytes(hub, session, r)) == sha(got.content)
 
 
 # -- image inputs: the edit route, required fields, fetching ---------------------------------
@@ -846,14 +859,14 @@ def test_expired_own_result_url_is_unfetchable(hub: LocalHub, session: requests.
     assert error_title(r) == f"Failed to download input image: 403 Client Error: Forbidden for url: {url}"
 
 
-def test_data_uris_knob(session: requests.Session) -> None:
-    with LocalHub(image_size=48, data_uris=False) as hub:
-        r = edit(hub, session, input_image=data_uri(solid_png((1, 2, 3))))
-        assert r.status_code == 400
-        assert error_title(r).startswith("Failed to download input image: No connection adapters were found")
-    with LocalHub(image_size=48) as hub:
-        r = edit(hub, session, input_image="data:image/png;base64,***")
-        assert r.status_code == 400 and error_title(r).startswith("Failed to download input image")
+def test_data_uris_knob(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
+    hub = make_hub(image_size=48, data_uris=False)
+    r = edit(hub, session, input_image=data_uri(solid_png((1, 2, 3))))
+    assert r.status_code == 400
+    assert error_title(r).startswith("Failed to download input image: No connection adapters were found")
+    hub = make_hub(image_size=48)
+    r = edit(hub, session, input_image="data:image/png;base64,***")
+    assert r.status_code == 400 and error_title(r).startswith("Failed to download input image")
 
 
 @pytest.mark.parametrize("path", [GENERATE, EDIT])
@@ -916,27 +929,31 @@ def test_fail_after_billing_makes_the_image_then_answers_the_gateway_error(
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def test_oversize_url_download_is_padded_and_streamed(session: requests.Session) -> None:
+def test_oversize_url_download_is_padded_and_streamed(
+    session: requests.Session, make_hub: Callable[..., LocalHub]
+) -> None:
     size = 3_000_001
-    with LocalHub(image_size=64, oversize_bytes=size) as hub:
-        url = generate(hub, session, output_format="png").json()["images"][0]["url"]
-        assert hub._store.total_bytes < 100_000  # the store keeps the real image only
-        with session.get(url, headers=AUTH, stream=True) as r:
-            assert r.status_code == 200 and int(r.headers["Content-Length"]) == size
-            chunks = list(r.iter_content(65536))
-        assert chunks[0].startswith(PNG_SIGNATURE)
-        assert sum(map(len, chunks)) == size
-        hub.oversize_bytes = None
-        assert len(session.get(url, headers=AUTH).content) < 100_000
+    hub = make_hub(image_size=64, oversize_bytes=size)
+    url = generate(hub, session, output_format="png").json()["images"][0]["url"]
+    assert hub._store.total_bytes < 100_000  # the store keeps the real image only
+    with session.get(url, headers=AUTH, stream=True) as r:
+        assert r.status_code == 200 and int(r.headers["Content-Length"]) == size
+        chunks = list(r.iter_content(65536))
+    assert chunks[0].startswith(PNG_SIGNATURE)
+    assert sum(map(len, chunks)) == size
+    hub.oversize_bytes = None
+    assert len(session.get(url, headers=AUTH).content) < 100_000
 
 
-def test_oversize_b64_json_decodes_to_the_size(session: requests.Session) -> None:
-    with LocalHub(image_size=64, oversize_bytes=2_000_000) as hub:
-        r = generate(hub, session, response_format="b64_json", output_format="png")
-        assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(r.content)
-        data = base64.b64decode(r.json()["images"][0]["b64_json"], validate=True)
-        assert data.startswith(PNG_SIGNATURE) and len(data) == 2_000_000
-        assert r.json()["model"] == "z-image-turbo"
+def test_oversize_b64_json_decodes_to_the_size(
+    session: requests.Session, make_hub: Callable[..., LocalHub]
+) -> None:
+    hub = make_hub(image_size=64, oversize_bytes=2_000_000)
+    r = generate(hub, session, response_format="b64_json", output_format="png")
+    assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(r.content)
+    data = base64.b64decode(r.json()["images"][0]["b64_json"], validate=True)
+    assert data.startswith(PNG_SIGNATURE) and len(data) == 2_000_000
+    assert r.json()["model"] == "z-image-turbo"
 
 
 def test_oversized_answers_are_never_built_whole() -> None:
@@ -953,29 +970,32 @@ def test_oversized_answers_are_never_built_whole() -> None:
     assert size * 4 // 3 < reply.length < size * 4 // 3 + 5000  # base64 of 200 MB, plus the JSON
 
 
-def test_drip_sends_one_byte_at_a_time(session: requests.Session) -> None:
-    with LocalHub(image_size=8, drip=0.0005) as hub:
-        r = generate(hub, session, output_format="png")  # the JSON answer, dripped
-        url = r.json()["images"][0]["url"]
-        data = session.get(url, headers=AUTH).content  # the file, dripped
-        assert data.startswith(PNG_SIGNATURE) and Image.open(io.BytesIO(data)).size == (8, 8)
-        hub.drip = 0.2
-        host, port = urlsplit(hub.url).hostname, urlsplit(hub.url).port
-        conn = http.client.HTTPConnection(str(host), port, timeout=5)
-        try:
-            conn.request("GET", urlsplit(url).path, headers=AUTH)
-            answer = conn.getresponse()
-            assert answer.status == 200 and int(answer.headers["Content-Length"]) == len(data)
-            first = answer.read1(65536)
-            assert 1 <= len(first) <= 2  # a byte, and the next is 0.2 s away
-            started = time.monotonic()
-            hub.stop()  # a dripping answer does not hold up stopping
-            assert time.monotonic() - started < 3
-        finally:
-            conn.close()
+def test_drip_sends_one_byte_at_a_time(session: requests.Session, make_hub: Callable[..., LocalHub]) -> None:
+    hub = make_hub(image_size=8, drip=0.0005)
+    r = generate(hub, session, output_format="png")  # the JSON answer, dripped
+    url = r.json()["images"][0]["url"]
+    data = session.get(url, headers=AUTH).content  # the file, dripped
+    assert data.startswith(PNG_SIGNATURE) and Image.open(io.BytesIO(data)).size == (8, 8)
+    hub.drip = 0.2
+    host, port = urlsplit(hub.url).hostname, urlsplit(hub.url).port
+    conn = http.client.HTTPConnection(str(host), port, timeout=5)
+    try:
+        conn.request("GET", urlsplit(url).path, headers=AUTH)
+        answer = conn.getresponse()
+        assert answer.status == 200 and int(answer.headers["Content-Length"]) == len(data)
+        first = answer.read1(65536)
+        assert 1 <= len(first) <= 2  # a byte, and the next is 0.2 s away
+        started = time.monotonic()
+        hub.stop()  # a dripping answer does not hold up stopping
+        # promptness is the behaviour under test: the drip would hold stop() for minutes
+        assert time.monotonic() - started < 3
+    finally:
+        conn.close()
 
 
-def test_malformed_catalogue_is_served_and_usable(session: requests.Session) -> None:
+def test_malformed_catalogue_is_served_and_usable(
+    session: requests.Session, make_hub: Callable[..., LocalHub]
+) -> None:
     bad = malformed_catalogue()
     assert len(bad) >= 10 and all(m["id"].startswith("malformed-") for m in bad)
     kinds = {m["id"]: m for m in bad}
@@ -985,14 +1005,14 @@ def test_malformed_catalogue_is_served_and_usable(session: requests.Session) -> 
     assert isinstance(props["num_inference_steps"]["minimum"], str)
     assert kinds["malformed-price-negative"]["pricing"]["cost_per_image"] < 0
     assert isinstance(kinds["malformed-price-text"]["pricing"]["cost_per_image"], str)
-    with LocalHub(image_size=32, catalogue=[*default_catalogue(), *bad]) as hub:
-        listing = session.get(hub.url + "/api/ai/models", headers=AUTH)
-        assert listing.status_code == 200 and len(listing.json()["data"]) == len(hub.models)
-        for obj in bad:
-            detail = session.get(hub.url + "/api/ai/models/" + obj["id"], headers=AUTH)
-            assert detail.status_code == 200 and detail.json() == obj
-            r = generate(hub, session, model=obj["id"], num_inference_steps=4)
-            assert r.status_code == 200, (obj["id"], r.text)
+    hub = make_hub(image_size=32, catalogue=[*default_catalogue(), *bad])
+    listing = session.get(hub.url + "/api/ai/models", headers=AUTH)
+    assert listing.status_code == 200 and len(listing.json()["data"]) == len(hub.models)
+    for obj in bad:
+        detail = session.get(hub.url + "/api/ai/models/" + obj["id"], headers=AUTH)
+        assert detail.status_code == 200 and detail.json() == obj
+        r = generate(hub, session, model=obj["id"], num_inference_steps=4)
+        assert r.status_code == 200, (obj["id"], r.text)
 
 
 def test_entries_that_are_not_models_do_not_break_the_routes(
@@ -1026,51 +1046,56 @@ def _hold(hub: LocalHub, n: int) -> list[threading.Thread]:
     ]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 5
-    while hub.in_flight < n and time.monotonic() < deadline:
-        time.sleep(0.01)
+    hub.wait_until(lambda: hub.in_flight >= n, timeout=5)
     assert hub.in_flight == n
     return threads
 
 
-def test_max_concurrent_answers_429_above_the_limit(session: requests.Session) -> None:
-    with LocalHub(image_size=32, latency=1.0, max_concurrent=2) as hub:
-        held = _hold(hub, 2)
-        for _ in range(3):
-            r = generate(hub, session)
-            assert r.status_code == 429
-            assert r.headers["Retry-After"] == "1"
-            assert r.json() == {
-                "error": {"type": "rate_limited", "title": "Rate limit exceeded"},
-                "status": "error",
-                "status_message": "rate_limited",
-            }
-        r = edit(hub, session, input_image=data_uri(solid_png((1, 1, 1))))
-        assert r.status_code == 429  # the edit route shares the limit
-        for t in held:
-            t.join()
-        assert hub.rejected == 4 and hub.peak_in_flight == 2 and hub.billed == 2
-        assert generate(hub, session).status_code == 200  # room again
-        hub.reset()
-        assert hub.rejected == 0
+def test_max_concurrent_answers_429_above_the_limit(
+    session: requests.Session, make_hub: Callable[..., LocalHub]
+) -> None:
+    hub = make_hub(image_size=32, latency=1.0, max_concurrent=2)
+    held = _hold(hub, 2)
+    for _ in range(3):
+        r = generate(hub, session)
+        assert r.status_code == 429
+        assert r.headers["Retry-After"] == "1"
+        assert r.json() == {
+            "error": {"type": "rate_limited", "title": "Rate limit exceeded"},
+            "status": "error",
+            "status_message": "rate_limited",
+        }
+    r = edit(hub, session, input_image=data_uri(solid_png((1, 1, 1))))
+    assert r.status_code == 429  # the edit route shares the limit
+    for t in held:
+        t.join()
+    assert hub.rejected == 4 and hub.peak_in_flight == 2 and hub.billed == 2
+    assert generate(hub, session).status_code == 200  # room again
+    hub.reset()
+    assert hub.rejected == 0
 
 
 @pytest.mark.parametrize(("value", "header"), [(None, None), (2.5, "2.5"), ("7", "7")])
-def test_retry_after_knob(session: requests.Session, value: float | str | None, header: str | None) -> None:
-    with LocalHub(image_size=32, latency=1.0, max_concurrent=1, retry_after=value) as hub:
-        held = _hold(hub, 1)
-        r = generate(hub, session)
-        assert r.status_code == 429 and r.headers.get("Retry-After") == header
-        for t in held:
-            t.join()
+def test_retry_after_knob(
+    session: requests.Session,
+    value: float | str | None,
+    header: str | None,
+    make_hub: Callable[..., LocalHub],
+) -> None:
+    hub = make_hub(image_size=32, latency=1.0, max_concurrent=1, retry_after=value)
+    held = _hold(hub, 1)
+    r = generate(hub, session)
+    assert r.status_code == 429 and r.headers.get("Retry-After") == header
+    for t in held:
+        t.join()
 
 
-def test_unlimited_by_default() -> None:
-    with LocalHub(image_size=32, latency=0.5) as hub:
-        assert hub.max_concurrent is None
-        for t in _hold(hub, 12):
-            t.join()
-        assert hub.rejected == 0 and hub.billed == 12
+def test_unlimited_by_default(make_hub: Callable[..., LocalHub]) -> None:
+    hub = make_hub(image_size=32, latency=0.5)
+    assert hub.max_concurrent is None
+    for t in _hold(hub, 12):
+        t.join()
+    assert hub.rejected == 0 and hub.billed == 12
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -1145,3 +1170,64 @@ def test_cli_on_a_busy_port_says_so_in_one_line() -> None:
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert f"Port {port} on 127.0.0.1 is already in use" in result.stderr and "--port" in result.stderr
+
+
+# -- waiting on the hub, not on the clock ------------------------------------------------------------
+
+
+def test_a_request_is_counted_when_it_arrives_and_again_when_answered(
+    make_hub: Callable[..., LocalHub], session: requests.Session
+) -> None:
+    hub = make_hub(image_size=32, latency=30.0)  # answered only when the hub stops
+    sent = threading.Thread(target=lambda: _quiet(lambda: generate(hub, session)), daemon=True)
+    sent.start()
+    assert hub.wait_for_calls(1, timeout=10) == 1
+    assert hub.arrived_calls() == 1 and hub.arrived_calls("images") == 1
+    assert hub.arrived_calls(answered=True) == 0 and hub.generate_calls() == []  # not answered yet
+    assert hub.arrived_calls("edit") == 0
+    hub.stop()  # wakes the handler sleeping out its latency, which answers
+    hub.wait_for_calls(1, answered=True, timeout=10)
+    assert len(hub.generate_calls()) == 1
+    sent.join(10)
+
+
+def test_wait_for_calls_times_out_naming_what_came(hub: LocalHub, session: requests.Session) -> None:
+    assert generate(hub, session).status_code == 200
+    with pytest.raises(TimeoutError, match=r"^1 of 2 generate requests arrived within 0\.05 s$"):
+        hub.wait_for_calls(2, timeout=0.05)
+    assert session.get(hub.url + "/api/ai/models", headers=AUTH).status_code == 200
+    assert hub.arrived_calls("/api/ai/models") == 1  # any other route by its path
+    hub.reset()
+    assert hub.arrived_calls() == 0 and hub.arrived_calls(answered=True) == 0
+
+
+def test_wait_until_wakes_on_in_flight_changes(make_hub: Callable[..., LocalHub]) -> None:
+    hub = make_hub(image_size=32, latency=0.5)
+    held = _hold(hub, 3)  # waits with hub.wait_until(in_flight >= 3)
+    hub.wait_until(lambda: hub.in_flight == 0, timeout=10)
+    for t in held:
+        t.join(10)
+    assert hub.arrived_calls(answered=True) == 3
+    with pytest.raises(TimeoutError):
+        hub.wait_until(lambda: hub.in_flight > 0, timeout=0.05)
+
+
+def test_the_result_store_expires_by_the_given_clock(
+    make_hub: Callable[..., LocalHub], session: requests.Session
+) -> None:
+    clock = FakeClock()
+    hub = make_hub(image_size=32, result_ttl=60.0, clock=clock)
+    old = generate(hub, session, seed=1).json()["images"][0]["url"]
+    clock.advance(59.0)
+    new = generate(hub, session, seed=2).json()["images"][0]["url"]
+    assert session.get(old, headers=AUTH).status_code == 200
+    clock.advance(2.0)  # old is 61 s old, new 2 s
+    assert session.get(old, headers=AUTH).status_code == 404
+    assert session.get(new, headers=AUTH).status_code == 200
+    assert hub.results_kept[0] == 1  # the expired file is dropped, not only hidden
+
+
+def _quiet(call: Callable[[], Any]) -> None:
+    """Run `call`, ignoring the connection error a stopping hub may give it."""
+    with contextlib.suppress(requests.RequestException):
+        call()

@@ -310,8 +310,7 @@ def test_sigkill_and_restart_keep_tokens_spend_and_images(hub: LocalHub, tmp_pat
     first = image_bytes(relay, tok, post(relay, tok, seeded()))
     hub.latency = 5.0  # one more request, in flight when the relay dies
     threading.Thread(target=lambda: _quiet_post(url, tok), daemon=True).start()
-    while hub.in_flight == 0:
-        time.sleep(0.02)
+    hub.wait_until(lambda: hub.in_flight > 0)
     proc.send_signal(signal.SIGKILL)
     out, err = proc.communicate()
     hub.latency = 0.0

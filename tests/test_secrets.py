@@ -25,7 +25,7 @@ import os
 import shutil
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -49,10 +49,9 @@ PROMPT = "a red cube on a white background"
 
 
 @pytest.fixture
-def hub() -> Iterator[LocalHub]:
+def hub(make_hub: Callable[..., LocalHub]) -> LocalHub:
     """Overrides conftest's hub: this one accepts only SECRET (so `oxen_env` exports it)."""
-    with LocalHub("127.0.0.1", 0, api_key=SECRET, image_size=64) as running:
-        yield running
+    return make_hub("127.0.0.1", 0, api_key=SECRET, image_size=64)
 
 
 @pytest.fixture(autouse=True)

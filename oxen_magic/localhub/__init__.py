@@ -16,13 +16,15 @@ The package is split by job:
 * `storage.py` — result files with expiry and caps; `faults.py` — failure injection;
 * `replies.py` — reply and error shapes; `server.py` — HTTP plumbing; `cli.py` — the command line;
 * `bodies.py` — request bodies, capped before they are read; `hosts.py` — the Host check against
-  DNS rebinding; `records.py` — the bounded record of requests (`requests`).
+  DNS rebinding; `records.py` — the bounded record of requests (`requests`); `arrivals.py` —
+  requests counted as they arrive and as they are answered (`wait_for_calls`, `wait_until`).
 
 Failure injection for tests: `fail_next` (429 with Retry-After, the API's JSON 503, a proxy's
 5xx HTML page, `gateway=True` for a bare 503), `fail_rate` (random transient 503s from a seeded
 RNG), `garbage` (answers a client cannot use), `expire_urls`, `latency` (a slow answer),
 `extra_images` and `input_route` (see `LocalHub`). Requests are recorded in `requests` (the
-newest, each clipped: see `records.py`).
+newest, each clipped: see `records.py`) once answered; a test waits for them with
+`wait_for_calls(n)` (arrived, or `answered=True`) and moves URL expiry with a fake `clock`.
 
 Run it by hand with `python -m oxen_magic.localhub --port 8765 --latency 0.5 --key KEY`.
 """

@@ -115,11 +115,13 @@ class _GenerateRoutes(_ModelRoutes):
                 return self._rate_limited()
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        self._watch.changed()  # a test holding requests in flight waits on this
         try:
             return self._generate(headers, raw, body, path)
         finally:
             with self._lock:
                 self.in_flight -= 1
+            self._watch.changed()
 
     def _rate_limited(self) -> _Reply:
         """429 in the documented shape; Retry-After (undocumented) only when the knob sets one."""

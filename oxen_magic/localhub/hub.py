@@ -10,13 +10,15 @@ import copy
 import random
 import ssl
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
 from oxen_magic.placeholder import ImageSpec
 
+from .arrivals import CallWatch, posts_to
 from .catalogue import default_catalogue
 from .faults import GARBAGE_KINDS, FaultQueue
 from .generate import _GenerateRoutes
@@ -24,7 +26,7 @@ from .hosts import configured_names, host_allowed
 from .inputs import MAX_INPUT_PIXELS
 from .records import MAX_RECORDS, RequestLog
 from .replies import RecordedRequest
-from .routes import BARE_EDIT_PATH, EDIT_PATH, GENERATE_PATH
+from .routes import EDIT_PATH, GENERATE_PATH
 from .server import _Server, _V6Server
 from .storage import ResultStore
 
@@ -80,7 +82,7 @@ class LocalHub(_GenerateRoutes):
     Memory (a hub serving a room for hours must stay bounded; the docs say only that result
     URLs are temporary):
 
-    * `result_ttl` (alias of `url_ttl`): seconds a result file is kept and its URL answers;
+    * `result_ttl` (alias of `url_ttl`): seconds (of `clock`, e.g. a test's fake) a result is kept;
     * `max_results` and `max_result_bytes`: caps on the files kept, the oldest evicted first (an
       evicted file's URL answers 404 like an expired one); None for no cap;
     * `cache_size`: placeholders kept to answer repeated requests without drawing again;
@@ -142,6 +144,7 @@ class LocalHub(_GenerateRoutes):
         allowed_hosts: Iterable[str] = (),
         tls: ssl.SSLContext | None = None,
         public_url: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host = host
         self.port = port
@@ -162,23 +165,21 @@ class LocalHub(_GenerateRoutes):
         self.result_origin = result_origin
         self.max_body_bytes = max_body_bytes
         self.max_input_pixels = max_input_pixels
-        self.oversize_bytes = oversize_bytes
-        self.drip = drip
-        self.max_concurrent = max_concurrent
-        self.retry_after = retry_after
+        self.oversize_bytes, self.drip = oversize_bytes, drip
+        self.max_concurrent, self.retry_after = max_concurrent, retry_after
         self.rejected = 0  # 429s sent because more than max_concurrent were in flight
         self.verbose = verbose
         self.billed = 0  # images made, whatever was answered afterwards
         self._garbage_kind: str | None = None
         self.requests = RequestLog(max_records)
-        self.peak_in_flight = 0
-        self.in_flight = 0
+        self._watch = CallWatch()  # counts at arrival and at answer: see wait_for_calls
+        self.peak_in_flight = self.in_flight = 0
         self._models = copy.deepcopy(catalogue) if catalogue is not None else default_catalogue()
         self._lock = threading.Lock()
         self._faults = FaultQueue(fail_rate, fail_seed)
         self._seed_rng = random.Random()
         ttl = url_ttl if result_ttl is None else result_ttl
-        self._store = ResultStore(ttl, max_results, max_result_bytes)
+        self._store = ResultStore(ttl, max_results, max_result_bytes, clock)
         self._cache: OrderedDict[ImageSpec, bytes] = OrderedDict()
         self._cache_size = cache_size
         self._server: _Server | None = None
@@ -369,19 +370,31 @@ class LocalHub(_GenerateRoutes):
 
     def generate_calls(self) -> list[RecordedRequest]:
         """The recorded `POST /api/ai/images/generate` requests, in order (of those kept)."""
-        records = list(self.requests)
-        return [r for r in records if r.method == "POST" and r.path.split("?")[0] == GENERATE_PATH]
+        return posts_to(self.requests, "generate")
 
     def edit_calls(self) -> list[RecordedRequest]:
         """The recorded `POST /api/ai/images/edit` requests, in order (of those kept)."""
-        records = list(self.requests)
-        paths = (EDIT_PATH, BARE_EDIT_PATH)
-        return [r for r in records if r.method == "POST" and r.path.split("?")[0] in paths]
+        return posts_to(self.requests, "edit")
+
+    def arrived_calls(self, route: str = "generate", answered: bool = False) -> int:
+        """Requests to `route` that reached (or were answered by) the hub: see `arrivals.py`."""
+        return self._watch.count(route, answered)
+
+    def wait_for_calls(
+        self, n: int, timeout: float = 10.0, route: str = "generate", answered: bool = False
+    ) -> int:
+        """Block until `n` requests to `route` arrived (or were answered); TimeoutError after `timeout`."""
+        return self._watch.wait(n, route, answered, timeout)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Block until `predicate()` holds (re-checked at each arrival, answer and in-flight change)."""
+        self._watch.wait_until(predicate, timeout)
 
     def reset(self) -> None:
         """Forget recorded requests, pending failures, garbage mode, the in-flight peak and counters."""
         with self._lock:
             self.requests.clear()
+            self._watch.clear()
             self._faults.clear()
             self._garbage_kind = None
             self.peak_in_flight = self.in_flight

@@ -10,12 +10,15 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote
 
 from .records import RequestLog, recorded
 from .replies import _error_reply, _json_bytes, _not_found, _Reply
 from .storage import ResultStore
+
+if TYPE_CHECKING:
+    from .arrivals import CallWatch
 
 GENERATE_PATH = "/api/ai/images/generate"
 EDIT_PATH = "/api/ai/images/edit"
@@ -84,6 +87,7 @@ class _ModelRoutes:
     oversize_bytes: int | None
     drip: float | None
     requests: RequestLog
+    _watch: CallWatch
     _models: list[dict[str, Any]]
     _lock: threading.Lock
     _store: ResultStore
@@ -150,6 +154,7 @@ class _ModelRoutes:
         """Keep a bounded record of one request (see `records.py`)."""
         record, weight = recorded(method, target, headers.items(), body, status)
         self.requests.append(record, weight)
+        self._watch.note(method, target, answered=True)
 
     # -- models ---------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -20,16 +21,24 @@ from dataclasses import dataclass
 class _File:
     data: bytes
     content_type: str
-    created: float  # time.monotonic()
+    created: float  # the store's clock (time.monotonic unless a test gives its own)
 
 
 class ResultStore:
-    """Thread-safe token → file map with expiry and caps (None: no cap)."""
+    """Thread-safe token → file map with expiry and caps (None: no cap).
+
+    `clock` (seconds, monotonic) is injectable so a test can move time past `ttl` instead of
+    sleeping it out."""
 
     def __init__(
-        self, ttl: float = 300.0, max_files: int | None = None, max_bytes: int | None = None
+        self,
+        ttl: float = 300.0,
+        max_files: int | None = None,
+        max_bytes: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl = ttl
+        self.clock = clock
         self.max_files = max_files
         self.max_bytes = max_bytes
         self._files: OrderedDict[str, _File] = OrderedDict()
@@ -61,7 +70,7 @@ class ResultStore:
     def put(self, data: bytes, ext: str, content_type: str) -> str:
         """Keep `data` and return its new token (the last part of its URL)."""
         token = f"{secrets.token_hex(12)}.{ext}"
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             self._purge_expired(now)
             self._files[token] = _File(data, content_type, now)
@@ -76,7 +85,7 @@ class ResultStore:
 
     def get(self, token: str) -> _File | None:
         """The file for `token`, or None when unknown, expired or evicted."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             entry = self._files.get(token)
             if entry is not None and now - entry.created > self.ttl:
