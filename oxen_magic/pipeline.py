@@ -75,8 +75,8 @@ def resolve_models(
             notes.append(f"{where}: using the description of {model_id} saved by an earlier run.")
         elif isinstance(got, NetworkError):
             raise NetworkError(
-                f"The API cannot be reached ({str(got).rstrip('.?!')}) and no earlier run saved what "
-                f"{model_id} takes: {OFFLINE_WAYS}"
+                f"{str(got).rstrip('.')}, and no earlier run saved what {model_id} takes, so nothing "
+                f"of it can be answered here: {OFFLINE_WAYS}"
             ) from None
         else:
             found[model_id] = None
