@@ -75,8 +75,7 @@ def resolve_models(
             notes.append(f"{where}: using the description of {model_id} saved by an earlier run.")
         elif isinstance(got, NetworkError):
             raise NetworkError(
-                f"{str(got).rstrip('.')}, and no earlier run saved what {model_id} takes, so nothing "
-                f"of it can be answered here: {OFFLINE_WAYS}"
+                f"{got} Nothing for {model_id} is cached on this machine: {OFFLINE_WAYS}"
             ) from None
         else:
             found[model_id] = None

@@ -811,18 +811,6 @@ def test_offline_rerun_uses_the_cache_and_the_saved_model_description(shell: Any
     assert error is not None and "aspect_ratio=5:1 is not allowed" in error
 
 
-def test_offline_model_never_read_is_one_sentence_naming_the_ways_on(shell: Any, hub: LocalHub) -> None:
-    ok(shell, hub, "--model flux-2-dev --seed 1")
-    hub.stop()
-    session_clients().clear()
-    forget_models()
-    magic_of(shell).client(None, 8).backoff = 0.001
-    _, error = go(shell, hub, "--model z-image-turbo --seed 1")  # never described on this machine
-    assert error is not None and "z-image-turbo" in error, error
-    assert "offline pack" in error and "--host local" in error
-    assert ". " not in error and error.count("\n") == 0, error  # one sentence, one line
-
-
 def test_a_fine_tuned_model_id_is_encoded_and_saved_under_a_safe_name(
     shell: Any, hub: LocalHub, tmp_path: Path
 ) -> None:
