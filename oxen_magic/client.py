@@ -32,6 +32,7 @@ from .errors import (
 from .generation import _MIMES, Generation
 from .images import decode_image
 from .keys import BAD_KEY_HELP, DEFAULT_HOST, NO_KEY_HELP, _env_netloc, find_key, normalize_host, remember_key
+from .origins import check_not_downgraded, is_loopback, join_url, origin
 from .threads import DaemonPool
 from .transport import (
     DEFAULT_DEADLINE,
@@ -39,10 +40,6 @@ from .transport import (
     DEFAULT_TIMEOUT,
     MAX_JSON,
     Transport,
-    _join,
-    check_not_downgraded,
-    is_loopback,
-    origin,
 )
 
 __all__ = ["DEFAULT_HOST", "Generation", "OxenClient", "find_key", "normalize_host", "origin", "remember_key"]
@@ -267,23 +264,22 @@ class OxenClient(Transport):
             path = self.routes.get(str(model), path)
         timeout = self._read_timeout(read_timeout)
         key = self._api_key()
+
+        def post(route: str) -> Any:
+            return self._call(
+                "POST", self.base + route, limit=limit, json_body=dict(payload), key=key, cancel=cancel,
+                what="answer", on_throttle=on_throttle, timeout=timeout, on_ok=on_answered,
+            )  # fmt: skip
+
         try:
             try:
-                answer = self._call(
-                    "POST", self.base + path, limit=limit, json_body=dict(payload), key=key,
-                    cancel=cancel, what="answer", on_throttle=on_throttle, timeout=timeout,
-                        on_ok=on_answered,
-                )  # fmt: skip
+                answer = post(path)
             except OxenError as exc:
                 if not routed or exc.status not in (404, 405) or _names_model(exc):
                     raise
                 other = OTHER_ROUTE[path]
                 try:
-                    answer = self._call(
-                        "POST", self.base + other, limit=limit, json_body=dict(payload), key=key,
-                        cancel=cancel, what="answer", on_throttle=on_throttle, timeout=timeout,
-                        on_ok=on_answered,
-                    )  # fmt: skip
+                    answer = post(other)
                 except OxenError as second:
                     if second.status in (404, 405):
                         raise exc from None  # neither route knows it: the first answer says why
@@ -331,7 +327,7 @@ class OxenClient(Transport):
                 raise BadResponseError("The API returned an image whose base64 is invalid.") from None
             del text
         elif isinstance(entry.get("url"), str):
-            url = _join(self.base + "/", entry["url"], "returned a result URL")
+            url = join_url(self.base + "/", entry["url"], "returned a result URL")
             data = self.download(url)
         else:
             raise BadResponseError("The API's image has neither a 'url' nor 'b64_json'.")
@@ -347,7 +343,7 @@ class OxenClient(Transport):
 
     def download(self, url: str) -> bytes:
         """Fetch a result file (streamed, capped). The token goes only to the API's own origin."""
-        full = _join(self.base + "/", url, "returned a result URL")
+        full = join_url(self.base + "/", url, "returned a result URL")
         check_not_downgraded(self.base, full, "returned a result URL pointing")
         key = self._api_key() if origin(full) == origin(self.base) else None
         try:

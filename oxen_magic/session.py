@@ -23,21 +23,18 @@ import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import options
-from .cache import Cache
 from .errors import MissingKeyError, UsageProblem
 from .ledger import Ledger, Spend
+from .sessioncache import LOCAL, SessionCache  # LOCAL: `host = "local"`, the embedded hub
 from .window import WindowMemory
 
 if TYPE_CHECKING:
     from .client import OxenClient
     from .results import Item, Results
 
-#: `host = "local"` (or `--host local`): the embedded hub, started on first use.
-LOCAL = "local"
 #: The environment variable an instructor sets to cap what each session may spend (USD).
 MAX_SPEND_ENV = "OXEN_MAGIC_MAX_SPEND"
 LOCAL_HINT = 'or use the local hub, which bills nothing: --host local (or oxen_magic.connect("local")).'
@@ -62,71 +59,6 @@ class Settings:
 
 
 SETTINGS = tuple(f.name for f in dataclasses.fields(Settings))
-
-
-class SessionCache(Cache):
-    """The cache, filing the local hub's results under "local" instead of its (random) port, so
-    a rerun after the hub restarted still answers from the cache.
-
-    `first`: a real host whose entries answer before the local hub draws anything (set when the
-    session fell back to the local hub for want of a key): an imported pack's images are used,
-    online or offline, and only what they cannot answer becomes a placeholder. `answered_first`
-    holds the keys (under `first`) that did answer, so the grid can tell real images apart.
-    """
-
-    def __init__(self, folder: str | Path | None, names: Mapping[str, str], first: str | None = None) -> None:
-        super().__init__(folder)
-        self.names = dict(names)
-        self.first = first
-        self.answered_first: set[str] = set()
-
-    def _name(self, host: str) -> str:
-        return self.names.get(host, host)
-
-    def _first(self, host: str) -> str | None:
-        """The real host to read from before the local hub's own entries, if any."""
-        return self.first if self.first is not None and self._name(host) == LOCAL else None
-
-    def get(self, host: str, body: dict[str, Any], thumb_size: int) -> Any:
-        first = self._first(host)
-        if first is not None:
-            entry = super().get(first, body, thumb_size)
-            if entry is not None:
-                self.answered_first.add(self.key(first, body))
-                return entry
-        return super().get(self._name(host), body, thumb_size)
-
-    def put(self, host: str, body: dict[str, Any], *args: Any, **meta: Any) -> None:
-        super().put(self._name(host), body, *args, **meta)
-
-    def put_thumb(self, host: str, body: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-        first = self._first(host)
-        if first is not None and self.key(first, body) in self.answered_first:
-            host = first  # the thumbnail of a pack's image goes with that image
-        super().put_thumb(self._name(host), body, *args, **kwargs)
-
-    def get_model(self, host: str, model_id: str) -> dict[str, Any] | None:
-        return super().get_model(self._name(host), model_id)
-
-    def put_model(self, host: str, model_id: str, obj: dict[str, Any]) -> None:
-        super().put_model(self._name(host), model_id, obj)
-
-    def has(self, host: str, body: dict[str, Any]) -> bool:
-        first = self._first(host)
-        if first is not None and super().has(first, body):
-            return True
-        return super().has(self._name(host), body)
-
-    def mark(self, item: Item) -> None:
-        """After a local-hub run: a finished item is a placeholder unless `first` answered it; one
-        that did is named by its request to `first` (its identity as a later cell's input image,
-        so an edit of a pack's image is found in the pack too, whatever port the hub has)."""
-        if item.status != "done" or item.request is None:
-            return
-        key = self.key(self.first, item.request.key_body()) if self.first is not None else None
-        item.placeholder = key is None or key not in self.answered_first
-        if key is not None and not item.placeholder:
-            item.key = key
 
 
 class Session:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
@@ -53,6 +53,7 @@ from .errors import (
     sent_sentence,
     too_large,
 )
+from .origins import check_not_downgraded, join_url, origin, site_of
 
 #: (connect, read) seconds. Generation is documented at 5-30 s; queues make it longer.
 DEFAULT_TIMEOUT = (10.0, 180.0)
@@ -268,13 +269,13 @@ class Transport:
                 raise BadResponseError(BAD_REDIRECT) from None
             if response.status_code not in (301, 302, 303, 307, 308) or not response.headers.get("Location"):
                 return response
-            target = _join(url, response.headers["Location"], "redirected to an address")
+            target = join_url(url, response.headers["Location"], "redirected to an address")
             response.close()
             check_not_downgraded(url, target, "redirected")
             url = target
             if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
                 method, json_body = "GET", None
-        raise BadResponseError(f"Too many redirects from {_where(url)}.")
+        raise BadResponseError(f"Too many redirects from {site_of(url)}.")
 
     def _read(
         self,
@@ -350,7 +351,7 @@ class Transport:
         return ServerError(text, answer.status, maybe_billed=True)
 
     def _late_message(self, method: str, url: str, deadline: float) -> str:
-        where = _where(url)
+        where = site_of(url)
         if method == "GET":
             return f"{where} did not finish answering within {deadline:g} s; try again later."
         return (
@@ -364,11 +365,11 @@ class Transport:
         timed_out = (
             timed_out or isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower()
         )
-        return sent_sentence(_where(url), read_timeout if timed_out else None)
+        return sent_sentence(site_of(url), read_timeout if timed_out else None)
 
     def _network_message(self, exc: Exception, url: str) -> str:
         text = str(exc)
-        where = _where(url)
+        where = site_of(url)
         timed_out = isinstance(exc, _Dropped) and exc.timed_out
         if timed_out or "timed out" in text.lower() or isinstance(exc, requests.exceptions.Timeout):
             return f"{where} did not answer in time (timeout); check your network and try again."
@@ -393,44 +394,6 @@ class Transport:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) with default ports filled in, for the same-origin rule."""
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return (parts.scheme, (parts.hostname or "").lower(), port)
-
-
-def is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def check_not_downgraded(source: str, target: str, how: str) -> None:
-    """Refuse plain http reached from https (off loopback): never silently drop encryption."""
-    if urlsplit(source).scheme == "https" and urlsplit(target).scheme == "http" and not is_loopback(target):
-        raise BadResponseError(
-            f"The https API {how} to plain http ({_where(target)}), which was refused rather than "
-            "fetched unencrypted."
-        )
-
-
-def _join(base: str, ref: str, what: str) -> str:
-    """`ref` resolved against `base`, or `BadResponseError` when it is no http(s) address."""
-    try:
-        url = urljoin(base, ref)
-        ok = urlsplit(url).scheme in ("http", "https") and bool(origin(url)[1])
-    except ValueError:  # a bad IPv6 literal or port: urllib raises while parsing
-        ok = False
-    if not ok:
-        raise BadResponseError(f"The API {what} that is not a web address.")
-    return url
-
-
-def _where(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _limit_wait(response: requests.Response, seconds: float) -> None:
