@@ -13,6 +13,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from .money import image_price, price_text
+
 #: Schema names that ask for several images in one request (ideogram-v4's `num_images`; `n` as
 #: OpenAI-style APIs name it): the answer's `images` then holds that many, each billed.
 COUNT_NAMES = ("num_images", "n", "num_outputs", "number_of_images", "batch_size")
@@ -97,22 +99,14 @@ class ModelInfo:
 
     @property
     def estimate(self) -> float | None:
-        """USD for one image: the per-image price, else the per-second price times a typical
-        duration when one is known; None when neither is."""
-        if self.cost_per_image is not None:
-            return self.cost_per_image
-        if self.cost_per_second is not None and self.typical_seconds is not None:
-            return self.cost_per_second * self.typical_seconds
-        return None
+        """USD for one image (`money.image_price`): the per-image price, else the per-second price
+        times a typical duration when one is known; None when neither is."""
+        return image_price(self.cost_per_image, self.cost_per_second, self.typical_seconds)
 
     @property
     def price_text(self) -> str:
-        """`$0.025` (per image), `$0.0012/s` (per second), or `?`."""
-        if self.cost_per_image is not None:
-            return f"${self.cost_per_image:.3f}"
-        if self.cost_per_second is not None:
-            return "$" + f"{self.cost_per_second:.6f}".rstrip("0").rstrip(".") + "/s"
-        return "?"
+        """`$0.025` (per image), `$0.0012/s` (per second), or `?` (`money.price_text`)."""
+        return price_text(self.cost_per_image, self.cost_per_second)
 
     @property
     def makes_images(self) -> bool:

@@ -142,7 +142,7 @@ def doctor(host: str | None = None) -> Report:
     """
     from . import __version__
     from .client import DEFAULT_HOST
-    from .ledger import dollars
+    from .money import dollars, left_of
     from .session import current_session
 
     report = Report(__version__)
@@ -183,7 +183,7 @@ def doctor(host: str | None = None) -> Report:
         spent = session.spend().total
         if budget:
             left = max(0.0, budget - spent)
-            text = f"{dollars(left)} left of {dollars(budget)} (spent {dollars(spent)})."
+            text = f"{left_of(left, budget)} (spent {dollars(spent)})."
             report.add(OK if left else BAD, "budget", text)
         else:
             text = f"none set (spent {dollars(spent)}); %config OxenMagic.max_spend = 2.5 sets one."

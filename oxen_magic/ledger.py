@@ -21,13 +21,14 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import TIMED_OUT, UsageProblem
-from .ledgerstore import EPSILON, Row, Store, Totals
+from .ledgerstore import Row, Store, Totals
+from .money import EPSILON, dollars, estimate, left_of
 
 if TYPE_CHECKING:
     from .results import Item, Results
@@ -42,10 +43,6 @@ class Charge:
     at: float  # time.time() when the API answered
     host: str
     gateway: int | None = None  # 502/504: a gateway error that may have been billed (not counted)
-
-
-def dollars(amount: float) -> str:
-    return f"${amount:.3f}" if amount < 1 else f"${amount:.2f}"
 
 
 @dataclass(frozen=True)
@@ -119,7 +116,7 @@ class Spend:
     def left_text(self) -> str | None:
         """`$0.375 left of $0.50` (None when there is no budget)."""
         left = self.left
-        return None if left is None else f"{dollars(left)} left of {dollars(self.budget)}"
+        return None if left is None else left_of(left, self.budget)
 
     def reset(self) -> None:
         """Forget every charge of this user (all kernels): a new workshop, a new budget period."""
@@ -156,7 +153,7 @@ class Spend:
         left = self.left_text()
         if left is not None:
             text += f"; {left} budget"
-            if self.held > 1e-9:
+            if self.held > EPSILON:
                 text += f" ({dollars(self.held)} held by runs in progress)"
         if self.problem:
             text += f"; {self.problem}"
@@ -194,10 +191,16 @@ class Ledger:
     """One kernel's view of the user's ledger (thread-safe: the panel records from its thread).
 
     `folder`: where the ledger file lives (the cache folder); None keeps it in this process's
-    memory. `session`: this kernel's name in the ledger (its own spend is told apart)."""
+    memory. `session`: this kernel's name in the ledger (its own spend is told apart). `clock`:
+    seconds since the epoch, for when a charge happened and a hold expires (tests move one by hand)."""
 
-    def __init__(self, folder: str | Path | None = None, session: str | None = None) -> None:
-        self.store = Store(Path(folder) if folder is not None else None)
+    def __init__(
+        self,
+        folder: str | Path | None = None,
+        session: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = Store(Path(folder) if folder is not None else None, clock)
         self.session = session or uuid.uuid4().hex
         self._lock = threading.RLock()
         self._unsaved: list[Charge] = []  # charges the file refused (kept here, said in spend())
@@ -214,7 +217,7 @@ class Ledger:
             if item.billed:
                 return False
             item.billed = True
-            self._add(Charge(item.request.model, price, time.time(), host, gateway), hold)
+            self._add(Charge(item.request.model, price, self.store.clock(), host, gateway), hold)
         return True
 
     def _add(self, charge: Charge, hold: int | None = None) -> None:
@@ -225,17 +228,6 @@ class Ledger:
             with self._lock:
                 self._unsaved.append(charge)
                 self.store.problem = self.store.problem or f"the ledger could not record a charge ({exc})"
-
-    def record(self, results: Results, host: str) -> int:
-        """Count each item that arrived from the API and was not counted yet; returns how many."""
-        prices = results.plan.prices
-        added = 0
-        for item in results.items:
-            if item.request is None or item.status != "done" or item.cached:
-                continue
-            if self.charge(item, prices.get(item.request.model), host):
-                added += 1
-        return added
 
     def charges(self) -> tuple[Charge, ...]:
         """This kernel's charges, oldest first."""
@@ -256,11 +248,6 @@ class Ledger:
         where = str(self.store.path) if self.store.path is not None else None
         return Spend(self.charges(), budget, totals, where, self.store.problem, self.store)
 
-    @property
-    def total(self) -> float:
-        """This kernel's billed total (known prices)."""
-        return self.spend().total
-
     def check_budget(self, results: Results, fresh: Sequence[Item], budget: float) -> int | None:
         """Reserve, before anything is sent, the known prices of the new images against the
         budget (what every kernel spent and holds counted); refuse in one sentence when they do
@@ -268,9 +255,8 @@ class Ledger:
         if budget <= 0:
             return None
         prices = results.plan.prices
-        known = [prices.get(i.model or "") for i in fresh]
-        cost = sum(p for p in known if p is not None)
-        unpriced = sum(1 for p in known if p is None)
+        new = estimate((prices.get(i.model or ""), 1) for i in fresh)
+        cost, unpriced = new.cost, new.unpriced
         hold, left, held = (None, self._left(budget), 0.0)
         if cost > 0:
             hold, left, held = self.store.reserve(self.session, cost, budget)

@@ -25,17 +25,17 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from .money import EPSILON
 
 FILE = "spend.sqlite3"
 #: Seconds a hold stays valid without news from its run (each charge renews it).
 HOLD_TTL = 3600.0
 #: Seconds a SQLite writer waits for another to finish before giving up.
 BUSY_SECONDS = 30.0
-#: Amounts are compared with this slack (prices are floats like 0.025).
-EPSILON = 1e-9
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS charges (
@@ -82,10 +82,13 @@ class Totals:
 
 
 class Store:
-    """The ledger's SQLite file (or, when it cannot be opened, one in this process's memory)."""
+    """The ledger's SQLite file (or, when it cannot be opened, one in this process's memory).
 
-    def __init__(self, folder: Path | None) -> None:
+    `clock`: seconds since the epoch, for holds' expiry (tests pass one they move by hand)."""
+
+    def __init__(self, folder: Path | None, clock: Callable[[], float] = time.time) -> None:
         self.path: Path | None = folder / FILE if folder is not None else None
+        self.clock = clock
         self.problem: str | None = None
         self._memory: sqlite3.Connection | None = None
         self._lock = threading.Lock()
@@ -144,7 +147,7 @@ class Store:
             if hold is not None and row.gateway is None:
                 db.execute(
                     "UPDATE holds SET amount = MAX(0, amount - ?), expires = ? WHERE id = ?",
-                    (row.price or 0.0, time.time() + HOLD_TTL, hold),
+                    (row.price or 0.0, self.clock() + HOLD_TTL, hold),
                 )
 
     def rows(self, session: str | None = None) -> list[Row]:
@@ -162,7 +165,7 @@ class Store:
                 "SELECT COUNT(*), COALESCE(SUM(price), 0), COUNT(*) - COUNT(price) FROM charges "
                 "WHERE gateway IS NULL"
             ).fetchone()
-            held = _held(db)
+            held = _held(db, self.clock())
         return Totals(int(images), float(total), int(unpriced), held)
 
     def reset(self) -> None:
@@ -177,15 +180,16 @@ class Store:
         counted); returns (the hold's id or None when refused, what was left before it, what
         runs in flight held then)."""
         with self._write() as db:
-            _forget_stale(db)
+            now = self.clock()
+            _forget_stale(db, now)
             spent = db.execute("SELECT COALESCE(SUM(price), 0) FROM charges WHERE gateway IS NULL").fetchone()
-            held = _held(db)
+            held = _held(db, now)
             left = budget - float(spent[0]) - held
             if amount > left + EPSILON:
                 return None, max(0.0, left), held
             cursor = db.execute(
                 "INSERT INTO holds (session, machine, pid, amount, expires) VALUES (?, ?, ?, ?, ?)",
-                (session, MACHINE, os.getpid(), amount, time.time() + HOLD_TTL),
+                (session, MACHINE, os.getpid(), amount, self.clock() + HOLD_TTL),
             )
             return cursor.lastrowid, max(0.0, left), held
 
@@ -197,7 +201,7 @@ class Store:
             else:
                 db.execute(
                     "UPDATE holds SET amount = MIN(amount, ?), expires = ? WHERE id = ?",
-                    (amount, time.time() + seconds, hold),
+                    (amount, self.clock() + seconds, hold),
                 )
 
     def release(self, hold: int) -> None:
@@ -205,18 +209,16 @@ class Store:
             db.execute("DELETE FROM holds WHERE id = ?", (hold,))
 
 
-def _held(db: sqlite3.Connection) -> float:
-    """What live runs hold (a dead process's or an expired hold is not counted)."""
+def _held(db: sqlite3.Connection, now: float) -> float:
+    """What live runs hold at `now` (a dead process's or an expired hold is not counted)."""
     total = 0.0
-    now = time.time()
     for machine, pid, amount, expires in db.execute("SELECT machine, pid, amount, expires FROM holds"):
         if expires > now and _alive(machine, pid):
             total += amount
     return total
 
 
-def _forget_stale(db: sqlite3.Connection) -> None:
-    now = time.time()
+def _forget_stale(db: sqlite3.Connection, now: float) -> None:
     for hold, machine, pid, expires in db.execute("SELECT id, machine, pid, expires FROM holds").fetchall():
         if expires <= now or not _alive(machine, pid):
             db.execute("DELETE FROM holds WHERE id = ?", (hold,))

@@ -17,6 +17,7 @@ from typing import Any
 from .catalog import ModelInfo
 from .errors import UsageProblem
 from .inputs import Group, InputImage, is_list
+from .money import Estimate, estimate
 from .options import Spec
 from .params import check_value, typed_params
 from .required import GENERATE_PATH, check_inputs, count_param, read_timeout, request_path
@@ -137,12 +138,7 @@ class Plan:
 
     def cost_line(self) -> str | None:
         """ "est. $0.10" style text, or None when no price is known."""
-        if self.cost is None:
-            return None
-        text = f"est. ${self.cost:.3f}" if self.cost < 1 else f"est. ${self.cost:.2f}"
-        if self.unpriced:
-            text += f" + {self.unpriced} image(s) of unknown price"
-        return text
+        return Estimate(self.cost or 0.0, self.unpriced, self.cost is not None).line()
 
 
 def suggest(name: str, known: Sequence[str]) -> str:
@@ -265,9 +261,7 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
             f"--max-images {len(sent)} (or %config OxenMagic.max_images = {len(sent)})."
         )
     # Price x the images each POST asks for: one cell per image, so each is counted once.
-    billed = [(models.get(r.model), r.billed_images) for r in sent]
-    known = [m.estimate * n for m, n in billed if m is not None and m.estimate is not None]
-    priced = [n for m, n in billed if m is not None and m.estimate is not None]
+    cost = estimate(((m.estimate if (m := models.get(r.model)) else None), r.billed_images) for r in sent)
     notes += _timed_notes(models, spec.models)
     groups: list[Group] = [g or () for g in spec.input_images]
     return Plan(
@@ -277,8 +271,8 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
         row_axes=row_axes,
         col_axis=col_axis,
         notes=tuple(notes),
-        cost=sum(known) if known else None,
-        unpriced=len(sent) - sum(priced) if known else 0,
+        cost=cost.cost if cost.priced else None,
+        unpriced=cost.unpriced if cost.priced else 0,
         row_inputs=_heads(row_axes, row_values, "input_image" in row_axes),
         col_inputs=tuple(v or () for v in col_values) if col_axis == "input_image" else (),
         fixed_inputs=groups[0] if len(groups) == 1 else (),

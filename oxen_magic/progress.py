@@ -1,27 +1,23 @@
 """Progress for a terminal: a one-line bar with an ETA on a TTY, plain lines otherwise.
 
 Used as the runner's `on_update` by the command line (and by `generate(show=True)` outside a
-notebook). Small on purpose: no dependency, redraws at most every `EVERY` seconds.
+notebook). Small on purpose: no dependency, redraws at most every `EVERY` seconds. The bar's text
+is the same progress line the notebook and the panel show (`pace.progress_line`).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from typing import TYPE_CHECKING, TextIO
+
+from .pace import Tally, progress_line
 
 if TYPE_CHECKING:
     from .results import Item, Results
 
 EVERY = 0.1
 WIDTH = 24
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    return f"{minutes} min {seconds:02d} s"
 
 
 class Progress:
@@ -31,30 +27,18 @@ class Progress:
         self.results = results
         self.stream = stream
         self.tty = stream.isatty() if tty is None else tty
-        self.started = time.monotonic()
         self.last = 0.0
         self.drawn = False
 
     def line(self) -> str:
-        """`[#######.................]  5/12  1 failed  ETA 14 s`"""
+        """`[##########..............] 5/12 images, 1 failed, 3.1 s, about 14 s left`: a bar of the
+        settled images, then the progress line every front end shows (`pace.progress_line`), cut to
+        the terminal's width on a TTY (a wrapped line would not be redrawn in place)."""
         r = self.results
-        total = max(1, r.total)
-        settled = r.done + r.failed
-        filled = WIDTH * settled // total
-        text = f"[{'#' * filled}{'.' * (WIDTH - filled)}] {settled}/{r.total}"
-        if r.failed:
-            text += f"  {r.failed} failed"
-        cached = sum(1 for i in r.items if i.cached)
-        if cached:
-            text += f"  {cached} from cache"
-        sent = settled - cached
-        elapsed = time.monotonic() - self.started
-        left = r.total - settled
-        if left and sent:
-            text += f"  ETA {_duration(elapsed / sent * left)}"
-        elif not left:
-            text += f"  {_duration(elapsed)}"
-        return text
+        filled = WIDTH * (r.done + r.failed) // max(1, r.total)
+        tally = Tally.of(r.items, r.elapsed, r.running, r.interrupted)
+        text = f"[{'#' * filled}{'.' * (WIDTH - filled)}] {progress_line(tally, brief=True)}"
+        return text[: shutil.get_terminal_size().columns - 1] if self.tty else text
 
     def __call__(self, item: Item | None = None) -> None:
         if self.tty:

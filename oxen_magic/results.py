@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from .images import decode_image
+from .money import estimate
+from .pace import Tally, progress_line
 from .plan import Plan, Request
 from .spool import Blob
 
@@ -278,33 +280,12 @@ class Results(Sequence[Item]):
         return [im for im in (i.image for i in self.items) if im is not None]
 
     def summary(self) -> str:
-        """`12/16 images, 1 failed, 4.2 s` — the progress line."""
-        text = f"{self.done}/{self.total} images"
-        if self.failed:
-            text += f", {self.failed} failed"
-        cached = sum(1 for i in self.items if i.cached)
-        if cached:
-            text += f", {cached} from cache"
-        drawn = sum(1 for i in self.items if i.placeholder)  # a PNG does not say it: this line does
-        if drawn:
-            text += f", {drawn} placeholder{'s' if drawn > 1 else ''} (the local hub's, not a model's)"
-        text += f", {self.elapsed:.1f} s"
-        eta = self.eta()
-        if eta is not None:
-            text += f", about {_duration(eta)} left"
-        if self.interrupted:
-            text += " (interrupted)"
-        return text
+        """`12/16 images, 1 failed, 4.2 s, about 8 s left`: the progress line (`pace.progress_line`)."""
+        return progress_line(Tally.of(self.items, self.elapsed, self.running, self.interrupted))
 
     def eta(self) -> float | None:
         """Seconds until the rest arrive at the pace so far (None when idle or nothing came yet)."""
-        if not self.running or self.elapsed <= 0:
-            return None
-        fetched = sum(1 for i in self.items if i.status in ("done", "failed") and not i.cached)
-        left = sum(1 for i in self.items if i.status == "pending")
-        if not fetched or not left:
-            return None
-        return left * self.elapsed / fetched
+        return Tally.of(self.items, self.elapsed, self.running).eta
 
     @property
     def pages(self) -> int:
@@ -327,15 +308,8 @@ class Results(Sequence[Item]):
             counted = [i for i in self.to_send if not i.cached]
         else:
             counted = [i for i in self.items if i.request is not None and not i.cached]
-        known = [prices.get(i.model or "") for i in counted]
-        cost = sum(p for p in known if p is not None)
-        unpriced = sum(1 for p in known if p is None)
-        text = f"est. ${cost:.3f}" if cost < 1 else f"est. ${cost:.2f}"
-        if len(counted) < self.total:
-            text += f" for {len(counted)} new"
-        if unpriced:
-            text += f" + {unpriced} image(s) of unknown price"
-        return text
+        cost = estimate((prices.get(i.model or ""), 1) for i in counted)
+        return cost.text(len(counted) if len(counted) < self.total else None)
 
     def _repr_html_(self) -> str:
         from .render import grid_html
@@ -405,11 +379,3 @@ class GridPage:
 
     def __repr__(self) -> str:
         return f"<page {self.number} of {self.results!r}>"
-
-
-def _duration(seconds: float) -> str:
-    """`8 s`, `3 min`, `1 h 20 min`: an ETA, rounded the way people say it."""
-    if seconds < 60:
-        return f"{max(1, round(seconds))} s"
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"

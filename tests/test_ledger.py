@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,8 +20,11 @@ from support import html_outputs, run_cell, wait_for_no_oxen_threads
 import oxen_magic
 from oxen_magic.cache import unpack
 from oxen_magic.errors import UsageProblem
-from oxen_magic.ledgerstore import FILE, Store
+from oxen_magic.ledger import Ledger
+from oxen_magic.ledgerstore import FILE, HOLD_TTL, MACHINE, Row, Store
 from oxen_magic.localhub import LocalHub
+from oxen_magic.plan import Request
+from oxen_magic.results import Item
 from oxen_magic.session import current_session, reset_session
 
 PROMPT = "a lighthouse at dusk"
@@ -187,7 +191,7 @@ def test_an_image_billed_then_lost_is_charged_once(
     assert grid.failed == 1 and hub.billed == 1
     spent = oxen_magic.spend()
     assert spent.images == 1 and spent.total == pytest.approx(0.025)  # charged, once
-    current_session().ledger.record(grid, "any")  # a later pass over the grid adds nothing
+    assert not current_session().ledger.charge(grid.items[0], 0.025, "any")  # a second report adds nothing
     assert oxen_magic.spend().images == 1
 
 
@@ -317,3 +321,189 @@ def test_a_rehearsal_on_the_embedded_hub_spends_none_of_the_budget(
     with pytest.raises(UsageProblem, match="budget"):
         oxen_magic.generate(PROMPT, model=DEV, seed="7")
     assert hub.billed == 2
+
+
+# -- unit: the Ledger and its Store alone, with a clock the test moves -------------------------------
+class Clock:
+    """Seconds since the epoch that move only when the test says so."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _items(model: str, n: int) -> list[Item]:
+    return [Item(Request(model, PROMPT, seed=s), 0, s) for s in range(1, n + 1)]
+
+
+def _grid(prices: dict[str, float | None]) -> Any:
+    """What `check_budget` reads of the results: the plan's prices and the notes it adds to."""
+    return SimpleNamespace(plan=SimpleNamespace(prices=prices), notes=[])
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, clock: Clock) -> Ledger:
+    return Ledger(tmp_path, "kernel-1", clock=clock)
+
+
+def test_a_charge_counts_once_at_the_clocks_time(ledger: Ledger, clock: Clock) -> None:
+    dev, free = _items(DEV, 1)[0], Item(None, 0, 0)
+    assert ledger.charge(dev, 0.025, "https://hub") is True
+    assert ledger.charge(dev, 0.025, "https://hub") is False  # the same item again: not new
+    assert ledger.charge(free, 0.025, "https://hub") is False  # no request: nothing was sent
+    (charge,) = ledger.charges()
+    assert (charge.model, charge.price, charge.at, charge.host) == (DEV, 0.025, clock.now, "https://hub")
+    spent = ledger.spend()
+    assert (spent.images, spent.total, spent.unpriced) == (1, pytest.approx(0.025), 0)
+
+
+def test_unknown_prices_and_gateway_answers_are_counted_apart(ledger: Ledger) -> None:
+    known, unknown, gateway = _items(DEV, 3)
+    ledger.charge(known, 0.025, "h")
+    ledger.charge(unknown, None, "h")
+    ledger.charge(gateway, 0.025, "h", gateway=502)
+    spent = ledger.spend()
+    assert (spent.images, spent.unpriced, spent.possibly) == (2, 1, 1)
+    assert spent.total == pytest.approx(0.025) and spent.possible_total == pytest.approx(0.025)
+    assert spent.summary() == (
+        "2 image(s) billed in this kernel, $0.025 + 1 of unknown price; 1 more may have been billed "
+        "(gateway error 502, $0.025); all your notebooks: 2 image(s), $0.025"
+    )
+    assert spent.by_model() == [(DEV, 2, None, pytest.approx(0.025))]  # two prices: no single "each"
+
+
+def test_a_hold_reserves_the_estimate_and_each_charge_shrinks_it(ledger: Ledger) -> None:
+    items = _items(DEV, 4)
+    grid = _grid({DEV: 0.025})
+    hold = ledger.check_budget(grid, items, budget=0.5)
+    assert hold is not None
+    assert ledger.spend(0.5).held == pytest.approx(0.1)
+    ledger.charge(items[0], 0.025, "h", hold=hold)
+    spent = ledger.spend(0.5)
+    assert spent.held == pytest.approx(0.075) and spent.user_total == pytest.approx(0.025)
+    assert spent.left == pytest.approx(0.4) and spent.left_text() == "$0.400 left of $0.500"
+    assert spent.summary().endswith("; $0.400 left of $0.500 budget ($0.075 held by runs in progress)")
+
+
+def test_no_budget_holds_nothing(ledger: Ledger) -> None:
+    items = _items(DEV, 2)
+    assert ledger.check_budget(_grid({DEV: 0.025}), items, budget=0) is None
+    assert ledger.spend().held == 0 and ledger.spend().left is None
+
+
+def test_a_run_that_does_not_fit_is_refused_in_one_sentence(tmp_path: Path, clock: Clock) -> None:
+    first, second = Ledger(tmp_path, "kernel-1", clock=clock), Ledger(tmp_path, "kernel-2", clock=clock)
+    items = _items(DEV, 2)
+    assert first.check_budget(_grid({DEV: 0.025}), items, budget=0.06) is not None
+    more = _items(DEV, 2)
+    with pytest.raises(UsageProblem) as refused:
+        second.check_budget(_grid({DEV: 0.025}), more, budget=0.06)
+    assert str(refused.value) == (
+        "These 2 new image(s) would cost about $0.050, more than the $0.010 left of your $0.060 budget "
+        "($0.050 is held by runs in progress; all your notebooks count); narrow the sweep (cached "
+        "images are free) or raise %config OxenMagic.max_spend."
+    )
+
+
+def test_unpriced_images_are_not_held_and_the_run_says_so(ledger: Ledger) -> None:
+    items = [*_items(DEV, 1), *_items("oxen:mine", 2)]
+    grid = _grid({DEV: 0.025, "oxen:mine": None})
+    assert ledger.check_budget(grid, items, budget=0.5) is not None
+    assert ledger.spend(0.5).held == pytest.approx(0.025)
+    (note,) = grid.notes
+    assert note == "2 new image(s) have no listed price, so the budget ($0.500 left) cannot count them."
+    only = _items("oxen:mine", 1)
+    assert ledger.check_budget(_grid({"oxen:mine": None}), only, budget=0.5) is None  # nothing to hold
+
+
+def test_settle_keeps_only_what_requests_in_flight_may_cost(ledger: Ledger, clock: Clock) -> None:
+    items = _items(DEV, 4)
+    prices = {DEV: 0.025}
+    hold = ledger.check_budget(_grid(prices), items, budget=1.0)
+    assert hold is not None
+    ledger.charge(items[0], 0.025, "h", hold=hold)  # answered and billed
+    items[0].status, items[1].status = "done", "failed"  # the second ended unbilled: never billed
+    ledger.settle(hold, items, prices, seconds=30)  # items 2 and 3 are still in flight (after Stop)
+    assert ledger.spend(1.0).held == pytest.approx(0.05)
+    clock.now += 31  # their deadline passed: the rest of the hold is free again
+    assert ledger.spend(1.0).held == 0
+
+
+def test_settle_with_nothing_in_flight_frees_the_hold(ledger: Ledger) -> None:
+    items = _items(DEV, 2)
+    hold = ledger.check_budget(_grid({DEV: 0.025}), items, budget=1.0)
+    assert hold is not None
+    for item in items:
+        ledger.charge(item, 0.025, "h", hold=hold)
+        item.status = "done"
+    ledger.settle(hold, items, {DEV: 0.025}, seconds=30)
+    with ledger.store._connect() as db:
+        assert db.execute("SELECT COUNT(*) FROM holds").fetchone()[0] == 0
+
+
+def test_release_frees_a_hold(ledger: Ledger) -> None:
+    items = _items(DEV, 2)
+    hold = ledger.check_budget(_grid({DEV: 0.025}), items, budget=1.0)
+    assert hold is not None and ledger.spend(1.0).held == pytest.approx(0.05)
+    ledger.release(hold)
+    assert ledger.spend(1.0).held == 0 and ledger.spend(1.0).left == pytest.approx(1.0)
+    ledger.release(hold)  # twice: harmless
+
+
+def test_a_hold_expires_unless_a_charge_renews_it(tmp_path: Path, clock: Clock) -> None:
+    store = Store(tmp_path, clock)
+    hold, left, held = store.reserve("k", 0.5, 1.0)
+    assert hold is not None and (left, held) == (pytest.approx(1.0), 0.0)
+    clock.now += HOLD_TTL - 1
+    store.add(Row(DEV, 0.025, clock.now, "h", None, "k"), hold)  # a charge: the hold lives on
+    clock.now += HOLD_TTL - 1
+    assert store.totals().held == pytest.approx(0.475)
+    clock.now += 2  # no news from its run for longer than HOLD_TTL: it no longer counts
+    assert store.totals().held == 0
+    hold, left, _ = store.reserve("k2", 0.975, 1.0)  # and the next reservation forgets it
+    assert hold is not None and left == pytest.approx(0.975)
+
+
+def test_a_dead_process_hold_is_ignored_and_forgotten(tmp_path: Path, clock: Clock) -> None:
+    store = Store(tmp_path, clock)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process now
+    with store._connect() as db:
+        db.execute(
+            "INSERT INTO holds (session, machine, pid, amount, expires) VALUES (?, ?, ?, ?, ?)",
+            ("killed", MACHINE, gone.pid, 0.9, clock.now + HOLD_TTL),
+        )
+        db.execute(
+            "INSERT INTO holds (session, machine, pid, amount, expires) VALUES (?, ?, ?, ?, ?)",
+            ("elsewhere", "another-machine", gone.pid, 0.05, clock.now + HOLD_TTL),
+        )
+    assert store.totals().held == pytest.approx(0.05)  # another machine's: only its expiry bounds it
+    hold, left, held = store.reserve("k", 0.9, 1.0)
+    assert hold is not None and left == pytest.approx(0.95) and held == pytest.approx(0.05)
+    with store._connect() as db:
+        sessions = {s for (s,) in db.execute("SELECT session FROM holds")}
+    assert sessions == {"elsewhere", "k"}  # the dead one was deleted
+
+
+def test_two_kernels_share_the_ledger_and_each_sees_its_own(tmp_path: Path, clock: Clock) -> None:
+    first, second = Ledger(tmp_path, "kernel-1", clock=clock), Ledger(tmp_path, "kernel-2", clock=clock)
+    first.charge(_items(DEV, 1)[0], 0.025, "h")
+    second.charge(_items(TURBO, 1)[0], 0.002, "h")
+    spent = second.spend(0.5)
+    assert (spent.images, spent.user_images) == (1, 2)
+    assert spent.total == pytest.approx(0.002) and spent.user_total == pytest.approx(0.027)
+    assert repr(spent).splitlines() == [
+        "model          images     each     total",
+        "z-image-turbo       1   $0.002    $0.002",
+        "1 image(s) billed in this kernel, $0.002; all your notebooks: 2 image(s), $0.027; "
+        "$0.473 left of $0.500 budget",
+    ]
+    spent.reset()
+    assert first.spend().user_images == 0 and first.charges() == ()

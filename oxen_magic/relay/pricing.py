@@ -16,18 +16,11 @@ import time
 from typing import Any
 
 from ..cache import Cache
-from ..catalog import ModelInfo
+from ..catalog import ModelInfo, image_count
+from ..money import estimate
 
 #: Seconds a model's price is trusted before it is read from upstream again.
 PRICE_TTL = 600.0
-
-
-def image_count(body: dict[str, Any]) -> int:
-    """How many images the body asks for (each billed)."""
-    count = body.get("num_images")
-    if isinstance(count, int) and not isinstance(count, bool) and count >= 1:
-        return count
-    return 1
 
 
 def price_of(model: dict[str, Any], body: dict[str, Any]) -> float | None:
@@ -35,7 +28,8 @@ def price_of(model: dict[str, Any], body: dict[str, Any]) -> float | None:
     info = ModelInfo.from_api(model)
     if info.cost_per_image is None:
         return None
-    return info.cost_per_image * image_count(body)
+    # the count as the client reads it with no schema: only the documented `num_images`
+    return estimate([(info.cost_per_image, image_count(None, body)[1])]).cost
 
 
 def share_key(upstream: str, path: str, body: dict[str, Any]) -> str | None:

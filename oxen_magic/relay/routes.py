@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from ..money import dollars
 from .fair import WINDOW, FairWindow
 from .ledger import Ledger, Refusal, Seat, off_loop
 from .pricing import ModelMemory, price_of, share_key
@@ -65,15 +66,11 @@ def error(status: int, title: str) -> web.Response:
     return failure(status, title).response()
 
 
-def _usd(value: float) -> str:
-    return f"${value:.3f}" if value < 1 else f"${value:.2f}"
-
-
 def budget_title(refusal: Refusal) -> str:
     """The 402's title: one sentence saying what is left of the seat's budget."""
     return (
-        f"Seat budget reached: {_usd(refusal.left)} of {_usd(refusal.budget)} left and this "
-        f"request costs {_usd(refusal.cost)}; ask your instructor for more"
+        f"Seat budget reached: {dollars(refusal.left)} of {dollars(refusal.budget)} left and this "
+        f"request costs {dollars(refusal.cost)}; ask your instructor for more"
     )
 
 

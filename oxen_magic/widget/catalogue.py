@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 from ..catalog import ModelInfo, bundled_catalogue
-from ..ledger import dollars
+from ..money import dollars, left_of
 
 TEXT, EDIT, UPSCALE = "Text to image", "Edit or reference", "Upscale"
 KINDS = (TEXT, EDIT, UPSCALE)
@@ -47,7 +47,7 @@ def price_words(info: ModelInfo) -> str:
     """`$0.025 per image`, `$0.0012/s` for a model priced by time (a fine-tuned one), or
     `price unknown` when the API lists none."""
     if info.cost_per_image is not None:
-        return f"${info.cost_per_image:.3f} per image"
+        return f"{dollars(info.cost_per_image)} per image"
     return info.price_text if info.cost_per_second is not None else "price unknown"
 
 
@@ -170,10 +170,10 @@ def spend_line(
 ) -> str:
     """`This session: 12 image(s) generated, est. $0.084 · $0.416 left of $0.500` for the panel's
     spend label (the budget part only when one is set; `left` defaults to budget minus cost)."""
-    text = f"This session: {images} image(s) generated, est. ${cost:.3f}"
+    text = f"This session: {images} image(s) generated, est. {dollars(cost)}"
     if unpriced:
         text += f" + {unpriced} of unknown price"
     if budget > 0:
         remaining = max(0.0, budget - cost if left is None else left)
-        text += f" · {dollars(remaining)} left of {dollars(budget)}"
+        text += f" · {left_of(remaining, budget)}"
     return text

@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import options
 from ..errors import UsageProblem
+from ..money import EPSILON, dollars
 from ..plan import make_plan, suggest
 from .base import PREFIX, PanelBase
 from .catalogue import about, guidance_param, known
@@ -148,9 +149,9 @@ class Checks(PanelBase):
             left = self.session.spend().left
         except (UsageProblem, OSError):
             return None  # a bad budget value is said by the spend line
-        if left is None or cost <= left + 1e-9:
+        if left is None or cost <= left + EPSILON:
             return None
-        return f"more than the ${left:.3f} left of the budget (pictures made before are free)"
+        return f"more than the {dollars(left)} left of the budget (pictures made before are free)"
 
     def _extra_problem(self, text: str) -> str | None:
         """A problem with the "More options" text, or None, checked against the CHOSEN models (a

@@ -14,7 +14,7 @@ from IPython.core.error import UsageError
 from .. import options
 from ..cells import esc
 from ..errors import OxenError, UsageProblem, redact
-from ..ledger import dollars
+from ..money import left_of
 from ..render import grid_html
 from ..results import Item, Results
 from .base import PREFIX, PanelBase
@@ -177,7 +177,7 @@ class Runs(PanelBase):
         left = getattr(spent, "left", None)
         left = max(0.0, spent.budget - spent.total) if not isinstance(left, (int, float)) else left
         return (
-            f"Not enough budget left for these pictures: {dollars(left)} left of {dollars(spent.budget)}. "
+            f"Not enough budget left for these pictures: {left_of(left, spent.budget)}. "
             "Make fewer pictures or pick a cheaper model (pictures made before are free), "
             "or ask your instructor to raise the budget."
         )
