@@ -5,8 +5,8 @@ The plan gives each image its own cell (an `image` axis): cell 0 sends the POST
 (`Request.count` images), cells 1.. show the rest of its answer and are never sent on their
 own. Here the runner finds those cells (`followers`) and fills them when the answer arrives; an
 answer with more images than asked gets new cells past the grid's last column (kept, saved and
-billed), one with fewer fails the cells left. Split from `runner.py`, which mixes `Several` into
-its per-run job.
+billed), one with fewer fails the cells left. Split from the runner: `job.Job` mixes `Several`
+into the job every worker of a run shares.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import Any
 
 from .client import Generation
 from .errors import OxenError
+from .item import Item
 from .plan import Request
-from .results import Item, Results
+from .results import Results
 
 #: A cell whose request's first image came from the cache but not this one (a failed write).
 UNCACHED = "This image is not in the cache although its request's first image is; rerun with --no-cache."
@@ -48,7 +49,7 @@ class Several:
     results: Results | None
     size: int
     on_billed: Callable[[Item, int | None], None] | None
-    frozen: Any  # runner._Frozen: `lock`, `done`
+    frozen: Any  # settle.Frozen: `lock`, `done`
     _thumb: Callable[[Generation, int], bytes]
 
     def _run_in_cpu_pool(self, fn: Callable[..., bytes], *args: Any) -> bytes:
@@ -92,7 +93,7 @@ class Several:
 def extra_cell(item: Item, image: int, results: Results | None, frozen: Any) -> Item:
     """A new item for image `image` of `item`'s answer, past the count asked (left out of the
     results once the run has returned: the ledger and the cache still get it). `frozen`:
-    runner._Frozen."""
+    settle.Frozen."""
     assert item.request is not None
     with frozen.lock:
         # Past the grid's last column, so no view takes it for the cell of image 1.
