@@ -100,7 +100,9 @@ def run(
         todo = scheduled.answer_from_cache(use_cache)
         if todo and not scheduled.cancel.is_set():
             client.check_key()  # one clear sentence before anything is sent, not one per cell
-            job = scheduled.open(todo, concurrency, windows, use_cache, in_flight or InFlight())
+            job = scheduled.open(
+                todo, concurrency, windows, use_cache, in_flight if in_flight is not None else InFlight()
+            )
             job.on_billed, job.on_sent = on_billed, on_sent
             scheduled.send(todo, job)
         scheduled.wait()
