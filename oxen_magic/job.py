@@ -21,8 +21,8 @@ from .inputs import fetch_failure
 from .item import Item
 from .render import thumbnail_of
 from .results import Results
-from .settle import Frozen, cached, kept, rest_from_cache, settle
-from .several import Several, group
+from .settle import Frozen, cached, extra_cell, kept, rest_from_cache, settle
+from .several import group
 from .spool import Spool
 from .state import InFlight
 from .threads import DaemonPool
@@ -44,7 +44,7 @@ def _thumbnail(generation: Generation, size: int) -> bytes:
     return thumbnail_of(generation.data, size)
 
 
-class Job(Several):
+class Job:
     """What every worker of one run shares; `generate(item, turn)` is one worker's task."""
 
     def __init__(
@@ -68,9 +68,8 @@ class Job(Several):
         self.in_flight = in_flight
         self.on_billed: Billed | None = None
         self.on_sent: Sent | None = None  # see `runner.run`
-        self._thumb = _thumbnail
         self.followers = followers
-        self.results: Results | None = results
+        self.results = results
 
     def generate(self, item: Item, turn: int) -> Item:
         """One image in a worker thread: (wait for a twin in flight,) send, thumbnail, cache.
@@ -122,8 +121,7 @@ class Job(Several):
         """A twin's answer, read from the cache: this cell and the rest of its `num_images` count."""
         assert item.request is not None
         others = self.followers.get(group(item.request), ())
-        if self.results is not None:
-            rest_from_cache(item, others, self.client.base, self.cache, self.spool, self.frozen, self.results)
+        rest_from_cache(item, others, self.client.base, self.cache, self.spool, self.frozen, self.results)
         return self._outcome(item, **entry)
 
     def _send(self, item: Item, body: dict[str, Any], turn: int) -> Item:
@@ -190,6 +188,30 @@ class Job(Several):
             raise
         place.give_back(ok=True)
         return generation
+
+    def _fill_others(self, item: Item, generation: Generation) -> None:
+        """Images 1.. of the answer into their cells (`several.py`); more than asked get cells of
+        their own (kept, saved and billed: a note says so); fewer than asked fail the cells left."""
+        assert item.request is not None
+        cells = {
+            i.request.image: i for i in self.followers.get(group(item.request), ()) if i.request is not None
+        }
+        for k, other in enumerate(generation.others, start=1):
+            member = cells.pop(k, None)
+            if member is None:  # an image nobody asked for, billed all the same: keep and count it
+                member = extra_cell(item, k, self.results, self.frozen)
+            if self.on_billed is not None:
+                self.on_billed(member, None)
+            assert member.request is not None
+            try:
+                thumb = self._run_in_cpu_pool(_thumbnail, other, self.size)
+            except OxenError as exc:
+                self._outcome(member, error=str(exc), status="failed")
+                continue
+            self._keep(member, member.request.key_body(), other, thumb)
+        for member in (i for i in cells.values() if i.status != "done"):
+            error = f"The API returned {generation.count} of the {item.request.count} images asked."
+            self._outcome(member, error=error, status="failed")
 
     def _keep(self, item: Item, body: dict[str, Any], generation: Generation, thumb: bytes) -> Item:
         """Cache one arrived image and settle its cell."""

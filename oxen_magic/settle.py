@@ -3,8 +3,9 @@
 Both the runner's first pass (what the cache answers before anything is sent) and each worker
 (a twin's answer, read back from the cache) fill cells the same way: through `settle`, which
 does nothing once the run has returned (`Frozen`), so a late arrival goes to the cache and not
-into results the caller already holds. Split from `runner.py`: the scheduling there and the job
-of one request (`job.py`) share these.
+into results the caller already holds; an answer with more images than asked gets cells of its
+own (`extra_cell`). Split from `runner.py`: the scheduling there and the job of one request
+(`job.py`) share these.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from .errors import OxenError
 from .item import Item
 from .render import thumbnail_of
 from .results import Results
-from .several import UNCACHED, extra_cell
 from .spool import Spool
+
+#: A cell whose request's first image came from the cache but not this one (a failed write).
+UNCACHED = "This image is not in the cache although its request's first image is; rerun with --no-cache."
 
 
 class Frozen:
@@ -99,3 +102,24 @@ def rest_from_cache(
             return
         settle(extra_cell(item, image, results, frozen), frozen, **got)
         image += 1
+
+
+def extra_cell(item: Item, image: int, results: Results | None, frozen: Frozen) -> Item:
+    """A new item for image `image` of `item`'s answer, past the count asked (left out of the
+    results once the run has returned: the ledger and the cache still get it)."""
+    assert item.request is not None
+    with frozen.lock:
+        # Past the grid's last column, so no view takes it for the cell of image 1.
+        col = len(results.plan.col_labels) + image if results is not None else -1
+        extra = Item(dataclasses.replace(item.request, image=image), item.row, col)
+        if frozen.done or results is None:
+            return extra
+        extra.index = len(results.items)
+        results.items.append(extra)
+        note = (
+            f"{item.request.model} returned more images than asked; the extra ones are kept "
+            "at the end of the results, off the grid (grid[-1]; .save() and .to_oxen() include them)."
+        )
+        if note not in results.notes:
+            results.notes.append(note)
+    return extra
