@@ -95,14 +95,13 @@ def run(
     the session's table of seeded requests on their way, so an identical request of another run
     in this process waits for this one's answer instead of being sent twice (None: a table of
     this run's own)."""
+    table = in_flight if in_flight is not None else InFlight()  # an empty table is falsy
     scheduled = _Scheduled(results, client, cache, cancel or threading.Event(), on_update)
     try:
         todo = scheduled.answer_from_cache(use_cache)
         if todo and not scheduled.cancel.is_set():
             client.check_key()  # one clear sentence before anything is sent, not one per cell
-            job = scheduled.open(
-                todo, concurrency, windows, use_cache, in_flight if in_flight is not None else InFlight()
-            )
+            job = scheduled.open(todo, concurrency, windows, use_cache, table)
             job.on_billed, job.on_sent = on_billed, on_sent
             scheduled.send(todo, job)
         scheduled.wait()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from support import wait_for_no_oxen_threads
 
+from oxen_magic.api import generate
 from oxen_magic.cache import Cache
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.client import OxenClient
@@ -26,6 +27,7 @@ from oxen_magic.options import build_spec
 from oxen_magic.plan import make_plan
 from oxen_magic.results import Results
 from oxen_magic.runner import run
+from oxen_magic.session import current_session
 from oxen_magic.state import InFlight
 
 MODEL = "z-image-turbo"
@@ -86,6 +88,24 @@ def test_one_seeded_request_in_flight_is_sent_once_by_two_runs(slow_hub: LocalHu
     assert (first.done, second.done) == (1, 1)
     assert second[0].cached and second[0].data == first[0].data
     assert len(table) == 0  # every claim was released
+
+
+def test_the_session_hands_its_in_flight_table_to_every_run(hub: LocalHub, oxen_env: Path) -> None:
+    """Two `generate()` calls of one seeded request in one process: the second waits for the
+    first's answer through the session's table (`session.state.in_flight`), and one is sent."""
+    hub.latency = 1.0
+    table = current_session().state.in_flight
+    made: list[Results] = []
+    worker = threading.Thread(target=lambda: made.append(generate("a red cube", seed=5, show=False)))
+    worker.start()
+    try:
+        hub.wait_for_calls(1)
+        assert len(table) == 1  # the first call's request, claimed in the session's table
+        second = generate("a red cube", seed=5, show=False)
+    finally:
+        worker.join()
+    assert len(hub.generate_calls()) == 1 and len(table) == 0
+    assert made[0].done == second.done == 1 and second[0].data == made[0][0].data
 
 
 def test_stop_sends_nothing_new(slow_hub: LocalHub, tmp_path: Path) -> None:
