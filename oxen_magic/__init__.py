@@ -163,10 +163,10 @@ def import_pack(path: str, **options: Any) -> PackReport:
 
 
 def latest(**fields: Any) -> Results:
-    """The most recent grid made in this session, whatever it was named (see `results.latest`).
+    """The most recent grid made in this session, whatever it was named (see `state.RecentGrids`).
 
     `oxen_magic.latest(prompt="a paper boat on a pond")`: the newest grid with that prompt.
     """
-    from .results import latest as find
+    from .session import current_session
 
-    return find(**fields)
+    return current_session().state.grids.latest(**fields)

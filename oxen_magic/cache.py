@@ -31,9 +31,6 @@ from typing import Any
 from .errors import OxenError
 from .validate import folder_problem
 
-#: Folders whose "not cached" note was shown in this process (so it is said once, not per cell).
-_NOTED: set[str] = set()
-_NOTED_LOCK = threading.Lock()
 _FIX = "set %config OxenMagic.cache_dir or OXEN_MAGIC_CACHE_DIR to a folder you can write"
 #: An entry file's name ends so, and its content starts with this line.
 SUFFIX = ".entry"
@@ -53,6 +50,28 @@ def default_dir() -> Path:
     return base / "oxen_magic"
 
 
+class Noted:
+    """Folders whose "not cached" note was said, so it is said once, not per cell. The session
+    holds one for the process (`ProcessState.cache_notes`) and hands it to its caches; a cache
+    made on its own keeps its own."""
+
+    def __init__(self) -> None:
+        self._folders: set[str] = set()
+        self._lock = threading.Lock()
+
+    def first(self, folder: str) -> bool:
+        """True the first time `folder` is asked about (until `forget`)."""
+        with self._lock:
+            if folder in self._folders:
+                return False
+            self._folders.add(folder)
+            return True
+
+    def forget(self, folder: str) -> None:
+        with self._lock:
+            self._folders.discard(folder)
+
+
 @dataclass(frozen=True)
 class Entry:
     data: bytes
@@ -63,8 +82,9 @@ class Entry:
 class Cache:
     """Results by (host, body); only seeded bodies are cacheable."""
 
-    def __init__(self, folder: str | Path | None = None) -> None:
+    def __init__(self, folder: str | Path | None = None, noted: Noted | None = None) -> None:
         self.folder = Path(os.path.expanduser(folder)) if folder else default_dir()
+        self.noted = noted if noted is not None else Noted()  # the session's: once per process
         #: Why this folder cannot be written (set by `check` or a failed write); writes stop.
         self.problem: str | None = None
 
@@ -73,18 +93,15 @@ class Cache:
         return the "results will not be cached" note the first time this folder fails one."""
         self.problem = folder_problem(self.folder, "cache", keep=True, fix=_FIX)
         if self.problem is None:
-            with _NOTED_LOCK:
-                _NOTED.discard(str(self.folder))  # fixed: a later failure is worth a new note
+            self.noted.forget(str(self.folder))  # fixed: a later failure is worth a new note
         return self.note()
 
     def note(self) -> str | None:
         """The note for a write problem not yet shown in this session, else None."""
         if self.problem is None:
             return None
-        with _NOTED_LOCK:
-            if str(self.folder) in _NOTED:
-                return None
-            _NOTED.add(str(self.folder))
+        if not self.noted.first(str(self.folder)):
+            return None
         return f"Results will not be cached: cannot write to {self.folder} ({self.problem}); {_FIX}."
 
     def _failed(self, exc: OSError) -> None:

@@ -19,20 +19,20 @@ words (`"a {animal} in the snow"` accepts a fox as well as an owl).
 from __future__ import annotations
 
 import re
-import threading
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .cells import NO_MATH, esc
-from .results import _RECENT, _RECENT_LOCK, Results
+from .results import Results
+from .session import current_session
+from .state import Exercises, RecentGrids
 
-_LOCK = threading.Lock()
-#: Per exercise: the grids that existed when its start cell ran (weakly held).
-_STARTED: dict[str, weakref.WeakSet[Results]] = {}
-#: Per exercise: the grid its last passing check accepted (a later exercise may compare to it).
-_ACCEPTED: dict[str, Results] = {}
+
+def _tables() -> tuple[Exercises, RecentGrids]:
+    """The session's exercises and recent grids (`state.py`): a new session starts afresh."""
+    state = current_session().state
+    return state.exercises, state.grids
 
 
 def _name(exercise: object) -> str:
@@ -45,11 +45,8 @@ def _name(exercise: object) -> str:
 def exercise(name: object) -> Started:
     """Mark the start of exercise `name`: its check looks only at grids made after this."""
     key = _name(name)
-    with _RECENT_LOCK:
-        alive = [r for r in (ref() for ref in _RECENT) if r is not None]
-    with _LOCK:
-        _STARTED[key] = weakref.WeakSet(alive)
-        _ACCEPTED.pop(key, None)
+    exercises, grids = _tables()
+    exercises.start(key, grids.alive())
     return Started(key)
 
 
@@ -160,8 +157,7 @@ def _problems(
 
 
 def _compare(grid: Results, other: str) -> list[str]:
-    with _LOCK:
-        before = _ACCEPTED.get(other)
+    before = _tables()[0].accepted(other)
     if before is None:
         return [f"exercise {other} has not passed its check yet; do it first."]
     for item in grid:
@@ -216,14 +212,12 @@ def check(
     """
     key = _name(exercise)
     other = _name(same_as) if same_as is not None else None
-    with _LOCK:
-        started = _STARTED.get(key)
-        before = set(started) if started is not None else None
+    exercises, grids = _tables()
+    before = exercises.before(key)
     if before is None:
         start = f'its start cell has not run: run oxen_magic.exercise("{key}"), then your cell.'
         return Check(key, False, start, hint)
-    with _RECENT_LOCK:
-        recent = [r for r in (ref() for ref in _RECENT) if r is not None]
+    recent = grids.alive()
     # made since the start, finished, and sent (not a dry run, nor a plan the limits refused)
     ran = ("done", "failed", "cancelled")
     mine = [
@@ -240,8 +234,7 @@ def check(
     judged = [(g, _problems(g, **rules)) for g in mine]  # type: ignore[arg-type]
     for grid, problems in judged:
         if not problems:
-            with _LOCK:
-                _ACCEPTED[key] = grid
+            exercises.accept(key, grid)
             what = f"{grid.total} image(s), {len(_models(grid))} model(s), seeds {_seeds(grid)}"
             return Check(key, True, f"your grid ({what}) does what the exercise asks.", grid=grid)
     # the newest grid with the right words (else the newest) is the one the student meant

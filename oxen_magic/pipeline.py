@@ -20,6 +20,7 @@ from .options import Spec
 from .plan import make_plan, suggest
 from .results import Item, Results
 from .runner import Billed, Sent, run
+from .state import InFlight
 from .window import WindowMemory
 
 #: Notes given once per process (the data: URI caveat), not on every cell.
@@ -192,11 +193,12 @@ def execute(
     on_billed: Billed | None = None,
     on_sent: Sent | None = None,
     windows: WindowMemory | None = None,
+    in_flight: InFlight | None = None,
 ) -> Results:
     """Run what the cache cannot answer; save PNGs when asked. Raises only for a missing or bad key
     (once the cache has answered what it can: a fully cached grid needs no key). `on_billed` and
     `on_sent`: see `runner.run` (the session's spend ledger); `windows`: the session's window per
-    host."""
+    host; `in_flight`: its seeded requests on their way."""
     if spec.dry_run:
         return results
     run(
@@ -210,6 +212,7 @@ def execute(
         on_billed=on_billed,
         on_sent=on_sent,
         windows=windows,
+        in_flight=in_flight,
     )
     late = cache.note() if cache is not None else None  # a write that failed during the run
     if late:

@@ -29,6 +29,7 @@ from . import options
 from .errors import MissingKeyError, UsageProblem
 from .ledger import Ledger, Spend
 from .sessioncache import LOCAL, SessionCache  # LOCAL: `host = "local"`, the embedded hub
+from .state import ProcessState
 from .window import WindowMemory
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ class Session:
         self._holds = weakref.WeakKeyDictionary()
         #: Where each host's congestion window ended, so the next sweep starts there (window.py).
         self.windows = WindowMemory()
+        #: Requests in flight, recent grids, exercises, cache notes: this process's (state.py).
+        self.state = ProcessState()
         self._clients: dict[str, OxenClient] = {}
         self._lock = threading.RLock()
         self._local_hub: Any = None
@@ -174,8 +177,9 @@ class Session:
 
     def cache(self) -> SessionCache:
         if self._local_hub is None:
-            return SessionCache(self.settings.cache_dir or None, {})
-        return SessionCache(self.settings.cache_dir or None, {self._local_hub.url: LOCAL}, self.real_host())
+            return SessionCache(self.settings.cache_dir or None, {}, noted=self.state.cache_notes)
+        names = {self._local_hub.url: LOCAL}
+        return SessionCache(self.settings.cache_dir or None, names, self.real_host(), self.state.cache_notes)
 
     def real_host(self) -> str | None:
         """The API a keyless fallback stands in for (OXEN_HOST, else hub.oxen.ai), while no key
@@ -235,6 +239,7 @@ class Session:
             results = prepare(spec, client, cache)
         except MissingKeyError as exc:
             raise MissingKeyError(_with_local_hint(str(exc))) from None
+        self.state.grids.add(results)  # `latest()` and the check cells find it
         fresh = results.to_send or []
         if fresh and not spec.dry_run:
             try:
@@ -294,6 +299,7 @@ class Session:
                 on_billed=billed,
                 on_sent=on_sent,
                 windows=self.windows,
+                in_flight=self.state.in_flight,
             )
         except MissingKeyError as exc:
             raise MissingKeyError(_with_local_hint(str(exc))) from None
@@ -353,6 +359,9 @@ def _with_local_hint(message: str) -> str:
     return message.rstrip(".") + "; " + LOCAL_HINT
 
 
+#: The one module-level root of process state, and the only one: a front end (a magic, the
+#: panel, `generate()`, a check cell) must find this process's session without being handed it.
+#: Everything else the process remembers hangs off the session (`Session.state`, `windows`, ...).
 _CURRENT: Session | None = None
 _CURRENT_LOCK = threading.Lock()
 

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cache import Cache
+from .cache import Cache, Noted
 
 if TYPE_CHECKING:
-    from .results import Item
+    from .item import Item
 
 #: `host = "local"` (or `--host local`): the embedded hub, started on first use; its results are
 #: filed under this name (its port changes with each start).
@@ -30,8 +30,14 @@ class SessionCache(Cache):
     holds the keys (under `first`) that did answer, so the grid can tell real images apart.
     """
 
-    def __init__(self, folder: str | Path | None, names: Mapping[str, str], first: str | None = None) -> None:
-        super().__init__(folder)
+    def __init__(
+        self,
+        folder: str | Path | None,
+        names: Mapping[str, str],
+        first: str | None = None,
+        noted: Noted | None = None,
+    ) -> None:
+        super().__init__(folder, noted)
         self.names = dict(names)
         self.first = first
         self.answered_first: set[str] = set()

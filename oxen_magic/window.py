@@ -38,6 +38,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .errors import Cancelled
+
 #: The most requests the first burst to a host sends (fewer when the plan has fewer), and how
 #: far the window may open.
 START = 16
@@ -244,3 +246,34 @@ class Window:
             if self.refused_at - 1 <= self.size < self.refused_at:  # next: the level last refused
                 step /= PROBE_SLOWDOWN
         self.size = min(float(self.limit), self.size + step)
+
+
+class Place:
+    """One request's place in the window, across the client's retries of a refused request
+    (moved here from `runner.py`: it is the window seen from one request)."""
+
+    def __init__(self, window: Window, cancel: threading.Event) -> None:
+        self.window, self.cancel = window, cancel
+        self.ticket: Ticket | None = None
+
+    def take(self, turn: int | None = None) -> bool:
+        """Wait for a place; False (holding none) once the run is stopped."""
+        self.ticket = self.window.acquire(self.cancel, turn)
+        if self.ticket is not None and self.cancel.is_set():
+            self.give_back(ok=False)
+        return self.ticket is not None
+
+    def refused(self, delay: float) -> None:
+        """The client's `on_throttle`: close the window, wait out Retry-After, then for a place."""
+        self.give_back(ok=False, refused=True)
+        if self.cancel.wait(delay) or not self.take():
+            raise Cancelled("Stopped before this image was generated.")
+
+    def give_back(self, ok: bool, refused: bool = False) -> None:
+        ticket, self.ticket = self.ticket, None
+        if ticket is None:
+            return
+        if refused:
+            self.window.refused(ticket)
+        else:
+            self.window.release(ticket, ok)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from support import all_text, files_under, login_for, read_if_there, run_cell, shown_html
 
-from oxen_magic.cache import MARKER, Cache, default_dir, pack, unpack
+from oxen_magic.cache import MARKER, Cache, Noted, default_dir, pack, unpack
 from oxen_magic.localhub import LocalHub
 from oxen_magic.results import Results
 
@@ -216,7 +216,8 @@ def test_a_thumbnail_that_does_not_decode_is_dropped(tmp_path: Path) -> None:
 
 def test_a_folder_that_cannot_be_written_later_is_noted_once(tmp_path: Path) -> None:
     folder = tmp_path / "cache"
-    cache = Cache(folder)
+    noted = Noted()  # the session's (ProcessState.cache_notes), shared by every cache it makes
+    cache = Cache(folder, noted)
     assert cache.check() is None and cache.problem is None  # writable now
     folder.rmdir()
     folder.write_text("the disk changed under us")  # every write now fails
@@ -224,7 +225,26 @@ def test_a_folder_that_cannot_be_written_later_is_noted_once(tmp_path: Path) -> 
     note = cache.note()
     assert note is not None and note.startswith("Results will not be cached: cannot write to ")
     assert "OXEN_MAGIC_CACHE_DIR" in note and "\n" not in note
-    assert cache.note() is None and Cache(folder).note() is None  # once per session
+    assert cache.note() is None  # once per session
+    later = Cache(folder, noted)  # the next cell's cache, the same folder: nothing said again
+    later.put(HOST, BODY, IMAGE, THUMB, 64)
+    assert later.problem is not None and later.note() is None
+
+
+def test_the_session_says_the_not_cached_note_once_across_its_caches(tmp_path: Path) -> None:
+    from oxen_magic.session import current_session, reset_session
+
+    folder = tmp_path / "cache"
+    folder.write_text("not a folder")  # every write fails
+    session = current_session()
+    session.configure(cache_dir=str(folder))
+    first, second = session.cache(), session.cache()
+    for cache in (first, second):
+        cache.put(HOST, BODY, IMAGE, THUMB, 64)
+    assert first.note() is not None and second.note() is None
+    fresh = reset_session(cache_dir=str(folder)).cache()  # a new session (a restarted kernel)
+    fresh.put(HOST, BODY, IMAGE, THUMB, 64)
+    assert fresh.note() is not None  # says it again
 
 
 def test_a_path_that_cannot_be_a_cache_folder_is_refused(tmp_path: Path) -> None:

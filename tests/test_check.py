@@ -57,6 +57,21 @@ def test_a_check_sees_only_grids_made_since_its_start(shell: Any) -> None:
     assert "no grid has been made since" in str(oxen_magic.check("2", images=6))
 
 
+def test_grids_and_exercises_belong_to_the_session(shell: Any) -> None:
+    """The session owns what a check looks at (`session.state`): a grid from `generate()` counts
+    like one from the magic, and a new session (a restarted kernel) starts with none."""
+    from oxen_magic.session import current_session, reset_session
+
+    oxen_magic.exercise("g")
+    grid = oxen_magic.generate(BOAT, seed=[1, 2], show=False)
+    assert oxen_magic.latest() is grid and grid in current_session().state.grids.alive()
+    assert oxen_magic.check("g", prompt=BOAT, images=2).grid is grid
+    reset_session()
+    assert 'run oxen_magic.exercise("g")' in str(oxen_magic.check("g", images=2))
+    with pytest.raises(LookupError, match="No grid has been made in this notebook yet"):
+        oxen_magic.latest()
+
+
 def test_dry_runs_and_refused_plans_are_not_answers(shell: Any) -> None:
     shell.run_cell("import oxen_magic")
     oxen_magic.exercise("x")
