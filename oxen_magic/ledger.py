@@ -4,7 +4,7 @@ An image counts when the API answered 200 to its POST (not from the cache): that
 bills, whatever then happens to its download (a result link that expired, a file past the size
 cap). Prices come from the model list (`pricing.cost_per_image`); an image whose price is unknown
 is counted as an image and said to be unpriced, never silently added as $0. The runner reports
-each answer as it happens (`Session.run` passes `Ledger.charge` down as `on_billed`), so an image
+each answer as it happens (`Run.execute` passes `Ledger.charge` down as `on_billed`), so an image
 answered after Stop or Ctrl-C, when the grid no longer changes, is counted all the same. A POST a
 gateway answered 502/504 may have been billed (the backend can make the image first): it is kept
 apart as "possibly billed", never added to the total.
@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,6 +202,8 @@ class Ledger:
         self.session = session or uuid.uuid4().hex
         self._lock = threading.RLock()
         self._unsaved: list[Charge] = []  # charges the file refused (kept here, said in spend())
+        #: The items already counted (each answer is charged once, whoever reports it again).
+        self._billed: weakref.WeakSet[Item] = weakref.WeakSet()
 
     def charge(
         self, item: Item, price: float | None, host: str, gateway: int | None = None, hold: int | None = None
@@ -211,9 +214,9 @@ class Ledger:
         if item.request is None:
             return False
         with self._lock:  # the flag and the row together: `settle` sees both or neither
-            if item.billed:
+            if item in self._billed:
                 return False
-            item.billed = True
+            self._billed.add(item)
             self._add(Charge(item.request.model, price, time.time(), host, gateway), hold)
         return True
 
@@ -261,13 +264,15 @@ class Ledger:
         """This kernel's billed total (known prices)."""
         return self.spend().total
 
-    def check_budget(self, results: Results, fresh: Sequence[Item], budget: float) -> int | None:
+    def check_budget(
+        self, prices: Mapping[str, float | None], fresh: Sequence[Item], budget: float
+    ) -> tuple[int | None, str | None]:
         """Reserve, before anything is sent, the known prices of the new images against the
         budget (what every kernel spent and holds counted); refuse in one sentence when they do
-        not fit. Returns the hold's id (None: no budget, or nothing priced to hold)."""
+        not fit. Returns the hold's id (None: no budget, or nothing priced to hold) and a note
+        for the grid when some new images have no price."""
         if budget <= 0:
-            return None
-        prices = results.plan.prices
+            return None, None
         known = [prices.get(i.model or "") for i in fresh]
         cost = sum(p for p in known if p is not None)
         unpriced = sum(1 for p in known if p is None)
@@ -282,11 +287,12 @@ class Ledger:
                 "count); narrow the sweep (cached images are free) or raise %config OxenMagic.max_spend."
             )
         if unpriced:
-            results.notes.append(
+            note = (
                 f"{unpriced} new image(s) have no listed price, so the budget ({dollars(left)} left) "
                 "cannot count them."
             )
-        return hold
+            return hold, note
+        return hold, None
 
     def _left(self, budget: float) -> float:
         totals = self.store.totals()
@@ -303,7 +309,7 @@ class Ledger:
             out = [
                 i.request.model
                 for i in sent
-                if not i.billed and i.request is not None and i.status not in ("done", "failed")
+                if i not in self._billed and i.request is not None and i.status not in ("done", "failed")
             ]
             self.store.shrink(hold, sum(prices.get(model) or 0.0 for model in out), seconds)
 
