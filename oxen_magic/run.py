@@ -69,17 +69,14 @@ class Run:
             raise MissingKeyError(with_local_hint(str(exc))) from None
         run = cls(planned, client, cache)
         run._lay_out(planned, set() if session is None else session.noted)
-        fresh = run.results.to_send or []
-        if fresh and not spec.dry_run:
+        fresh = [] if spec.dry_run else run.results.to_send or []
+        if fresh:  # a grid the cache answers whole needs no key
             try:
                 client.check_key()
             except MissingKeyError as exc:
                 raise MissingKeyError(with_local_hint(str(exc))) from None
-            if session is not None:
-                run._hold_budget(session, fresh)
-        if session is not None:
-            run.windows, run.local = session.windows, session.embedded(client)
-            run.ledger = None if run.local else session.ledger
+        if session is not None and not spec.dry_run:
+            run._join(session, fresh)
         return run
 
     def _lay_out(self, planned: pipeline.Planned, noted: set[str]) -> None:
@@ -119,18 +116,23 @@ class Run:
             "sent. Remove --dry-run to generate them."
         )
 
-    def _hold_budget(self, session: Session, fresh: list[Item]) -> None:
-        """Reserve the new images' price against the budget (refusing what would pass it). A bad
-        budget value is said in a rehearsal too; the embedded hub bills nothing, so it holds none."""
-        ledger, budget = session.ledger, session.max_spend()
-        if session.embedded(self.client):
+    def _join(self, session: Session, fresh: list[Item]) -> None:
+        """Run on the session's window memory and ledger, and reserve the new images' price
+        against its budget (refusing what would pass it). A bad budget value is said in a
+        rehearsal too; the embedded hub bills nothing, so it is neither charged nor held."""
+        self.windows, self.local = session.windows, session.embedded(self.client)
+        self.ledger = None if self.local else session.ledger
+        if not fresh:
             return
-        hold, note = ledger.check_budget(self.plan.prices, fresh, budget)
+        budget = session.max_spend()
+        if self.ledger is None:
+            return
+        hold, note = self.ledger.check_budget(self.plan.prices, fresh, budget)
         if note:
             self.results.notes.append(note)
         if hold is not None:  # settled by `execute`, or released when the run is dropped unrun
             self._hold = hold
-            self._unrun = weakref.finalize(self, ledger.release, hold)
+            self._unrun = weakref.finalize(self, self.ledger.release, hold)
 
     def execute(
         self,
