@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import options
 from .errors import UsageProblem
+from .notebook import in_notebook, showing
+from .progress import Progress
 from .session import current_session
 
 if TYPE_CHECKING:
     from .ledger import Spend
     from .render import ModelTable
     from .results import Results
-    from .session import Session
 
 #: Plural keyword spellings accepted for an option.
 ALIASES = {"models": "model", "seeds": "seed", "aspect_ratios": "aspect_ratio", "params": "param"}
@@ -77,16 +78,6 @@ def _text(value: Any, name: str) -> str:
     return str(value)
 
 
-def _in_notebook() -> bool:
-    """True in a Jupyter kernel (rich display), False in a plain process or a terminal IPython."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython is a dependency
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
 def generate(
     prompt: str | Sequence[str],
     *,
@@ -117,59 +108,18 @@ def generate(
     line = shlex.join(option_words(opts))
     session = current_session()
     spec = session.spec(line, body, variables or {})
-    notebook = _in_notebook()
+    notebook = in_notebook()
     show = notebook if show is None else show
-    results, client, cache = session.prepare(spec)
+    run = session.prepare(spec)
     if show and notebook:
-        run_shown(session, results, spec, client, cache, cancel)
-        return results
-    from .progress import Progress
-
-    progress = Progress(results, stream=sys.stderr) if show else None
+        with showing(run.results, planned=spec.dry_run) as redraw:
+            return run.execute(on_update=redraw, cancel=cancel)
+    progress = Progress(run.results, stream=sys.stderr) if show else None
     try:
-        session.run(results, spec, client, cache, on_update=progress, cancel=cancel)
+        return run.execute(on_update=progress, cancel=cancel)
     finally:
         if progress is not None:
             progress.close()
-    return results
-
-
-def run_shown(
-    session: Session,
-    results: Results,
-    spec: options.Spec,
-    client: Any,
-    cache: Any,
-    cancel: threading.Event | None = None,
-) -> None:
-    """Run with the grid drawn in the notebook as it fills in (one output per row, resent only
-    when it changed: see live.py); what the magic and `generate()` in a notebook both do."""
-    from IPython.display import display
-
-    from .live import LiveGrid
-    from .runner import Throttled
-
-    if spec.dry_run:
-        display(results)
-        return
-    handles: dict[int, Any] = {}
-
-    def publish(index: int, html: str, first: bool) -> None:
-        # A terminal sees only text/plain: the summary, and at the end the notes and errors.
-        plain = "" if index else repr(results) if first else results.plain()
-        bundle = {"text/html": html, "text/plain": plain}
-        if first:
-            handles[index] = display(bundle, raw=True, display_id=True)
-        elif handles.get(index) is not None:
-            handles[index].update(bundle, raw=True)
-
-    view = LiveGrid(results, publish)
-    view.draw()
-    redraw = Throttled(view.draw)
-    try:
-        session.run(results, spec, client, cache, on_update=redraw, cancel=cancel)
-    finally:
-        view.draw(force=True)
 
 
 def models(host: str | None = None, search: str | None = None, developer: str | None = None) -> ModelTable:

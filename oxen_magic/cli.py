@@ -31,7 +31,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from . import __version__, options
-from .errors import AuthError, OxenError, UsageProblem
+from .errors import OxenError, UsageProblem
+from .problems import STOPPED_BEFORE, explain
 
 if TYPE_CHECKING:
     from .results import Results
@@ -95,24 +96,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `oxen-image --list-models | head`: the reader left; not our error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:  # while planning: the run and the saving handle their own Ctrl-C
-        _say(sys.stderr, "Interrupted before any image was requested; nothing was billed.")
-        return 130
-    except UsageProblem as exc:
-        _say(sys.stderr, f"{PROG}: {str(exc).replace('%%oxenimage?', PROG + ' --help')}")
-        return 2
-    except AuthError as exc:
-        _say(sys.stderr, f"{PROG}: {exc}")
-        return 2
-    except OxenError as exc:
-        _say(sys.stderr, f"{PROG}: {exc}")
-        return 1
+    except (KeyboardInterrupt, OxenError, UsageProblem) as exc:
+        # Ctrl-C while planning: the run and the saving handle their own Ctrl-C
+        problem = explain(exc, stopped=STOPPED_BEFORE, program=PROG)
+        assert problem is not None
+        if isinstance(exc, KeyboardInterrupt):
+            _say(sys.stderr, problem.sentence)
+        else:
+            _say(sys.stderr, f"{PROG}: {problem.sentence}")
+        return problem.exit_code
 
 
 def _generate(args: list[str]) -> int:
     import dataclasses
 
-    from .exports import export
     from .progress import Progress
     from .session import current_session
 
@@ -126,20 +123,20 @@ def _generate(args: list[str]) -> int:
         return 0
     if spec.save_dir is None and not spec.dry_run:
         spec = dataclasses.replace(spec, save_dir=DEFAULT_SAVE)
-    results, client, cache = session.prepare(spec)
+    run = session.prepare(spec)
     if spec.dry_run:
-        _say(sys.stdout, _plan_text(results))
+        _say(sys.stdout, _plan_text(run.results))
         return 0
     # The run writes no files itself: the exports come after it, with the contact sheet, so a
     # Ctrl-C while saving is told apart from one while fetching (see exports.finish_first).
-    bare = dataclasses.replace(spec, save_dir=None, to_oxen=None, to_html=None)
+    results = run.results
     progress = Progress(results, stream=sys.stderr)
     try:
         try:
-            session.run(results, bare, client, cache, on_update=progress)
+            run.execute(on_update=progress, exports=False)
         finally:
             progress.close()
-        export(results, spec, sheet=True)
+        run.export(sheet=True)
     except KeyboardInterrupt:  # between the steps: say what is known, not "nothing was sent"
         _say(
             sys.stderr,

@@ -3,9 +3,10 @@ and reported truthfully.
 
 `check_targets` runs in `pipeline.prepare`, so a target that cannot be written is refused in one
 sentence while nothing has been sent. `export` runs once the images are in: each target that
-fails gives one sentence in `results.export_failures` (and the notes), so the command line exits 1
-instead of 0. While files are written a first Ctrl-C is only noted (the images that arrived are
-saved, as promised), a second one stops, and either way the notes say exactly what was saved.
+fails gives one sentence (`Exported`), which the run puts in `results.export_failures` and the
+notes, so the command line exits 1 instead of 0. While files are written a first Ctrl-C is only
+noted (the images that arrived are saved, as promised), a second one stops, and either way the
+notes say exactly what was saved.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import OxenError, UsageProblem
 from .options import Spec
-from .results import Results
 from .saving import SaveFailed, SaveInterrupted, save_contact_sheet, save_pngs
 from .validate import html_file, oxen_folder, save_folder
+
+if TYPE_CHECKING:
+    from .results import Results
 
 STILL_SAVING = "Saving the images that arrived before stopping; press Ctrl-C again to stop now."
 
@@ -67,11 +72,27 @@ def finish_first(notice: str = STILL_SAVING) -> Iterator[list[bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def export(results: Results, spec: Spec, *, sheet: bool = False) -> None:
+@dataclass
+class Exported:
+    """What `export` did, for the run to add to its results: `notes` in order (what was written,
+    and each failure's sentence), `failures` (one sentence per target that failed: the command
+    line exits 1) and whether Ctrl-C came while files were written (it exits 130)."""
+
+    notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    def fail(self, sentence: str) -> None:
+        self.failures.append(sentence)
+        self.notes.append(sentence)
+
+
+def export(results: Results, spec: Spec, *, sheet: bool = False) -> Exported:
     """Write what `spec` asks (`sheet`: also the contact sheet in the --save folder, as the
-    command line does). Problems become sentences in the notes and in `results.export_failures`."""
+    command line does); reads `results`, and says what it did (problems become sentences)."""
+    out = Exported()
     if not results.done or not (spec.save_dir or spec.to_oxen or spec.to_html):
-        return
+        return out
     steps: list[tuple[str | None, Callable[[str], list[str]], Callable[[str, object], str]]] = [
         (spec.save_dir, lambda p: _save(results, p, sheet), _save_problem),
         (spec.to_oxen, lambda p: results.to_oxen(p, push=spec.push).notes, _oxen_problem),
@@ -82,22 +103,18 @@ def export(results: Results, spec: Spec, *, sheet: bool = False) -> None:
             if not target:
                 continue
             try:
-                results.notes.extend(write(target))
+                out.notes.extend(write(target))
             except KeyboardInterrupt as exc:
-                _fail(results, problem(target, exc))
-                results.export_interrupted = True
+                out.fail(problem(target, exc))
+                out.interrupted = True
                 break
             except (UsageProblem, OxenError, OSError) as exc:
-                _fail(results, problem(target, exc))
+                out.fail(problem(target, exc))
     if asked:
-        results.export_interrupted = True
-        if not results.export_failures:
-            results.notes.append("Ctrl-C came while saving; everything that had arrived was saved first.")
-
-
-def _fail(results: Results, sentence: str) -> None:
-    results.export_failures.append(sentence)
-    results.notes.append(sentence)
+        out.interrupted = True
+        if not out.failures:
+            out.notes.append("Ctrl-C came while saving; everything that had arrived was saved first.")
+    return out
 
 
 def _save(results: Results, folder: str, sheet: bool) -> list[str]:

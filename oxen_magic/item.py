@@ -44,7 +44,6 @@ class Item:
     key: str | None = None
     index: int = -1  # position in its Results (`grid[index]`), which is not the seed
     offline: bool = False  # failed for want of a network (the grid then says what to do)
-    billed: bool = False  # counted in the session's spend ledger
     placeholder: bool = False  # drawn by the local hub, not a model's image (its caption says so)
     _uri: tuple[bytes, str] | None = field(default=None, repr=False)
 

@@ -4,7 +4,7 @@ An image counts when the API answered 200 to its POST (not from the cache): that
 bills, whatever then happens to its download (a result link that expired, a file past the size
 cap). Prices come from the model list (`pricing.cost_per_image`); an image whose price is unknown
 is counted as an image and said to be unpriced, never silently added as $0. The runner reports
-each answer as it happens (`Session.run` passes `Ledger.charge` down as `on_billed`), so an image
+each answer as it happens (`Run.execute` passes `Ledger.charge` down as `on_billed`), so an image
 answered after Stop or Ctrl-C, when the grid no longer changes, is counted all the same. A POST a
 gateway answered 502/504 may have been billed (the backend can make the image first): it is kept
 apart as "possibly billed", never added to the total.
@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from .ledgerstore import Row, Store, Totals
 from .money import EPSILON, dollars, estimate, left_of
 
 if TYPE_CHECKING:
-    from .results import Item, Results
+    from .results import Item
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,8 @@ class Ledger:
         self.session = session or uuid.uuid4().hex
         self._lock = threading.RLock()
         self._unsaved: list[Charge] = []  # charges the file refused (kept here, said in spend())
+        #: The items already counted (each answer is charged once, whoever reports it again).
+        self._billed: weakref.WeakSet[Item] = weakref.WeakSet()
 
     def charge(
         self, item: Item, price: float | None, host: str, gateway: int | None = None, hold: int | None = None
@@ -214,9 +217,9 @@ class Ledger:
         if item.request is None:
             return False
         with self._lock:  # the flag and the row together: `settle` sees both or neither
-            if item.billed:
+            if item in self._billed:
                 return False
-            item.billed = True
+            self._billed.add(item)
             self._add(Charge(item.request.model, price, self.store.clock(), host, gateway), hold)
         return True
 
@@ -248,13 +251,15 @@ class Ledger:
         where = str(self.store.path) if self.store.path is not None else None
         return Spend(self.charges(), budget, totals, where, self.store.problem, self.store)
 
-    def check_budget(self, results: Results, fresh: Sequence[Item], budget: float) -> int | None:
+    def check_budget(
+        self, prices: Mapping[str, float | None], fresh: Sequence[Item], budget: float
+    ) -> tuple[int | None, str | None]:
         """Reserve, before anything is sent, the known prices of the new images against the
         budget (what every kernel spent and holds counted); refuse in one sentence when they do
-        not fit. Returns the hold's id (None: no budget, or nothing priced to hold)."""
+        not fit. Returns the hold's id (None: no budget, or nothing priced to hold) and a note
+        for the grid when some new images have no price."""
         if budget <= 0:
-            return None
-        prices = results.plan.prices
+            return None, None
         new = estimate((prices.get(i.model or ""), 1) for i in fresh)
         cost, unpriced = new.cost, new.unpriced
         hold, left, held = (None, self._left(budget), 0.0)
@@ -268,11 +273,12 @@ class Ledger:
                 "count); narrow the sweep (cached images are free) or raise %config OxenMagic.max_spend."
             )
         if unpriced:
-            results.notes.append(
+            note = (
                 f"{unpriced} new image(s) have no listed price, so the budget ({dollars(left)} left) "
                 "cannot count them."
             )
-        return hold
+            return hold, note
+        return hold, None
 
     def _left(self, budget: float) -> float:
         totals = self.store.totals()
@@ -289,7 +295,7 @@ class Ledger:
             out = [
                 i.request.model
                 for i in sent
-                if not i.billed and i.request is not None and i.status not in ("done", "failed")
+                if i not in self._billed and i.request is not None and i.status not in ("done", "failed")
             ]
             self.store.shrink(hold, sum(prices.get(model) or 0.0 for model in out), seconds)
 

@@ -17,17 +17,13 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from traitlets import Enum, Float, Int, Unicode, observe
 
 from . import options
-from .errors import OxenError, UsageProblem
+from .notebook import showing
+from .problems import STOPPED_LOOKUP, as_usage_error
 from .session import SETTINGS, Session, current_session
 
 if TYPE_CHECKING:
-    from .cache import Cache
     from .client import OxenClient
     from .results import Results
-
-
-#: Ctrl-C while the models are being read: nothing was generated, so one line says so.
-STOPPED_LOOKUP = "Stopped while looking up the models; nothing was sent. Run the cell again when ready."
 
 
 @magics_class
@@ -79,23 +75,13 @@ class OxenMagic(Magics):
         return current_session()
 
     # -- shared with the other front ends (the session holds the state) --------------------------
-    def defaults(self) -> options.Defaults:
-        return self.session.defaults()
-
     def client(self, host: str | None, pool: int = 8) -> OxenClient:
-        try:
+        with as_usage_error():
             return self.session.client(host, pool)
-        except UsageProblem as exc:
-            raise UsageError(str(exc)) from None
-
-    def cache(self) -> Cache:
-        return self.session.cache()
 
     def spec(self, line: str, cell: str | None) -> options.Spec:
-        try:
+        with as_usage_error():
             return self.session.spec(line, cell, self.shell.user_ns if self.shell else {})
-        except UsageProblem as exc:
-            raise UsageError(str(exc)) from None
 
     # -- magics -------------------------------------------------------------------------------
     @line_cell_magic
@@ -128,19 +114,10 @@ class OxenMagic(Magics):
     def generate(self, spec: options.Spec) -> Results:
         """Plan (refusing what must not be sent), then run with a grid that fills in as images
         arrive; one line on any problem."""
-        from .api import run_shown
-
-        session = self.session
-        try:
-            results, client, cache = session.prepare(spec)
-        except (UsageProblem, OxenError) as exc:
-            raise UsageError(str(exc)) from None
-        except KeyboardInterrupt:
-            raise UsageError(STOPPED_LOOKUP) from None
-        try:
-            run_shown(session, results, spec, client, cache)
-        except OxenError as exc:
-            raise UsageError(str(exc)) from None
+        with as_usage_error(stopped=STOPPED_LOOKUP):
+            run = self.session.prepare(spec)
+        with as_usage_error(), showing(run.results, planned=spec.dry_run) as redraw:
+            results = run.execute(on_update=redraw)
         if results.interrupted:
             print(f"Interrupted: kept {results.done} of {results.total} images; rerun to fetch the rest.")
         return results
@@ -150,12 +127,8 @@ class OxenMagic(Magics):
 
         from .api import models
 
-        try:
+        with as_usage_error(stopped=STOPPED_LOOKUP):
             table = models(host=spec.host, search=spec.search, developer=spec.developer)
-        except (UsageProblem, OxenError) as exc:
-            raise UsageError(str(exc)) from None
-        except KeyboardInterrupt:
-            raise UsageError(STOPPED_LOOKUP) from None
         display(table)
 
     def _show_spend(self, line: str) -> None:
@@ -163,7 +136,6 @@ class OxenMagic(Magics):
 
         if options.split_words(line) != ["--spend"]:
             raise UsageError("%oxenimage --spend takes no other options or prompt.")
-        try:
-            display(self.session.spend())
-        except UsageProblem as exc:
-            raise UsageError(str(exc)) from None
+        with as_usage_error():
+            spent = self.session.spend()
+        display(spent)

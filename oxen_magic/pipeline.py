@@ -1,30 +1,22 @@
-"""The one pipeline both front ends use: resolve models → plan → run.
+"""The first half of `Run.prepare`: read the models, check the spec against them, make the plan.
 
-`prepare` does everything that can fail on bad input before anything is billed; `execute` runs
-the requests. The magic and the panel differ only in how they display progress.
+`prepare` does what can fail on bad input before anything is billed (unknown models, export
+targets that cannot be written, parameters a model does not take); `run.Run` lays the plan out as
+a grid, holds the budget and sends. `list_models` is what `--list-models` and the panel show.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from .cache import Cache
 from .catalog import ModelInfo
 from .client import OxenClient
 from .errors import AuthError, NetworkError, NotFoundError, OxenError, UsageProblem
-from .exports import check_targets, export
-from .inputs import inline_note
+from .exports import check_targets
 from .options import Spec
-from .plan import make_plan, suggest
-from .results import Item, Results
-from .runner import Billed, Sent, run
-from .state import InFlight
-from .window import WindowMemory
-
-#: Notes given once per process (the data: URI caveat), not on every cell.
-_NOTED: set[str] = set()
+from .plan import Plan, make_plan, suggest
 
 #: What to do without a network for what the cache cannot answer (issue 14: offline packs).
 OFFLINE_WAYS = (
@@ -121,14 +113,24 @@ def list_models(
     return models, notes
 
 
-def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Results:
-    """Validate the spec against the models and lay out the grid; sends no generate request.
+@dataclass(frozen=True)
+class Planned:
+    """What `prepare` found: the spec as it will be sent (local input images uploaded), its plan,
+    the notes to show above the grid, and each model's per-image price where the API lists one."""
+
+    spec: Spec
+    plan: Plan
+    notes: list[str]
+    prices: dict[str, float]
+
+
+def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Planned:
+    """Validate the spec against the models and make its plan; sends no generate request (the
+    first step of `Run.prepare`, which lays out the grid and holds the budget).
 
     Export targets are checked first (`exports.check_targets`), so a `--save`, `--to-html` or
     `--to-oxen` target that cannot be written, or a cache path that cannot be a folder, is refused
     before any request (not after the images were billed).
-
-    `results.to_send` lists the items the cache cannot answer: what a run would send and pay for.
     """
     check_targets(spec)
     cache_note = cache.check() if cache is not None else None
@@ -140,35 +142,8 @@ def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Resul
         spec, note = _upload(spec)
         plan = make_plan(spec, models)  # validated above, before anything was uploaded
         notes.append(note)
-    results = Results(plan, size=spec.size, cols=spec.cols)
-    results.notes[:0] = notes
-    inline = inline_note(spec.input_images, _NOTED)
-    if inline:
-        results.notes.append(inline)
-    results.host = client.base
-    results.prices = {m: i.cost_per_image for m, i in models.items() if i and i.cost_per_image is not None}
-    results.to_send = [
-        item
-        for item in results.items
-        if item.request is not None
-        and not (spec.use_cache and cache is not None and cache.has(client.base, item.request.key_body()))
-    ]
-    if spec.random_seeds:
-        seeds = ",".join(str(s) for s in spec.seeds)
-        results.notes.append(f"Random seeds: {seeds} (use --seed {seeds} to get these images again).")
-    if spec.dry_run:
-        for item in results.items:
-            if item.status == "pending":
-                item.status = "planned"
-        cost = results.cost_line()
-        cached = results.total - len(results.to_send)
-        if cached:
-            cost = f"{cached} from cache" + (f", {cost}" if cost else "")
-        results.notes.append(
-            f"Dry run: {results.total} image(s) planned{f' ({cost})' if cost else ''}; nothing was "
-            "sent. Remove --dry-run to generate them."
-        )
-    return results
+    prices = {m: i.cost_per_image for m, i in models.items() if i and i.cost_per_image is not None}
+    return Planned(spec, plan, notes, prices)
 
 
 def _upload(spec: Spec) -> tuple[Spec, str]:
@@ -180,48 +155,3 @@ def _upload(spec: Spec) -> tuple[Spec, str]:
     assert spec.upload_repo is not None
     groups, note = upload_inputs(spec.input_images, spec.upload_repo)
     return replace(spec, input_images=groups), note or ""
-
-
-def execute(
-    results: Results,
-    spec: Spec,
-    client: OxenClient,
-    cache: Cache | None,
-    *,
-    on_update: Callable[[Item | None], None] | None = None,
-    cancel: threading.Event | None = None,
-    on_billed: Billed | None = None,
-    on_sent: Sent | None = None,
-    windows: WindowMemory | None = None,
-    in_flight: InFlight | None = None,
-) -> Results:
-    """Run what the cache cannot answer; save PNGs when asked. Raises only for a missing or bad key
-    (once the cache has answered what it can: a fully cached grid needs no key). `on_billed` and
-    `on_sent`: see `runner.run` (the session's spend ledger); `windows`: the session's window per
-    host; `in_flight`: its seeded requests on their way."""
-    if spec.dry_run:
-        return results
-    run(
-        results,
-        client,
-        cache=cache,
-        use_cache=spec.use_cache,
-        concurrency=spec.concurrency,
-        on_update=on_update,
-        cancel=cancel,
-        on_billed=on_billed,
-        on_sent=on_sent,
-        windows=windows,
-        in_flight=in_flight,
-    )
-    late = cache.note() if cache is not None else None  # a write that failed during the run
-    if late:
-        results.notes.append(late)
-    offline = sum(1 for item in results.items if item.offline)
-    if offline:
-        results.notes.append(
-            f"{offline} image(s) could not reach the server and are not in this machine's cache: rerun "
-            f"when the network is back, or {OFFLINE_WAYS}"
-        )
-    export(results, spec)
-    return results

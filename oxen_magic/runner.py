@@ -2,7 +2,7 @@
 
 The caller owns display: `on_update(item)` is called in the caller's thread after each item
 settles, and `on_update(None)` at least every `TICK` seconds while waiting, so a throttled
-redraw can show what it skipped (see `Throttled`). Interrupting (Ctrl-C in
+redraw can show what it skipped (see `notebook.Throttled`). Interrupting (Ctrl-C in
 the kernel, or `cancel.set()` from a Stop button) stops everything that has not started and keeps
 what arrived; requests already in flight finish in the background and land in the cache (not in
 the returned results, which no longer change), so a rerun does not pay for them twice.
@@ -45,31 +45,6 @@ THREAD_PREFIX = "oxen-magic"
 #: sharing the CPU and appearing together, and few threads touching the big decoded bitmaps keep
 #: the allocator's per-thread arenas (and so the process's peak memory) small.
 CPU_SLOTS = max(1, min(4, os.cpu_count() or 1))
-#: Seconds between two redraws of a grid that is filling in (the last one always draws).
-REDRAW_EVERY = 0.2
-
-
-class Throttled:
-    """Call `draw()` at most every `every` seconds; a skipped change is drawn on the next call.
-
-    Used as `on_update`: arrivals mark the grid dirty, ticks (`None`) draw it once it is due, so
-    no image waits for the next arrival to appear and a burst of arrivals costs one redraw. A
-    `draw()` that returns True held something back: the grid stays dirty.
-    """
-
-    def __init__(self, draw: Callable[[], bool | None], every: float = REDRAW_EVERY) -> None:
-        self.draw, self.every = draw, every
-        self.last = time.monotonic()
-        self.dirty = False
-
-    def __call__(self, item: Item | None = None) -> None:
-        self.dirty = self.dirty or item is not None
-        if self.dirty and time.monotonic() - self.last >= self.every:
-            self.flush()
-
-    def flush(self) -> None:
-        self.dirty, self.last = False, time.monotonic()
-        self.dirty = bool(self.draw())
 
 
 def run(

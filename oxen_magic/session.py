@@ -7,9 +7,10 @@ else from arguments and the environment), one pooled client per host, the cache,
 local hub when `host = "local"`, and the ledger of what was billed. So a budget set once holds
 for the magic and the panel alike, and a `generate()` in the same process reuses their clients.
 
-Every front end does the same three steps: `spec()` (the magic's grammar with these defaults),
-`prepare()` (everything that can refuse before anything is sent: unknown models, a missing or
-refused key, a budget the new images would pass) and `run()` (send, fill the grid, record spend).
+Every front end does the same steps: `spec()` (the magic's grammar with these defaults), then
+`prepare()`, which returns a `run.Run` once everything that can refuse before anything is sent
+has been checked (unknown models, a missing or refused key, a budget the new images would pass),
+then `run.execute()` (send, fill the grid, record spend), then it shows the run's results.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ import os
 import secrets
 import threading
 import uuid
-import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import options
-from .errors import MissingKeyError, UsageProblem
+from .errors import UsageProblem
 from .ledger import Ledger, Spend
 from .sessioncache import LOCAL, SessionCache  # LOCAL: `host = "local"`, the embedded hub
 from .state import ProcessState
@@ -34,11 +34,10 @@ from .window import WindowMemory
 
 if TYPE_CHECKING:
     from .client import OxenClient
-    from .results import Item, Results
+    from .run import Run
 
 #: The environment variable an instructor sets to cap what each session may spend (USD).
 MAX_SPEND_ENV = "OXEN_MAGIC_MAX_SPEND"
-LOCAL_HINT = 'or use the local hub, which bills nothing: --host local (or oxen_magic.connect("local")).'
 
 
 @dataclass
@@ -71,9 +70,8 @@ class Session:
         #: This kernel's name in the user's ledger (its own spend is told apart from the others').
         self.name = uuid.uuid4().hex
         self._ledgers: dict[str, Ledger] = {}
-        #: The budget reservation of each prepared run, until the run settles it.
-        self._holds: weakref.WeakKeyDictionary[Results, tuple[int, weakref.finalize[Any, Any]]]
-        self._holds = weakref.WeakKeyDictionary()
+        #: Notes given once per process (the data: URI caveat), not on every cell.
+        self.noted: set[str] = set()
         #: Where each host's congestion window ended, so the next sweep starts there (window.py).
         self.windows = WindowMemory()
         #: Requests in flight, recent grids, exercises, cache notes: this process's (state.py).
@@ -227,91 +225,16 @@ class Session:
                 ledger = self._ledgers[str(folder)] = Ledger(folder, self.name)
             return ledger
 
-    # -- the three steps ----------------------------------------------------------------------
-    def prepare(self, spec: options.Spec) -> tuple[Results, OxenClient, SessionCache]:
-        """Resolve the models and lay out the grid, then refuse what must not be sent: a missing
-        or refused key, or new images that would pass the budget. Sends no generate request."""
-        from .pipeline import prepare
+    # -- the two steps ------------------------------------------------------------------------
+    def prepare(self, spec: options.Spec) -> Run:
+        """The run of `spec` on this session's client, cache, budget and ledger: everything that
+        can refuse has been checked and nothing was sent (see `run.Run.prepare`); its
+        `execute(on_update, cancel)` sends."""
+        from .run import Run
 
-        client = self.client(spec.host, spec.concurrency)
-        cache = self.cache()
-        try:
-            results = prepare(spec, client, cache)
-        except MissingKeyError as exc:
-            raise MissingKeyError(_with_local_hint(str(exc))) from None
-        self.state.grids.add(results)  # `latest()` and the check cells find it
-        fresh = results.to_send or []
-        if fresh and not spec.dry_run:
-            try:
-                client.check_key()
-            except MissingKeyError as exc:
-                raise MissingKeyError(_with_local_hint(str(exc))) from None
-            ledger, budget = self.ledger, self.max_spend()  # a bad value is said in a rehearsal too
-            # the embedded hub draws placeholders and bills nothing: a rehearsal spends no budget
-            hold = None if self._embedded(client) else ledger.check_budget(results, fresh, budget)
-            if hold is not None:  # settled by `run`, or released when the results are dropped unrun
-                self._holds[results] = (hold, weakref.finalize(results, ledger.release, hold))
-        return results, client, cache
+        return Run.prepare(spec, self.client(spec.host, spec.concurrency), self.cache(), session=self)
 
-    def run(
-        self,
-        results: Results,
-        spec: options.Spec,
-        client: OxenClient,
-        cache: SessionCache,
-        *,
-        on_update: Callable[[Item | None], None] | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Results:
-        """Send what the cache cannot answer; every image that arrived from the API is billed."""
-        from .pipeline import execute
-
-        prices, host = results.plan.prices, client.base
-        ledger, (hold, unrun) = self.ledger, self._holds.pop(results, (None, None))
-        if unrun is not None:
-            unrun.detach()
-        sent: dict[int, Item] = {}
-
-        def on_sent(item: Item) -> None:  # a worker thread, just before the POST
-            sent[id(item)] = item
-
-        local = self._embedded(client)
-
-        def billed(item: Item, gateway: int | None) -> None:  # a worker thread, maybe after Stop
-            assert item.request is not None
-            if not local:  # the embedded hub bills nothing (its prices are the real API's)
-                ledger.charge(item, prices.get(item.request.model), host, gateway, hold)
-
-        def update(item: Item | None) -> None:  # the local hub's pictures say so as they arrive
-            if local and item is not None:
-                cache.mark(item)
-            if on_update is not None:
-                on_update(item)
-
-        try:
-            execute(
-                results,
-                spec,
-                client,
-                cache,
-                on_update=update,
-                cancel=cancel,
-                on_billed=billed,
-                on_sent=on_sent,
-                windows=self.windows,
-                in_flight=self.state.in_flight,
-            )
-        except MissingKeyError as exc:
-            raise MissingKeyError(_with_local_hint(str(exc))) from None
-        finally:
-            if hold is not None:  # requests still in flight (after Stop) keep their price held
-                ledger.settle(hold, list(sent.values()), prices, client.deadline + 60.0)
-        if local:
-            for item in results.items:
-                cache.mark(item)
-        return results
-
-    def _embedded(self, client: OxenClient) -> bool:
+    def embedded(self, client: OxenClient) -> bool:
         """Whether `client` talks to this session's embedded local hub, which bills nothing: its
         images are never charged nor held against the budget, which is for real money (the
         user's ledger is shared and durable, so a rehearsal must not use up the workshop's)."""
@@ -350,13 +273,6 @@ def _budget(value: Any, said: str, example: str) -> float:
     if isinstance(value, bool) or not math.isfinite(amount) or amount < 0:
         raise UsageProblem(f"{said} is not an amount of dollars; set it like {example} (0 for no budget).")
     return amount
-
-
-def _with_local_hint(message: str) -> str:
-    """The missing-key sentence, naming the second way on: the local hub."""
-    if LOCAL_HINT in message:
-        return message
-    return message.rstrip(".") + "; " + LOCAL_HINT
 
 
 #: The one module-level root of process state, and the only one: a front end (a magic, the

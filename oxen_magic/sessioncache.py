@@ -79,13 +79,13 @@ class SessionCache(Cache):
             return True
         return super().has(self._name(host), body)
 
-    def mark(self, item: Item) -> None:
-        """After a local-hub run: a finished item is a placeholder unless `first` answered it; one
-        that did is named by its request to `first` (its identity as a later cell's input image,
-        so an edit of a pack's image is found in the pack too, whatever port the hub has)."""
+    def origin(self, item: Item) -> tuple[bool, str | None] | None:
+        """After a local-hub run, for a finished item (else None): whether it is a placeholder
+        (it is unless `first` answered it), and for one that `first` answered the key of its
+        request there (its identity as a later cell's input image, so an edit of a pack's image
+        is found in the pack too, whatever port the hub has). The run writes both into the item."""
         if item.status != "done" or item.request is None:
-            return
+            return None
         key = self.key(self.first, item.request.key_body()) if self.first is not None else None
-        item.placeholder = key is None or key not in self.answered_first
-        if key is not None and not item.placeholder:
-            item.key = key
+        placeholder = key is None or key not in self.answered_first
+        return placeholder, None if placeholder else key

@@ -355,7 +355,7 @@ def test_html_gallery_opens_offline_with_every_image_loaded(tmp_path: Path) -> N
 
     from oxen_magic.client import OxenClient
     from oxen_magic.options import build_spec
-    from oxen_magic.pipeline import execute, prepare
+    from oxen_magic.run import Run
 
     with LocalHub("127.0.0.1", 0, api_key=None, image_size=256, latency=0.0) as hub:
         client = OxenClient(hub.url, api_key="unused-local-key")
@@ -363,7 +363,7 @@ def test_html_gallery_opens_offline_with_every_image_loaded(tmp_path: Path) -> N
         Image.new("RGB", (48, 48), "orange").save(picture)
         line = f"--model flux-2-dev,flux-kontext-dev -i {picture} --seed 1..3 --no-cache"
         spec = build_spec(line, "a lighthouse")
-        results = execute(prepare(spec, client, None), spec, client, None)
+        results = Run.prepare(spec, client).execute()
         client.close()
     page_file = results.to_html(tmp_path / "gallery.html")
     artifacts = Path(os.environ.get("OXEN_BROWSER_ARTIFACTS") or tmp_path) / "test_browser"

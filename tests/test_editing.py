@@ -18,7 +18,6 @@ from PIL import Image
 from support import all_text, html_outputs, run_cell
 
 from oxen_magic import inputs as inputs_module
-from oxen_magic import pipeline
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.localhub import LocalHub
 from oxen_magic.placeholder import input_sha_of
@@ -51,11 +50,6 @@ def picture(tmp_path: Path) -> Path:
     path = tmp_path / "photo.png"
     Image.new("RGB", (40, 30), (20, 120, 200)).save(path)
     return path
-
-
-@pytest.fixture(autouse=True)
-def _fresh_notes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "_NOTED", set())
 
 
 # -- every model of the catalogue -------------------------------------------------------------

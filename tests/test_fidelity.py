@@ -22,7 +22,6 @@ from PIL import Image
 from support import fast_client, run_cell, shown_html
 
 import oxen_magic
-from oxen_magic import pipeline
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.client import EDIT_PATH, GENERATE_PATH, OxenClient
 from oxen_magic.errors import TIMED_OUT, NotFoundError, ServerError
@@ -38,11 +37,6 @@ IDEOGRAM_PRICE = 0.06  # the local hub's price for it
 KONTEXT = "flux-kontext-dev"  # an edit model: needs an input image
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE = {m["id"]: ModelInfo.from_api(m) for m in bundled_catalogue()}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_notes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "_NOTED", set())
 
 
 @pytest.fixture

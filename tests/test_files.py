@@ -23,8 +23,8 @@ from oxen_magic import atomic
 from oxen_magic.client import OxenClient
 from oxen_magic.localhub import LocalHub
 from oxen_magic.options import build_spec
-from oxen_magic.pipeline import execute, prepare
 from oxen_magic.results import Results
+from oxen_magic.run import Run
 from oxen_magic.saving import save_pngs
 from oxen_magic.validate import shown
 
@@ -40,7 +40,7 @@ def sweep(hub: LocalHub, line: str, prompt: str) -> Results:
     client = OxenClient(hub.url)
     try:
         spec = build_spec(line, prompt)
-        return execute(prepare(spec, client, None), spec, client, None)
+        return Run.prepare(spec, client).execute()
     finally:
         client.close()
 
@@ -196,14 +196,14 @@ def test_a_failed_export_is_one_sentence_in_the_notes(hub: LocalHub, oxen_env: P
     results = sweep(hub, "--seed 1,2", "a cube")
     folder = tmp_path / "gone"
     spec = build_spec(f"--seed 1,2 --save {folder} --to-html {folder}/g.html", "a cube")
-    prepare(spec, OxenClient(hub.url), None)  # the check passes now
+    Run.prepare(spec, OxenClient(hub.url))  # the check passes now
     folder.write_text("a file in the way")
-    export(results, spec)
-    assert len(results.export_failures) == 2 and not results.export_interrupted
-    assert results.export_failures[0].startswith(f"Could not save the PNGs to {folder} (File exists)")
+    done = export(results, spec)  # says what happened; the run writes it into the results
+    assert len(done.failures) == 2 and not done.interrupted
+    assert done.failures[0].startswith(f"Could not save the PNGs to {folder} (File exists)")
     # (a long path is clipped in the middle, as a message shows it: tmp_path's length varies)
-    assert results.export_failures[1].startswith(f"The --to-html folder {shown(str(folder))} is a file")
-    assert all(f in results.notes for f in results.export_failures)
+    assert done.failures[1].startswith(f"The --to-html folder {shown(str(folder))} is a file")
+    assert all(f in done.notes for f in done.failures)
     assert folder.read_text() == "a file in the way"
 
 

@@ -352,7 +352,7 @@ MEMORY_SCRIPT = textwrap.dedent(
     import sys
     from oxen_magic.client import OxenClient
     from oxen_magic.options import build_spec
-    from oxen_magic.pipeline import execute, prepare
+    from oxen_magic.run import Run
 
     def status(name):
         for line in open("/proc/self/status"):
@@ -364,11 +364,12 @@ MEMORY_SCRIPT = textwrap.dedent(
     client = OxenClient(host, "not-a-real-key", max_retries=0)
     line = f"--model oxen:someone/tuned --seed 1..4 --concurrency 4 --no-cache --format {fmt}"
     spec = build_spec(line, "a prompt")
-    results = prepare(spec, client, None)  # warm up: imports, the model lookup (a 404 here)
+    run = Run.prepare(spec, client)  # warm up: imports, the model lookup (a 404 here)
+    results = run.results
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")  # reset the peak (VmHWM) to the current RSS
     before = status("VmRSS")
-    execute(results, spec, client, None)
+    run.execute()
     errors = {item.error for item in results.items}
     print(status("VmHWM") - before, results.failed, repr(errors))
     """
@@ -402,14 +403,14 @@ EXIT_SCRIPT = textwrap.dedent(
     import sys, threading, time
     from oxen_magic.client import OxenClient
     from oxen_magic.options import build_spec
-    from oxen_magic.pipeline import execute, prepare
+    from oxen_magic.run import Run
 
     client = OxenClient(sys.argv[1], sys.argv[2])
     spec = build_spec("--model z-image-turbo --seed 1..4 --no-cache", "a prompt")
-    results = prepare(spec, client, None)
+    run = Run.prepare(spec, client)
     cancel = threading.Event()
     threading.Timer(0.5, cancel.set).start()  # the Stop button (or Ctrl-C) with four in flight
-    execute(results, spec, client, None, cancel=cancel)
+    run.execute(cancel=cancel)
     print("stopped", time.monotonic(), flush=True)
     """
 )

@@ -382,7 +382,7 @@ def test_unknown_prices_and_gateway_answers_are_counted_apart(ledger: Ledger) ->
 def test_a_hold_reserves_the_estimate_and_each_charge_shrinks_it(ledger: Ledger) -> None:
     items = _items(DEV, 4)
     grid = _grid({DEV: 0.025})
-    hold = ledger.check_budget(grid, items, budget=0.5)
+    hold = ledger.check_budget(grid.plan.prices, items, budget=0.5)[0]
     assert hold is not None
     assert ledger.spend(0.5).held == pytest.approx(0.1)
     ledger.charge(items[0], 0.025, "h", hold=hold)
@@ -394,17 +394,17 @@ def test_a_hold_reserves_the_estimate_and_each_charge_shrinks_it(ledger: Ledger)
 
 def test_no_budget_holds_nothing(ledger: Ledger) -> None:
     items = _items(DEV, 2)
-    assert ledger.check_budget(_grid({DEV: 0.025}), items, budget=0) is None
+    assert ledger.check_budget(_grid({DEV: 0.025}).plan.prices, items, budget=0)[0] is None
     assert ledger.spend().held == 0 and ledger.spend().left is None
 
 
 def test_a_run_that_does_not_fit_is_refused_in_one_sentence(tmp_path: Path, clock: Clock) -> None:
     first, second = Ledger(tmp_path, "kernel-1", clock=clock), Ledger(tmp_path, "kernel-2", clock=clock)
     items = _items(DEV, 2)
-    assert first.check_budget(_grid({DEV: 0.025}), items, budget=0.06) is not None
+    assert first.check_budget(_grid({DEV: 0.025}).plan.prices, items, budget=0.06)[0] is not None
     more = _items(DEV, 2)
     with pytest.raises(UsageProblem) as refused:
-        second.check_budget(_grid({DEV: 0.025}), more, budget=0.06)
+        second.check_budget(_grid({DEV: 0.025}).plan.prices, more, budget=0.06)[0]
     assert str(refused.value) == (
         "These 2 new image(s) would cost about $0.050, more than the $0.010 left of your $0.060 budget "
         "($0.050 is held by runs in progress; all your notebooks count); narrow the sweep (cached "
@@ -415,18 +415,20 @@ def test_a_run_that_does_not_fit_is_refused_in_one_sentence(tmp_path: Path, cloc
 def test_unpriced_images_are_not_held_and_the_run_says_so(ledger: Ledger) -> None:
     items = [*_items(DEV, 1), *_items("oxen:mine", 2)]
     grid = _grid({DEV: 0.025, "oxen:mine": None})
-    assert ledger.check_budget(grid, items, budget=0.5) is not None
+    hold, note = ledger.check_budget(grid.plan.prices, items, budget=0.5)
+    assert hold is not None
     assert ledger.spend(0.5).held == pytest.approx(0.025)
-    (note,) = grid.notes
+    assert grid.notes == []  # the ledger returns its note; the run writes it into the grid
     assert note == "2 new image(s) have no listed price, so the budget ($0.500 left) cannot count them."
     only = _items("oxen:mine", 1)
-    assert ledger.check_budget(_grid({"oxen:mine": None}), only, budget=0.5) is None  # nothing to hold
+    nothing = ledger.check_budget(_grid({"oxen:mine": None}).plan.prices, only, budget=0.5)[0]
+    assert nothing is None  # nothing to hold
 
 
 def test_settle_keeps_only_what_requests_in_flight_may_cost(ledger: Ledger, clock: Clock) -> None:
     items = _items(DEV, 4)
     prices = {DEV: 0.025}
-    hold = ledger.check_budget(_grid(prices), items, budget=1.0)
+    hold = ledger.check_budget(_grid(prices).plan.prices, items, budget=1.0)[0]
     assert hold is not None
     ledger.charge(items[0], 0.025, "h", hold=hold)  # answered and billed
     items[0].status, items[1].status = "done", "failed"  # the second ended unbilled: never billed
@@ -438,7 +440,7 @@ def test_settle_keeps_only_what_requests_in_flight_may_cost(ledger: Ledger, cloc
 
 def test_settle_with_nothing_in_flight_frees_the_hold(ledger: Ledger) -> None:
     items = _items(DEV, 2)
-    hold = ledger.check_budget(_grid({DEV: 0.025}), items, budget=1.0)
+    hold = ledger.check_budget(_grid({DEV: 0.025}).plan.prices, items, budget=1.0)[0]
     assert hold is not None
     for item in items:
         ledger.charge(item, 0.025, "h", hold=hold)
@@ -450,7 +452,7 @@ def test_settle_with_nothing_in_flight_frees_the_hold(ledger: Ledger) -> None:
 
 def test_release_frees_a_hold(ledger: Ledger) -> None:
     items = _items(DEV, 2)
-    hold = ledger.check_budget(_grid({DEV: 0.025}), items, budget=1.0)
+    hold = ledger.check_budget(_grid({DEV: 0.025}).plan.prices, items, budget=1.0)[0]
     assert hold is not None and ledger.spend(1.0).held == pytest.approx(0.05)
     ledger.release(hold)
     assert ledger.spend(1.0).held == 0 and ledger.spend(1.0).left == pytest.approx(1.0)

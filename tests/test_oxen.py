@@ -32,9 +32,9 @@ from oxen_magic.errors import OxenError, UsageProblem
 from oxen_magic.gallery import MAX_BYTES, embed, gallery_html
 from oxen_magic.localhub import LocalHub
 from oxen_magic.options import build_spec
-from oxen_magic.pipeline import execute, prepare
 from oxen_magic.placeholder import input_sha_of
 from oxen_magic.results import Results
+from oxen_magic.run import Run
 
 oxen = pytest.importorskip("oxen")
 
@@ -53,7 +53,7 @@ def sweep(hub: LocalHub, line: str, prompt: str) -> Results:
     client = OxenClient(hub.url)
     try:
         spec = build_spec(line + " --no-cache", prompt)
-        return execute(prepare(spec, client, None), spec, client, None)
+        return Run.prepare(spec, client).execute()
     finally:
         client.close()
 
@@ -159,7 +159,7 @@ def test_without_oxenai_one_sentence_says_how_to_install(
 def test_nothing_to_save_is_refused(hub: LocalHub, oxen_env: Path, tmp_path: Path) -> None:
     client = OxenClient(hub.url)
     spec = build_spec("--seed 1 --dry-run", "a cube")
-    results = prepare(spec, client, None)
+    results = Run.prepare(spec, client).results
     client.close()
     with pytest.raises(UsageProblem, match="no finished images"):
         results.to_oxen(tmp_path / "r")

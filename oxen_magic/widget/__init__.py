@@ -4,7 +4,7 @@ The panel's single source of truth is the magic line. The controls are written o
 `%%oxenimage ...` first line a learner could type (shown in `magic_line`, behind "Show code"
 with the seed and step syntax and More options; the plain controls of `simple.py` write those
 texts), and generating parses
-that line with `options.build_spec` and runs it through `pipeline.prepare` / `pipeline.execute`,
+that line with `options.build_spec` and runs it through `Session.prepare` / `Run.execute`,
 exactly as the cell magic does. Only how progress is shown differs.
 
 Live validation on every control change is pure: the grammar (`build_spec`) plus the model

@@ -1,6 +1,6 @@
-"""The panel's run and its history: Generate starts a background thread (prepare → execute, as
-the magic does), Stop cancels what has not started, and each finished run is kept in a strip of
-thumbnails whose "restore" puts the controls and the grid back."""
+"""The panel's run and its history: Generate starts a background thread (`session.prepare`, then
+`run.execute`, as the magic does), Stop cancels what has not started, and each finished run is
+kept in a strip of thumbnails whose "restore" puts the controls and the grid back."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .. import options
 from ..cells import esc
 from ..errors import OxenError, UsageProblem, redact
 from ..money import left_of
+from ..notebook import Throttled
 from ..render import grid_html
 from ..results import Item, Results
 from .base import PREFIX, PanelBase
@@ -107,21 +108,19 @@ class Runs(PanelBase):
         state: dict[str, Any],
         line: str,
     ) -> None:
-        """prepare → run, in this thread; the grid redraws at most every runner.REDRAW_EVERY s."""
-        from ..runner import Throttled
-
+        """prepare → execute, in this thread; the grid redraws at most every notebook.REDRAW_EVERY s."""
         results: Results | None = None
         problem: str | None = None
         try:
             try:
-                results, client, cache = self.session.prepare(spec)
+                run = self.session.prepare(spec)
             except UsageProblem as exc:
                 problem = self._plain_refusal(exc)
                 return
             except OxenError as exc:
                 problem = str(exc)
                 return
-            self.result = results
+            self.result = results = run.results
             view = self.output.live(results)  # one widget per row: a redraw sends only what changed
             view.draw()
             self._show_progress(results)
@@ -135,7 +134,7 @@ class Runs(PanelBase):
                 grid(item)
 
             try:
-                self.session.run(results, spec, client, cache, on_update=redraw, cancel=cancel)
+                run.execute(on_update=redraw, cancel=cancel)
             except OxenError as exc:
                 problem = str(exc)
             view.draw(force=True)
