@@ -15,6 +15,7 @@ from .catalog import ModelInfo
 from .client import OxenClient
 from .errors import AuthError, NetworkError, NotFoundError, OxenError, UsageProblem
 from .exports import check_targets, export
+from .input_images import resolve_inputs
 from .inputs import inline_note
 from .options import Spec
 from .plan import make_plan, suggest
@@ -129,6 +130,7 @@ def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Resul
 
     `results.to_send` lists the items the cache cannot answer: what a run would send and pay for.
     """
+    spec = resolve_inputs(spec)  # files read, images checked: refused here, before any request
     check_targets(spec)
     cache_note = cache.check() if cache is not None else None
     models, notes = resolve_models(client, spec.models, cache)

@@ -17,15 +17,15 @@ import pytest
 from PIL import Image
 from support import all_text, html_outputs, run_cell
 
-from oxen_magic import inputs as inputs_module
 from oxen_magic import pipeline
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.localhub import LocalHub
 from oxen_magic.placeholder import input_sha_of
+from oxen_magic.required import role
 
 CATALOGUE = {m["id"]: ModelInfo.from_api(m) for m in bundled_catalogue()}
 TAKES = sorted(m for m, info in CATALOGUE.items() if info.takes("input_image"))
-REQUIRES = {m for m, info in CATALOGUE.items() if inputs_module.role(info) == "required"}
+REQUIRES = {m for m, info in CATALOGUE.items() if role(info) == "required"}
 
 
 def sha(data: bytes) -> str:

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from oxen_magic import inputs
+from oxen_magic import inputs, required
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.errors import UsageProblem
+from oxen_magic.input_images import resolve_inputs
 from oxen_magic.options import build_spec
 from oxen_magic.plan import Plan, make_plan
 from oxen_magic.render import ModelTable, grid_html
@@ -27,7 +28,7 @@ from oxen_magic.results import Item, Results
 
 CATALOGUE: dict[str, ModelInfo] = {m["id"]: ModelInfo.from_api(m) for m in bundled_catalogue()}
 TAKES = sorted(m for m, info in CATALOGUE.items() if info.takes("input_image"))
-REQUIRES = sorted(m for m, info in CATALOGUE.items() if inputs.role(info) == "required")
+REQUIRES = sorted(m for m, info in CATALOGUE.items() if required.role(info) == "required")
 TEXT_ONLY = sorted(m for m in CATALOGUE if m not in TAKES)
 URL = "https://hub.oxen.ai/api/repos/ox/demo/file/main/cat.png"
 
@@ -39,7 +40,7 @@ def png(colour: str = "red", size: int = 24) -> bytes:
 
 
 def plan(line: str, body: str | None = "a cat", variables: dict[str, Any] | None = None) -> Plan:
-    return make_plan(build_spec(line, body, variables or {}), CATALOGUE)
+    return make_plan(resolve_inputs(build_spec(line, body, variables or {})), CATALOGUE)
 
 
 def problem(line: str, body: str | None = "a cat", variables: dict[str, Any] | None = None) -> str:
@@ -50,7 +51,7 @@ def problem(line: str, body: str | None = "a cat", variables: dict[str, Any] | N
 
 def test_the_catalogue_counts_match_the_docs() -> None:
     assert len(TAKES) == 27 and len(REQUIRES) == 11
-    assert {inputs.role(CATALOGUE[m]) for m in TEXT_ONLY} == {"none"}
+    assert {required.role(CATALOGUE[m]) for m in TEXT_ONLY} == {"none"}
 
 
 # -- what each kind of input becomes ---------------------------------------------------------
