@@ -2,7 +2,8 @@
 
 `--guidance 3` suggests `--param guidance=3` when a chosen model takes that parameter, and a line
 with no prompt for a model that needs an input image says so. Split from `options.py` (the grammar)
-because these read the bundled catalogue; `options` still names each function.
+because these read the bundled catalogue; `options` imports the two it calls (`needs_an_image`,
+`param_hint`).
 """
 
 from __future__ import annotations

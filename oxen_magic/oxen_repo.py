@@ -132,7 +132,7 @@ def find_author(where: Path | None = None) -> tuple[str, str, str]:
     return (user or DEFAULT_AUTHOR[0]), (f"{user}@localhost" if user else DEFAULT_AUTHOR[1]), "default"
 
 
-_SOURCES = {
+AUTHOR_SOURCES = {
     "oxen": "from your Oxen config",
     "git": "from git's user.name/user.email, as Oxen has no user configured",
     "default": "a default, as neither Oxen nor git has a user configured",
@@ -140,7 +140,7 @@ _SOURCES = {
 
 
 @contextmanager
-def _as_author(name: str, email: str, source: str) -> Iterator[None]:
+def as_author(name: str, email: str, source: str) -> Iterator[None]:
     """Commit as `name <email>`: Oxen reads the author only from its config folder, so when the
     user has none we point OXEN_CONFIG_DIR at a temporary one for the commit (theirs is untouched)."""
     if source == "oxen":
@@ -164,10 +164,10 @@ def _as_author(name: str, email: str, source: str) -> Iterator[None]:
 
 
 @contextmanager
-def _quiet(*fds: int) -> Iterator[None]:
+def quiet(*fds: int) -> Iterator[None]:
     """Oxen's Rust core prints progress lines straight to file descriptor 1 (which a Jupyter
     kernel forwards into the cell); our notes say the same in one place, so hide them. With
-    `_quiet(1, 2)` its panic messages on descriptor 2 too (the panic itself is reported as one
+    `quiet(1, 2)` its panic messages on descriptor 2 too (the panic itself is reported as one
     sentence by the caller)."""
     fds = fds or (1,)
     try:
@@ -268,7 +268,7 @@ def _put(remote: Any, data: bytes, repo: str, host: str, ext: str) -> tuple[str,
             with tempfile.TemporaryDirectory(prefix="oxen-magic-upload-") as tmp:
                 local = Path(tmp, name)
                 local.write_bytes(data)
-                with _quiet(), _as_author(*find_author()):
+                with quiet(), as_author(*find_author()):
                     remote.upload(
                         str(local), f"oxen_magic input image {name}", file_name=name, dst_dir=UPLOAD_DIR
                     )

@@ -1,4 +1,5 @@
-"""`--param KEY=VALUE` typed by each model's schema, and every value checked against it.
+"""`--param KEY=VALUE`: read from the line (`parse_params`, the grammar's part), typed by each
+model's schema, and every value checked against it.
 
 Split from `plan.py`: text from the line becomes the JSON value the schema asks for (a whole
 number, a number, true/false, a list), or one sentence naming the parameter, the model and what

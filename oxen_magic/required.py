@@ -3,7 +3,8 @@
 Checked by the planner before anything is sent: a required field the line does not give
 (`input_image` above all: the editing and upscaling models cannot work from text), an input image
 for a text-only model, several images for a model that takes one. Each refusal is one sentence
-naming the option to add or change.
+naming the option to add or change. Also what each model does with an input image (`role`,
+the `--list-models` wording `role_text`, and whether `input_image` goes as a list, `is_list`).
 """
 
 from __future__ import annotations

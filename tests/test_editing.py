@@ -205,6 +205,19 @@ def test_refusals_send_nothing(shell: Any, hub: LocalHub, picture: Path) -> None
     assert posts(hub) == []
 
 
+def test_input_files_are_read_when_the_run_is_prepared_before_any_request(
+    shell: Any, hub: LocalHub, tmp_path: Path
+) -> None:
+    """The line is parsed without reading its files; `prepare` reads them before the models."""
+    later = tmp_path / "later.png"
+    _, error = run_cell(shell, f"-m flux-2-dev -i {later}", "x")
+    assert error == f"--input-image {later}: no such file; check the path, or give an https:// URL."
+    assert list(hub.requests) == []  # refused before even the model lookup
+    Image.new("RGB", (12, 12), "purple").save(later)
+    r = make(shell, f"-m flux-2-dev -i {later}", "x")
+    assert input_sha_of(r[0].data) == sha(later.read_bytes())
+
+
 def test_an_upscaler_with_nothing_given_asks_for_the_image_not_a_prompt(shell: Any, hub: LocalHub) -> None:
     """An upscaler takes no prompt: "Prompt cannot be empty" would send the user the wrong way."""
     _, error = run_cell(shell, "-m topazlabs-image-upscale -p upscale_factor=4x", None)
