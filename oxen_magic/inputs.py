@@ -119,6 +119,9 @@ class ResultGrid(Protocol):
 
 @dataclass(frozen=True)
 class _Ref:
+    """What every reference carries besides its own fields (each also has `label`, `inline` and
+    `sketch()`: see `sketched`)."""
+
     #: The option's text this came from when the grammar split it at ',' or '+' (`a+b.png`): if
     #: that whole text names a file, the file is meant (only the resolution looks at the disk).
     whole: str | None = field(default=None, kw_only=True)
@@ -205,7 +208,7 @@ class ValueRef(_Ref):
     def sketch(self) -> InputImage:
         key = getattr(self.value, "key", None)
         identity = f"request:{key}" if key else f"value:{self.name}"
-        return InputImage(url=getattr(self.value, "url", None) or "", identity=identity, label=self.label)
+        return InputImage(url="", identity=identity, label=self.label)
 
 
 #: What a Spec holds per image: a reference, or (once resolved) the `InputImage` itself.
@@ -216,7 +219,8 @@ Refs = tuple[ImageRef, ...]
 
 def sketched(refs: Sequence[ImageRef]) -> Group:
     """What the planner lays out before the images are read: each reference's label and an
-    identity; a URL is already what is sent, a file or a variable has no URL yet (`url` "")."""
+    identity; a URL is already what is sent, anything else has no URL yet (`url` "", which
+    `Request.payload` refuses to send)."""
     return tuple(ref if isinstance(ref, InputImage) else ref.sketch() for ref in refs)
 
 
