@@ -2,7 +2,8 @@
 
 `--guidance 3` suggests `--param guidance=3` when a chosen model takes that parameter, and a line
 with no prompt for a model that needs an input image says so. Split from `options.py` (the grammar)
-because these read the bundled catalogue; `options` still names each function.
+because these read the bundled catalogue; `options` imports the two it calls (`needs_an_image`,
+`param_hint`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _chosen_models(words: Sequence[str], default: str | None) -> list[str]:
     return chosen or ([default] if default else [])
 
 
-def _needs_an_image(model_words: Sequence[str] | None) -> str | None:
+def needs_an_image(model_words: Sequence[str] | None) -> str | None:
     """The sentence for a line with neither prompt nor input image, for a model that needs one.
 
     `%oxenimage -m topazlabs-image-upscale` alone would otherwise be told its prompt is empty,
@@ -52,7 +53,7 @@ def _needs_an_image(model_words: Sequence[str] | None) -> str | None:
 _OWN_OPTION = frozenset({"seed", "aspect_ratio", "num_inference_steps", "input_image"})
 
 
-def _param_hint(words: Sequence[str], index: int, name: str, default_model: str | None) -> str | None:
+def param_hint(words: Sequence[str], index: int, name: str, default_model: str | None) -> str | None:
     """`did you mean --param guidance=3?` when a chosen model takes `name` as a parameter.
 
     Learners type a model parameter as if it were an option (`--guidance 3`); the bundled

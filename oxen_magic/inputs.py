@@ -1,41 +1,33 @@
-"""`--input-image` / `-i`: what the user wrote into `InputImage` values the planner can send.
+"""`--input-image` / `-i`: what the user wrote, as references the planner can count and lay out.
 
-No HTTP here: a URL passes as is, a file or a PIL image becomes a `data:` URI, and a result item
-passes on the URL the API returned for it (or its bytes as a `data:` URI when it has none). Each
-value carries an `identity` that the cache key uses instead of the URI itself (a content hash, or
-for a result item its own request key), so the same input gives the same key however it is sent.
+Pure, no I/O: a file is named here, never read; a variable's object is taken as it is, never
+encoded. Turning the references into `InputImage` values to send (reading and checking files,
+encoding PIL images, thumbnails) is `input_images.resolve_inputs`, which `pipeline.prepare` runs
+before anything is billed. So a Spec can be rebuilt on every keystroke of the panel for free.
 
 Grammar of the option's text: commas make an axis of the grid (one request per item, like
 `--seed 1,2`); `+` joins images into one request (reference images: `-i a.png+b.png`). A variable
 holding a list or a `Results` is an axis on its own and joins in when it is part of a `+` group;
-a leading `+` joins all of one list (`-i +refs`).
+a leading `+` joins all of one list (`-i +refs`). A path or URL holding ',' or '+' is one image:
+for a URL the grammar sees that, for a file only the resolution can (it records the whole text).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import UsageProblem
 
 if TYPE_CHECKING:
-    from PIL import Image
+    pass
 
-    from .catalog import ModelInfo
-
-#: Formats the option accepts from files and variables (Pillow's format names → MIME type).
-MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
-#: A bigger input would make a request body the API (and the notebook's memory) should not see.
-MAX_INPUT_BYTES = 20 * 1024 * 1024
-#: Width of an input's thumbnail in a grid header.
-HEAD_THUMB = 64
 DATA_URI_NOTE = (
     "Sent {what} inline as a data: URI; the API documents input images as public URLs, so some "
     "models may refuse it (if one does, pass an https:// URL, or set %config "
@@ -93,11 +85,165 @@ class InputImage:
 Group = tuple[InputImage, ...]
 
 
-def parse(texts: Sequence[str], variables: Mapping[str, Any] | None = None) -> tuple[Group, ...]:
-    """The option's values (repeatable) into the axis: one group of images per request."""
+# -- references: what the line named, not yet read ---------------------------------------------
+@runtime_checkable
+class ResultItem(Protocol):
+    """A result of an earlier cell (`results.Item`) as the grammar knows one: results sit above
+    planning in the layers, so an item is recognised by its shape rather than its class."""
+
+    request: Any
+    status: str
+    error: str | None
+    url: str | None
+    key: str | None
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def model(self) -> str | None: ...
+
+    @property
+    def seed(self) -> int | None: ...
+
+
+@runtime_checkable
+class ResultGrid(Protocol):
+    """A `Results` (a grid of items), recognised by its shape for the same reason."""
+
+    items: Any
+    plan: Any
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+@dataclass(frozen=True)
+class _Ref:
+    """What every reference carries besides its own fields (each also has `label`, `inline` and
+    `sketch()`: see `sketched`)."""
+
+    #: The option's text this came from when the grammar split it at ',' or '+' (`a+b.png`): if
+    #: that whole text names a file, the file is meant (only the resolution looks at the disk).
+    whole: str | None = field(default=None, kw_only=True)
+
+
+@dataclass(frozen=True)
+class UrlRef(_Ref):
+    """An http(s) URL, sent as written: the server fetches it, so nothing is left to resolve."""
+
+    url: str
+
+    @property
+    def label(self) -> str:
+        tail = self.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or self.url
+        return tail[:40]
+
+    @property
+    def inline(self) -> bool:
+        return False
+
+    def sketch(self) -> InputImage:
+        return InputImage(url=self.url, identity="url:" + self.url, label=self.label)
+
+
+@dataclass(frozen=True)
+class FileRef(_Ref):
+    """A local file, read and checked to be an image when the run is prepared."""
+
+    path: str
+    #: Named on the line (missing: "no such file", or "no variable or file named" for a bare
+    #: name) rather than held by a string variable (missing: "cannot read the file").
+    typed: bool = True
+
+    @property
+    def label(self) -> str:
+        return Path(os.path.expanduser(self.path)).name[:40]
+
+    @property
+    def inline(self) -> bool:
+        return True
+
+    def sketch(self) -> InputImage:
+        return InputImage(url="", identity="file:" + self.path, label=self.label)
+
+
+@dataclass(frozen=True)
+class BytesRef(_Ref):
+    """Image bytes from a variable or a data: URI, checked to be an image when resolved."""
+
+    data: bytes = field(repr=False)
+    label: str
+    #: How error sentences name it (the variable, or the start of the data: URI).
+    name: str
+
+    @property
+    def inline(self) -> bool:
+        return True
+
+    def sketch(self) -> InputImage:
+        return InputImage(
+            url="", identity="sha256:" + hashlib.sha256(self.data).hexdigest(), label=self.label
+        )
+
+
+@dataclass(frozen=True)
+class ValueRef(_Ref):
+    """A PIL image or a result item from the user's variables (`name` is how the line named it:
+    `photo`, `grid[2]`); the same name is the same object within one line."""
+
+    name: str
+    value: Any = field(repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        item = self.value
+        if isinstance(item, ResultItem):
+            return f"{self.name}: {item.model}" + (f" seed {item.seed}" if item.seed is not None else "")
+        return self.name[:40]
+
+    @property
+    def inline(self) -> bool:
+        return not (isinstance(self.value, ResultItem) and self.value.url)
+
+    def sketch(self) -> InputImage:
+        key = getattr(self.value, "key", None)
+        identity = f"request:{key}" if key else f"value:{self.name}"
+        return InputImage(url="", identity=identity, label=self.label)
+
+
+#: What a Spec holds per image: a reference, or (once resolved) the `InputImage` itself.
+ImageRef = UrlRef | FileRef | BytesRef | ValueRef | InputImage
+#: One axis value as written: the references sent together in one request.
+Refs = tuple[ImageRef, ...]
+
+
+def sketched(refs: Sequence[ImageRef]) -> Group:
+    """What the planner lays out before the images are read: each reference's label and an
+    identity; a URL is already what is sent, anything else has no URL yet (`url` "", which
+    `Request.payload` refuses to send)."""
+    return tuple(ref if isinstance(ref, InputImage) else ref.sketch() for ref in refs)
+
+
+def parse(texts: Sequence[str], variables: Mapping[str, Any] | None = None) -> tuple[Refs, ...]:
+    """The option's values (repeatable) into the axis: one group of references per request."""
     variables = variables or {}
-    # First the form of every value (a typo is named before any file is read), then the images.
-    plan: list[tuple[str, ...]] = []  # a 1-tuple stands alone (a list is an axis); more: joined
+    axis: list[Refs] = []
+    for parts, whole in _entries(texts):
+        if parts[0] != "+":
+            axis.extend((ref,) for ref in refer(parts[0], variables, whole))
+        else:
+            axis.append(tuple(ref for p in parts[1:] for ref in refer(p, variables, whole)))
+    out: list[Refs] = []
+    for group in axis:  # the same input twice would only repeat requests
+        if group and group not in out:
+            out.append(group)
+    return tuple(out)
+
+
+def _entries(texts: Sequence[str]) -> list[tuple[tuple[str, ...], str | None]]:
+    """The form of every value, checked before anything else: a 1-tuple stands alone (a list
+    is an axis), ("+", a, b) joins; each with the whole text when it was split (see `_Ref`)."""
+    entries: list[tuple[tuple[str, ...], str | None]] = []
     for text in texts:
         text = text.strip()
         if not text:
@@ -105,10 +251,10 @@ def parse(texts: Sequence[str], variables: Mapping[str, Any] | None = None) -> t
                 "--input-image is empty; give a file, a URL or a variable name.", field="input_image"
             )
         if _URL.match(text) and _NEXT_URL.search(text):  # several URLs: split before each scheme
-            plan.extend(_url_list(text))
+            entries.extend((entry, None) for entry in _url_list(text))
             continue
-        if _is_file(text) or _URL.match(text):  # a path or URL holding ',' or '+' is one image
-            plan.append((text,))
+        if _URL.match(text) or not re.search(r"[,+]", text):  # a URL holding ',' or '+' is one image
+            entries.append(((text,), None))
             continue
         for item in text.split(","):
             item = item.strip()
@@ -121,18 +267,8 @@ def parse(texts: Sequence[str], variables: Mapping[str, Any] | None = None) -> t
                 raise UsageProblem(
                     f"'{item}' has an empty part; join images like a.png+b.png.", field="input_image"
                 )
-            plan.append(parts if len(parts) == 1 else ("+", *(p for p in parts if p)))
-    axis: list[Group] = []
-    for parts in plan:
-        if parts[0] != "+":
-            axis.extend((image,) for image in resolve(parts[0], variables))
-        else:
-            axis.append(tuple(image for p in parts[1:] for image in resolve(p, variables)))
-    out: list[Group] = []
-    for group in axis:  # the same input twice would only repeat requests
-        if group and group not in out:
-            out.append(group)
-    return tuple(out)
+            entries.append((parts if len(parts) == 1 else ("+", *(p for p in parts if p)), text))
+    return entries
 
 
 def _a(noun: str) -> str:
@@ -152,20 +288,12 @@ def _url_list(text: str) -> list[tuple[str, ...]]:
     return [(e[0],) if len(e) == 1 else ("+", *e) for e in entries]
 
 
-def resolve(text: str, variables: Mapping[str, Any]) -> list[InputImage]:
-    """One name, path or URL into its images (a list variable gives several)."""
+def refer(text: str, variables: Mapping[str, Any], whole: str | None = None) -> list[ImageRef]:
+    """One name, path or URL into its references (a list variable gives several)."""
     if _URL.match(text) or text.startswith("data:"):
-        return [_from_text(text, text)]
+        return [_text_ref(text, text, whole)]
     if text.isidentifier() and text in variables:
-        return from_value(variables[text], text)
-    if _is_file(text):
-        return [_from_text(text, text)]
-    if text.isidentifier():
-        raise UsageProblem(
-            f"--input-image {text}: no variable or file named '{text}'; run the cell that sets it, "
-            "or give a file path or an https:// URL.",
-            field="input_image",
-        )
+        return from_value(variables[text], text, whole)
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
     if scheme:  # ftp://, file://, s3://: the API fetches only http(s)
         raise UsageProblem(
@@ -173,32 +301,29 @@ def resolve(text: str, variables: Mapping[str, Any]) -> list[InputImage]:
             "an https:// URL, or download the image and pass the file.",
             field="input_image",
         )
-    raise UsageProblem(
-        f"--input-image {text}: no such file; check the path, or give an https:// URL.", field="input_image"
-    )
+    return [FileRef(text, whole=whole)]
 
 
-def from_value(value: Any, name: str) -> list[InputImage]:
-    """A Python value (PIL image, result item, Results, list, str, Path, bytes) into images."""
+def from_value(value: Any, name: str, whole: str | None = None) -> list[ImageRef]:
+    """A Python value (PIL image, result item, Results, list, str, Path, bytes) into references."""
     from PIL import Image
 
-    from .results import Item, Results
-
     if isinstance(value, Image.Image):
-        return [_from_pil(value, name)]
-    if isinstance(value, Item):
-        return [from_item(value, name)]
+        return [ValueRef(name, value, whole=whole)]
+    if isinstance(value, ResultItem):
+        check_item(value, name)
+        return [ValueRef(name, value, whole=whole)]
     if isinstance(value, (str, Path)):
-        return [_from_text(str(value), name)]
+        return [_text_ref(str(value), name, whole)]
     if isinstance(value, (bytes, bytearray)):
-        return [_from_bytes(bytes(value), name, name)]
-    if isinstance(value, (Results, list, tuple)):
-        items = [i for i in value if not isinstance(i, Item) or i.request is not None]
+        return [BytesRef(bytes(value), name[:40], name, whole=whole)]
+    if isinstance(value, (list, tuple, ResultGrid)):
+        items = [i for i in value if not isinstance(i, ResultItem) or i.request is not None]
         if not items:
             raise UsageProblem(
                 f"--input-image {name}: '{name}' is empty; give it at least one image.", field="input_image"
             )
-        return [image for i, v in enumerate(items) for image in from_value(v, f"{name}[{i}]")]
+        return [ref for i, v in enumerate(items) for ref in from_value(v, f"{name}[{i}]", whole)]
     raise UsageProblem(
         f"--input-image {name}: '{name}' holds {_a(type(value).__name__)}, not an image; give a PIL "
         "image, a result (grid[0]), a list of those, a file path or a URL.",
@@ -206,31 +331,18 @@ def from_value(value: Any, name: str) -> list[InputImage]:
     )
 
 
-def from_item(item: Any, name: str) -> InputImage:
-    """A result item: the URL the API returned for it, else its bytes inline."""
+def check_item(item: ResultItem, name: str) -> None:
+    """A result without an image (failed, not run yet) cannot be an input."""
     if not item.ok:
         why = item.error or item.status
         raise UsageProblem(
             f"--input-image {name}: that result has no image ({why}); rerun its cell first.",
             field="input_image",
         )
-    label = f"{name}: {item.model}" + (f" seed {item.seed}" if item.seed is not None else "")
-    key = getattr(item, "key", None)
-    identity = f"request:{key}" if key else "sha256:" + hashlib.sha256(item.data).hexdigest()
-    url = getattr(item, "url", None)
-    if not url:
-        url = _data_uri(item.data, item.mime or "image/png")
-    return InputImage(url=url, identity=identity, label=label, thumb=_small(item.thumb or item.data))
 
 
-def _is_file(text: str) -> bool:
-    try:
-        return os.path.isfile(os.path.expanduser(text))
-    except (OSError, ValueError):
-        return False
-
-
-def _from_text(text: str, name: str) -> InputImage:
+def _text_ref(text: str, name: str, whole: str | None) -> ImageRef:
+    """A URL, a data: URI or (from a string variable) a path, as written."""
     if _URL.match(text):
         if "@" in re.split(r"[/?#]", text.split("://", 1)[1], maxsplit=1)[0]:
             raise UsageProblem(  # never echoed: it would be saved with the notebook, as for --host
@@ -238,8 +350,7 @@ def _from_text(text: str, name: str) -> InputImage:
                 "fetches public URLs, so give one without them (or download the image and pass the file).",
                 field="input_image",
             )
-        tail = text.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or text
-        return InputImage(url=text, identity="url:" + text, label=tail[:40])
+        return UrlRef(text, whole=whole)
     if text.startswith("data:"):
         head, _, payload = text.partition(",")
         try:
@@ -250,97 +361,11 @@ def _from_text(text: str, name: str) -> InputImage:
             raise UsageProblem(
                 f"--input-image {name[:30]}…: not a base64 data: URI of an image.", field="input_image"
             )
-        return _from_bytes(data, "inline image", name[:30])
-    path = Path(os.path.expanduser(text))
-    try:
-        if path.stat().st_size > MAX_INPUT_BYTES:
-            raise UsageProblem(
-                f"--input-image {text}: the file is over {MAX_INPUT_BYTES // 2**20} MB; shrink it first.",
-                field="input_image",
-            )
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UsageProblem(
-            f"--input-image {text}: cannot read the file ({exc.strerror or exc}).", field="input_image"
-        ) from None
-    return _from_bytes(data, path.name, text)
+        return BytesRef(data, "inline image", name[:30], whole=whole)
+    return FileRef(text, typed=False, whole=whole)
 
 
-def _from_bytes(data: bytes, label: str, name: str) -> InputImage:
-    """Image bytes sent verbatim (so their sha256 is what the server receives)."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind = image.format or ""
-    except Exception:  # Pillow raises many types on junk
-        kind = ""
-    if kind not in MIMES:
-        raise UsageProblem(f"--input-image {name}: not a PNG, JPEG, WebP or GIF image.", field="input_image")
-    sha = hashlib.sha256(data).hexdigest()
-    return InputImage(_data_uri(data, MIMES[kind]), "sha256:" + sha, label[:40], _small(data))
-
-
-def _from_pil(image: Image.Image, name: str) -> InputImage:
-    out = io.BytesIO()
-    try:
-        image.save(out, format="PNG")
-    except Exception as exc:  # an image mode PNG cannot hold
-        raise UsageProblem(
-            f"--input-image {name}: cannot encode that image as PNG ({exc}).", field="input_image"
-        ) from None
-    return _from_bytes(out.getvalue(), name, name)
-
-
-def _data_uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64," + base64.b64encode(data).decode()
-
-
-def _small(data: bytes | None) -> bytes | None:
-    """A header thumbnail (JPEG, `HEAD_THUMB` px); None if the bytes will not decode."""
-    from .errors import OxenError
-    from .images import decode_image
-    from .render import thumbnail
-
-    if not data:
-        return None
-    try:
-        return thumbnail(decode_image(data), HEAD_THUMB)
-    except (OxenError, OSError, ValueError):
-        return None
-
-
-# -- what the models do with an input image ----------------------------------------------------
-def role(info: ModelInfo | None) -> str:
-    """`required`, `one`, `several` (reference images), `none` (text only) or `unknown`."""
-    if info is None or info.request_schema is None:
-        return "unknown"
-    prop = info.properties.get("input_image")
-    if not isinstance(prop, dict):
-        return "none"
-    required = info.request_schema.get("required")
-    if isinstance(required, list) and "input_image" in required:
-        return "required"
-    return "several" if prop.get("type") == "array" else "one"
-
-
-def role_text(info: ModelInfo | None) -> str:
-    """The `--list-models` / panel wording of `role`."""
-    if info is not None and role(info) == "required":
-        many = info.properties["input_image"].get("type") == "array"
-        return "required (several)" if many else "required"
-    return {"one": "optional", "several": "optional (several)", "none": "text only"}.get(role(info), "?")
-
-
-def is_list(info: ModelInfo | None, count: int) -> bool:
-    """Whether `input_image` goes as a JSON list: as the schema types it, else when several."""
-    prop = info.properties.get("input_image") if info is not None else None
-    if isinstance(prop, dict) and prop.get("type") in ("array", "string"):
-        return prop.get("type") == "array"
-    return count > 1
-
-
-def inline_note(groups: Sequence[Group | None], noted: set[str]) -> str | None:
+def inline_note(groups: Sequence[Sequence[ImageRef] | None], noted: set[str]) -> str | None:
     """The data: URI note, once per process (`noted` remembers); None when nothing is inline."""
     inline = [i.label for g in groups if g for i in g if i.inline]
     if not inline or "inline" in noted:

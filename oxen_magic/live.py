@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .render import NO_MATH, grid_head, grid_pages
+from .render import NO_MATH, PAGE_CELLS, grid_head, grid_pages
 
 if TYPE_CHECKING:
     from .results import Results
@@ -23,8 +23,6 @@ def live_parts(results: Results) -> list[str]:
     """The first page of the grid as separate pieces (the progress line, then one table per row)
     for a view that resends only the pieces that changed. Every table has the same fixed column
     widths, so the separate tables line up as one grid."""
-    from .results import PAGE_CELLS
-
     pages = grid_pages(results, PAGE_CELLS)
     rows = pages[0]
     shown = sum(n for n, _, _ in rows)

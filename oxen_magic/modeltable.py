@@ -53,7 +53,7 @@ class ModelTable:
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(id, price, input image, parameters); input image: required, optional or text only."""
-        from .inputs import role_text
+        from .required import role_text
 
         out = []
         for m in self.models:

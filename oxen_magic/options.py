@@ -18,14 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import validate
-from .catalog import RESERVED
 from .errors import UsageProblem
-from .hints import _OWN_OPTION as _OWN_OPTION
-from .hints import _chosen_models as _chosen_models
-from .hints import _needs_an_image, _param_hint
+from .hints import needs_an_image, param_hint
 from .inputs import GRAMMAR as INPUT_GRAMMAR
-from .inputs import Group
+from .inputs import Refs
 from .inputs import parse as parse_inputs
+from .params import parse_params
 from .prompts import EMPTY_LINE_PROMPT as EMPTY_LINE_PROMPT
 from .prompts import EMPTY_PROMPT as EMPTY_PROMPT
 from .prompts import fill_template as fill_template
@@ -76,7 +74,8 @@ class Spec:
     seeds: tuple[int | None, ...] = (None,)
     aspect_ratios: tuple[str | None, ...] = (None,)
     steps: tuple[int | None, ...] = (None,)
-    input_images: tuple[Group | None, ...] = (None,)
+    #: References as written (`inputs.py`); `input_images.resolve_inputs` reads them in prepare.
+    input_images: tuple[Refs | None, ...] = (None,)
     params: tuple[tuple[str, str], ...] = ()
     response_format: str = "url"
     namespace: str | None = None
@@ -184,7 +183,7 @@ PARSER = _parser()
 HELP = PARSER.format_help() + "\n" + SEED_GRAMMAR + "\n" + INPUT_GRAMMAR
 
 #: An option whose name holds one of these is someone pasting a key (`--oxen-api-key`, `--secret`).
-KEY_WORDS = _KEY_WORDS = ("key", "token", "auth", "password", "passwd", "secret", "bearer", "credential")
+KEY_WORDS = ("key", "token", "auth", "password", "passwd", "secret", "bearer", "credential")
 OPTION_NAMES = sorted(o for a in PARSER._actions for o in a.option_strings if o.startswith("--"))
 
 
@@ -193,14 +192,14 @@ def _refuse_keys_and_typos(words: Sequence[str], default_model: str | None = Non
         if not word.startswith("--"):
             continue
         name = word[2:].split("=", 1)[0]
-        if any(part in name.lower() for part in _KEY_WORDS):
+        if any(part in name.lower() for part in KEY_WORDS):
             raise UsageProblem(
                 "API keys are never taken as an option (they would be saved in the notebook); "
                 "run oxen_magic.login(), set OXEN_API_KEY, or use `oxen config --auth`."
             )
         if "--" + name not in OPTION_NAMES:
             close = difflib.get_close_matches("--" + name, OPTION_NAMES, n=1, cutoff=0.6)
-            hint = _param_hint(words, index, name, default_model) or (
+            hint = param_hint(words, index, name, default_model) or (
                 f"did you mean {close[0]}?" if close else "see %%oxenimage? for the options."
             )
             raise UsageProblem(f"Unknown option --{name}; {hint}")
@@ -256,27 +255,6 @@ def split_list(values: Sequence[str] | None, what: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def parse_params(items: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
-    """`key=value` pairs, kept as text: the planner types them by the model's schema."""
-    out: dict[str, str] = {}
-    for item in items or ():
-        key, eq, value = item.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise UsageProblem(f"--param '{item}' needs the form key=value, like guidance=3.5.")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise UsageProblem(f"--param name '{key}' is not a parameter name; use letters and _.")
-        if key in out:
-            raise UsageProblem(f"--param {key} is given twice; give it once.", key)
-        if key in RESERVED:
-            raise UsageProblem(f"--param {key}=... is set by its own option; use that instead.")
-        if key == "seed" or key == "aspect_ratio" or key == "num_inference_steps":
-            flag = {"seed": "--seed", "aspect_ratio": "--aspect-ratio"}.get(key, "--steps")
-            raise UsageProblem(f"Use {flag} for {key} (it can sweep), not --param.")
-        out[key] = value.strip()
-    return tuple(out.items())
-
-
 def build_spec(
     line: str,
     body: str | None = None,
@@ -286,26 +264,62 @@ def build_spec(
 ) -> Spec:
     """Parse a magic's options line (and the cell body, for the cell magic) into a `Spec`.
 
-    `body` is None for the one-line `%oxenimage`, whose prompt is the rest of the line.
+    `body` is None for the one-line `%oxenimage`, whose prompt is the rest of the line. Input
+    images stay references (`inputs.py`): nothing is read here, so the panel rebuilds this freely.
     """
     defaults = defaults or Defaults()
     args = parse_words(split_words(line), defaults.model)
     if args.host is not None:
         validate.host_without_credentials(args.host)
     if args.list_models:
-        search = " ".join(args.prompt).strip() or None
-        developer = (args.developer or "").strip() or None
         return Spec(
             prompts=(),
             models=(),
             host=args.host or defaults.host,
             list_models=True,
-            search=search,
-            developer=developer,
+            search=" ".join(args.prompt).strip() or None,
+            developer=(args.developer or "").strip() or None,
         )
     if args.developer is not None:
         raise UsageProblem("--developer filters --list-models; add --list-models, or remove --developer.")
+    prompts = _prompts(args, body, variables or {}, defaults)
+    seeds: tuple[int | None, ...] = (None,)
+    random_seeds = False
+    if args.seed is not None:
+        seeds, random_seeds = parse_seeds(args.seed, rng)
+    steps = parse_ints(args.steps, "steps", lo=1, hi=1000) if args.steps is not None else (None,)
+    outputs = _outputs(args, defaults)  # checked before the lists, as they always were
+    spec = Spec(
+        prompts=prompts,
+        models=split_list(args.model, "model") or (defaults.model,),
+        seeds=seeds,
+        aspect_ratios=split_list(args.aspect_ratio, "aspect ratio") or (None,),
+        steps=steps,
+        input_images=parse_inputs(args.input_image, variables) if args.input_image else (None,),
+        params=parse_params(args.param),
+        response_format=args.format or defaults.response_format,
+        namespace=args.namespace or None,
+        random_seeds=random_seeds,
+        host=args.host or defaults.host,
+        use_cache=not args.no_cache,
+        dry_run=args.dry_run,
+        upload_repo=defaults.upload_repo or None,
+        **outputs,
+    )
+    if spec.count > spec.max_images:
+        raise UsageProblem(
+            f"This cell would generate {spec.count} images, more than the limit of "
+            f"{spec.max_images}; narrow the sweep, or raise the limit with --max-images "
+            f"{spec.count} (or %config OxenMagic.max_images = {spec.count})."
+        )
+    return spec
 
+
+def _prompts(
+    args: argparse.Namespace, body: str | None, variables: Mapping[str, Any], defaults: Defaults
+) -> tuple[str, ...]:
+    """The prompts (the cell body's, split at `---`, or the one-line magic's words), filled from
+    the variables; none only when an input image is given (an upscaler needs no prompt)."""
     if body is None:
         texts = [" ".join(args.prompt).strip()]
     else:
@@ -321,7 +335,7 @@ def build_spec(
     elif (
         not args.input_image
         and all(not t for t in texts)
-        and (needs := _needs_an_image(args.model or [defaults.model]))
+        and (needs := needs_an_image(args.model or [defaults.model]))
     ):
         raise UsageProblem(needs, field="input_image")
     elif any(not t for t in texts):
@@ -330,18 +344,15 @@ def build_spec(
             if len(texts) == 1
             else "A prompt between --- lines is empty; write one or remove the extra ---."
         )
-    prompts = tuple(validate.prompt_length(fill_template(t, variables or {})) for t in texts)
+    prompts = tuple(validate.prompt_length(fill_template(t, variables)) for t in texts)
     if any(not p.strip() for p in prompts) and not (args.input_image and texts == [""]):
         raise UsageProblem(empty)
+    return prompts
 
-    seeds: tuple[int | None, ...] = (None,)
-    random_seeds = False
-    if args.seed is not None:
-        seeds, random_seeds = parse_seeds(args.seed, rng)
-    steps: tuple[int | None, ...] = (None,)
-    if args.steps is not None:
-        steps = parse_ints(args.steps, "steps", lo=1, hi=1000)
 
+def _outputs(args: argparse.Namespace, defaults: Defaults) -> dict[str, Any]:
+    """How the grid is shown, run and kept (`--out`, `--cols`, `--size`, `--concurrency`,
+    `--max-images`, the export targets), each checked for form."""
     out = validate.out_name(args.out) if args.out is not None else None
     numbers = {
         name: validate.whole_number(text, "--" + name.replace("_", "-"))
@@ -365,36 +376,14 @@ def build_spec(
     size = numbers.get("size") or defaults.size
     if not 32 <= size <= 2048:
         raise UsageProblem(f"--size {size} is not a sensible cell width; use 32 to 2048 pixels.")
-
-    spec = Spec(
-        prompts=prompts,
-        models=split_list(args.model, "model") or (defaults.model,),
-        seeds=seeds,
-        aspect_ratios=split_list(args.aspect_ratio, "aspect ratio") or (None,),
-        steps=steps,
-        input_images=parse_inputs(args.input_image, variables) if args.input_image else (None,),
-        params=parse_params(args.param),
-        response_format=args.format or defaults.response_format,
-        namespace=args.namespace or None,
-        random_seeds=random_seeds,
-        host=args.host or defaults.host,
-        out=out,
-        cols=numbers.get("cols") or defaults.cols,
-        size=size,
-        use_cache=not args.no_cache,
-        concurrency=concurrency,
-        save_dir=args.save,
-        max_images=numbers.get("max_images") or defaults.max_images,
-        dry_run=args.dry_run,
-        to_oxen=args.to_oxen or None,
-        push=args.push,
-        to_html=args.to_html or None,
-        upload_repo=defaults.upload_repo or None,
-    )
-    if spec.count > spec.max_images:
-        raise UsageProblem(
-            f"This cell would generate {spec.count} images, more than the limit of "
-            f"{spec.max_images}; narrow the sweep, or raise the limit with --max-images "
-            f"{spec.count} (or %config OxenMagic.max_images = {spec.count})."
-        )
-    return spec
+    return {
+        "out": out,
+        "cols": numbers.get("cols") or defaults.cols,
+        "size": size,
+        "concurrency": concurrency,
+        "max_images": numbers.get("max_images") or defaults.max_images,
+        "save_dir": args.save,
+        "to_oxen": args.to_oxen or None,
+        "push": args.push,
+        "to_html": args.to_html or None,
+    }

@@ -40,14 +40,14 @@ from typing import TYPE_CHECKING, Any
 from .atomic import write_bytes_atomic
 from .errors import OxenError, UsageProblem, redact
 from .oxen_repo import (
-    _SOURCES,
+    AUTHOR_SOURCES,
     IMAGES,
     TABLE,
-    _as_author,
-    _quiet,
+    as_author,
     find_author,
     no_remote,
     public_params,
+    quiet,
     remotes,
     require_oxen,
 )
@@ -87,7 +87,7 @@ def oxen_call(repo_path: Path, doing: str, after: str = "") -> Iterator[None]:
     """Run Oxen library calls; anything they raise (Rust panics are BaseExceptions) becomes one
     `OxenError` sentence. Ctrl-C and exit still go through."""
     try:
-        with _quiet(1, 2):
+        with quiet(1, 2):
             yield
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
@@ -221,7 +221,7 @@ def recover(repo: Any, repo_path: Path) -> list[str]:
     new = _with_rows(table[:size], state["rows"])
     write_bytes_atomic(repo_path / TABLE, new)
     name, email, source = find_author(repo_path)
-    with _as_author(name, email, source):
+    with as_author(name, email, source):
         repo.add(str(repo_path / state["folder"]))
         repo.add(str(repo_path / TABLE))
         commit = repo.commit(str(state.get("message") or "oxen_magic") + " (finished after an interruption)")
@@ -299,7 +299,7 @@ def to_oxen(results: Results, path: str | Path, message: str | None = None, push
         if push:
             remote = next((n for n, _ in remotes(repo_path) if n == "origin"), remotes(repo_path)[0][0])
             try:
-                with _quiet(1, 2):
+                with quiet(1, 2):
                     repo.push(remote, repo.current_branch)
             except (KeyboardInterrupt, SystemExit):
                 raise
@@ -348,13 +348,13 @@ def _commit(repo: Any, repo_path: Path, results: Results, message: str | None) -
         _write_journal(repo_path, state)
         write_bytes_atomic(repo_path / TABLE, _with_rows(table, rows))
         committing = oxen_call(repo_path, "commit the sweep", "; nothing was committed")
-        with committing, _as_author(name, email, source):
+        with committing, as_author(name, email, source):
             repo.add(str(repo_path / TABLE))
             commit = repo.commit(text)
     except (KeyboardInterrupt, SystemExit):
         raise  # the journal stays: the next export finishes or undoes this one
     except BaseException:
-        with contextlib.suppress(BaseException), _quiet(1, 2):
+        with contextlib.suppress(BaseException), quiet(1, 2):
             _undo(repo, repo_path, state)
         raise
     _journal_path(repo_path).unlink(missing_ok=True)
@@ -364,5 +364,5 @@ def _commit(repo: Any, repo_path: Path, results: Results, message: str | None) -
         f"Added to the Oxen repository {repo_path}: {len(rows)} image(s) and their rows in {TABLE}, "
         f"commit {commit_id[:10]}."
     )
-    export.notes.append(f"Committed as {name} <{email}> ({_SOURCES[source]}).")
+    export.notes.append(f"Committed as {name} <{email}> ({AUTHOR_SOURCES[source]}).")
     return export

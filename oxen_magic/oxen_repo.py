@@ -31,9 +31,7 @@ from urllib.parse import quote
 from .errors import OxenError, UsageProblem, redact
 
 if TYPE_CHECKING:
-    from .inputs import Group, InputImage
-    from .oxen_export import OxenExport
-    from .results import Results
+    from .inputs import ImageRef, Refs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -134,7 +132,7 @@ def find_author(where: Path | None = None) -> tuple[str, str, str]:
     return (user or DEFAULT_AUTHOR[0]), (f"{user}@localhost" if user else DEFAULT_AUTHOR[1]), "default"
 
 
-_SOURCES = {
+AUTHOR_SOURCES = {
     "oxen": "from your Oxen config",
     "git": "from git's user.name/user.email, as Oxen has no user configured",
     "default": "a default, as neither Oxen nor git has a user configured",
@@ -142,7 +140,7 @@ _SOURCES = {
 
 
 @contextmanager
-def _as_author(name: str, email: str, source: str) -> Iterator[None]:
+def as_author(name: str, email: str, source: str) -> Iterator[None]:
     """Commit as `name <email>`: Oxen reads the author only from its config folder, so when the
     user has none we point OXEN_CONFIG_DIR at a temporary one for the commit (theirs is untouched)."""
     if source == "oxen":
@@ -166,10 +164,10 @@ def _as_author(name: str, email: str, source: str) -> Iterator[None]:
 
 
 @contextmanager
-def _quiet(*fds: int) -> Iterator[None]:
+def quiet(*fds: int) -> Iterator[None]:
     """Oxen's Rust core prints progress lines straight to file descriptor 1 (which a Jupyter
     kernel forwards into the cell); our notes say the same in one place, so hide them. With
-    `_quiet(1, 2)` its panic messages on descriptor 2 too (the panic itself is reported as one
+    `quiet(1, 2)` its panic messages on descriptor 2 too (the panic itself is reported as one
     sentence by the caller)."""
     fds = fds or (1,)
     try:
@@ -190,7 +188,7 @@ def _quiet(*fds: int) -> Iterator[None]:
             os.close(old)
 
 
-# -- to_oxen (the transaction itself is in oxen_export.py) ------------------------------------
+# -- to_oxen targets (the transaction itself is oxen_export.to_oxen) ---------------------------
 def remotes(path: str | Path) -> list[tuple[str, str]]:
     """(name, url) of each remote recorded in the repository's .oxen/config.toml."""
     try:
@@ -218,13 +216,6 @@ def no_remote(repo_path: Path) -> str:
         "--set-remote origin https://hub.oxen.ai/<namespace>/<repo>` in that folder (nothing "
         "was written)."
     )
-
-
-def to_oxen(results: Results, path: str | Path, message: str | None = None, push: bool = False) -> OxenExport:
-    """See `oxen_export.to_oxen` (kept here, where it always was)."""
-    from .oxen_export import to_oxen as run
-
-    return run(results, path, message, push)
 
 
 # -- input images in an upload repository -----------------------------------------------------
@@ -277,7 +268,7 @@ def _put(remote: Any, data: bytes, repo: str, host: str, ext: str) -> tuple[str,
             with tempfile.TemporaryDirectory(prefix="oxen-magic-upload-") as tmp:
                 local = Path(tmp, name)
                 local.write_bytes(data)
-                with _quiet(), _as_author(*find_author()):
+                with quiet(), as_author(*find_author()):
                     remote.upload(
                         str(local), f"oxen_magic input image {name}", file_name=name, dst_dir=UPLOAD_DIR
                     )
@@ -312,30 +303,36 @@ _EXTS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/g
 
 
 def upload_inputs(
-    groups: tuple[Group | None, ...],
+    groups: tuple[Refs | None, ...],
     target: str,
     *,
     remote_factory: Callable[[str, str], Any] | None = None,
-) -> tuple[tuple[Group | None, ...], str | None]:
+) -> tuple[tuple[Refs | None, ...], str | None]:
     """Every inline (data: URI) input uploaded to `target` and sent as its file URL instead.
 
     The identity (and so the cache key) is unchanged: the same picture is the same request
-    whether it went inline or through the repository. Returns the groups and a note.
+    whether it went inline or through the repository. Returns the groups and a note. The groups
+    are resolved ones (`input_images.resolve_inputs`): a reference not yet read is left as is.
     """
     import base64
     import dataclasses
+
+    from .inputs import InputImage
 
     repo, host = split_target(target)
     remote = None
     swapped: dict[str, InputImage] = {}
     sent = 0
-    out: list[Group | None] = []
+    out: list[Refs | None] = []
     for group in groups:
         if not group:
             out.append(group)
             continue
-        images: list[InputImage] = []
+        images: list[ImageRef] = []
         for image in group:
+            if not isinstance(image, InputImage):
+                images.append(image)
+                continue
             if image.inline and image.url not in swapped:
                 head, _, body = image.url.partition(",")
                 mime = head[5:].split(";")[0].lower()

@@ -1,4 +1,5 @@
-"""`--param KEY=VALUE` typed by each model's schema, and every value checked against it.
+"""`--param KEY=VALUE`: read from the line (`parse_params`, the grammar's part), typed by each
+model's schema, and every value checked against it.
 
 Split from `plan.py`: text from the line becomes the JSON value the schema asks for (a whole
 number, a number, true/false, a list), or one sentence naming the parameter, the model and what
@@ -9,12 +10,34 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .catalog import COUNT_NAMES, ModelInfo
+from .catalog import COUNT_NAMES, RESERVED, ModelInfo
 from .errors import UsageProblem
 from .validate import non_ascii_digits
+
+
+def parse_params(items: Sequence[str] | None) -> tuple[tuple[str, str], ...]:
+    """`key=value` pairs, kept as text: the planner types them by the model's schema."""
+    out: dict[str, str] = {}
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise UsageProblem(f"--param '{item}' needs the form key=value, like guidance=3.5.")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise UsageProblem(f"--param name '{key}' is not a parameter name; use letters and _.")
+        if key in out:
+            raise UsageProblem(f"--param {key} is given twice; give it once.", key)
+        if key in RESERVED:
+            raise UsageProblem(f"--param {key}=... is set by its own option; use that instead.")
+        if key == "seed" or key == "aspect_ratio" or key == "num_inference_steps":
+            flag = {"seed": "--seed", "aspect_ratio": "--aspect-ratio"}.get(key, "--steps")
+            raise UsageProblem(f"Use {flag} for {key} (it can sweep), not --param.")
+        out[key] = value.strip()
+    return tuple(out.items())
 
 
 def check_value(model: str, name: str, value: Any, prop: Mapping[str, Any]) -> None:

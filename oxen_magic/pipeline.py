@@ -15,6 +15,7 @@ from .catalog import ModelInfo
 from .client import OxenClient
 from .errors import AuthError, NetworkError, NotFoundError, OxenError, UsageProblem
 from .exports import check_targets
+from .input_images import resolve_inputs
 from .options import Spec
 from .plan import Plan, make_plan, suggest
 
@@ -132,6 +133,7 @@ def prepare(spec: Spec, client: OxenClient, cache: Cache | None = None) -> Plann
     `--to-oxen` target that cannot be written, or a cache path that cannot be a folder, is refused
     before any request (not after the images were billed).
     """
+    spec = resolve_inputs(spec)  # files read, images checked: refused here, before any request
     check_targets(spec)
     cache_note = cache.check() if cache is not None else None
     models, notes = resolve_models(client, spec.models, cache)

@@ -16,11 +16,11 @@ from typing import Any
 
 from .catalog import ModelInfo
 from .errors import UsageProblem
-from .inputs import Group, InputImage, is_list
+from .inputs import Group, InputImage, sketched
 from .money import Estimate, estimate
 from .options import Spec
 from .params import check_value, typed_params
-from .required import GENERATE_PATH, check_inputs, count_param, read_timeout, request_path
+from .required import GENERATE_PATH, check_inputs, count_param, is_list, read_timeout, request_path
 
 #: Grid axes in the order they nest; the seed sweep is the column axis whenever it varies.
 #: `image`: the images one request asks for (`--param num_images=4`), one cell each.
@@ -64,6 +64,8 @@ class Request:
 
     def payload(self) -> dict[str, Any]:
         """The body as sent: `input_image` as URLs (or data: URIs), a list if the schema says so."""
+        if any(not i.url for i in self.inputs):  # a plan of a spec whose inputs were not read
+            raise ValueError("input images not resolved: run input_images.resolve_inputs first")
         return self._body([i.url for i in self.inputs])
 
     def key_body(self) -> dict[str, Any]:
@@ -178,11 +180,13 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
     `models` maps each model id in the spec to its description (None: schema unknown, so values
     are sent as given). A parameter a model does not take is left out of its requests with a note;
     a seed sweep over a model without seeds becomes one request, since every seed would return the
-    same image.
+    same image. Input images not yet resolved (`input_images.resolve_inputs`) are laid out by
+    their labels: enough for the panel's live check, not for sending.
     """
+    groups = tuple(None if refs is None else sketched(refs) for refs in spec.input_images)
     values: dict[str, tuple[Any, ...]] = {
         "model": spec.models,
-        "input_image": spec.input_images,
+        "input_image": groups,
         "prompt": spec.prompts,
         "steps": spec.steps,
         "aspect_ratio": spec.aspect_ratios,
@@ -198,61 +202,8 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
         check_inputs(spec, info, model)
         if info is not None and info.takes("prompt") is False and any(spec.prompts):
             notes.append(f"{model} takes no prompt; sent without it.")
-
-    varying = [a for a in AXES if len(values[a]) > 1]
-    col_axis = "seed" if "seed" in varying else (varying[-1] if varying else None)
-    row_axes = tuple(a for a in varying if a != col_axis)
-    col_values = values[col_axis] if col_axis else (None,)
-    row_values = list(itertools.product(*(values[a] for a in row_axes))) or [()]
-
-    cells: list[Cell] = []
-    # Keyed by the JSON body, not the Request: --param values may be lists (unhashable).
-    seen: dict[str, tuple[int, int]] = {}
-    row_labels = tuple(
-        " · ".join(axis_label(a, v, spec.prompts) for a, v in zip(row_axes, row, strict=True))
-        for row in row_values
-    )
-    col_labels = col_labels_for(col_axis, col_values, spec.prompts)
-    for r, row in enumerate(row_values):
-        for c, col in enumerate(col_values):
-            point = dict(zip(row_axes, row, strict=True))
-            if col_axis:
-                point[col_axis] = col
-            for axis in AXES:
-                point.setdefault(axis, values[axis][0])
-            info = models.get(point["model"])
-            group: Group = point["input_image"] or ()
-            count = counts[point["model"]]
-            if point["image"] >= count:
-                cells.append(Cell(r, c, None, note=f"{point['model']} makes {count} image(s) per request"))
-                continue
-            request = Request(
-                model=point["model"],
-                prompt=point["prompt"] if _takes(info, "prompt") else "",
-                seed=point["seed"] if _takes(info, "seed") else None,
-                aspect_ratio=point["aspect_ratio"] if _takes(info, "aspect_ratio") else None,
-                steps=point["steps"] if _takes(info, "num_inference_steps") else None,
-                extra=extras[point["model"]],
-                response_format=spec.response_format,
-                namespace=spec.namespace,
-                inputs=group,
-                input_list=bool(group) and is_list(info, len(group)),
-                path=request_path(info, bool(group)),
-                read_timeout=read_timeout(info, point["model"], bool(group)),
-                count=count,
-                image=point["image"],
-            )
-            key = json.dumps(request.key_body(), sort_keys=True, default=str)
-            if key in seen:
-                where = seen[key]
-                same = col_labels[where[1]]
-                if where[0] != r:  # name the row too, else "seed 1" reads as this row's own cell
-                    same = f"{row_labels[where[0]]}, {same}" if same else row_labels[where[0]]
-                cells.append(Cell(r, c, None, note=f"same request as {same}"))
-            else:
-                seen[key] = (r, c)
-                cells.append(Cell(r, c, request))
-
+    grid = _Grid.of(values, spec.prompts)
+    cells = _cells(spec, models, values, grid, extras, counts)
     sent = [c.request for c in cells if c.request is not None]
     if len(sent) > spec.max_images:
         raise UsageProblem(
@@ -263,20 +214,110 @@ def make_plan(spec: Spec, models: Mapping[str, ModelInfo | None]) -> Plan:
     # Price x the images each POST asks for: one cell per image, so each is counted once.
     cost = estimate(((m.estimate if (m := models.get(r.model)) else None), r.billed_images) for r in sent)
     notes += _timed_notes(models, spec.models)
-    groups: list[Group] = [g or () for g in spec.input_images]
     return Plan(
         cells=tuple(cells),
-        row_labels=row_labels,
-        col_labels=col_labels,
-        row_axes=row_axes,
-        col_axis=col_axis,
+        row_labels=grid.row_labels,
+        col_labels=grid.col_labels,
+        row_axes=grid.row_axes,
+        col_axis=grid.col_axis,
         notes=tuple(notes),
         cost=cost.cost if cost.priced else None,
         unpriced=cost.unpriced if cost.priced else 0,
-        row_inputs=_heads(row_axes, row_values, "input_image" in row_axes),
-        col_inputs=tuple(v or () for v in col_values) if col_axis == "input_image" else (),
-        fixed_inputs=groups[0] if len(groups) == 1 else (),
+        row_inputs=_heads(grid.row_axes, grid.row_values, "input_image" in grid.row_axes),
+        col_inputs=tuple(v or () for v in grid.col_values) if grid.col_axis == "input_image" else (),
+        fixed_inputs=(groups[0] or ()) if len(groups) == 1 else (),
         prices={m: (info.estimate if (info := models.get(m)) is not None else None) for m in spec.models},
+    )
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Which axes vary, and how: the seed sweep is the columns whenever it varies, else the last
+    varying axis; every other varying axis nests in the rows."""
+
+    row_axes: tuple[str, ...]
+    col_axis: str | None
+    row_values: list[tuple[Any, ...]]
+    col_values: tuple[Any, ...]
+    row_labels: tuple[str, ...]
+    col_labels: tuple[str, ...]
+
+    @classmethod
+    def of(cls, values: Mapping[str, tuple[Any, ...]], prompts: Sequence[str]) -> _Grid:
+        varying = [a for a in AXES if len(values[a]) > 1]
+        col_axis = "seed" if "seed" in varying else (varying[-1] if varying else None)
+        row_axes = tuple(a for a in varying if a != col_axis)
+        col_values = values[col_axis] if col_axis else (None,)
+        row_values = list(itertools.product(*(values[a] for a in row_axes))) or [()]
+        row_labels = tuple(
+            " · ".join(axis_label(a, v, prompts) for a, v in zip(row_axes, row, strict=True))
+            for row in row_values
+        )
+        col_labels = col_labels_for(col_axis, col_values, prompts)
+        return cls(row_axes, col_axis, row_values, col_values, row_labels, col_labels)
+
+
+def _cells(
+    spec: Spec,
+    models: Mapping[str, ModelInfo | None],
+    values: Mapping[str, tuple[Any, ...]],
+    grid: _Grid,
+    extras: Mapping[str, tuple[tuple[str, Any], ...]],
+    counts: Mapping[str, int],
+) -> list[Cell]:
+    """Every point of the grid: its request, or a note where it repeats one or has no image."""
+    cells: list[Cell] = []
+    # Keyed by the JSON body, not the Request: --param values may be lists (unhashable).
+    seen: dict[str, tuple[int, int]] = {}
+    for r, row in enumerate(grid.row_values):
+        for c, col in enumerate(grid.col_values):
+            point = dict(zip(grid.row_axes, row, strict=True))
+            if grid.col_axis:
+                point[grid.col_axis] = col
+            for axis in AXES:
+                point.setdefault(axis, values[axis][0])
+            count = counts[point["model"]]
+            if point["image"] >= count:
+                cells.append(Cell(r, c, None, note=f"{point['model']} makes {count} image(s) per request"))
+                continue
+            request = _request(spec, models.get(point["model"]), point, extras[point["model"]], count)
+            key = json.dumps(request.key_body(), sort_keys=True, default=str)
+            if key in seen:
+                where = seen[key]
+                same = grid.col_labels[where[1]]
+                if where[0] != r:  # name the row too, else "seed 1" reads as this row's own cell
+                    same = f"{grid.row_labels[where[0]]}, {same}" if same else grid.row_labels[where[0]]
+                cells.append(Cell(r, c, None, note=f"same request as {same}"))
+            else:
+                seen[key] = (r, c)
+                cells.append(Cell(r, c, request))
+    return cells
+
+
+def _request(
+    spec: Spec,
+    info: ModelInfo | None,
+    point: Mapping[str, Any],
+    extra: tuple[tuple[str, Any], ...],
+    count: int,
+) -> Request:
+    """One point's request, holding only what its model takes."""
+    group: Group = point["input_image"] or ()
+    return Request(
+        model=point["model"],
+        prompt=point["prompt"] if _takes(info, "prompt") else "",
+        seed=point["seed"] if _takes(info, "seed") else None,
+        aspect_ratio=point["aspect_ratio"] if _takes(info, "aspect_ratio") else None,
+        steps=point["steps"] if _takes(info, "num_inference_steps") else None,
+        extra=extra,
+        response_format=spec.response_format,
+        namespace=spec.namespace,
+        inputs=group,
+        input_list=bool(group) and is_list(info, len(group)),
+        path=request_path(info, bool(group)),
+        read_timeout=read_timeout(info, point["model"], bool(group)),
+        count=count,
+        image=point["image"],
     )
 
 

@@ -313,10 +313,13 @@ def grid_head(results: Results, shown: int | None = None, page: int = 1, pages: 
     )
 
 
+#: A grid shows at most this many cells at once (about 12 KB each in a saved notebook); the
+#: rest are a `page()` away.
+PAGE_CELLS = 64
+
+
 def grid_html(results: Results, page: int = 1, cells: int | None = None) -> str:
     """The grid (one page of it when it holds more than `cells` images): progress, notes, table."""
-    from .results import PAGE_CELLS
-
     pages = grid_pages(results, cells or PAGE_CELLS)
     page = min(max(1, page), len(pages))
     rows = pages[page - 1]

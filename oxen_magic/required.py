@@ -3,7 +3,8 @@
 Checked by the planner before anything is sent: a required field the line does not give
 (`input_image` above all: the editing and upscaling models cannot work from text), an input image
 for a text-only model, several images for a model that takes one. Each refusal is one sentence
-naming the option to add or change.
+naming the option to add or change. Also what each model does with an input image (`role`,
+the `--list-models` wording `role_text`, and whether `input_image` goes as a list, `is_list`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from .catalog import image_count
 from .errors import UsageProblem
-from .inputs import is_list
 
 if TYPE_CHECKING:
     from .catalog import ModelInfo
@@ -130,3 +130,33 @@ def check_inputs(spec: Spec, info: ModelInfo | None, model: str) -> None:
             continue
         if name not in dict(spec.params) and name in props:
             raise UsageProblem(f"{model} requires {name}; add --param {name}=...", field=name)
+
+
+# -- what the models do with an input image ----------------------------------------------------
+def role(info: ModelInfo | None) -> str:
+    """`required`, `one`, `several` (reference images), `none` (text only) or `unknown`."""
+    if info is None or info.request_schema is None:
+        return "unknown"
+    prop = info.properties.get("input_image")
+    if not isinstance(prop, dict):
+        return "none"
+    required = info.request_schema.get("required")
+    if isinstance(required, list) and "input_image" in required:
+        return "required"
+    return "several" if prop.get("type") == "array" else "one"
+
+
+def role_text(info: ModelInfo | None) -> str:
+    """The `--list-models` / panel wording of `role`."""
+    if info is not None and role(info) == "required":
+        many = info.properties["input_image"].get("type") == "array"
+        return "required (several)" if many else "required"
+    return {"one": "optional", "several": "optional (several)", "none": "text only"}.get(role(info), "?")
+
+
+def is_list(info: ModelInfo | None, count: int) -> bool:
+    """Whether `input_image` goes as a JSON list: as the schema types it, else when several."""
+    prop = info.properties.get("input_image") if info is not None else None
+    if isinstance(prop, dict) and prop.get("type") in ("array", "string"):
+        return prop.get("type") == "array"
+    return count > 1

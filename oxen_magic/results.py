@@ -18,13 +18,10 @@ from .item import FullView, Item
 from .money import estimate
 from .pace import Tally, progress_line
 from .plan import Plan
-
-#: A grid shows at most this many cells at once (about 12 KB each in a saved notebook); the
-#: rest are a `page()` away.
-PAGE_CELLS = 64
+from .render import PAGE_CELLS
 
 if TYPE_CHECKING:
-    from .oxen_repo import OxenExport
+    from .oxen_export import OxenExport
 
 
 class Results(Sequence[Item]):
@@ -178,7 +175,7 @@ class Results(Sequence[Item]):
     def to_oxen(self, path: str | Path, message: str | None = None, push: bool = False) -> OxenExport:
         """Commit the images and one row each to the Oxen repository at `path` (made if absent);
         `push=True` then pushes to its remote. Needs `pip install "oxen_magic[oxen]"`."""
-        from .oxen_repo import to_oxen
+        from .oxen_export import to_oxen
 
         return to_oxen(self, path, message, push)
 

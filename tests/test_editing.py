@@ -17,14 +17,14 @@ import pytest
 from PIL import Image
 from support import all_text, html_outputs, run_cell
 
-from oxen_magic import inputs as inputs_module
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.localhub import LocalHub
 from oxen_magic.placeholder import input_sha_of
+from oxen_magic.required import role
 
 CATALOGUE = {m["id"]: ModelInfo.from_api(m) for m in bundled_catalogue()}
 TAKES = sorted(m for m, info in CATALOGUE.items() if info.takes("input_image"))
-REQUIRES = {m for m, info in CATALOGUE.items() if inputs_module.role(info) == "required"}
+REQUIRES = {m for m, info in CATALOGUE.items() if role(info) == "required"}
 
 
 def sha(data: bytes) -> str:
@@ -197,6 +197,19 @@ def test_refusals_send_nothing(shell: Any, hub: LocalHub, picture: Path) -> None
         _, error = run_cell(shell, line, "x")
         assert error is not None and needle in error and "hunter2" not in error
     assert posts(hub) == []
+
+
+def test_input_files_are_read_when_the_run_is_prepared_before_any_request(
+    shell: Any, hub: LocalHub, tmp_path: Path
+) -> None:
+    """The line is parsed without reading its files; `prepare` reads them before the models."""
+    later = tmp_path / "later.png"
+    _, error = run_cell(shell, f"-m flux-2-dev -i {later}", "x")
+    assert error == f"--input-image {later}: no such file; check the path, or give an https:// URL."
+    assert list(hub.requests) == []  # refused before even the model lookup
+    Image.new("RGB", (12, 12), "purple").save(later)
+    r = make(shell, f"-m flux-2-dev -i {later}", "x")
+    assert input_sha_of(r[0].data) == sha(later.read_bytes())
 
 
 def test_an_upscaler_with_nothing_given_asks_for_the_image_not_a_prompt(shell: Any, hub: LocalHub) -> None:

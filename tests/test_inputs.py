@@ -1,24 +1,30 @@
 """`--input-image`: the grammar, how each kind of input becomes something to send, and the plan.
 
 Pure and fast (no server): the option's text and the user's variables go through `build_spec`
-and `make_plan` against the real bundled catalogue. The end-to-end half (a real shell against the
-local hub's edit route) is in test_editing.py.
+(references only: nothing read), `resolve_inputs` (what `pipeline.prepare` does first: files read,
+images checked) and `make_plan` against the real bundled catalogue. The end-to-end half (a real
+shell against the local hub's edit route) is in test_editing.py.
 """
 
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import io
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from oxen_magic import inputs
+from oxen_magic import inputs, required
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.errors import UsageProblem
+from oxen_magic.input_images import locate, resolve_inputs
+from oxen_magic.inputs import BytesRef, FileRef, InputImage, UrlRef, ValueRef
 from oxen_magic.options import build_spec
 from oxen_magic.plan import Plan, make_plan
 from oxen_magic.render import ModelTable, grid_html
@@ -27,7 +33,7 @@ from oxen_magic.results import Item, Results
 
 CATALOGUE: dict[str, ModelInfo] = {m["id"]: ModelInfo.from_api(m) for m in bundled_catalogue()}
 TAKES = sorted(m for m, info in CATALOGUE.items() if info.takes("input_image"))
-REQUIRES = sorted(m for m, info in CATALOGUE.items() if inputs.role(info) == "required")
+REQUIRES = sorted(m for m, info in CATALOGUE.items() if required.role(info) == "required")
 TEXT_ONLY = sorted(m for m in CATALOGUE if m not in TAKES)
 URL = "https://hub.oxen.ai/api/repos/ox/demo/file/main/cat.png"
 
@@ -39,7 +45,7 @@ def png(colour: str = "red", size: int = 24) -> bytes:
 
 
 def plan(line: str, body: str | None = "a cat", variables: dict[str, Any] | None = None) -> Plan:
-    return make_plan(build_spec(line, body, variables or {}), CATALOGUE)
+    return make_plan(resolve_inputs(build_spec(line, body, variables or {})), CATALOGUE)
 
 
 def problem(line: str, body: str | None = "a cat", variables: dict[str, Any] | None = None) -> str:
@@ -50,7 +56,7 @@ def problem(line: str, body: str | None = "a cat", variables: dict[str, Any] | N
 
 def test_the_catalogue_counts_match_the_docs() -> None:
     assert len(TAKES) == 27 and len(REQUIRES) == 11
-    assert {inputs.role(CATALOGUE[m]) for m in TEXT_ONLY} == {"none"}
+    assert {required.role(CATALOGUE[m]) for m in TEXT_ONLY} == {"none"}
 
 
 # -- what each kind of input becomes ---------------------------------------------------------
@@ -130,6 +136,152 @@ def test_bad_inputs_are_one_sentence(line: str, variables: dict[str, Any], needl
 def test_a_text_file_is_not_an_image(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     assert "not a PNG, JPEG, WebP or GIF image" in problem(f"-m flux-2-dev -i {tmp_path / 'notes.txt'}")
+
+
+# -- parsing is pure: the run's preparation reads --------------------------------------------
+
+
+def _done_item() -> Item:
+    item = Results(plan("-m flux-2-dev -s 3"))[0]
+    item.status, item.data, item.mime = "done", png("blue"), "image/png"
+    item.url, item.key = "http://127.0.0.1:9/files/abc.png", "k" * 64
+    return item
+
+
+def _refuse(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("parsing touched a file, an image or the network")
+
+
+#: Every way to look at a file, decode or encode an image, or open a connection.
+IO: list[tuple[Any, str]] = [
+    (builtins, "open"),
+    (io, "open"),
+    (os, "open"),
+    (os, "stat"),
+    (os, "lstat"),
+    (Path, "read_bytes"),
+    (Path, "stat"),
+    (socket, "socket"),
+    (socket, "create_connection"),
+    (Image, "open"),
+    (Image.Image, "save"),
+    (Image.Image, "tobytes"),
+]
+
+
+def test_building_a_spec_reads_no_file_decodes_no_image_and_opens_no_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    later, best = tmp_path / "later.png", _done_item()
+    ns = {"photo": Image.new("RGB", (8, 8), "red"), "raw": png("green"), "where": str(tmp_path / "w.png")}
+    line = f"-m flux-2-dev -i {later},{URL},photo,raw,where,best,nothere,./missing.png"
+    with monkeypatch.context() as m:
+        for owner, name in IO:
+            m.setattr(owner, name, _refuse)
+        spec = build_spec(line, "a cat", {**ns, "best": best})
+        laid_out = make_plan(spec, CATALOGUE)  # the panel's live check plans it too, as purely
+    assert [g[0] for g in spec.input_images if g] == [
+        FileRef(str(later), whole=line.split("-i ")[1]),
+        UrlRef(URL, whole=line.split("-i ")[1]),
+        ValueRef("photo", ns["photo"], whole=line.split("-i ")[1]),
+        BytesRef(ns["raw"], "raw", "raw", whole=line.split("-i ")[1]),
+        FileRef(str(tmp_path / "w.png"), typed=False, whole=line.split("-i ")[1]),
+        ValueRef("best", best, whole=line.split("-i ")[1]),
+        FileRef("nothere", whole=line.split("-i ")[1]),
+        FileRef("./missing.png", whole=line.split("-i ")[1]),
+    ]
+    assert len(laid_out.requests) == 8 and laid_out.col_labels[-1] == "missing.png"
+    assert laid_out.col_labels[5] == "best: flux-2-dev seed 3"
+    with pytest.raises(ValueError, match="not resolved"):  # a plan of references is never sent
+        laid_out.requests[0].payload()
+
+
+def test_a_file_written_after_parsing_is_what_is_sent(tmp_path: Path) -> None:
+    later = tmp_path / "later.png"
+    spec = build_spec(f"-m flux-2-dev -i {later}", "a cat", {})
+    data = png("blue")
+    later.write_bytes(data)
+    (request,) = make_plan(resolve_inputs(spec), CATALOGUE).requests
+    assert request.key_body()["input_image"] == ["sha256:" + hashlib.sha256(data).hexdigest()]
+    assert request.payload()["input_image"] == ["data:image/png;base64," + base64.b64encode(data).decode()]
+
+
+@pytest.mark.parametrize(
+    ("line", "variables", "sentence"),
+    [
+        (
+            "-i nothere",
+            {},
+            "--input-image nothere: no variable or file named 'nothere'; run the cell that sets it, "
+            "or give a file path or an https:// URL.",
+        ),
+        (
+            "-i ./gone.png",
+            {},
+            "--input-image ./gone.png: no such file; check the path, or give an https:// URL.",
+        ),
+        (
+            "-i where",
+            {"where": "./gone.png"},
+            "--input-image ./gone.png: cannot read the file (No such file or directory).",
+        ),
+        ("-i raw", {"raw": b"junk"}, "--input-image raw: not a PNG, JPEG, WebP or GIF image."),
+    ],
+)
+def test_what_cannot_be_read_is_refused_when_the_run_is_prepared(
+    line: str, variables: dict[str, Any], sentence: str
+) -> None:
+    spec = build_spec("-m flux-2-dev " + line, "x", variables)  # the line itself is well formed
+    with pytest.raises(UsageProblem) as info:
+        resolve_inputs(spec)
+    assert str(info.value) == sentence and info.value.field == "input_image"
+
+
+def test_the_panel_checks_that_named_files_exist_without_reading_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    there = tmp_path / "there.png"
+    there.write_bytes(png())
+    spec = build_spec(f"-m flux-2-dev -i {there}", "x", {})
+    with monkeypatch.context() as m:
+        for owner, name in [(builtins, "open"), (io, "open"), (os, "open"), (Image, "open")]:
+            m.setattr(owner, name, _refuse)
+        assert locate(spec) == spec
+        with pytest.raises(UsageProblem, match="no variable or file named 'nothere'"):
+            locate(build_spec("-m flux-2-dev -i nothere", "x", {}))
+
+
+def test_resolving_gives_what_is_sent_for_every_kind(tmp_path: Path) -> None:
+    data, best = png("red", 80), _done_item()
+    (tmp_path / "in.png").write_bytes(data)
+    sha = "sha256:" + hashlib.sha256(data).hexdigest()
+    uri = "data:image/png;base64," + base64.b64encode(data).decode()
+    ns = {"raw": data, "best": best, "where": str(tmp_path / "in.png")}
+    spec = resolve_inputs(
+        build_spec(f"-m flux-2-dev -i {tmp_path / 'in.png'} -i raw,best,where,{URL}", "x", ns)
+    )
+    images = [g[0] for g in spec.input_images if g]
+    assert [(i.url, i.identity, i.label) for i in images] == [
+        (uri, sha, "in.png"),
+        (uri, sha, "raw"),
+        (best.url, "request:" + "k" * 64, "best: flux-2-dev seed 3"),
+        (URL, "url:" + URL, "cat.png"),
+    ]
+    assert all(isinstance(i, InputImage) for i in images) and images[-1].thumb is None
+    widths = [Image.open(io.BytesIO(i.thumb)).size[0] for i in images[:3] if i.thumb]
+    assert widths == [64, 64, 24]  # a header thumbnail: HEAD_THUMB pixels at most
+    assert len(spec.input_images) == 4  # the file given twice (path, `where`) is one value
+    assert resolve_inputs(spec) == spec  # resolving twice changes nothing
+
+
+@pytest.mark.parametrize("name", ["a+b.png", "x,y.png"])
+def test_a_file_whose_name_holds_a_separator_is_one_image(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_bytes(png())
+    spec = build_spec(f"-m flux-2-dev -i {tmp_path / name}", "x", {})
+    whole = str(tmp_path / name)  # the grammar splits it, as it cannot look at the disk
+    assert {r.whole for g in spec.input_images if g for r in g if not isinstance(r, InputImage)} == {whole}
+    (group,) = resolve_inputs(spec).input_images
+    assert group is not None and [i.label for i in group] == [name]
 
 
 # -- grammar: axis (comma) versus reference images (+) ------------------------------------------

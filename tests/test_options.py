@@ -29,12 +29,12 @@ from oxen_magic.options import (
     build_spec,
     fill_template,
     parse_ints,
-    parse_params,
     parse_seeds,
     split_list,
     split_prompts,
     split_words,
 )
+from oxen_magic.params import parse_params
 
 
 def problem(fn: Callable[..., object], *args: Any, **kwargs: Any) -> str:

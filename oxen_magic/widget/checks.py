@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import options
 from ..errors import UsageProblem
+from ..input_images import locate
 from ..money import EPSILON, dollars
 from ..plan import make_plan, suggest
 from .base import PREFIX, PanelBase
@@ -103,6 +104,7 @@ class Checks(PanelBase):
             spec = options.build_spec(
                 self._line[len(PREFIX) :], self.prompt.value, variables, self._defaults()
             )
+            spec = locate(spec)  # the files named exist (nothing is read while someone types)
         except UsageProblem as exc:
             errors["input_image" if exc.field == "input_image" else "general"] = str(exc)
             return

@@ -12,7 +12,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..inputs import role
+from ..required import role
 from .base import _DESC, PanelBase
 from .display import _error
 
