@@ -8,7 +8,6 @@ memory.
 
 from __future__ import annotations
 
-import base64
 import re
 import threading
 import weakref
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from .images import decode_image
+from .images import data_uri, decode_image
 from .plan import Plan, Request
 from .spool import Blob
 
@@ -114,7 +113,7 @@ class Item:
         if self.thumb is None:
             return None
         if self._uri is None or self._uri[0] is not self.thumb:
-            self._uri = (self.thumb, "data:image/jpeg;base64," + base64.b64encode(self.thumb).decode())
+            self._uri = (self.thumb, data_uri(self.thumb))
         return self._uri[1]
 
     @property
