@@ -221,8 +221,8 @@ class OxenClient:
         billed then, whatever happens to its body or download afterwards (the spend ledger).
         """
         started = time.monotonic()
-        body = self._send(payload, cancel, path, on_throttle, on_answered, read_timeout)
-        return from_answer(body.pop(), payload, started=started, decode=decode, fetch=self._image_bytes)
+        boxed = self._send(payload, cancel, path, on_throttle, on_answered, read_timeout)
+        return from_answer(boxed.pop(), payload, started=started, decode=decode, fetch=self._image_bytes)
 
     def _send(
         self,
