@@ -10,7 +10,9 @@ remembered and by whom).
 from __future__ import annotations
 
 import base64
+import email.utils
 import threading
+import time
 
 import pytest
 from fakes import FakeTransport, image_answer, json_answer, png
@@ -31,6 +33,7 @@ from oxen_magic.errors import (
 from oxen_magic.imageroutes import EDIT_PATH, GENERATE_PATH
 from oxen_magic.keys import KeyStore
 from oxen_magic.modelreads import ModelDetails
+from oxen_magic.retries import backoff_delay, retry_after, retryable
 from oxen_magic.transport import MAX_JSON
 
 BASE = "https://api.test.invalid"
@@ -370,3 +373,30 @@ def test_a_cancelled_event_reaches_the_transport() -> None:
         {"model": "m", "prompt": "p"}, stop
     )
     assert seen == [stop]
+
+
+# -- the retry policy (pure: what may be resent, after how long) ---------------------------------------
+
+
+def test_a_post_is_retried_only_after_answers_that_say_it_was_not_taken() -> None:
+    assert retryable("GET") == {429, 502, 503, 504}
+    assert retryable("POST") == {429, 503}  # a 502/504 after a POST may have been billed
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("7", 7.0), ("-3", 0.0), ("nan", None), ("", None), (None, None), ("next week", None)],
+)
+def test_retry_after_reads_seconds_and_refuses_nonsense(value: str | None, seconds: float | None) -> None:
+    assert retry_after(value) == seconds
+
+
+def test_retry_after_reads_an_http_date() -> None:
+    later = email.utils.formatdate(time.time() + 120, usegmt=True)
+    assert 100 < (retry_after(later) or 0) <= 121
+
+
+def test_backoff_doubles_with_jitter_within_bounds() -> None:
+    for attempt in (1, 2, 3):
+        delay = backoff_delay(0.5, attempt)
+        assert 0.25 * 2 ** (attempt - 1) <= delay <= 0.75 * 2 ** (attempt - 1)
