@@ -1,10 +1,8 @@
 """The client's own logic over a fake transport: what it sends where, and what answers mean.
 
-No sockets: `FakeTransport` (tests/fakes.py) answers from a script and records every call with
-the key it was given. The same behaviours over real HTTP are in test_client.py, test_secrets.py
-and test_fidelity.py; these pin the decisions that belong to the client itself (payloads, the
-image route and its once-only fallback, what is never resent, where the key goes, what is
-remembered and by whom).
+No sockets: `FakeTransport` (tests/fakes.py) answers from a script and records each call with its
+key. Over real HTTP the same is in test_client/test_secrets/test_fidelity; these pin what the
+client itself decides (payloads, routes, what is never resent, where the key goes, what is kept).
 """
 
 from __future__ import annotations
