@@ -97,7 +97,7 @@ def connect(host: str | None = None) -> str:
         target = session.real_api(host)
         if host or session.settings.host.strip().lower() == LOCAL:
             session.configure(host=target)
-        if find_key(target):
+        if find_key(target, keys=session.keys):
             print(f"Cells go to the Oxen API at {target} (your key is used; images are billed).")
             return target
     url = session.local_hub_url()

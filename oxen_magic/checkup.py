@@ -16,10 +16,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .cells import NO_MATH, esc
 from .errors import AuthError, NetworkError, OxenError, UsageProblem
+
+if TYPE_CHECKING:
+    from .keys import KeyStore
 
 #: How long the reachability check may take: a lost network should answer in seconds.
 TIMEOUT = (4.0, 15.0)
@@ -65,16 +69,16 @@ class Report:
         return f'<div class="{NO_MATH}"><b>{head}</b><table>{rows}</table></div>'
 
 
-def key_source(host: str, env: Mapping[str, str] | None = None) -> str | None:
+def key_source(host: str, env: Mapping[str, str] | None = None, keys: KeyStore | None = None) -> str | None:
     """Where the key for `host` comes from (never the key): login(), OXEN_API_KEY, the Oxen CLI
     config, or None. Asks `find_key` with each later source taken away, so the order is its own."""
     from .keys import find_key
 
     env = dict(os.environ if env is None else env)
-    if find_key(host, env) is None:
+    if find_key(host, env, keys) is None:
         return None
     nowhere = {"OXEN_CONFIG_DIR": os.devnull}  # a "folder" no config file can be read from
-    if find_key(host, nowhere) is not None:
+    if find_key(host, nowhere, keys) is not None:
         return "oxen_magic.login()"
     if find_key(host, {**env, **nowhere}) is not None:
         return "the OXEN_API_KEY variable"
@@ -96,14 +100,14 @@ def _cached_images(folder: object, host: str) -> int:
     return count
 
 
-def _key_and_host(report: Report, target: str, local: bool) -> None:
+def _key_and_host(report: Report, target: str, local: bool, keys: KeyStore) -> None:
     """The key's source, then one model read: reachable? accepted?"""
     from .client import OxenClient
 
     netloc = urlsplit(target).netloc
-    source = "the local hub's own key (connect())" if local else key_source(target)
+    source = "the local hub's own key (connect())" if local else key_source(target, keys=keys)
     other = os.environ.get("OXEN_API_KEY", "").strip() and source is None
-    client = OxenClient(target, pool_size=1, timeout=TIMEOUT, max_retries=1, deadline=DEADLINE)
+    client = OxenClient(target, pool_size=1, timeout=TIMEOUT, max_retries=1, deadline=DEADLINE, keys=keys)
     try:
         listed = len(client.models())
     except AuthError as exc:
@@ -157,9 +161,9 @@ def doctor(host: str | None = None) -> Report:
         local = hub is not None and target == hub.url
         what = " (the local hub: placeholder images, nothing billed)" if local else ""
         report.add(INFO, "cells go to", target + what)
-        _key_and_host(report, target, local)
+        _key_and_host(report, target, local, session.keys)
         if local:  # the real API's key matters for the next cell after a login()
-            real = key_source(DEFAULT_HOST)
+            real = key_source(DEFAULT_HOST, keys=session.keys)
             found = f"from {real} (not checked)" if real else "none found; oxen_magic.login() to use it"
             report.add(INFO, "hub.oxen.ai key", found)
     cache_dir = session.cache().folder

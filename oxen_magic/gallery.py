@@ -8,7 +8,6 @@ image and in the enlarged view. Knows nothing of HTTP.
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from .atomic import write_text_atomic
+from .images import data_uri
 from .oxen_repo import public_params
 from .render import inputs_html
 
@@ -73,7 +73,7 @@ def _cell(item: Item, width: int) -> str:
         text = html.escape(item.error or item.status)
         body = f'<div class="missing" style="width:{width}px">{text}</div>'
     else:
-        uri = "data:image/jpeg;base64," + base64.b64encode(embed(image)).decode()
+        uri = data_uri(embed(image))
         body = (
             f'<img src="{uri}" alt="{caption}" width="{width}" '
             f'data-prompt="{prompt}" data-details="{details}" data-caption="{caption}">'

@@ -16,6 +16,7 @@ Pillow) is caught and turned into the same one-sentence error, so it never reach
 
 from __future__ import annotations
 
+import base64
 import io
 import threading
 import warnings
@@ -23,6 +24,9 @@ import warnings
 from PIL import Image
 
 from .errors import BadResponseError
+
+#: The MIME type of each image format the API may send and an input image may be (Pillow's names).
+MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
 #: `warnings.catch_warnings` swaps process-wide state: one opener at a time (opening reads only
 #: the header, so this costs nothing next to decoding, which runs outside the lock).
@@ -54,6 +58,16 @@ def decode_image(data: bytes, *, load: bool = True, fit: int | None = None) -> I
             f"The image the API returned is {kind} ({len(data)} bytes: {type(exc).__name__})."
         ) from None
     return image
+
+
+def mime_of(image: Image.Image) -> str:
+    """The MIME type of a decoded image's format (a generic one for a format not in MIMES)."""
+    return MIMES.get(image.format or "", "application/octet-stream")
+
+
+def data_uri(data: bytes, mime: str = "image/jpeg") -> str:
+    """`data` as a `data:` URI (thumbnails are JPEG; an input image keeps its own type)."""
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
 
 
 def _draft(image: Image.Image, fit: int) -> None:

@@ -10,7 +10,6 @@ returned for it (or its bytes when it has none) and is keyed by its own request.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import io
@@ -18,6 +17,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .errors import OxenError, UsageProblem
+from .images import MIMES, data_uri
 from .inputs import BytesRef, FileRef, Group, ImageRef, InputImage, Refs, UrlRef, ValueRef, check_item
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from .options import Spec
 
 #: Formats the option accepts from files and variables (Pillow's format names → MIME type).
-MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 #: A bigger input would make a request body the API (and the notebook's memory) should not see.
 MAX_INPUT_BYTES = 20 * 1024 * 1024
 #: Width of an input's thumbnail in a grid header.
@@ -139,7 +138,7 @@ def _from_item(ref: ValueRef) -> InputImage:
     identity = f"request:{key}" if key else "sha256:" + hashlib.sha256(item.data).hexdigest()
     url = getattr(item, "url", None)
     if not url:
-        url = _data_uri(item.data, item.mime or "image/png")
+        url = data_uri(item.data, item.mime or "image/png")
     return InputImage(url=url, identity=identity, label=ref.label, thumb=_small(item.thumb or item.data))
 
 
@@ -155,7 +154,7 @@ def _from_bytes(data: bytes, label: str, name: str) -> InputImage:
     if kind not in MIMES:
         raise UsageProblem(f"--input-image {name}: not a PNG, JPEG, WebP or GIF image.", field="input_image")
     sha = hashlib.sha256(data).hexdigest()
-    return InputImage(_data_uri(data, MIMES[kind]), "sha256:" + sha, label[:40], _small(data))
+    return InputImage(data_uri(data, MIMES[kind]), "sha256:" + sha, label[:40], _small(data))
 
 
 def _from_pil(image: Image.Image, name: str) -> InputImage:
@@ -167,10 +166,6 @@ def _from_pil(image: Image.Image, name: str) -> InputImage:
             f"--input-image {name}: cannot encode that image as PNG ({exc}).", field="input_image"
         ) from None
     return _from_bytes(out.getvalue(), name, name)
-
-
-def _data_uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64," + base64.b64encode(data).decode()
 
 
 def _small(data: bytes | None) -> bytes | None:

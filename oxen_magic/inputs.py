@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import UsageProblem
+from .images import data_uri
 
 if TYPE_CHECKING:
     pass
@@ -78,7 +79,7 @@ class InputImage:
     def thumb_uri(self) -> str | None:
         if self.thumb is None:
             return None
-        return "data:image/jpeg;base64," + base64.b64encode(self.thumb).decode()
+        return data_uri(self.thumb)
 
 
 #: One axis value: the images sent together in one request (several = reference images).

@@ -8,14 +8,13 @@ memory. Split from `results.py`, which holds the grid.
 
 from __future__ import annotations
 
-import base64
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
-from .images import decode_image
+from .images import data_uri, decode_image
 from .plan import Request
 from .spool import Blob
 
@@ -101,7 +100,7 @@ class Item:
         if self.thumb is None:
             return None
         if self._uri is None or self._uri[0] is not self.thumb:
-            self._uri = (self.thumb, "data:image/jpeg;base64," + base64.b64encode(self.thumb).decode())
+            self._uri = (self.thumb, data_uri(self.thumb))
         return self._uri[1]
 
     @property

@@ -1,8 +1,9 @@
 """Where the API key comes from, and which host it belongs to.
 
-Three places, in order: a `login()` of this process, `OXEN_API_KEY` (only for the host the
-environment names), then the Oxen CLI's `auth_config.toml`. The key itself stays in memory only;
-`client.py` decides where it may be sent.
+Three places, in order: a `login()` of this session (its `KeyStore`), `OXEN_API_KEY` (only for
+the host the environment names), then the Oxen CLI's `auth_config.toml`. The key itself stays in
+memory only, held by the session that was given it (no module keeps one for the process), and
+no repr shows it; `client.py` decides where it may be sent.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ BAD_KEY_HELP = (
     "The Oxen API key contains a space or a character a key cannot have; copy it again from your "
     "oxen.ai profile settings and run oxen_magic.login() or set OXEN_API_KEY."
 )
-_KEY_LOCK = threading.Lock()
-_SESSION_KEYS: dict[str, str] = {}
 
 
 def normalize_host(host: str) -> str:
@@ -54,24 +53,52 @@ def normalize_host(host: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
-def remember_key(host: str, key: str) -> None:
-    """Keep a key for this process only (what `oxen_magic.login()` stores)."""
-    with _KEY_LOCK:
-        _SESSION_KEYS[urlsplit(normalize_host(host)).netloc] = key
+class KeyStore:
+    """The keys `login()` gave, per host (its netloc), for the session that holds this store.
+
+    A new session starts empty, so a fresh start in a notebook forgets them. Thread-safe: the
+    runner's workers read while a `login()` in the kernel writes. The keys are never shown:
+    the repr names the hosts only.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[str, str] = {}
+
+    def remember(self, host: str, key: str) -> None:
+        """Keep `key` for `host` (a URL or a bare host:port) while this store lives."""
+        netloc = urlsplit(normalize_host(host)).netloc
+        with self._lock:
+            self._keys[netloc] = key
+
+    def get(self, host: str) -> str | None:
+        """The key `login()` gave for `host`, else None."""
+        netloc = urlsplit(normalize_host(host)).netloc
+        with self._lock:
+            return self._keys.get(netloc)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._keys)
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return f"KeyStore(hosts={sorted(self._keys)!r})"
 
 
-def find_key(host: str, env: Mapping[str, str] | None = None) -> str | None:
-    """The key for `host`: a login() of this session, `OXEN_API_KEY`, then the Oxen CLI config.
+def find_key(host: str, env: Mapping[str, str] | None = None, keys: KeyStore | None = None) -> str | None:
+    """The key for `host`: a login() kept in `keys` (the session's), `OXEN_API_KEY`, then the
+    Oxen CLI config. Without `keys` only the last two are asked (a process with no session).
 
     `OXEN_API_KEY` belongs to the host the environment names (`OXEN_HOST`, else hub.oxen.ai):
     a `--host` pointing elsewhere (a typo, a notebook from someone else) never receives it.
     """
     env = os.environ if env is None else env
     netloc = urlsplit(normalize_host(host)).netloc
-    with _KEY_LOCK:
-        if netloc in _SESSION_KEYS:
-            return _SESSION_KEYS[netloc]
-    if env.get("OXEN_API_KEY", "").strip() and netloc == _env_netloc(env):
+    given = keys.get(host) if keys is not None else None
+    if given is not None:
+        return given
+    if env.get("OXEN_API_KEY", "").strip() and netloc == env_netloc(env):
         return env["OXEN_API_KEY"].strip()
     folder = Path(env["OXEN_CONFIG_DIR"]) if env.get("OXEN_CONFIG_DIR") else None
     folder = folder or Path.home() / ".config" / "oxen"
@@ -85,7 +112,8 @@ def find_key(host: str, env: Mapping[str, str] | None = None) -> str | None:
     return None
 
 
-def _env_netloc(env: Mapping[str, str]) -> str | None:
+def env_netloc(env: Mapping[str, str]) -> str | None:
+    """The host (netloc) `OXEN_API_KEY` belongs to: OXEN_HOST's, else hub.oxen.ai's."""
     try:
         return urlsplit(normalize_host(env.get("OXEN_HOST") or DEFAULT_HOST)).netloc
     except ValueError:

@@ -1,7 +1,7 @@
 """Origins and URLs: the same-origin rule the key depends on, and no silent https -> http.
 
-Split from `transport.py`, which sends; these say where a URL points and whether the key or an
-unencrypted fetch may go there (the client checks result URLs with them too).
+Split from the transport (`httptransport.py`), which sends; these say where a URL points and
+whether the key or an unencrypted fetch may go there (the client checks result URLs with them too).
 """
 
 from __future__ import annotations

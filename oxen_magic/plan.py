@@ -16,11 +16,12 @@ from typing import Any
 
 from .catalog import ModelInfo
 from .errors import UsageProblem
+from .imageroutes import GENERATE_PATH
 from .inputs import Group, InputImage, sketched
 from .money import Estimate, estimate
 from .options import Spec
 from .params import check_value, typed_params
-from .required import GENERATE_PATH, check_inputs, count_param, is_list, read_timeout, request_path
+from .required import check_inputs, count_param, is_list, read_timeout, request_path
 
 #: Grid axes in the order they nest; the seed sweep is the column axis whenever it varies.
 #: `image`: the images one request asks for (`--param num_images=4`), one cell each.

@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING
 
 from .catalog import image_count
 from .errors import UsageProblem
+from .imageroutes import EDIT_PATH, GENERATE_PATH
 
 if TYPE_CHECKING:
     from .catalog import ModelInfo
     from .options import Spec
 
-GENERATE_PATH = "/api/ai/images/generate"
-EDIT_PATH = "/api/ai/images/edit"
 #: The option that sets each request field, for "add --x" messages.
 FLAGS = {
     "seed": "--seed",

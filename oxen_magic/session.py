@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import options
 from .errors import UsageProblem
+from .keys import KeyStore
 from .ledger import Ledger, Spend
+from .modelreads import ModelDetails
 from .sessioncache import LOCAL, SessionCache  # LOCAL: `host = "local"`, the embedded hub
 from .state import ProcessState
 from .window import WindowMemory
@@ -81,6 +83,8 @@ class Session:
         self._local_hub: Any = None
         #: Per host, model id -> the image route that served its input images (see client.py).
         self.routes: dict[str, dict[str, str]] = {}
+        self.details = ModelDetails()  # model details read, per host, shared by the clients
+        self.keys = KeyStore()  # the keys login() gave, for this session only
 
     # -- defaults -----------------------------------------------------------------------------
     def configure(self, **values: Any) -> None:
@@ -140,12 +144,11 @@ class Session:
         """Start the embedded hub once (its own random key, remembered for this process only)."""
         with self._lock:
             if self._local_hub is None:
-                from .client import remember_key
                 from .localhub import LocalHub
 
                 key = "local-" + secrets.token_hex(12)
                 self._local_hub = LocalHub(api_key=key, image_size=512).start()
-                remember_key(self._local_hub.url, key)
+                self.keys.remember(self._local_hub.url, key)
             return str(self._local_hub.url)
 
     @property
@@ -170,7 +173,9 @@ class Session:
                 if current is not None:
                     current.close()
                 routes = self.routes.setdefault(base, {})
-                self._clients[base] = OxenClient(base, pool_size=max(pool, 8), routes=routes)
+                self._clients[base] = OxenClient(
+                    base, pool_size=max(pool, 8), routes=routes, details=self.details, keys=self.keys
+                )
             return self._clients[base]
 
     def cache(self) -> SessionCache:
@@ -189,7 +194,7 @@ class Session:
         except ValueError:
             return None
         local = self._local_hub.url if self._local_hub is not None else None
-        return None if real == local or find_key(real) else real
+        return None if real == local or find_key(real, keys=self.keys) else real
 
     def real_api(self, host: str | None = None) -> str:
         """The API a key is for: `host`, else the session's host unless it is the local hub,
@@ -204,9 +209,7 @@ class Session:
 
     def use_key(self, host: str, key: str) -> None:
         """`login()`: keep `key` for `host` in this process and send the next cells there."""
-        from .client import remember_key
-
-        remember_key(host, key)
+        self.keys.remember(host, key)
         self.configure(host=host)
 
     def where(self) -> str:

@@ -119,12 +119,6 @@ def _nothing_outside(_loopback_only: None) -> Iterator[None]:
     assert not reached, f"the test reached past loopback: {reached}"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_model_details() -> None:
-    """Model details are kept per host for the process; a new hub may reuse an old port."""
-    oxen_magic.client.forget_models()
-
-
 @pytest.fixture
 def make_hub() -> Iterator[Callable[..., LocalHub]]:
     """Start a `LocalHub` with the given knobs (the constructor's, passed through unchanged) on a
@@ -163,7 +157,6 @@ def oxen_env(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("OXEN_CONFIG_DIR", str(config))
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setattr(oxen_magic.keys, "_SESSION_KEYS", {})  # login()s end with the test
     return cache
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.utils.capture import CapturedIO, capture_output
 
-from oxen_magic.client import OxenClient, remember_key
+from oxen_magic.client import OxenClient
 from oxen_magic.localhub import LocalHub
 from oxen_magic.magic import OxenMagic
 from oxen_magic.runner import THREAD_PREFIX
@@ -110,9 +110,9 @@ def magic_of(shell: Any) -> OxenMagic:
 def fast_client(shell: Any, **attrs: Any) -> OxenClient:
     """The magic's client for the default host, with retries that do not make a test wait."""
     client = magic_of(shell).client(None, 8)
-    client.backoff, client.max_wait = 0.001, 10.0
+    client.transport.backoff, client.transport.max_wait = 0.001, 10.0
     for name, value in attrs.items():
-        setattr(client, name, value)
+        setattr(client.transport, name, value)
     return client
 
 
@@ -162,7 +162,7 @@ def all_text(captured: CapturedIO) -> str:
 def login_for(hub: LocalHub) -> None:
     """What `oxen_magic.login(hub.url)` does: the key for a host other than the environment's."""
     assert hub.api_key is not None
-    remember_key(hub.url, hub.api_key)
+    current_session().keys.remember(hub.url, hub.api_key)
 
 
 def files_under(folder: Path, skip: Collection[str] = ()) -> list[Path]:

@@ -107,7 +107,7 @@ def _withdraw_model(ctx: Ctx) -> None:
 
 def _read_timeout(ctx: Ctx) -> None:
     ctx.hub.latency = 1.0
-    ctx.client().timeout = (5.0, 0.3)
+    ctx.client().transport.timeout = (5.0, 0.3)
 
 
 def _no_scheme(ctx: Ctx) -> None:
@@ -715,7 +715,7 @@ def test_bad_input(
         case.setup(ctx)
     try:  # fast retries; a host the client refuses is the row's own business
         client = ctx.client()
-        client.backoff, client.max_wait = 0.001, 5.0
+        client.transport.backoff, client.transport.max_wait = 0.001, 5.0
     except UsageError:
         pass
     shell.user_ns["r"] = SENTINEL

@@ -91,10 +91,10 @@ NOTEBOOK7_STARTUP_ERROR = "Cannot read properties of undefined (reading 'schema'
 # Rendering checks (issue 14, item 8): prices and prompts with `$` in a grid, two images that
 # fail (a second hub in the kernel, told to refuse two requests) drawn in 64 px cells.
 ROOM_CELLS = (
-    "from oxen_magic.client import remember_key\n"
+    "from oxen_magic.session import current_session\n"
     "from oxen_magic.localhub import LocalHub\n\n"
     "room = LocalHub(api_key=None, image_size=256).start()  # any key; fails on request\n"
-    'remember_key(room.url, "any-key")\n'
+    'current_session().keys.remember(room.url, "any-key")\n'
     "room_url = room.url\n"
     "room.fail_next(2, 400)",
     "%%oxenimage --host $room_url --model flux-2-dev --seed 1..3 --size 64\na $5 bill\n---\na $10 bill",

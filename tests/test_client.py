@@ -28,9 +28,7 @@ import pytest
 import requests
 from PIL import Image
 
-import oxen_magic.client as client_module
-import oxen_magic.keys as keys_module
-import oxen_magic.transport as transport_module
+import oxen_magic.httptransport as transport_module
 from oxen_magic.catalog import ModelInfo
 from oxen_magic.client import (
     DEFAULT_HOST,
@@ -38,7 +36,6 @@ from oxen_magic.client import (
     OxenClient,
     find_key,
     normalize_host,
-    remember_key,
 )
 from oxen_magic.errors import (
     AuthError,
@@ -53,6 +50,8 @@ from oxen_magic.errors import (
     ResultExpiredError,
     ServerError,
 )
+from oxen_magic.images import decode_image
+from oxen_magic.keys import KeyStore
 from oxen_magic.localhub import (
     FINE_TUNED_ID,
     GENERATE_PATH,
@@ -62,6 +61,7 @@ from oxen_magic.localhub import (
     _Reply,
     malformed_catalogue,
 )
+from oxen_magic.modelreads import ModelDetails
 
 KEY = "sk-oxen-test-7Hq2ZpX9fLw3"
 WRONG_KEY = "sk-oxen-wrong-0000aaaa"
@@ -83,7 +83,6 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("OXEN_API_KEY", "OXEN_HOST", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
-    monkeypatch.setattr(keys_module, "_SESSION_KEYS", {})
     return config
 
 
@@ -408,15 +407,17 @@ def test_environment_beats_the_cli_config(
 
 
 @pytest.mark.parametrize("form", ["url", "netloc"])
-def test_key_from_remember_key(
+def test_key_from_a_login_key_store(
     hub: TestHub, make_client: Callable[..., OxenClient], monkeypatch: pytest.MonkeyPatch, form: str
 ) -> None:
     monkeypatch.setenv("OXEN_API_KEY", WRONG_KEY)  # a login() of this session wins
-    remember_key(hub.url if form == "url" else f"127.0.0.1:{hub.port}", KEY)
-    make_client(api_key=None).generate(MODEL, PROMPT, seed=1)
+    keys = KeyStore()
+    keys.remember(hub.url if form == "url" else f"127.0.0.1:{hub.port}", KEY)
+    make_client(api_key=None, keys=keys).generate(MODEL, PROMPT, seed=1)
     assert [r.authorization for r in posts(hub)] == [f"Bearer {KEY}"]
-    # keys are per host: another host does not get it
-    assert find_key("hub.oxen.ai", env={}) is None
+    # keys are per host: another host does not get it; the store never shows one
+    assert find_key("hub.oxen.ai", env={}, keys=keys) is None
+    assert KEY not in repr(keys) and KEY not in str(keys)
 
 
 def test_login_stores_the_key_for_this_session(
@@ -428,7 +429,7 @@ def test_login_stores_the_key_for_this_session(
 
     monkeypatch.setattr(getpass, "getpass", lambda prompt="": f"  {KEY} ")
     oxen_magic.login(hub.url)
-    make_client(api_key=None).generate(MODEL, PROMPT, seed=1)
+    make_client(api_key=None, keys=oxen_magic.current_session().keys).generate(MODEL, PROMPT, seed=1)
     assert [r.authorization for r in posts(hub)] == [f"Bearer {KEY}"]
 
 
@@ -554,16 +555,19 @@ def test_schemas_come_from_the_detail_route(hub: TestHub, client: OxenClient) ->
     assert len(detail_gets(hub)) == 3
 
 
-def test_details_are_kept_per_host_for_the_process(
+def test_details_are_kept_per_host_by_their_owner(
     hub: TestHub, make_client: Callable[..., OxenClient], other: OtherOrigin
 ) -> None:
-    first = make_client().models_detailed(["flux-2-dev", MODEL])
-    again = make_client().models_detailed([MODEL, "flux-2-dev"])  # a new client, same host
+    details = ModelDetails()  # what a session hands each of its clients
+    first = make_client(details=details).models_detailed(["flux-2-dev", MODEL])
+    again = make_client(details=details).models_detailed([MODEL, "flux-2-dev"])  # a new client
     assert again[MODEL] is first[MODEL]
     assert len(detail_gets(hub)) == 2
-    client_module.forget_models()
-    make_client().model(MODEL)
+    make_client().model(MODEL)  # a client of its own remembers nothing yet
     assert len(detail_gets(hub)) == 3
+    details.clear()
+    make_client(details=details).model(MODEL)
+    assert len(detail_gets(hub)) == 4
 
 
 def test_models_detailed_reads_in_parallel(hub: TestHub, client: OxenClient) -> None:
@@ -973,7 +977,7 @@ def test_truncated_jpeg_is_called_truncated() -> None:
     Image.effect_noise((64, 64), 40).convert("RGB").save(out, "JPEG")
     data = out.getvalue()
     with pytest.raises(BadResponseError, match="is truncated or corrupt"):
-        client_module.decode_image(data[: len(data) // 2])
+        decode_image(data[: len(data) // 2])
 
 
 def test_expired_url_when_fetched(make_client: Callable[..., OxenClient]) -> None:

@@ -17,7 +17,6 @@ from support import all_text
 
 import oxen_magic
 from oxen_magic.cache import Cache
-from oxen_magic.client import remember_key
 from oxen_magic.localhub import LocalHub
 
 
@@ -89,7 +88,7 @@ def test_key_sources_pack_images_budget_and_cache(
     config = tmp_path / "oxen-config" / "auth_config.toml"
     config.write_text(f'[[host_configs]]\nhost = "{netloc}"\nauth_token = "{hub.api_key}"\n')
     assert "from the Oxen CLI config" in _doctor(shell)[0]
-    remember_key(hub.url, hub.api_key)
+    oxen_magic.current_session().keys.remember(hub.url, hub.api_key)
     assert "from oxen_magic.login()" in _doctor(shell)[0]
     # two images of hub.oxen.ai in the cache (a pack's), one of another host
     cache = Cache(oxen_env)

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from support import fast_client, run_cell, session_clients, shown_html, wait_for_no_oxen_threads
 
-from oxen_magic.client import forget_models
 from oxen_magic.localhub import LocalHub
 from oxen_magic.results import Results
 from oxen_magic.runner import THREAD_PREFIX
+from oxen_magic.session import current_session
 
 PROMPT = "a lighthouse at dusk"
 
@@ -147,7 +147,7 @@ def test_offline_rerun_keeps_the_cached_images(hub: LocalHub, shell: Any) -> Non
     for client in session_clients().values():  # as after a kernel restart: a new client
         client.close()
     session_clients().clear()
-    forget_models()  # a restarted kernel remembers no model details
+    current_session().details.clear()  # a restarted kernel remembers no model details
     fast_client(shell, max_retries=1)
     captured, error = run_cell(shell, "--model z-image-turbo --seed 1..3 --out r", PROMPT)
     assert error is None

@@ -23,8 +23,9 @@ from support import fast_client, run_cell, shown_html
 
 import oxen_magic
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
-from oxen_magic.client import EDIT_PATH, GENERATE_PATH, OxenClient
+from oxen_magic.client import OxenClient
 from oxen_magic.errors import TIMED_OUT, NotFoundError, ServerError
+from oxen_magic.imageroutes import EDIT_PATH, GENERATE_PATH
 from oxen_magic.localhub import FINE_TUNED_ID, LocalHub
 from oxen_magic.options import build_spec
 from oxen_magic.plan import make_plan

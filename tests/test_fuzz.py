@@ -27,8 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from oxen_magic.client import Generation, OxenClient, decode_image
+from oxen_magic.client import Generation, OxenClient
 from oxen_magic.errors import OxenError, UsageProblem
+from oxen_magic.images import decode_image
 from oxen_magic.options import MAX_RANGE, SEED_MAX, Defaults, Spec, build_spec, fill_template, parse_ints
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -274,9 +275,13 @@ def server() -> Iterator[_Server]:
 def client(server: _Server) -> Iterator[OxenClient]:
     port = server.server_address[1]
     c = OxenClient(
-        f"http://127.0.0.1:{port}", "fuzz-key-0123456789", max_retries=1, backoff=0.0, max_wait=0.05
+        f"http://127.0.0.1:{port}",
+        "fuzz-key-0123456789",
+        max_retries=1,
+        backoff=0.0,
+        max_wait=0.05,
+        timeout=(2.0, 5.0),
     )
-    c.timeout = (2.0, 5.0)
     yield c
     c.close()
 

@@ -33,10 +33,10 @@ from support import (
     wait_for_no_oxen_threads,
 )
 
-from oxen_magic.client import forget_models
 from oxen_magic.localhub import GENERATE_PATH, LocalHub
 from oxen_magic.magic import OxenMagic
 from oxen_magic.results import Results
+from oxen_magic.session import current_session
 
 PROMPT = "a red cube on a white table"
 
@@ -799,9 +799,9 @@ def test_offline_rerun_uses_the_cache_and_the_saved_model_description(shell: Any
     hub.stop()
     magic = magic_of(shell)
     session_clients().clear()  # a new session: no model descriptions in memory
-    forget_models()
+    current_session().details.clear()
     client = magic.client(None, 8)
-    client.backoff = 0.001  # a refused connection is retried; keep the test fast
+    client.transport.backoff = 0.001  # a refused connection is retried; keep the test fast
     _, r = ok(shell, hub, "--model flux-2-dev --seed 1,2")
     assert r.done == 2 and all(i.cached for i in r)
     assert [i.data for i in r] == [i.data for i in first]

@@ -467,7 +467,7 @@ def test_unreachable_host_at_generate_is_reported(  # type: ignore[no-untyped-de
     monkeypatch.setenv("OXEN_MAGIC_CACHE_DIR", str(tmp_path))
     panel = make("--model z-image-turbo --seed 1 a cat")
     client = panel.session.client(None, 8)
-    client.max_retries = 0  # keep the test fast; the panel itself never waits on the kernel
+    client.transport.max_retries = 0  # keep the test fast; the panel itself never waits on the kernel
     panel.generate_button.click()
     assert panel.wait(15)
     assert "oxen-error-text" in panel.status.value

@@ -71,7 +71,6 @@ def oxen_env(real: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("OXEN_CONFIG_DIR", str(tmp_path / "oxen-config"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setattr(oxen_magic.keys, "_SESSION_KEYS", {})  # login()s end with the test
     return tmp_path / "cache"
 
 

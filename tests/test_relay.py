@@ -598,9 +598,9 @@ def test_generate_with_connect_and_login_and_the_cli_work_through_the_relay(
     room: Relay, hub: LocalHub, oxen_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import oxen_magic
-    from oxen_magic.keys import remember_key
+    from oxen_magic.session import current_session
 
-    remember_key(room.url, token(room, 1))  # what oxen_magic.login(relay) keeps
+    current_session().keys.remember(room.url, token(room, 1))  # what oxen_magic.login(relay) keeps
     assert oxen_magic.connect(room.url) == room.url
     grid = oxen_magic.generate("a red cube", model=FLUX, seed=[1, 2], aspect_ratio="1:1")
     assert grid.done == 2 and room.db.spent(1) == pytest.approx(2 * PRICE)

@@ -37,10 +37,10 @@ from PIL import Image
 from support import all_text, files_under, magic_of, read_if_there, run_cell, session_clients
 
 import oxen_magic
-import oxen_magic.keys as keys_module
 from oxen_magic.client import OxenClient
 from oxen_magic.errors import OxenError
 from oxen_magic.localhub import LocalHub
+from oxen_magic.session import current_session
 
 SECRET = "sk-test-SECRET-1234567890"
 WRONG = "sk-test-WRONG-0987654321"
@@ -52,12 +52,6 @@ PROMPT = "a red cube on a white background"
 def hub(make_hub: Callable[..., LocalHub]) -> LocalHub:
     """Overrides conftest's hub: this one accepts only SECRET (so `oxen_env` exports it)."""
     return make_hub("127.0.0.1", 0, api_key=SECRET, image_size=64)
-
-
-@pytest.fixture(autouse=True)
-def _no_session_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    """login() keeps keys for the process: give each test its own, empty, store."""
-    monkeypatch.setattr(keys_module, "_SESSION_KEYS", {})
 
 
 def _png_bytes(size: tuple[int, int] = (8, 8)) -> bytes:
@@ -111,7 +105,7 @@ def _closed_port() -> int:
 
 def _fast(shell: Any) -> OxenClient:
     client = magic_of(shell).client(None, 8)
-    client.backoff, client.max_wait = 0.001, 5.0
+    client.transport.backoff, client.transport.max_wait = 0.001, 5.0
     return client
 
 
@@ -184,7 +178,7 @@ def test_a_whole_session_never_shows_the_key(
     cell("--model z-image-turbo --seed 14")
     monkeypatch.setenv("OXEN_API_KEY", SECRET)
     hub.latency = 0.6
-    _fast(shell).timeout = (5.0, 0.2)
+    _fast(shell).transport.timeout = (5.0, 0.2)
     cell("--model z-image-turbo --seed 15 --out bad")
     assert "did not answer in time" in (shell.user_ns["bad"].items[0].error or "")
     hub.latency = 0.0
@@ -509,7 +503,7 @@ def test_login_with_nothing_typed_changes_nothing(
     monkeypatch.setattr(getpass, "getpass", lambda prompt="", stream=None: "   ")
     oxen_magic.login()
     assert "No key entered" in capsys.readouterr().out
-    assert keys_module._SESSION_KEYS == {}
+    assert len(current_session().keys) == 0
 
 
 def test_the_oxen_cli_config_is_used_without_the_env_var(

@@ -221,7 +221,12 @@ def _fetch_models(session: Any, host: str | None) -> tuple[dict[str, ModelInfo] 
 
     try:
         client = OxenClient(
-            session.base_url(host), max_retries=1, max_wait=2.0, timeout=(3.0, 10.0), deadline=30.0
+            session.base_url(host),
+            max_retries=1,
+            max_wait=2.0,
+            timeout=(3.0, 10.0),
+            deadline=30.0,
+            keys=session.keys,
         )
     except (ValueError, UsageProblem) as exc:
         return None, f"{exc} Type model ids, comma separated."
