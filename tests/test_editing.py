@@ -21,7 +21,7 @@ from oxen_magic import inputs as inputs_module
 from oxen_magic import pipeline
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.localhub import LocalHub
-from oxen_magic.placeholder import input_sha_of
+from oxen_magic.localhub.placeholder import input_sha_of
 
 CATALOGUE = {m["id"]: ModelInfo.from_api(m) for m in bundled_catalogue()}
 TAKES = sorted(m for m, info in CATALOGUE.items() if info.takes("input_image"))

@@ -25,7 +25,7 @@ from support import FakeClock
 
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.localhub import FINE_TUNED_ID, LocalHub, default_catalogue, malformed_catalogue
-from oxen_magic.placeholder import input_sha_of
+from oxen_magic.localhub.placeholder import input_sha_of
 
 KEY = "local-demo-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

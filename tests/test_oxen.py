@@ -31,9 +31,9 @@ from oxen_magic.client import OxenClient
 from oxen_magic.errors import OxenError, UsageProblem
 from oxen_magic.gallery import MAX_BYTES, embed, gallery_html
 from oxen_magic.localhub import LocalHub
+from oxen_magic.localhub.placeholder import input_sha_of
 from oxen_magic.options import build_spec
 from oxen_magic.pipeline import execute, prepare
-from oxen_magic.placeholder import input_sha_of
 from oxen_magic.results import Results
 
 oxen = pytest.importorskip("oxen")

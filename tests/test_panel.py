@@ -27,8 +27,8 @@ from PIL import Image
 import oxen_magic
 from oxen_magic.live import live_parts
 from oxen_magic.localhub import LocalHub
+from oxen_magic.localhub.placeholder import input_sha_of
 from oxen_magic.magic import OxenMagic
-from oxen_magic.placeholder import input_sha_of
 from oxen_magic.session import current_session
 from oxen_magic.widget import ModelsText, Panel
 

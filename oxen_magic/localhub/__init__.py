@@ -11,8 +11,8 @@ The package is split by job:
 
 * `hub.py` — `LocalHub`: knobs, lifecycle, test controls;
 * `routes.py` — routing, model list/detail/search, result files;
-* `generate.py` — the image routes (generate and edit); `inputs.py` — fetching `input_image`;
-* `catalogue.py` — the models served; `validation.py` — schema checks;
+* `generate.py` — the image routes (generate and edit); `fetch_inputs.py` — fetching `input_image`;
+* `models.py` — the models served; `validation.py` — schema checks;
 * `storage.py` — result files with expiry and caps; `faults.py` — failure injection;
 * `replies.py` — reply and error shapes; `server.py` — HTTP plumbing; `cli.py` — the command line;
 * `bodies.py` — request bodies, capped before they are read; `hosts.py` — the Host check against
@@ -31,10 +31,10 @@ Run it by hand with `python -m oxen_magic.localhub --port 8765 --latency 0.5 --k
 
 from __future__ import annotations
 
-from .catalogue import FINE_TUNED_ID, default_catalogue, malformed_catalogue
 from .cli import main
 from .faults import GARBAGE_KINDS
 from .hub import LocalHub
+from .models import FINE_TUNED_ID, default_catalogue, malformed_catalogue
 from .replies import RecordedRequest, _Reply
 from .routes import EDIT_PATH, FILES_PREFIX, GENERATE_PATH, MODELS_PATH
 from .validation import validate

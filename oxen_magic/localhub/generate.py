@@ -2,7 +2,7 @@
 (`oxen-api.md`).
 
 Checks a request as the API does (auth, prompt, model, response_format, the model's schema and
-its top-level `required`), fetches `input_image` (`inputs.py`), sleeps out the injected latency,
+its top-level `required`), fetches `input_image` (`fetch_inputs.py`), sleeps out the injected latency,
 draws the deterministic placeholder (derived from the inputs when there are any) and answers a
 temporary URL or `b64_json`. Failure knobs (`faults.py`) come first, before auth, as a gateway's
 would; one marked `after_billing` comes after the image was made.
@@ -29,7 +29,12 @@ from typing import Any
 from PIL import Image
 
 from oxen_magic.catalog import image_count, properties_of, schema_of
-from oxen_magic.placeholder import (
+
+from .bodies import parse_json
+from .faults import FaultQueue, _Failure, failure_reply, garbage_reply, retry_after_value
+from .fetch_inputs import InputProblem, load
+from .models import _makes_images
+from .placeholder import (
     FORMATS,
     NO_SEED,
     ImageSpec,
@@ -40,11 +45,6 @@ from oxen_magic.placeholder import (
     render_image,
     short,
 )
-
-from .bodies import parse_json
-from .catalogue import _makes_images
-from .faults import FaultQueue, _Failure, failure_reply, garbage_reply, retry_after_value
-from .inputs import InputProblem, load
 from .replies import _error_reply, _json_bytes, _not_found, _Reply
 from .routes import EDIT_PATH, GENERATE_PATH, _ModelRoutes
 from .validation import _BadRequest, validate

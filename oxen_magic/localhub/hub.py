@@ -16,14 +16,13 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from oxen_magic.placeholder import ImageSpec
-
 from .arrivals import CallWatch, posts_to
-from .catalogue import default_catalogue
 from .faults import GARBAGE_KINDS, FaultQueue
+from .fetch_inputs import MAX_INPUT_PIXELS
 from .generate import _GenerateRoutes
 from .hosts import configured_names, host_allowed
-from .inputs import MAX_INPUT_PIXELS
+from .models import default_catalogue
+from .placeholder import ImageSpec
 from .records import MAX_RECORDS, RequestLog
 from .replies import RecordedRequest
 from .routes import EDIT_PATH, GENERATE_PATH

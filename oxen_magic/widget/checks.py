@@ -10,8 +10,8 @@ from .. import options
 from ..errors import UsageProblem
 from ..plan import make_plan, suggest
 from .base import PREFIX, PanelBase
-from .catalogue import about, guidance_param, known
 from .display import _error, _note
+from .model_groups import about, guidance_param, known
 from .simple import is_guidance
 
 #: The controls in the order a person fills them in: the first problem is the one the status names.

@@ -18,8 +18,8 @@ from ..errors import UsageProblem
 from ..results import Results
 from ..saving import save_contact_sheet
 from .base import PanelBase
-from .catalogue import EDIT, KINDS, TEXT, UPSCALE, kind_of, model_options, needs_input, spend_line
 from .display import _error
+from .model_groups import EDIT, KINDS, TEXT, UPSCALE, kind_of, model_options, needs_input, spend_line
 
 #: The width (px) a grid is fitted to: what a notebook's output area shows without scrolling.
 FIT_WIDTH = 900

@@ -13,13 +13,13 @@ from traitlets import Any as AnyTrait
 from .. import options
 from ..errors import UsageProblem
 from .base import _DESC, PREFIX
-from .catalogue import guidance_param, known, model_options
 from .checks import Checks
 from .classroom import KINDS, Classroom
 from .controls import Controls, ModelsText, _extra_words, _fetch_models, _initial_args
 from .display import Display, _note
 from .gridview import GridView
-from .inputs import InputControls
+from .input_control import InputControls
+from .model_groups import guidance_param, known, model_options
 from .run import HistoryEntry, Runs
 from .simple import SimpleControls, guidance_from
 

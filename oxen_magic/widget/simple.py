@@ -24,7 +24,7 @@ import ipywidgets as widgets
 
 from ..ranges import MAX_RANGE, SEED_MAX
 from .base import _DESC, PanelBase
-from .catalogue import GUIDANCE_WORDS, guidance_param, known
+from .model_groups import GUIDANCE_WORDS, guidance_param, known
 
 SAME, NEW = "same", "new"
 _RANGE = re.compile(r"\s*([0-9]{1,10})\s*(?:\.\.\s*([0-9]{1,10})\s*)?")
