@@ -935,7 +935,7 @@ def test_oversize_url_download_is_padded_and_streamed(
     size = 3_000_001
     hub = make_hub(image_size=64, oversize_bytes=size)
     url = generate(hub, session, output_format="png").json()["images"][0]["url"]
-    assert hub._store.total_bytes < 100_000  # the store keeps the real image only
+    assert hub.store.total_bytes < 100_000  # the store keeps the real image only
     with session.get(url, headers=AUTH, stream=True) as r:
         assert r.status_code == 200 and int(r.headers["Content-Length"]) == size
         chunks = list(r.iter_content(65536))
