@@ -1227,6 +1227,31 @@ def test_the_result_store_expires_by_the_given_clock(
     assert hub.results_kept[0] == 1  # the expired file is dropped, not only hidden
 
 
+def test_knobs_set_on_the_hub_reach_its_parts_at_once(
+    make_hub: Callable[..., LocalHub], session: requests.Session
+) -> None:
+    """The hub is built from parts that hold its knobs: a knob set on the hub after start is the
+    one the next request sees (here `anonymous_reads` and `extra_images`), and the counters the
+    image routes keep read back through the hub."""
+    hub = make_hub(image_size=32)
+    assert session.get(f"{hub.url}/api/ai/models").status_code == 401
+    hub.anonymous_reads = True
+    assert hub.knobs.anonymous_reads is True
+    assert session.get(f"{hub.url}/api/ai/models").status_code == 200
+    hub.extra_images = 1
+    answer = generate(hub, session, seed=3).json()
+    assert len(answer["images"]) == 2 and hub.billed == 2 and hub.tally.billed == 2
+    hub.reset()
+    assert hub.billed == 0 and hub.in_flight == 0
+
+
+def test_an_unknown_keyword_is_refused_like_a_misspelt_argument() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'latncy'"):
+        LocalHub(latncy=1.0)
+    with pytest.raises(ValueError, match="schema_field"):
+        LocalHub(schema_field="schema")
+
+
 def _quiet(call: Callable[[], Any]) -> None:
     """Run `call`, ignoring the connection error a stopping hub may give it."""
     with contextlib.suppress(requests.RequestException):

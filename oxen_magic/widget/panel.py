@@ -139,6 +139,7 @@ class Panel(widgets.VBox):
         self._name_widgets()
 
     def _name_widgets(self) -> None:
+        """The parts' widgets under the panel's public names (tests and notebooks use them)."""
         c, s, i, k, d = self.controls, self.simple, self.inputs, self.classroom, self.display
         self.prompt, self.models, self.seeds, self.aspect_ratio = c.prompt, c.models, c.seeds, c.aspect_ratio
         self.steps, self.extra_options, self.magic_line = c.steps, c.extra_options, c.magic_line
