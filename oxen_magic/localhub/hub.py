@@ -9,6 +9,7 @@ holds what a test or a workshop calls: lifecycle, failures to inject, waits on r
 from __future__ import annotations
 
 import copy
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -18,7 +19,7 @@ from .arrivals import CallWatch, Tally, posts_to
 from .faults import FaultQueue
 from .generate import ImageRoutes
 from .hosts import HostCheck
-from .knobs import Forward, split_options
+from .knobs import Forward, Knobs, Setup, split_options
 from .models import default_catalogue
 from .records import RequestLog, recorded
 from .replies import RecordedRequest, _Reply
@@ -39,7 +40,8 @@ class LocalHub:
     `host_check` (the Host header) and the body caps the server applies (`max_body_bytes`).
 
     Keywords: the fields of `knobs.Knobs` and `knobs.Setup`; the module docstring of `knobs.py`
-    says what each reading of the docs or each cap does.
+    says what each reading of the docs or each cap does. `host` and `port` are where to listen
+    (port 0: a free one, known after `start()`).
     """
 
     api_key = Forward("knobs")
@@ -69,9 +71,55 @@ class LocalHub:
     garbage = Forward("faults")  # every generate call answers this kind of unusable response
     fail_rate = Forward("faults")  # share of generate calls answered with a transient 503
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **options: Any) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str | None = Knobs.api_key,
+        latency: float = Knobs.latency,
+        image_size: int | None = Knobs.image_size,
+        require_auth_for_files: bool = Knobs.require_auth_for_files,
+        anonymous_reads: bool = Knobs.anonymous_reads,
+        list_schemas: bool = Knobs.list_schemas,
+        data_uris: bool = Knobs.data_uris,
+        schema_field: str = Knobs.schema_field,
+        private_models: Iterable[str] = Knobs.private_models,
+        bare_edit_route: bool = Knobs.bare_edit_route,
+        result_origin: str | None = Knobs.result_origin,
+        oversize_bytes: int | None = Knobs.oversize_bytes,
+        drip: float | None = Knobs.drip,
+        max_concurrent: int | None = Knobs.max_concurrent,
+        retry_after: float | str | None = Knobs.retry_after,
+        max_body_bytes: int = Knobs.max_body_bytes,
+        max_input_pixels: int | None = Knobs.max_input_pixels,
+        verbose: bool = Knobs.verbose,
+        input_route: str = Knobs.input_route,
+        missing_route_status: int = Knobs.missing_route_status,
+        extra_images: int = Knobs.extra_images,
+        catalogue: list[dict[str, Any]] | None = Setup.catalogue,
+        fail_rate: float = Setup.fail_rate,
+        fail_seed: int = Setup.fail_seed,
+        cache_size: int = Setup.cache_size,
+        url_ttl: float = Setup.url_ttl,
+        result_ttl: float | None = Setup.result_ttl,
+        max_results: int | None = Setup.max_results,
+        max_result_bytes: int | None = Setup.max_result_bytes,
+        max_records: int | None = Setup.max_records,
+        allowed_hosts: Iterable[str] = Setup.allowed_hosts,
+        tls: ssl.SSLContext | None = Setup.tls,
+        public_url: str | None = Setup.public_url,
+        clock: Callable[[], float] = Setup.clock,
+    ) -> None:
+        """Each keyword is a field of `knobs.Knobs` (read on every request) or `knobs.Setup` (how
+        the parts are made), its default taken from there; `knobs.py` says what each does."""
+        options = {k: v for k, v in locals().items() if k not in ("self", "host", "port")}
         self.host, self.port = host, port
         self.knobs, setup = split_options(options)
+        self._build(setup)
+
+    def _build(self, setup: Setup) -> None:
+        """Make the parts and hand each the others it calls."""
         ttl = setup.url_ttl if setup.result_ttl is None else setup.result_ttl
         self.store = ResultStore(ttl, setup.max_results, setup.max_result_bytes, setup.clock)
         self.faults = FaultQueue(setup.fail_rate, setup.fail_seed)

@@ -1,6 +1,6 @@
 """What a `LocalHub` is made with: `Knobs`, read by the routes on every request (a test may change
 any of them through the hub at any time: `hub.latency = 1.0`), and `Setup`, the sizes of the parts
-made once. `LocalHub(**options)` takes the fields of both as keywords (`split_options`).
+made once. `LocalHub` takes the fields of both as keywords, their defaults taken from here.
 
 Knobs for readings of the docs (`oxen-api.md`) that are not settled:
 
@@ -82,7 +82,7 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .fetch_inputs import MAX_INPUT_PIXELS
@@ -101,7 +101,7 @@ class Knobs:
     list_schemas: bool = False
     data_uris: bool = True
     schema_field: str = "request_schema"
-    private_models: Iterable[str] = field(default_factory=set)
+    private_models: Iterable[str] = ()
     bare_edit_route: bool = False
     result_origin: str | None = None
     oversize_bytes: int | None = None
@@ -149,15 +149,10 @@ class Setup:
 
 
 def split_options(options: dict[str, Any]) -> tuple[Knobs, Setup]:
-    """`LocalHub`'s keywords as its knobs and its setup; an unknown keyword is a TypeError, as a
-    misspelt argument is."""
+    """`LocalHub`'s keywords as its knobs and its setup."""
     live = {f.name for f in fields(Knobs)}
-    made = {f.name for f in fields(Setup)}
-    for name in options:
-        if name not in live | made:
-            raise TypeError(f"LocalHub() got an unexpected keyword argument {name!r}")
     knobs = Knobs(**{k: v for k, v in options.items() if k in live})
-    return knobs, Setup(**{k: v for k, v in options.items() if k in made})
+    return knobs, Setup(**{k: v for k, v in options.items() if k not in live})
 
 
 class Forward:
