@@ -245,7 +245,7 @@ def _models_control(
     )
 
 
-def _initial_args(line: str, initial: Mapping[str, Any]) -> Any:
+def initial_args(line: str, initial: Mapping[str, Any]) -> Any:
     """The `%oxenpanel` line and keyword arguments, read by the `%%oxenimage` grammar."""
     try:
         words = options.split_words(line) + option_words(initial, caller="panel")
@@ -264,7 +264,7 @@ def _extra_words(args: Any) -> str:
     return shlex.join(options.to_words(args, skip=CONTROLLED))
 
 
-def _fetch_models(session: Any, host: str | None) -> tuple[dict[str, ModelInfo] | None, str | None]:
+def fetch_models(session: Any, host: str | None) -> tuple[dict[str, ModelInfo] | None, str | None]:
     """The image models the API lists, by id; None (and why) when the list cannot be read.
 
     A short-lived client with one quick retry: opening the panel must not hang on a dead host.

@@ -23,7 +23,7 @@ from ..errors import UsageProblem
 from .base import PREFIX, Quiet
 from .checks import Checks, waiting
 from .classroom import Classroom
-from .controls import Controls, _fetch_models, _initial_args
+from .controls import Controls, fetch_models, initial_args
 from .display import StatusDisplay, _note, static_copy
 from .gridview import GridView
 from .input_control import InputControl
@@ -79,7 +79,7 @@ class Panel(widgets.VBox):
         self._line = PREFIX
         self._errors: dict[str, str] = {}
         args, chosen, ratios = _read_line(line, initial, self.session)
-        schemas, models_note = _fetch_models(self.session, args.host or self.session.defaults().host)
+        schemas, models_note = fetch_models(self.session, args.host or self.session.defaults().host)
         self._build_parts(args, chosen, ratios, schemas, models_note)
         super().__init__(children=arrange(self))
         mark(self)
@@ -369,7 +369,7 @@ def _read_line(
     line: str, initial: Mapping[str, Any], session: Session
 ) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
     """The `%oxenpanel` line read: its parsed words, the models chosen and the aspect ratios."""
-    args = _initial_args(line, initial)
+    args = initial_args(line, initial)
     try:
         chosen = options.split_list(args.model, "model") if args.model else (session.defaults().model,)
         ratios = options.split_list(args.aspect_ratio, "aspect ratio") if args.aspect_ratio else ()
