@@ -261,7 +261,7 @@ def baseline_loop(url: str, key: str, bodies: list[dict[str, Any]]) -> float:
 
 def pregenerated(fmt: str, count: int = 2) -> list[bytes]:
     """1024x1024 pictures from the hub's own renderer (PNG ~1 MB; WebP as flux-2-dev sends)."""
-    from oxen_magic.placeholder import ImageSpec, render_image
+    from oxen_magic.localhub.placeholder import ImageSpec, render_image
 
     return [
         render_image(ImageSpec("flux-2-dev", PROMPT, seed, "", 1024, 1024, "1:1", fmt, ()))

@@ -109,7 +109,7 @@ def price(
     made: dict[str, dict[str, int]], hub_prices: dict[str, float], real: dict[str, float] | None
 ) -> tuple[dict[str, float], list[str], str]:
     """(price per model used, the guessed ones, where the prices come from)."""
-    from oxen_magic.localhub.catalogue import DOCUMENTED_PRICES
+    from oxen_magic.localhub.models import DOCUMENTED_PRICES
 
     used = sorted({m for per in made.values() for m in per})
     if real is None:

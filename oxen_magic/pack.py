@@ -14,6 +14,9 @@ ever used as a path), caps sizes before reading, checks every image against its 
 every entry against the request it claims to answer, and refuses a malformed pack in one sentence
 before writing anything.
 
+This module exports (and runs the command line); `pack_import.py` imports, `pack_format.py` holds
+the zip format both read.
+
 Command line: `python -m oxen_magic.pack export OUT.zip [--host H] [--notebook NB [--cells 3,5]]`
 and `python -m oxen_magic.pack import PACK.zip` (`--cache-dir` on both).
 """
@@ -22,63 +25,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import io
 import json
 import re
 import sys
 import time
 import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .atomic import atomic_file
 from .cache import Cache
 from .client import DEFAULT_HOST, normalize_host
+from .pack_format import FORMAT, MANIFEST, META_FIELDS, VERSION, PackError, PackReport
+from .pack_import import import_pack
 from .templates import Template
-
-FORMAT = "oxen_magic-pack"
-VERSION = 1
-MANIFEST = "manifest.json"
-#: Caps on what an import reads (a pack is someone else's file).
-MAX_PACK_BYTES = 4 * 1024**3
-MAX_MEMBER_BYTES = 64 * 1024**2
-MAX_META_BYTES = 1024**2
-MAX_TOTAL_BYTES = 4 * 1024**3
-MAX_ENTRIES = 50_000
-_HEX = r"[0-9a-f]{64}"
-_NAME = re.compile(rf"^(?:{re.escape(MANIFEST)}|entries/{_HEX}\.(?:json|img|thumb)|models/{_HEX}\.json)$")
-#: The meta fields an imported entry keeps (anything else in a pack is dropped).
-_META_FIELDS = ("mime", "size", "created")
-
-
-class PackError(ValueError):
-    """A pack that cannot be written or read, in one sentence naming the problem and the fix."""
-
-
-@dataclass
-class PackReport:
-    """What an export or import did, printed as one line."""
-
-    path: Path
-    entries: int = 0
-    models: int = 0
-    skipped: int = 0
-    bytes: int = 0
-    hosts: list[str] = field(default_factory=list)
-    verb: str = "exported"
-
-    def __str__(self) -> str:
-        where = ", ".join(self.hosts) or "no host"
-        text = f"{self.verb.capitalize()} {self.entries} image(s) and {self.models} model description(s)"
-        text += f" for {where} ({self.bytes / 1e6:.1f} MB) {'to' if self.verb == 'exported' else 'from'} "
-        text += f"{self.path}"
-        if self.skipped:
-            text += f"; {self.skipped} were already in the cache"
-        return text + "."
-
 
 # -- which prompts a notebook asks for ------------------------------------------------------------
 
@@ -208,7 +169,7 @@ def _write(
         seen_models: set[tuple[str, str]] = set()
         for key, body, entry in chosen:
             meta = {k: entry.meta[k] for k in ("sha256", "thumb_size", "thumb_sha256", "host", "body")}
-            meta.update({k: entry.meta[k] for k in _META_FIELDS if k in entry.meta})
+            meta.update({k: entry.meta[k] for k in META_FIELDS if k in entry.meta})
             if entry.thumb is None:
                 meta.pop("thumb_sha256", None)
             zf.writestr(f"entries/{key}.json", json.dumps(meta, sort_keys=True))
@@ -233,153 +194,6 @@ def _write(
             zf.writestr(f"models/{key}.json", json.dumps(obj, sort_keys=True))
             manifest["models"].append({"key": key, "host": model_host, "id": model_id})
         zf.writestr(MANIFEST, json.dumps(manifest, sort_keys=True, indent=1))
-
-
-# -- import ---------------------------------------------------------------------------------------
-
-
-def _refuse(path: Path, problem: str) -> PackError:
-    return PackError(f"{path} is not a usable oxen_magic pack: {problem}; ask for the pack again.")
-
-
-def _read(zf: zipfile.ZipFile, name: str, cap: int, path: Path) -> bytes:
-    """A member's bytes, reading at most `cap` (a lying header cannot make it read more)."""
-    with zf.open(name) as member:
-        data = member.read(cap + 1)
-    if len(data) > cap:
-        raise _refuse(path, f"{name} is larger than {cap} bytes")
-    return data
-
-
-def _json(zf: zipfile.ZipFile, name: str, path: Path) -> Any:
-    try:
-        return json.loads(_read(zf, name, MAX_META_BYTES, path))
-    except ValueError:
-        raise _refuse(path, f"{name} is not JSON") from None
-
-
-def _checked_entry(
-    zf: zipfile.ZipFile, key: str, path: Path
-) -> tuple[str, dict[str, Any], dict[str, Any], bytes, bytes | None]:
-    """One entry, checked: its request, its image against the checksum, its key against both."""
-    meta = _json(zf, f"entries/{key}.json", path)
-    if not isinstance(meta, dict):
-        raise _refuse(path, f"entry {key[:12]} has no description")
-    host, body = meta.get("host"), meta.get("body")
-    if not isinstance(host, str) or not isinstance(body, dict) or body.get("seed") is None:
-        raise _refuse(path, f"entry {key[:12]} does not say which seeded request it answers")
-    if Cache.key(host, body) != key:
-        raise _refuse(path, f"entry {key[:12]} is filed under a request it does not answer")
-    try:
-        data = _read(zf, f"entries/{key}.img", MAX_MEMBER_BYTES, path)
-    except KeyError:
-        raise _refuse(path, f"entry {key[:12]} has no image") from None
-    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
-        raise _refuse(path, f"the image of entry {key[:12]} is damaged (checksum mismatch)")
-    _check_image(data, key, path)
-    thumb = None
-    if f"entries/{key}.thumb" in zf.NameToInfo:
-        thumb = _read(zf, f"entries/{key}.thumb", MAX_MEMBER_BYTES, path)
-        if hashlib.sha256(thumb).hexdigest() != meta.get("thumb_sha256"):
-            thumb = None  # a thumbnail is remade from the image when needed
-    extra = {k: meta[k] for k in _META_FIELDS if k in meta and isinstance(meta[k], (str, int, float, list))}
-    thumb_size = meta.get("thumb_size")
-    extra["thumb_size"] = thumb_size if isinstance(thumb_size, int) and thumb is not None else 0
-    return host, body, extra, data, thumb
-
-
-def _check_image(data: bytes, key: str, path: Path) -> None:
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > 64_000_000:
-                raise _refuse(path, f"the image of entry {key[:12]} is implausibly large")
-            image.verify()
-    except PackError:
-        raise
-    except Exception:
-        raise _refuse(path, f"the image of entry {key[:12]} is not an image") from None
-
-
-def import_pack(path: str | Path, *, cache_dir: str | Path | None = None) -> PackReport:
-    """Check a pack whole, then add its images and model descriptions to the cache.
-
-    Entries the cache already has are left as they are. Nothing is written unless every entry
-    of the pack passes its checks.
-    """
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise PackError(
-            f"Cannot open the pack {path} ({exc.strerror or exc}); check the file name."
-        ) from None
-    if size > MAX_PACK_BYTES:
-        raise _refuse(path, f"it is larger than {MAX_PACK_BYTES // 1024**3} GB")
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
-        raise _refuse(path, "it is not a zip file") from None
-    with zf:
-        infos = zf.infolist()
-        if len(infos) > 3 * MAX_ENTRIES + 1:
-            raise _refuse(path, f"it holds more than {MAX_ENTRIES} entries")
-        for info in infos:  # strict names: no path inside a pack is ever used as a path
-            if not _NAME.match(info.filename) or info.is_dir():
-                raise _refuse(path, f"it holds an unexpected file {info.filename[:80]!r}")
-        if sum(i.file_size for i in infos) > MAX_TOTAL_BYTES:
-            raise _refuse(path, f"it unpacks to more than {MAX_TOTAL_BYTES // 1024**3} GB")
-        if MANIFEST not in zf.NameToInfo:
-            raise _refuse(path, "it has no manifest")
-        manifest = _json(zf, MANIFEST, path)
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise _refuse(path, "its manifest is not an oxen_magic pack manifest")
-        if manifest.get("version") != VERSION:
-            raise PackError(
-                f"{path} is a version {manifest.get('version')!r} pack and this oxen_magic reads version "
-                f"{VERSION}; upgrade oxen_magic or ask for a pack made by the same version."
-            )
-        entries, models = manifest.get("entries"), manifest.get("models", [])
-        if not isinstance(entries, list) or not isinstance(models, list):
-            raise _refuse(path, "its manifest lists no entries")
-        keys = [e.get("key") if isinstance(e, dict) else None for e in entries]
-        if not all(isinstance(k, str) and re.fullmatch(_HEX, k) for k in keys):
-            raise _refuse(path, "its manifest lists an entry without a proper key")
-        checked = [_checked_entry(zf, str(k), path) for k in dict.fromkeys(keys)]
-        descriptions: list[tuple[str, str, dict[str, Any]]] = []
-        for m in models:
-            if (
-                not isinstance(m, dict)
-                or not isinstance(m.get("host"), str)
-                or not isinstance(m.get("id"), str)
-            ):
-                raise _refuse(path, "its manifest lists a model without a host and id")
-            key = Cache.key(m["host"], {"model": m["id"]})
-            if m.get("key") != key or f"models/{key}.json" not in zf.NameToInfo:
-                raise _refuse(path, f"the description of {m['id'][:60]} is missing or misfiled")
-            obj = _json(zf, f"models/{key}.json", path)
-            if not isinstance(obj, dict) or obj.get("id") != m["id"]:
-                raise _refuse(path, f"the description of {m['id'][:60]} is not a model object")
-            descriptions.append((m["host"], m["id"], obj))
-    cache = Cache(cache_dir)
-    report = PackReport(path, verb="imported", hosts=sorted({c[0] for c in checked}))
-    for host, body, extra, data, thumb in checked:
-        if cache.get(host, body, -1) is not None:
-            report.skipped += 1
-            continue
-        thumb_size = extra.pop("thumb_size")
-        cache.put(host, body, data, thumb, thumb_size, **extra)
-        if cache.get(host, body, -1) is None:
-            raise PackError(
-                f"Cannot write to the cache at {cache.folder}; check that the folder is writable."
-            )
-        report.entries += 1
-        report.bytes += len(data)
-    for host, model_id, obj in descriptions:
-        cache.put_model(host, model_id, obj)
-        report.models += 1
-    return report
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -425,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report)
     return 0
 
+
+__all__ = ["PackError", "PackReport", "export_pack", "import_pack", "notebook_prompts"]
 
 if __name__ == "__main__":
     sys.exit(main())

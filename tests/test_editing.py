@@ -19,7 +19,7 @@ from support import all_text, html_outputs, run_cell
 
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.localhub import LocalHub
-from oxen_magic.placeholder import input_sha_of
+from oxen_magic.localhub.placeholder import input_sha_of
 from oxen_magic.required import role
 
 CATALOGUE = {m["id"]: ModelInfo.from_api(m) for m in bundled_catalogue()}

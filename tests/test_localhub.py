@@ -25,7 +25,7 @@ from support import FakeClock
 
 from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.localhub import FINE_TUNED_ID, LocalHub, default_catalogue, malformed_catalogue
-from oxen_magic.placeholder import input_sha_of
+from oxen_magic.localhub.placeholder import input_sha_of
 
 KEY = "local-demo-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -935,7 +935,7 @@ def test_oversize_url_download_is_padded_and_streamed(
     size = 3_000_001
     hub = make_hub(image_size=64, oversize_bytes=size)
     url = generate(hub, session, output_format="png").json()["images"][0]["url"]
-    assert hub._store.total_bytes < 100_000  # the store keeps the real image only
+    assert hub.store.total_bytes < 100_000  # the store keeps the real image only
     with session.get(url, headers=AUTH, stream=True) as r:
         assert r.status_code == 200 and int(r.headers["Content-Length"]) == size
         chunks = list(r.iter_content(65536))
@@ -1225,6 +1225,31 @@ def test_the_result_store_expires_by_the_given_clock(
     assert session.get(old, headers=AUTH).status_code == 404
     assert session.get(new, headers=AUTH).status_code == 200
     assert hub.results_kept[0] == 1  # the expired file is dropped, not only hidden
+
+
+def test_knobs_set_on_the_hub_reach_its_parts_at_once(
+    make_hub: Callable[..., LocalHub], session: requests.Session
+) -> None:
+    """The hub is built from parts that hold its knobs: a knob set on the hub after start is the
+    one the next request sees (here `anonymous_reads` and `extra_images`), and the counters the
+    image routes keep read back through the hub."""
+    hub = make_hub(image_size=32)
+    assert session.get(f"{hub.url}/api/ai/models").status_code == 401
+    hub.anonymous_reads = True
+    assert hub.knobs.anonymous_reads is True
+    assert session.get(f"{hub.url}/api/ai/models").status_code == 200
+    hub.extra_images = 1
+    answer = generate(hub, session, seed=3).json()
+    assert len(answer["images"]) == 2 and hub.billed == 2 and hub.tally.billed == 2
+    hub.reset()
+    assert hub.billed == 0 and hub.in_flight == 0
+
+
+def test_an_unknown_keyword_is_refused_like_a_misspelt_argument() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'latncy'"):
+        LocalHub(latncy=1.0)
+    with pytest.raises(ValueError, match="schema_field"):
+        LocalHub(schema_field="schema")
 
 
 def _quiet(call: Callable[[], Any]) -> None:

@@ -31,8 +31,8 @@ from oxen_magic.client import OxenClient
 from oxen_magic.errors import OxenError, UsageProblem
 from oxen_magic.gallery import MAX_BYTES, embed, gallery_html
 from oxen_magic.localhub import LocalHub
+from oxen_magic.localhub.placeholder import input_sha_of
 from oxen_magic.options import build_spec
-from oxen_magic.placeholder import input_sha_of
 from oxen_magic.results import Results
 from oxen_magic.run import Run
 

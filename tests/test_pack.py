@@ -23,7 +23,7 @@ import pytest
 from support import magic_of, run_cell
 
 import oxen_magic
-from oxen_magic import pack
+from oxen_magic import pack, pack_import
 from oxen_magic.cache import Cache
 from oxen_magic.localhub import LocalHub
 from oxen_magic.pack import PackError, export_pack, import_pack
@@ -281,11 +281,11 @@ def test_size_caps_hold_even_when_the_zip_lies(
     hub: LocalHub, instructor: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     members = good_pack(instructor, hub, tmp_path)
-    monkeypatch.setattr(pack, "MAX_MEMBER_BYTES", 100)  # the test's images are far bigger
+    monkeypatch.setattr(pack_import, "MAX_MEMBER_BYTES", 100)  # the test's images are far bigger
     with pytest.raises(PackError, match="is larger than 100 bytes"):
         import_pack(write(tmp_path / "big.zip", members), cache_dir=tmp_path / "s1")
-    monkeypatch.setattr(pack, "MAX_MEMBER_BYTES", 64 * 1024**2)
-    monkeypatch.setattr(pack, "MAX_TOTAL_BYTES", 1000)
+    monkeypatch.setattr(pack_import, "MAX_MEMBER_BYTES", 64 * 1024**2)
+    monkeypatch.setattr(pack_import, "MAX_TOTAL_BYTES", 1000)
     with pytest.raises(PackError, match="unpacks to more than"):
         import_pack(write(tmp_path / "big.zip", members), cache_dir=tmp_path / "s2")
     (tmp_path / "junk.zip").write_bytes(b"PK not really a zip" + bytes(100))

@@ -27,8 +27,8 @@ from PIL import Image
 import oxen_magic
 from oxen_magic.live import live_parts
 from oxen_magic.localhub import LocalHub
+from oxen_magic.localhub.placeholder import input_sha_of
 from oxen_magic.magic import OxenMagic
-from oxen_magic.placeholder import input_sha_of
 from oxen_magic.session import current_session
 from oxen_magic.widget import ModelsText, Panel
 
@@ -910,3 +910,57 @@ def test_markup_in_every_field_stays_text(hub: LocalHub, shell, make, tmp_path: 
     # the markup did reach the widgets, as text: the test looked at the right places
     shown = "\n".join(seen)
     assert shown.count("&lt;img src=x onerror=alert(1)&gt;") >= 8
+
+
+def test_the_panel_parts_work_without_a_panel() -> None:
+    """The parts are small classes handed the widgets they read and the calls they make: the
+    seed controls write the seeds text and read a hand-written one back, the input control puts
+    an upload in the namespace it is given, with no Panel (and no hub) around them."""
+    import ipywidgets as widgets
+
+    from oxen_magic.catalog import ModelInfo, bundled_catalogue
+    from oxen_magic.widget.base import Quiet
+    from oxen_magic.widget.input_control import InputControl
+    from oxen_magic.widget.simple import SimpleControls
+
+    schemas = {str(m["id"]): ModelInfo.from_api(dict(m)) for m in bundled_catalogue()}
+    seeds, steps = widgets.Text(value=""), widgets.Text(value="")
+    models = ModelsText(value=("z-image-turbo",))
+    refreshed: list[bool] = []
+    simple = SimpleControls(
+        None,
+        seeds=seeds,
+        steps=steps,
+        models=models,
+        schemas=schemas,
+        quiet=Quiet(),
+        refresh=lambda: refreshed.append(True),
+    )
+    simple.seed_mode.value = "same"
+    simple.seed_count.value = 3
+    assert seeds.value == "1..3"
+    seeds.value = "5..6"
+    simple.sync()
+    assert (simple.seed_mode.value, simple.seed_count.value, simple.seed_start.value) == ("same", 2, 5)
+    quiet = Quiet()
+    with quiet:  # the panel writing its own controls: no event is taken for the user's
+        simple.quiet = quiet
+        simple.seed_count.value = 4
+    assert seeds.value == "5..6"
+
+    namespace: dict[str, object] = {}
+    message = widgets.HTML(value="")
+    inputs = InputControl("", user_ns=lambda: namespace, message=message, result=lambda: None)
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(png, format="PNG")
+    inputs.input_upload.value = (
+        {
+            "name": "My Photo.png",
+            "type": "image/png",
+            "size": len(png.getvalue()),
+            "content": memoryview(png.getvalue()),
+            "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+        },
+    )
+    assert inputs.input_image.value == "upload_my_photo" and namespace["upload_my_photo"] == png.getvalue()
+    assert message.value == "" and inputs.given()

@@ -7,17 +7,19 @@ that the real client, notebooks, benchmarks and offline workshop rehearsals run 
 Images are deterministic placeholders that explain themselves (drawn by `placeholder.py`): the
 same request always gives the same bytes.
 
-The package is split by job:
+The hub is built from parts, each in its module:
 
-* `hub.py` — `LocalHub`: knobs, lifecycle, test controls;
-* `routes.py` — routing, model list/detail/search, result files;
-* `generate.py` — the image routes (generate and edit); `inputs.py` — fetching `input_image`;
-* `catalogue.py` — the models served; `validation.py` — schema checks;
+* `hub.py` — `LocalHub`: builds the parts, lifecycle, test controls; `knobs.py` — what it is made
+  with (`Knobs`, read on every request and settable on the hub; `Setup`, the parts' sizes);
+* `router.py` — which route answers; `routes.py` — model list/detail/search, result files, the
+  key check; `generate.py` — the image routes (generate and edit); `fetch_inputs.py` — fetching
+  `input_image`; `models.py` — the models served; `validation.py` — schema checks;
 * `storage.py` — result files with expiry and caps; `faults.py` — failure injection;
 * `replies.py` — reply and error shapes; `server.py` — HTTP plumbing; `cli.py` — the command line;
 * `bodies.py` — request bodies, capped before they are read; `hosts.py` — the Host check against
   DNS rebinding; `records.py` — the bounded record of requests (`requests`); `arrivals.py` —
-  requests counted as they arrive and as they are answered (`wait_for_calls`, `wait_until`).
+  requests counted as they arrive and as they are answered (`wait_for_calls`, `wait_until`) and
+  the counters (`billed`, `in_flight`, `rejected`); `placeholder.py` — the pictures drawn.
 
 Failure injection for tests: `fail_next` (429 with Retry-After, the API's JSON 503, a proxy's
 5xx HTML page, `gateway=True` for a bare 503), `fail_rate` (random transient 503s from a seeded
@@ -31,10 +33,10 @@ Run it by hand with `python -m oxen_magic.localhub --port 8765 --latency 0.5 --k
 
 from __future__ import annotations
 
-from .catalogue import FINE_TUNED_ID, default_catalogue, malformed_catalogue
 from .cli import main
 from .faults import GARBAGE_KINDS
 from .hub import LocalHub
+from .models import FINE_TUNED_ID, default_catalogue, malformed_catalogue
 from .replies import RecordedRequest, _Reply
 from .routes import EDIT_PATH, FILES_PREFIX, GENERATE_PATH, MODELS_PATH
 from .validation import validate

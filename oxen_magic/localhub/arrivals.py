@@ -84,3 +84,36 @@ class CallWatch:
             self._arrived.clear()
             self._answered.clear()
             self._changed.notify_all()
+
+
+class Tally:
+    """The hub's counters: images billed (made, whatever was answered afterwards), requests in
+    flight and their peak, and 429s sent for going over `max_concurrent`."""
+
+    def __init__(self) -> None:
+        self.billed = self.rejected = self.in_flight = self.peak_in_flight = 0
+        self._lock = threading.Lock()
+
+    def enter(self, cap: int | None) -> bool:
+        """Count one more request in flight; False (counted in `rejected`) when `cap` are already."""
+        with self._lock:
+            if cap is not None and self.in_flight >= cap:
+                self.rejected += 1
+                return False
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def bill(self, images: int) -> None:
+        with self._lock:
+            self.billed += images
+
+    def reset(self) -> None:
+        """Zero the counters; the peak starts again from what is in flight now."""
+        with self._lock:
+            self.peak_in_flight = self.in_flight
+            self.billed = self.rejected = 0

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,13 +33,26 @@ class _Failure:
 
 
 class FaultQueue:
-    """Pending injected failures plus the random transient-503 rate. Not locked: the hub holds
-    its lock around `take`."""
+    """Pending injected failures, the random transient-503 rate and the garbage mode: the hub's
+    fault injection, taken by the image routes before each request."""
 
     def __init__(self, fail_rate: float = 0.0, seed: int = 0) -> None:
         self.fail_rate = fail_rate
         self._pending: deque[_Failure] = deque()
         self._rng = random.Random(seed)
+        self._garbage: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def garbage(self) -> str | None:
+        """When set, every generate call answers this kind of unusable response (`GARBAGE_KINDS`)."""
+        return self._garbage
+
+    @garbage.setter
+    def garbage(self, kind: str | None) -> None:
+        if kind is not None and kind not in GARBAGE_KINDS:
+            raise ValueError(f"garbage must be None or one of {', '.join(sorted(GARBAGE_KINDS))}")
+        self._garbage = kind
 
     def add(
         self,
@@ -48,17 +62,23 @@ class FaultQueue:
         after_billing: bool,
         gateway: bool | None = None,
     ) -> None:
-        self._pending.extend(_Failure(status, retry_after, after_billing, gateway) for _ in range(n))
+        with self._lock:
+            self._pending.extend(_Failure(status, retry_after, after_billing, gateway) for _ in range(n))
 
     def clear(self) -> None:
-        self._pending.clear()
+        """Forget pending failures and the garbage mode (the rate stays)."""
+        with self._lock:
+            self._pending.clear()
+            self._garbage = None
 
     def take(self) -> _Failure | None:
-        if self._pending:
-            return self._pending.popleft()
-        if self.fail_rate > 0 and self._rng.random() < self.fail_rate:
-            return _Failure(503, None)
-        return None
+        """The failure the next request gets, or None."""
+        with self._lock:
+            if self._pending:
+                return self._pending.popleft()
+            if self.fail_rate > 0 and self._rng.random() < self.fail_rate:
+                return _Failure(503, None)
+            return None
 
 
 _TITLES = {503: "Service temporarily unavailable; the request was not processed"}

@@ -2,7 +2,7 @@
 (`oxen-api.md`).
 
 Checks a request as the API does (auth, prompt, model, response_format, the model's schema and
-its top-level `required`), fetches `input_image` (`inputs.py`), sleeps out the injected latency,
+its top-level `required`), fetches `input_image` (`fetch_inputs.py`), sleeps out the injected latency,
 draws the deterministic placeholder (derived from the inputs when there are any) and answers a
 temporary URL or `b64_json`. Failure knobs (`faults.py`) come first, before auth, as a gateway's
 would; one marked `after_billing` comes after the image was made.
@@ -22,14 +22,19 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from oxen_magic.catalog import image_count, properties_of, schema_of
-from oxen_magic.placeholder import (
+
+from .bodies import parse_json
+from .faults import failure_reply, garbage_reply, retry_after_value
+from .fetch_inputs import InputProblem, load
+from .models import _makes_images
+from .placeholder import (
     FORMATS,
     NO_SEED,
     ImageSpec,
@@ -40,14 +45,15 @@ from oxen_magic.placeholder import (
     render_image,
     short,
 )
-
-from .bodies import parse_json
-from .catalogue import _makes_images
-from .faults import FaultQueue, _Failure, failure_reply, garbage_reply, retry_after_value
-from .inputs import InputProblem, load
 from .replies import _error_reply, _json_bytes, _not_found, _Reply
-from .routes import EDIT_PATH, GENERATE_PATH, _ModelRoutes
+from .routes import EDIT_PATH, GENERATE_PATH
 from .validation import _BadRequest, validate
+
+if TYPE_CHECKING:
+    from .arrivals import CallWatch, Tally
+    from .faults import FaultQueue
+    from .knobs import Knobs
+    from .routes import ModelRoutes
 
 #: Request fields that do not change the picture (or are handled on their own).
 _NOT_DRAWN = frozenset(
@@ -78,66 +84,66 @@ def _required(schema: dict[str, Any] | None, unknown: bool) -> set[str]:
     return found | ({"prompt"} if unknown else set())
 
 
-class _GenerateRoutes(_ModelRoutes):
-    """The POST routes (mixed into `LocalHub`)."""
+@dataclass
+class _Checked:
+    """A request the API would take: what drawing it needs."""
 
-    latency: float
-    image_size: int | None
-    billed: int
-    data_uris: bool
-    max_input_pixels: int | None
-    oversize_bytes: int | None
-    drip: float | None
-    max_concurrent: int | None
-    retry_after: float | str | None
-    #: Images answered beyond those asked (a server that returns more than the count), or
-    #: fewer when negative (never fewer than one).
-    extra_images: int = 0
-    rejected: int
-    in_flight: int
-    peak_in_flight: int
-    _faults: FaultQueue
-    _seed_rng: random.Random
-    _cache: OrderedDict[ImageSpec, bytes]
-    _cache_size: int
-    _stopping: threading.Event
+    name: str
+    prompt: str
+    schema: dict[str, Any] | None
+    response_format: str
+    inputs: list[bytes]
 
-    @property
-    def garbage(self) -> str | None:
-        raise NotImplementedError
 
-    def _generate_counted(
+class ImageRoutes:
+    """The POST routes. Handed the knobs (read on every request), the GET routes (the models
+    served, the key check, result files an `input_image` may name), where a result is published
+    (`issue_url`: the hub's, so a test's hub can change it), the fault injection, the counters,
+    the arrivals watch (told when requests in flight change), the hub's stop event (a sleeping
+    latency wakes on it) and how many placeholders to keep."""
+
+    def __init__(
+        self,
+        knobs: Knobs,
+        models: ModelRoutes,
+        issue_url: Callable[[Any, bytes, str, str], str],
+        faults: FaultQueue,
+        tally: Tally,
+        watch: CallWatch,
+        stopping: threading.Event,
+        cache_size: int,
+    ) -> None:
+        self.knobs, self.models, self.issue_url = knobs, models, issue_url
+        self.faults, self.tally, self.watch, self.stopping = faults, tally, watch, stopping
+        self._cache: OrderedDict[ImageSpec, bytes] = OrderedDict()
+        self._cache_size = cache_size
+        self._seed_rng = random.Random()
+        self._lock = threading.Lock()
+
+    def counted(
         self, headers: Any, raw: bytes, body: dict[str, Any] | None, path: str = GENERATE_PATH
     ) -> _Reply:
-        with self._lock:
-            if self.max_concurrent is not None and self.in_flight >= self.max_concurrent:
-                self.rejected += 1
-                return self._rate_limited()
-            self.in_flight += 1
-            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        self._watch.changed()  # a test holding requests in flight waits on this
+        """Answer one image POST, counted in flight (429 over `max_concurrent`)."""
+        if not self.tally.enter(self.knobs.max_concurrent):
+            return self._rate_limited()
+        self.watch.changed()  # a test holding requests in flight waits on this
         try:
             return self._generate(headers, raw, body, path)
         finally:
-            with self._lock:
-                self.in_flight -= 1
-            self._watch.changed()
+            self.tally.leave()
+            self.watch.changed()
 
     def _rate_limited(self) -> _Reply:
         """429 in the documented shape; Retry-After (undocumented) only when the knob sets one."""
         reply = _error_reply(429)
-        if self.retry_after is not None:
-            reply.headers["Retry-After"] = retry_after_value(self.retry_after)
+        if self.knobs.retry_after is not None:
+            reply.headers["Retry-After"] = retry_after_value(self.knobs.retry_after)
         return reply
-
-    def _injected_failure(self) -> _Failure | None:
-        with self._lock:
-            return self._faults.take()
 
     def _generate(
         self, headers: Any, raw: bytes, body: dict[str, Any] | None, path: str = GENERATE_PATH
     ) -> _Reply:
-        failure = self._injected_failure()
+        failure = self.faults.take()
         if failure is not None and not failure.after_billing:
             return failure_reply(failure)
         reply = self._make(headers, body, path, raw)
@@ -147,13 +153,45 @@ class _GenerateRoutes(_ModelRoutes):
 
     def _make(self, headers: Any, body: dict[str, Any] | None, path: str, raw: bytes = b"") -> _Reply:
         """Check the request as the API does, then draw and answer the image."""
-        if not self._authorised(headers):
+        checked = self._check(headers, body, path, raw)
+        if isinstance(checked, _Reply):
+            return checked
+        assert body is not None
+        name, inputs, response_format = checked.name, checked.inputs, checked.response_format
+        # Drawing happens within the injected latency, as a real server's work is in its time.
+        started = time.monotonic()
+        spec = self._spec(name, checked.prompt, body, checked.schema, inputs)
+        garbage = self.faults.garbage
+        spec = replace(spec, fmt="png") if garbage is not None else spec
+        # A schema with a count (`num_images`): that many images, each billed (`oxen-api.md`).
+        count = max(1, image_count(checked.schema, body)[1] + self.knobs.extra_images)
+        data = self._image(spec, inputs)
+        more = [self._image(_nth(spec, k), inputs) for k in range(1, count)]
+        del inputs, checked  # an input's bytes are not kept while sleeping out the latency
+        left = self.knobs.latency - (time.monotonic() - started)
+        if left > 0:
+            self.stopping.wait(left)
+        self.tally.bill(count)
+
+        if garbage is not None:
+            return garbage_reply(
+                garbage,
+                name,
+                lambda junk: self._images_reply(name, response_format, body, [junk], "png", "image/png"),
+                lambda: data,
+            )
+        _, ext, content_type = FORMATS[spec.fmt]
+        return self._images_reply(name, response_format, body, [data, *more], ext, content_type)
+
+    def _check(self, headers: Any, body: dict[str, Any] | None, path: str, raw: bytes) -> _Reply | _Checked:
+        """The API's refusal of this request, in the order it checks, or what drawing needs."""
+        if not self.models.authorised(headers):
             return _error_reply(401)
         if body is None:
             return _error_reply(400, parse_json(raw)[1] or "Request body must be a JSON object")
         prompt = body.get("prompt")
         name = body.get("model")
-        obj = self._find(name) if isinstance(name, str) else None
+        obj = self.models.find(name) if isinstance(name, str) else None
         schema = schema_of(obj) if obj is not None else None
         needs_prompt = prompt is not None or "prompt" in _required(schema, obj is None)
         if needs_prompt and (not isinstance(prompt, str) or not prompt.strip()):
@@ -169,59 +207,22 @@ class _GenerateRoutes(_ModelRoutes):
             response_format = "url"
         if response_format not in ("url", "b64_json"):
             return _error_reply(400, f"Invalid response_format: {response_format!r} (use url or b64_json)")
-        try:
-            validate(body, schema)
-            takes_input = schema is None or "input_image" in properties_of(schema)
-            if path == EDIT_PATH and not takes_input:
-                raise _BadRequest(f"Model {name} does not accept input_image")
-            required = _required(schema, False) | ({"input_image"} if path == EDIT_PATH else set())
-            for field in sorted(required - {"prompt"}):
-                if body.get(field) in (None, "", []):
-                    raise _BadRequest(f"{field} is required")
-        except _BadRequest as problem:
-            return _error_reply(400, str(problem))
-        output_format = body.get("output_format")
-        if output_format is not None and (
-            not isinstance(output_format, str) or output_format.lower() not in FORMATS
-        ):
-            return _error_reply(400, f"Invalid output_format: {output_format!r} is not one of png, jpg, webp")
+        takes_input = schema is None or "input_image" in properties_of(schema)
+        problem = _schema_problem(body, schema, path, name, takes_input)
+        if problem is not None:
+            return problem
         try:
             inputs = self._inputs(body.get("input_image")) if takes_input else []
-        except InputProblem as problem:
-            return _error_reply(400, str(problem))
-
-        # Drawing happens within the injected latency, as a real server's work is in its time.
-        started = time.monotonic()
-        spec = self._spec(name, prompt if isinstance(prompt, str) else "", body, schema, inputs)
-        garbage = self.garbage
-        spec = replace(spec, fmt="png") if garbage is not None else spec
-        # A schema with a count (`num_images`): that many images, each billed (`oxen-api.md`).
-        count = max(1, image_count(schema, body)[1] + self.extra_images)
-        data = self._image(spec, inputs)
-        more = [self._image(_nth(spec, k), inputs) for k in range(1, count)]
-        del inputs  # an input's bytes are not kept while sleeping out the latency
-        left = self.latency - (time.monotonic() - started)
-        if left > 0:
-            self._stopping.wait(left)
-        with self._lock:
-            self.billed += count
-
-        if garbage is not None:
-            return garbage_reply(
-                garbage,
-                name,
-                lambda junk: self._images_reply(name, response_format, body, [junk], "png", "image/png"),
-                lambda: data,
-            )
-        _, ext, content_type = FORMATS[spec.fmt]
-        return self._images_reply(name, response_format, body, [data, *more], ext, content_type)
+        except InputProblem as exc:
+            return _error_reply(400, str(exc))
+        return _Checked(name, prompt if isinstance(prompt, str) else "", schema, response_format, inputs)
 
     def _inputs(self, value: Any) -> list[bytes]:
         """The bytes of each input image (none when the request gives none); each must be an
         image within `max_input_pixels` (checked from its header, before drawing decodes it)."""
         urls = value if isinstance(value, list) else [] if value in (None, "") else [value]
-        pixels = self.max_input_pixels
-        return [load(url, self._own_file, data_uris=self.data_uris, max_pixels=pixels) for url in urls]
+        pixels, data_uris = self.knobs.max_input_pixels, self.knobs.data_uris
+        return [load(url, self.models.own_file, data_uris=data_uris, max_pixels=pixels) for url in urls]
 
     def _spec(
         self,
@@ -244,7 +245,7 @@ class _GenerateRoutes(_ModelRoutes):
         if inputs and body.get("aspect_ratio") == "match_input_image":
             with Image.open(io.BytesIO(inputs[0])) as first:
                 label, ratio = "match_input_image", (float(first.width), float(first.height))
-        width, height = image_dimensions(ratio, self.image_size or 1024)
+        width, height = image_dimensions(ratio, self.knobs.image_size or 1024)
         extras = tuple(
             (k, short(str(v), 16))
             for k, v in sorted(body.items())
@@ -290,17 +291,40 @@ class _GenerateRoutes(_ModelRoutes):
         ext: str,
         content_type: str,
     ) -> _Reply:
-        drip = self.drip or 0.0
-        if response_format == "b64_json" and self.oversize_bytes:
-            return _oversized_b64_reply(name, datas[0], self.oversize_bytes, drip)
+        drip, oversize = self.knobs.drip or 0.0, self.knobs.oversize_bytes
+        if response_format == "b64_json" and oversize:
+            return _oversized_b64_reply(name, datas[0], oversize, drip)
         images: list[dict[str, str]] = [
             {"b64_json": base64.b64encode(data).decode("ascii")}
             if response_format == "b64_json"
-            else {"url": self._issue_url(body.get("target_namespace"), data, ext, content_type)}
+            else {"url": self.issue_url(body.get("target_namespace"), data, ext, content_type)}
             for data in datas
         ]
         payload = {"model": name, "created": int(time.time()), "images": images}
         return _Reply(200, _json_bytes(payload), drip=drip)
+
+
+def _schema_problem(
+    body: dict[str, Any], schema: dict[str, Any] | None, path: str, name: str, takes_input: bool
+) -> _Reply | None:
+    """The 400 for a body its model's schema refuses (a field, an input image the edit route
+    needs or the model does not take, a required field missing, an unknown output format)."""
+    try:
+        validate(body, schema)
+        if path == EDIT_PATH and not takes_input:
+            raise _BadRequest(f"Model {name} does not accept input_image")
+        required = _required(schema, False) | ({"input_image"} if path == EDIT_PATH else set())
+        for field in sorted(required - {"prompt"}):
+            if body.get(field) in (None, "", []):
+                raise _BadRequest(f"{field} is required")
+    except _BadRequest as problem:
+        return _error_reply(400, str(problem))
+    output_format = body.get("output_format")
+    if output_format is not None and (
+        not isinstance(output_format, str) or output_format.lower() not in FORMATS
+    ):
+        return _error_reply(400, f"Invalid output_format: {output_format!r} is not one of png, jpg, webp")
+    return None
 
 
 def _nth(spec: ImageSpec, k: int) -> ImageSpec:

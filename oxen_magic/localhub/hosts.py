@@ -17,7 +17,7 @@ A request without `Host` (HTTP/1.0, hand-made) is answered: no browser sends one
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 #: The one sentence a refused Host gets (it names no host, port or path of this machine).
@@ -84,3 +84,21 @@ def host_allowed(values: list[str] | None, port: int, names: frozenset[str]) -> 
         return True
     on_port = given_port == port or (given_port is None and port in (80, 443))
     return on_port and (name == "localhost" or _address(name) is not None)
+
+
+class HostCheck:
+    """The hub's Host check: loopback names and IP addresses on its port, the `allowed_hosts`
+    entries, and the host of the origin results are issued on (read live: `origin()`)."""
+
+    def __init__(self, allowed: Iterable[str], origin: Callable[[], str | None]) -> None:
+        self.allowed = tuple(allowed)
+        self.origin = origin
+        self._key: tuple[tuple[str, ...], str | None] | None = None
+        self._names: frozenset[str] = frozenset()
+
+    def ok(self, values: list[str] | None, port: int) -> bool:
+        """Whether a request carrying these `Host` header values is answered."""
+        key = (self.allowed, self.origin())
+        if key != self._key:  # the names are worked out again only when a knob changed
+            self._names, self._key = configured_names(key[0], (key[1],)), key
+        return host_allowed(values, port, self._names)

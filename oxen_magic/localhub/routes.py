@@ -1,24 +1,21 @@
 """The local hub's routing and read routes: the model list, detail and search, and result files.
 
-`_ModelRoutes` is the base of `LocalHub`: it declares the state every route reads, dispatches a
-request to its route, and serves the GET routes of `oxen-api.md` ("GET /api/ai/models ...") and the
-temporary result-file URLs. The POST routes live in `generate.py`.
+`ModelRoutes` serves the GET routes of `oxen-api.md` ("GET /api/ai/models ...") and the temporary
+result-file URLs; `router.py` sends each request to it or to the POST routes (`generate.py`).
 """
 
 from __future__ import annotations
 
 import secrets
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote
 
-from .records import RequestLog, recorded
 from .replies import _error_reply, _json_bytes, _not_found, _Reply
-from .storage import ResultStore
 
 if TYPE_CHECKING:
-    from .arrivals import CallWatch
+    from .knobs import Knobs
+    from .storage import ResultStore
 
 GENERATE_PATH = "/api/ai/images/generate"
 EDIT_PATH = "/api/ai/images/edit"
@@ -68,93 +65,34 @@ def _filtered(models: Sequence[Any], asked: dict[str, list[str]]) -> list[Any]:
     return out
 
 
-class _ModelRoutes:
-    """Routing, the model routes and the file route (mixed into `LocalHub`)."""
+class ModelRoutes:
+    """The GET routes (the model list, detail and search, result files), the key check, and the
+    result URLs the image routes issue.
 
-    api_key: str | None
-    require_auth_for_files: bool
-    anonymous_reads: bool
-    list_schemas: bool
-    schema_field: str
-    private_models: set[str]
-    bare_edit_route: bool
-    #: Where a request carrying `input_image` is served: "both", "generate" (the edit route is
-    #: not served) or "edit" (generate refuses input images); see `LocalHub`.
-    input_route: str = "both"
-    #: What a route not served answers: 404 (an unknown path) or 405 (method not allowed).
-    missing_route_status: int = 404
-    result_origin: str | None
-    oversize_bytes: int | None
-    drip: float | None
-    requests: RequestLog
-    _watch: CallWatch
-    _models: list[dict[str, Any]]
-    _lock: threading.Lock
-    _store: ResultStore
+    Handed the knobs (read on every request), the catalogue served (a live list: edits show up in
+    the next answer), the result store and the hub's own base URL (known once it started)."""
 
-    @property
-    def url(self) -> str:
-        raise NotImplementedError
-
-    # -- routing --------------------------------------------------------------------------
-
-    def _dispatch(
-        self, method: str, target: str, headers: Any, raw: bytes, body: dict[str, Any] | None
-    ) -> _Reply:
-        path, _, query = target.partition("?")
-        if method in ("GET", "HEAD"):
-            model_route = path == MODELS_PATH or path.startswith(MODELS_PATH + "/")
-            if model_route and not self.anonymous_reads and not self._authorised(headers):
-                return _error_reply(401)
-            asked = parse_qs(query)
-            if path in (MODELS_PATH, MODELS_PATH + "/"):
-                return self._list(_filtered(self._models, asked))
-            if path == MODELS_PATH + "/search":
-                terms = asked.get("search") or asked.get("q") or [""]
-                return self._search(terms[0], asked)
-            if path.startswith(MODELS_PATH + "/"):
-                return self._model(unquote(path[len(MODELS_PATH) + 1 :]))
-            if path.startswith(FILES_PREFIX) and "/files/results/" in path:
-                return self._file(path, headers)
-        if method == "POST" and self._route_missing(path, body):
-            if self.missing_route_status == 405:
-                return _Reply(
-                    405, _json_bytes({"error": {"message": "Method Not Allowed"}}), headers={"Allow": "GET"}
-                )
-            return _not_found(f"Not found: {path}")
-        if method == "POST" and path in (GENERATE_PATH, EDIT_PATH):
-            return self._generate_counted(headers, raw, body, path)
-        if method == "POST" and path == BARE_EDIT_PATH and self.bare_edit_route:
-            return self._generate_counted(headers, raw, body, EDIT_PATH)
-        return _not_found(f"Not found: {path}")
-
-    def _route_missing(self, path: str, body: dict[str, Any] | None) -> bool:
-        """Whether `input_route` leaves this image route unserved for this request."""
-        if path == EDIT_PATH:
-            return self.input_route == "generate"
-        carries = isinstance(body, dict) and body.get("input_image") not in (None, "", [])
-        return path == GENERATE_PATH and self.input_route == "edit" and carries
-
-    def _generate_counted(
-        self, headers: Any, raw: bytes, body: dict[str, Any] | None, path: str = GENERATE_PATH
-    ) -> _Reply:
-        raise NotImplementedError
-
-    def _takes_body(self, method: str, target: str, headers: Any) -> bool:
-        """Whether the answer to this request can depend on its body: only a generate or edit
-        POST with a valid key. Any other body is read away unparsed and unkept (an unknown path,
-        a model read, a request refused 401 whatever it carries)."""
-        path = target.partition("?")[0]
-        routes = (GENERATE_PATH, EDIT_PATH) + ((BARE_EDIT_PATH,) if self.bare_edit_route else ())
-        return method == "POST" and path in routes and self._authorised(headers)
-
-    def _record(
-        self, method: str, target: str, headers: Any, body: dict[str, Any] | None, status: int
+    def __init__(
+        self, knobs: Knobs, models: list[dict[str, Any]], store: ResultStore, url: Callable[[], str]
     ) -> None:
-        """Keep a bounded record of one request (see `records.py`)."""
-        record, weight = recorded(method, target, headers.items(), body, status)
-        self.requests.append(record, weight)
-        self._watch.note(method, target, answered=True)
+        self.knobs, self.models, self.store, self.url = knobs, models, store, url
+
+    def answer(self, path: str, query: str, headers: Any) -> _Reply | None:
+        """The answer to a GET or HEAD of a model route or a result file; None for another path."""
+        model_route = path == MODELS_PATH or path.startswith(MODELS_PATH + "/")
+        if model_route and not self.knobs.anonymous_reads and not self.authorised(headers):
+            return _error_reply(401)
+        asked = parse_qs(query)
+        if path in (MODELS_PATH, MODELS_PATH + "/"):
+            return self._list(_filtered(self.models, asked))
+        if path == MODELS_PATH + "/search":
+            terms = asked.get("search") or asked.get("q") or [""]
+            return self._search(terms[0], asked)
+        if path.startswith(MODELS_PATH + "/"):
+            return self._model(unquote(path[len(MODELS_PATH) + 1 :]))
+        if path.startswith(FILES_PREFIX) and "/files/results/" in path:
+            return self._file(path, headers)
+        return None
 
     # -- models ---------------------------------------------------------------------------
 
@@ -162,10 +100,11 @@ class _ModelRoutes:
         """The list shape; without `list_schemas` its items carry `"request_schema": null`, as
         the documented example does (the schema is only certain on the detail route). Private
         models are not listed."""
+        hidden = self.knobs.private_models
         items = [
-            _shown(m, self.list_schemas, self.schema_field)
+            _shown(m, self.knobs.list_schemas, self.knobs.schema_field)
             for m in models
-            if not (isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"] in self.private_models)
+            if not (isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"] in hidden)
         ]
         return _Reply(200, _json_bytes({"object": "list", "data": items}))
 
@@ -176,46 +115,51 @@ class _ModelRoutes:
         fields = ("id", "display_name", "description")
         found = [
             m
-            for m in _filtered(self._models, asked or {})
+            for m in _filtered(self.models, asked or {})
             if isinstance(m, dict) and any(needle in str(m.get(f, "")).lower() for f in fields)
         ]
         return self._list(found)
 
-    def _find(self, model_id: str) -> dict[str, Any] | None:
-        for obj in self._models:
+    def find(self, model_id: str) -> dict[str, Any] | None:
+        """The served model with this id (private ones too), or None."""
+        for obj in self.models:
             if isinstance(obj, dict) and obj.get("id") == model_id:
                 return obj
         return None
 
     def _model(self, model_id: str) -> _Reply:
-        obj = self._find(model_id)
-        if obj is None or model_id in self.private_models:
+        obj = self.find(model_id)
+        if obj is None or model_id in self.knobs.private_models:
             return _not_found(f"Model not found: {model_id}")
-        return _Reply(200, _json_bytes(_shown(obj, True, self.schema_field)))
+        return _Reply(200, _json_bytes(_shown(obj, True, self.knobs.schema_field)))
 
-    def _authorised(self, headers: Any) -> bool:
+    def authorised(self, headers: Any) -> bool:
+        """Whether the request carries the hub's key as a bearer token (any token when the hub
+        has no key)."""
         value = headers.get("Authorization") or ""
         scheme, _, token = value.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token or not token.isascii():
             return False  # a key is ASCII; compare_digest raises on anything else
-        return self.api_key is None or secrets.compare_digest(token.encode(), self.api_key.encode())
+        key = self.knobs.api_key
+        return key is None or secrets.compare_digest(token.encode(), key.encode())
 
     # -- result files ---------------------------------------------------------------------
 
-    def _own_file(self, url: str) -> bytes | None:
+    def own_file(self, url: str) -> bytes | None:
         """The bytes behind one of this hub's result URLs (None when expired or evicted);
         `KeyError` when `url` is not one of them."""
-        prefixes = tuple(f"{origin}{FILES_PREFIX}" for origin in (self.url, self.result_origin) if origin)
+        origins = (self.url(), self.knobs.result_origin)
+        prefixes = tuple(f"{origin}{FILES_PREFIX}" for origin in origins if origin)
         if not url.startswith(prefixes) or "/files/results/" not in url:
             raise KeyError(url)
-        entry = self._store.get(url.split("?")[0].rsplit("/", 1)[-1])
+        entry = self.store.get(url.split("?")[0].rsplit("/", 1)[-1])
         return None if entry is None else entry.data
 
     def _file(self, path: str, headers: Any) -> _Reply:
-        if self.require_auth_for_files and not self._authorised(headers):
+        if self.knobs.require_auth_for_files and not self.authorised(headers):
             return _error_reply(401)
-        entry = self._store.get(path.rsplit("/", 1)[-1])
+        entry = self.store.get(path.rsplit("/", 1)[-1])
         if entry is None:
             return _error_reply(404, "File not found or expired")
         return _Reply(
@@ -223,12 +167,13 @@ class _ModelRoutes:
             entry.data,
             entry.content_type,
             {"Cache-Control": "private, no-store"},
-            pad_to=self.oversize_bytes or 0,
-            drip=self.drip or 0.0,
+            pad_to=self.knobs.oversize_bytes or 0,
+            drip=self.knobs.drip or 0.0,
         )
 
-    def _issue_url(self, namespace: Any, data: bytes, ext: str, content_type: str) -> str:
-        token = self._store.put(data, ext, content_type)
+    def issue_url(self, namespace: Any, data: bytes, ext: str, content_type: str) -> str:
+        """Keep a result in the store and give its temporary URL."""
+        token = self.store.put(data, ext, content_type)
         owner = namespace if isinstance(namespace, str) and namespace.strip() else "local"
-        origin = self.result_origin or self.url
+        origin = self.knobs.result_origin or self.url()
         return f"{origin}{FILES_PREFIX}{quote(owner, safe='')}/files/results/{token}"

@@ -104,7 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         hub = self.server.hub
-        hub._watch.note(self.command, self.path)  # arrived: tests wait on this, not on a sleep
+        hub.watch.note(self.command, self.path)  # arrived: tests wait on this, not on a sleep
         if not hub._host_ok(self.headers.get_all("Host")):
             self._refuse(403, REFUSED)
             return

@@ -23,7 +23,7 @@ from ..keys import DEFAULT_HOST, NO_KEY_HELP, find_key, normalize_host
 from ..localhub.cli import beyond_loopback
 from ..pack import PackError
 from .fair import WINDOW
-from .ledger import LedgerProblem, open_ledger
+from .ledger import Ledger, LedgerProblem, open_ledger
 from .packs import preload
 from .server import Relay
 
@@ -136,6 +136,48 @@ def _upstream(choice: str) -> tuple[str, str | None, object | None]:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    _check(args)
+    context = tls_context(args.tls_cert, args.tls_key)
+    upstream, key, hub = _upstream(args.upstream)
+    db = _open_db(args.db)
+    interrupted = db.recover()
+    for pack in args.pack:
+        try:
+            count = preload(db, pack, upstream)
+        except PackError as exc:
+            _usage(str(exc))
+        _say(f"Pack {pack}: {count} new image(s) in the room's store.")
+    made = db.ensure_seats(args.seats, args.budget)
+    _write_seats(args.seats_file, db)
+    relay = Relay(
+        db,
+        upstream,
+        key,
+        host=args.bind,
+        port=args.port,
+        access_log=args.access_log,
+        window=args.upstream_window,
+        ssl_context=context,
+    )
+    warning = exposure_warning(args.bind, tls=context is not None)
+    if warning:
+        _say(warning)
+    _say(f"Room db {args.db}: {len(db.tokens())} seats ({made} new); tokens in {args.seats_file}.")
+    if interrupted:
+        _say(f"{interrupted} request(s) were in flight when the relay stopped; kept as spend.")
+    _say(f"Upstream: {'an embedded local hub' if hub else upstream}.")
+    try:
+        relay.serve_forever()
+    except OSError as exc:
+        _usage(f"Cannot listen on {args.bind} port {args.port} ({exc.strerror or exc}); pick another --port.")
+    finally:
+        db.close()
+        if hub is not None:
+            hub.stop()  # type: ignore[attr-defined]
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Refuse a bad number in one sentence before anything is opened; turn on the access log."""
     if args.seats < 0:
         _usage("--seats must be 0 or more; give the number of students, e.g. --seats 30.")
     if not math.isfinite(args.budget) or args.budget < 0:
@@ -148,52 +190,28 @@ def main(argv: list[str] | None = None) -> None:
         log = logging.getLogger("aiohttp.access")
         log.setLevel(logging.INFO)
         log.addHandler(logging.StreamHandler(sys.stderr))
-    context = tls_context(args.tls_cert, args.tls_key)
-    upstream, key, hub = _upstream(args.upstream)
+
+
+def _open_db(target: str) -> Ledger:
+    """The room's ledger `--db` names, or one sentence and exit 2."""
     try:
-        db = open_ledger(args.db)
+        return open_ledger(target)
     except LedgerProblem as exc:
         _usage(str(exc))
     except Exception as exc:  # sqlite3.Error or OSError: one sentence, no traceback
-        _usage(f"Cannot open the room's db {args.db} ({exc}); give a writable path with --db.")
-    interrupted = db.recover()
-    for pack in args.pack:
-        try:
-            count = preload(db, pack, upstream)
-        except PackError as exc:
-            _usage(str(exc))
-        print(f"Pack {pack}: {count} new image(s) in the room's store.", file=sys.stderr, flush=True)
-    made = db.ensure_seats(args.seats, args.budget)
-    mask = os.umask(0o077)  # the tokens are the seats' keys: owner-only from the first byte
+        _usage(f"Cannot open the room's db {target} ({exc}); give a writable path with --db.")
+
+
+def _write_seats(path: str, db: Ledger) -> None:
+    """`--seats-file`, whole and owner-only (the tokens are the seats' keys)."""
+    mask = os.umask(0o077)  # owner-only from the first byte
     try:
-        write_text_atomic(args.seats_file, seats_csv(db.tokens()))
+        write_text_atomic(path, seats_csv(db.tokens()))
     except OSError as exc:
-        _usage(f"Cannot write --seats-file {args.seats_file} ({exc.strerror or exc}); give a writable path.")
+        _usage(f"Cannot write --seats-file {path} ({exc.strerror or exc}); give a writable path.")
     finally:
         os.umask(mask)
-    relay = Relay(
-        db,
-        upstream,
-        key,
-        host=args.bind,
-        port=args.port,
-        access_log=args.access_log,
-        window=args.upstream_window,
-        ssl_context=context,
-    )
-    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    warning = exposure_warning(args.bind, tls=context is not None)
-    if warning:
-        say(warning)
-    say(f"Room db {args.db}: {len(db.tokens())} seats ({made} new); tokens in {args.seats_file}.")
-    if interrupted:
-        say(f"{interrupted} request(s) were in flight when the relay stopped; kept as spend.")
-    say(f"Upstream: {'an embedded local hub' if hub else upstream}.")
-    try:
-        relay.serve_forever()
-    except OSError as exc:
-        _usage(f"Cannot listen on {args.bind} port {args.port} ({exc.strerror or exc}); pick another --port.")
-    finally:
-        db.close()
-        if hub is not None:
-            hub.stop()  # type: ignore[attr-defined]
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

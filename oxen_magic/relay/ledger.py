@@ -1,6 +1,7 @@
 """What the relay asks of its ledger, and `--db` read as a path or a connection string.
 
-The routes, the dashboard and the command speak only to `Ledger` and its records (below);
+The routes, the dashboard and the command speak only to `Ledger` and its records
+(`ledger_records.py`, which both this interface and its SQLite implementation use);
 `db.py` is the one module that speaks SQL, to stdlib SQLite, the embedded default. A course of
 thousands of seats runs several relays behind a load balancer sharing one ledger in PostgreSQL:
 that is a second class with these methods (the same tables; `BEGIN IMMEDIATE` becomes a
@@ -12,49 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
-#: The ledger's columns, as exported.
-LEDGER_COLUMNS = ("id", "seat", "path", "model", "cost", "saved", "state", "status", "created", "finished")
-
-
-@dataclass(frozen=True)
-class Seat:
-    seat: int
-    budget: float
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a reservation was refused: the seat's budget and what is left of it."""
-
-    budget: float
-    left: float
-    cost: float
-
-
-@dataclass(frozen=True)
-class StoredImage:
-    seat: int
-    shared: bool
-    mime: str
-    data: bytes
-
-
-@dataclass(frozen=True)
-class SeatReport:
-    seat: int
-    budget: float
-    spent: float
-    images: int
-    saved: float
-    revoked: bool
-    failed: int = 0  # upstream failures (released, not charged)
-    refused: int = 0  # over budget (402, nothing sent)
-    last: float | None = None  # the newest request's time (Unix seconds)
+from .db import RoomDB
+from .ledger_records import LEDGER_COLUMNS, Refusal, Seat, SeatReport, StoredImage
 
 
 class Ledger(Protocol):
@@ -130,6 +94,18 @@ def open_ledger(target: str | Path) -> Ledger:
             f"--db {scheme}://... is not a ledger this relay knows; give a SQLite file path or "
             "sqlite:///room.sqlite."
         )
-    from .db import RoomDB  # the one module that speaks SQL (it imports this one's records)
-
     return RoomDB(sqlite_path(text))
+
+
+__all__ = [
+    "LEDGER_COLUMNS",
+    "Ledger",
+    "LedgerProblem",
+    "Refusal",
+    "Seat",
+    "SeatReport",
+    "StoredImage",
+    "off_loop",
+    "open_ledger",
+    "sqlite_path",
+]

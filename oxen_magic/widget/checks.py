@@ -3,84 +3,107 @@ opened, checked with `plan.make_plan`), so no request is sent while someone type
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
 
 from .. import options
 from ..errors import UsageProblem
 from ..input_images import locate
 from ..money import EPSILON, dollars
 from ..plan import make_plan, suggest
-from .base import PREFIX, PanelBase
-from .catalogue import about, guidance_param, known
+from .base import PREFIX
 from .display import _error, _note
+from .input_control import roles_note
+from .model_groups import about, guidance_param, known
 from .simple import is_guidance
+
+if TYPE_CHECKING:
+    from ..session import Session
+    from .controls import Controls
+    from .simple import SimpleControls
 
 #: The controls in the order a person fills them in: the first problem is the one the status names.
 _ORDER = ("prompt", "models", "seeds", "steps", "aspect_ratio", "input_image", "extra_options", "general")
+#: Which control a planning problem belongs to, by the request field it names.
+_FIELDS = {
+    "aspect_ratio": "aspect_ratio",
+    "num_inference_steps": "steps",
+    "seed": "seeds",
+    "input_image": "input_image",
+    "prompt": "prompt",
+}
 
 
-class Checks(PanelBase):
-    """Fills `_errors` (by control name) and the message next to each control."""
+class Checks:
+    """Finds the problems of the controls (by control name), writes the message beside each and
+    the plain words on the chosen models (`about_models`), and the summary a ready line shows.
 
-    _summary = ""
+    Handed the session (defaults, budget), the option controls it reads, the messages, the
+    guidance part (its names and words), where variables live and why no model can be picked."""
 
-    def _validate(self) -> None:
-        """Fill `self._errors` and the messages; pure (no request is sent)."""
+    def __init__(
+        self,
+        session: Session,
+        controls: Controls,
+        messages: Mapping[str, widgets.HTML],
+        *,
+        guidance: SimpleControls,
+        user_ns: Callable[[], Mapping[str, Any]],
+        no_models_reason: Callable[[], str],
+        models_note: str | None,
+    ) -> None:
+        self.session, self.controls, self.messages, self.guidance = session, controls, messages, guidance
+        self.user_ns, self.no_models_reason, self.models_note = user_ns, no_models_reason, models_note
+        self.schemas = controls.schemas
+        self.summary = ""
+        self.about_models = widgets.HTML(
+            value="", layout=widgets.Layout(margin="0 0 0 114px", max_width="760px")
+        )
+
+    def validate(self, line: str) -> dict[str, str]:
+        """The problems of the controls and `line` (by control name), each also shown beside its
+        control; pure (no request is sent)."""
+        c = self.controls
+        variables = self.user_ns()
         errors: dict[str, str] = {}
-        variables = self._user_ns()
-        prompt = self.prompt.value
-        if not prompt.strip() and not self.input_image.value.strip():  # an upscaler needs none
-            errors["prompt"] = "Write a prompt first."
-        elif prompt.strip():
+        problem = _prompt_problem(c.prompt.value, c.input_image.value, variables)
+        if problem:
+            errors["prompt"] = problem
+        if not c.models.value:
+            errors["models"] = self.no_models_reason() or "Pick at least one model."
+        for name, text, check in (
+            ("seeds", c.seeds.value, options.parse_seeds),
+            ("steps", c.steps.value, lambda t: options.parse_ints(t, "steps", lo=1, hi=1000)),
+        ):
             try:
-                texts = options.split_prompts(prompt)
-                if any(not t for t in texts):
-                    raise UsageProblem("A prompt between --- lines is empty; write one or remove the ---.")
-                for text in texts:
-                    options.fill_template(text, variables)
+                if text.strip():
+                    check(text)
             except UsageProblem as exc:
-                errors["prompt"] = str(exc)
-        if not self.models.value:
-            errors["models"] = self._no_models_reason() or "Pick at least one model."
-        if self.seeds.value.strip():
-            try:
-                options.parse_seeds(self.seeds.value)
-            except UsageProblem as exc:
-                errors["seeds"] = str(exc)
-        if self.steps.value.strip():
-            try:
-                options.parse_ints(self.steps.value, "steps", lo=1, hi=1000)
-            except UsageProblem as exc:
-                errors["steps"] = str(exc)
-        problem = self._extra_problem(self.extra_options.value)
+                errors[name] = str(exc)
+        problem = self._extra_problem(c.extra_options.value)
         if problem:
             errors["extra_options"] = problem
         if not errors:
-            self._check_line(errors, variables)
-        self._errors = errors
+            self._check_line(errors, variables, line)
+        self._show(errors)
+        return errors
+
+    def _show(self, errors: Mapping[str, str]) -> None:
+        notice = self._models_notice() or roles_note(self.controls.models.value, self.schemas)
         for name, message in self.messages.items():
             if name in errors:
                 message.value = _error(errors[name])
-            elif name == "models" and (self._models_notice() or self._roles_note()):
-                message.value = _note(self._models_notice() or self._roles_note())
+            elif name == "models" and notice:
+                message.value = _note(notice)
             else:
                 message.value = ""
         self._show_about()
-        if "general" in errors:
-            self._set_status(errors["general"], error=True)
-        elif not self.running:
-            self._set_status(self._waiting() or self._summary, error=False)
-
-    def _waiting(self) -> str:
-        """Why Generate is disabled (the first problem, in the order of the controls), or ""."""
-        for name in sorted(self._errors, key=lambda n: _ORDER.index(n) if n in _ORDER else len(_ORDER)):
-            return f"Generate is off until this is fixed: {self._errors[name]}"
-        return ""
 
     def _show_about(self) -> None:
         """Plain words on each chosen model (what it is for, steps, price), from its description."""
-        lines = [about(known(m, self._schemas), m) for m in self.models.value]
+        lines = [about(known(m, self.schemas), m) for m in self.controls.models.value]
         items = "".join(f'<li style="margin:0">{_note(line)}</li>' for line in lines)
         self.about_models.value = (
             f'<ul style="margin:0;padding-left:18px;line-height:1.4">{items}</ul>' if lines else ""
@@ -89,40 +112,33 @@ class Checks(PanelBase):
     def _models_notice(self) -> str:
         """Why the list could not be read, or the chosen ids it does not hold (checked at Generate:
         a private or fine-tuned model may exist without being listed)."""
-        if self._schemas is None:
-            return self._models_note or ""
-        unlisted = [m for m in self.models.value if m not in self._schemas]
+        if self.schemas is None:
+            return self.models_note or ""
+        unlisted = [m for m in self.controls.models.value if m not in self.schemas]
         return " ".join(
-            f"{suggest(m, list(self._schemas))} (not in the list; checked when you press Generate)"
+            f"{suggest(m, list(self.schemas))} (not in the list; checked when you press Generate)"
             for m in unlisted
         )
 
-    def _check_line(self, errors: dict[str, str], variables: Mapping[str, Any]) -> None:
+    def _check_line(self, errors: dict[str, str], variables: Mapping[str, Any], line: str) -> None:
         """The whole line through the grammar, then against the schemas read at open."""
-        self._summary = ""
+        self.summary = ""
         try:
             spec = options.build_spec(
-                self._line[len(PREFIX) :], self.prompt.value, variables, self._defaults()
+                line[len(PREFIX) :], self.controls.prompt.value, variables, self.session.defaults()
             )
             spec = locate(spec)  # the files named exist (nothing is read while someone types)
         except UsageProblem as exc:
             errors["input_image" if exc.field == "input_image" else "general"] = str(exc)
             return
-        schemas = self._schemas or {}
+        schemas = self.schemas or {}
         try:
             plan = make_plan(spec, {m: schemas.get(m) for m in spec.models})
         except UsageProblem as exc:
-            text = str(exc)
-            where = {
-                "aspect_ratio": "aspect_ratio",
-                "num_inference_steps": "steps",
-                "seed": "seeds",
-                "input_image": "input_image",
-                "prompt": "prompt",
-            }.get(exc.field or "", "general")
+            where = _FIELDS.get(exc.field or "", "general")
             if where == "general" and spec.params:
                 where = "extra_options"
-            errors[where] = text
+            errors[where] = str(exc)
             return
         count = len(plan.requests)
         bits = [f"Ready: {count} image{'s' if count != 1 else ''}"]
@@ -136,11 +152,11 @@ class Checks(PanelBase):
             bits.append(over)
         # the Guidance slider writes each chosen model's own name: that a model with guidance takes
         # no `guidance_scale` is expected, not news (a model without any still says so)
-        ours = self._guidance_names() if self._guidance_words() else set()
-        own = [m for m in self.models.value if guidance_param(known(m, self._schemas))]
+        ours = self.guidance.guidance_names() if self.guidance.guidance_words() else set()
+        own = [m for m in self.controls.models.value if guidance_param(known(m, self.schemas))]
         expected = {f"{m} takes no {g}; sent without it." for m in own for g in ours}
         notes = [n for n in plan.notes if n not in expected]
-        self._summary = "\n".join([" · ".join(bits), *notes])
+        self.summary = "\n".join([" · ".join(bits), *notes])
 
     def _over_budget(self, cost: float | None) -> str | None:
         """Said beside the estimate when it passes what the budget has left, so the status never
@@ -160,16 +176,41 @@ class Checks(PanelBase):
         `--guidance 3` typo is answered for them, not for the default model)."""
         if not text.strip():
             return None
-        chosen = ",".join(self.models.value)
+        chosen = ",".join(self.controls.models.value)
+        model = self.session.defaults().model
         try:
             words = options.split_words(text)
-            if self._guidance_names() and any(_is_guidance_word(w) for w in words):
+            if self.guidance.guidance_names() and any(_is_guidance_word(w) for w in words):
                 return "Set guidance with the Guidance slider above (each model gets its own name), not here."
-            options.parse_words(["--model", chosen, *words] if chosen else words, self._defaults().model)
-            args = options.parse_words(words, self._defaults().model)
+            options.parse_words(["--model", chosen, *words] if chosen else words, model)
+            args = options.parse_words(words, model)
         except UsageProblem as exc:
             return str(exc)
         return _controlled_problem(args)
+
+
+def waiting(errors: Mapping[str, str]) -> str:
+    """Why Generate is disabled (the first problem, in the order of the controls), or ""."""
+    for name in sorted(errors, key=lambda n: _ORDER.index(n) if n in _ORDER else len(_ORDER)):
+        return f"Generate is off until this is fixed: {errors[name]}"
+    return ""
+
+
+def _prompt_problem(prompt: str, input_image: str, variables: Mapping[str, Any]) -> str | None:
+    """What is wrong with the prompt box (empty, an empty part between ---, an unknown {name})."""
+    if not prompt.strip() and not input_image.strip():  # an upscaler needs none
+        return "Write a prompt first."
+    if not prompt.strip():
+        return None
+    try:
+        texts = options.split_prompts(prompt)
+        if any(not t for t in texts):
+            raise UsageProblem("A prompt between --- lines is empty; write one or remove the ---.")
+        for text in texts:
+            options.fill_template(text, variables)
+    except UsageProblem as exc:
+        return str(exc)
+    return None
 
 
 def _is_guidance_word(word: str) -> bool:

@@ -1,14 +1,15 @@
 """What the panel offers people who do not code: the model list by what a model does (with its
 price), Save (PNGs and a contact sheet into a folder), a grid that fits the output, the spend.
 
-A mixin of `Panel`, like the other parts; the widgets it reads are made in `panel.py`.
+A part of `Panel`, like the others: the model list it regroups is handed to its methods.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
@@ -17,9 +18,13 @@ from ..cells import NO_MATH, esc
 from ..errors import UsageProblem
 from ..results import Results
 from ..saving import save_contact_sheet
-from .base import PanelBase
-from .catalogue import EDIT, KINDS, TEXT, UPSCALE, kind_of, model_options, needs_input, spend_line
+from .base import _DESC, Quiet
 from .display import _error
+from .model_groups import EDIT, KINDS, TEXT, UPSCALE, kind_of, model_options, needs_input, spend_line
+
+if TYPE_CHECKING:
+    from ..catalog import ModelInfo
+    from ..session import Session
 
 #: The width (px) a grid is fitted to: what a notebook's output area shows without scrolling.
 FIT_WIDTH = 900
@@ -27,71 +32,33 @@ FIT_WIDTH = 900
 SAVE_FOLDER = "oxen-images"
 
 
-class Classroom(PanelBase):
-    """Model groups, Save, fitted grid and spend."""
+class Classroom:
+    """Model groups (`kind`), Save (`save_folder`, `save_button`), the fitted grid and `spend`.
 
-    kind: widgets.ToggleButtons
-    save_folder: widgets.Text
-    save_button: widgets.Button
-    spend: widgets.HTML
+    Handed the session (what was spent), the schemas read at open, the model ids chosen at open
+    (the group shown first), the panel's `quiet` flag and where status sentences go."""
 
-    # -- the model list ----------------------------------------------------------------------------
-    def _initial_kind(self, chosen: Sequence[str]) -> str:
-        infos = [self._schemas[m] for m in chosen if self._schemas and m in self._schemas]
-        return kind_of(infos[0]) if infos else TEXT
-
-    def _has_input(self) -> bool:
-        """Whether an input image is given (the Input image control)."""
-        control = getattr(self, "input_image", None)
-        return control is not None and bool(str(getattr(control, "value", "") or "").strip())
-
-    def _set_model_choices(self, *, kind_changed: bool = False) -> None:
-        """Offer the chosen group's models (those needing an input image only when one is given).
-
-        Switching group keeps the chosen models that belong to it, else picks its first model.
-        """
-        if self._schemas is None or not isinstance(self.models, widgets.SelectMultiple):
-            return
-        kind, has_input = self.kind.value, self._has_input()
-        chosen = tuple(self.models.value)
-        if kind_changed:
-            offered = model_options(self._schemas, kind, has_input)
-            ids = [v for _l, v in offered]
-            chosen = tuple(m for m in chosen if m in ids) or tuple(ids[:1])
-        else:
-            offered = model_options(self._schemas, kind, has_input, chosen)
-            if not chosen and not self.models.options and offered:  # the group just became usable
-                chosen = (offered[0][1],)
-        was = self._refreshing
-        self._refreshing = True
-        try:
-            if list(self.models.options) != offered:
-                self.models.options = offered
-            self.models.value = chosen
-        finally:
-            self._refreshing = was
-
-    def _no_models_reason(self) -> str:
-        """Why nothing can be picked: the group's models all need an input image, and none is given."""
-        if self._schemas is None or self.models.value or self._has_input():
-            return ""
-        kind = self.kind.value
-        if kind in (EDIT, UPSCALE) and any(needs_input(i) for i in self._schemas.values()):
-            what = "Edit" if kind == EDIT else "Upscale"
-            return f"{what} models need an input image: give one in Input image (a file, or Upload)."
-        return ""
-
-    # -- the grid ------------------------------------------------------------------------------------
-    @staticmethod
-    def _fitted(spec: options.Spec, line: str) -> options.Spec:
-        """The spec with as many columns as fit the output (unless the line sets --cols)."""
-        if "--cols" in options.split_words(line):
-            return spec
-        fit = max(1, FIT_WIDTH // (spec.size + 12))
-        return dataclasses.replace(spec, cols=min(spec.cols, fit))
-
-    # -- save ----------------------------------------------------------------------------------------
-    def _make_save_and_spend(self) -> None:
+    def __init__(
+        self,
+        session: Session,
+        schemas: dict[str, ModelInfo] | None,
+        chosen: Sequence[str],
+        *,
+        quiet: Quiet,
+        set_status: Callable[..., None],
+    ) -> None:
+        self.session, self.schemas, self.quiet, self.set_status = session, schemas, quiet, set_status
+        infos = [schemas[m] for m in chosen if schemas and m in schemas]
+        self.kind = widgets.ToggleButtons(
+            options=KINDS,
+            value=kind_of(infos[0]) if infos else TEXT,
+            description="What",
+            tooltips=["Make a picture from a prompt", "Change or follow an input image", "Enlarge an image"],
+            style=_DESC,
+        )
+        if schemas is None:
+            self.kind.disabled = True
+            self.kind.layout.display = "none"  # no list to group: model ids are typed
         self.save_folder = widgets.Text(
             value=SAVE_FOLDER, description="Save to", style={"description_width": "110px"}
         )
@@ -101,26 +68,72 @@ class Classroom(PanelBase):
         self.save_button.tooltip = "Write the grid's PNGs and a contact sheet into the folder"
         self.spend = widgets.HTML(value="")
 
-    def save(self, folder: str | Path | None = None) -> list[Path]:
+    def owned(self) -> list[Any]:
+        """Every widget this part made (to close them with the panel)."""
+        return [self.kind, self.save_folder, self.save_button, self.spend]
+
+    # -- the model list ----------------------------------------------------------------------------
+    def set_model_choices(self, models: Any, has_input: bool, *, kind_changed: bool = False) -> None:
+        """Offer the chosen group's models (those needing an input image only when one is given).
+
+        Switching group keeps the chosen models that belong to it, else picks its first model.
+        """
+        if self.schemas is None or not isinstance(models, widgets.SelectMultiple):
+            return
+        kind = self.kind.value
+        chosen = tuple(models.value)
+        if kind_changed:
+            offered = model_options(self.schemas, kind, has_input)
+            ids = [v for _l, v in offered]
+            chosen = tuple(m for m in chosen if m in ids) or tuple(ids[:1])
+        else:
+            offered = model_options(self.schemas, kind, has_input, chosen)
+            if not chosen and not models.options and offered:  # the group just became usable
+                chosen = (offered[0][1],)
+        with self.quiet:
+            if list(models.options) != offered:
+                models.options = offered
+            models.value = chosen
+
+    def no_models_reason(self, chosen: Sequence[str], has_input: bool) -> str:
+        """Why nothing can be picked: the group's models all need an input image, and none is given."""
+        if self.schemas is None or chosen or has_input:
+            return ""
+        kind = self.kind.value
+        if kind in (EDIT, UPSCALE) and any(needs_input(i) for i in self.schemas.values()):
+            what = "Edit" if kind == EDIT else "Upscale"
+            return f"{what} models need an input image: give one in Input image (a file, or Upload)."
+        return ""
+
+    # -- the grid ------------------------------------------------------------------------------------
+    @staticmethod
+    def fitted(spec: options.Spec, line: str) -> options.Spec:
+        """The spec with as many columns as fit the output (unless the line sets --cols)."""
+        if "--cols" in options.split_words(line):
+            return spec
+        fit = max(1, FIT_WIDTH // (spec.size + 12))
+        return dataclasses.replace(spec, cols=min(spec.cols, fit))
+
+    # -- save ----------------------------------------------------------------------------------------
+    def save(self, results: Results | None, folder: str | Path | None = None) -> list[Path]:
         """What the Save button does: the latest grid's PNGs and `contact-sheet.png` into a folder."""
-        results: Results | None = self.result
         if results is None or not results.done:
-            self._set_status("Nothing to save yet: generate a grid first.", error=True)
+            self.set_status("Nothing to save yet: generate a grid first.", error=True)
             return []
         target = Path(folder or self.save_folder.value.strip() or SAVE_FOLDER)
         try:
             written = results.save(target)
             sheet = save_contact_sheet(results, target)  # whole, never over an earlier sheet
         except OSError as exc:
-            self._set_status(
+            self.set_status(
                 f"Could not save to {target} ({exc.strerror or exc}); choose another folder.", error=True
             )
             return []
-        self._set_status(f"Saved {len(written)} PNG(s) and {sheet.name} to {target}.", error=False)
+        self.set_status(f"Saved {len(written)} PNG(s) and {sheet.name} to {target}.", error=False)
         return [*written, sheet]
 
     # -- spend ---------------------------------------------------------------------------------------
-    def _show_spend(self) -> None:
+    def show_spend(self) -> None:
         """What this panel's session was billed for (its ledger; cached images never count)."""
         try:
             spent = self.session.spend()

@@ -16,7 +16,8 @@ from .. import options
 from ..api import option_words
 from ..catalog import ModelInfo
 from ..errors import OxenError, UsageProblem
-from .base import _DESC, PREFIX, PanelBase
+from .base import _DESC, PREFIX
+from .model_groups import listed_infos, model_options
 
 #: Offered when no chosen model lists its aspect ratios but one takes the parameter.
 COMMON_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3")
@@ -74,40 +75,78 @@ class ModelsText(widgets.VBox):
                 self._syncing = False
 
 
-class Controls(PanelBase):
-    """Controls → magic line, and the choices the chosen models allow."""
+class Controls:
+    """The option controls (`prompt`, `models`, `seeds`, `aspect_ratio`, `steps`, `extra_options`,
+    `magic_line`) → the magic line, and the choices the chosen models allow.
 
-    def _state(self) -> dict[str, Any]:
-        return {
-            "prompt": self.prompt.value,
-            "models": tuple(self.models.value),
-            "seeds": self.seeds.value,
-            "aspect_ratio": self.aspect_ratio.value,
-            "steps": self.steps.value,
-            "input_image": self.input_image.value,
-            "extra_options": self.extra_options.value,
-            "guidance": self.guidance_knob.number,
-        }
+    `input_image` is the input control's text (it goes into the line like any option); `schemas`
+    are the models read when the panel opened (None when the list could not be read)."""
 
-    def _apply_state(self, state: Mapping[str, Any]) -> None:
-        self._refreshing = True
-        try:
-            self.prompt.value = state["prompt"]
-            self._select_models(state["models"])
-            self.seeds.value = state["seeds"]
-            self.steps.value = state["steps"]
-            self.input_image.value = state.get("input_image", "")
-            self.extra_options.value = state["extra_options"]
-            guidance = state.get("guidance")
-            self.guidance_knob.auto.value = guidance is None
-            if guidance is not None:
-                self.guidance_knob.slider.value = guidance
-            self._set_ratio_choices(keep=state["aspect_ratio"])
-        finally:
-            self._refreshing = False
-        self._refresh(models_changed=True)
+    def __init__(
+        self,
+        args: Any,
+        chosen: Sequence[str],
+        ratios: Sequence[str],
+        *,
+        schemas: dict[str, ModelInfo] | None,
+        kind: str,
+        input_image: widgets.Text,
+    ) -> None:
+        self.schemas = schemas
+        self.input_image = input_image
+        self.prompt = widgets.Textarea(
+            value=" ".join(args.prompt).strip(),
+            description="Prompt",
+            placeholder="a red cube on a white background (--- on its own line separates prompts)",
+            style=_DESC,
+            layout=widgets.Layout(width="560px", height="80px"),
+        )
+        self.models = _models_control(schemas, chosen, kind, bool(args.input_image))
+        self.seeds = widgets.Text(
+            value=args.seed or "",
+            description="Seeds",
+            placeholder="7, 1..4, 1..10:3, 1,5,9 or random:4 (empty: the server picks)",
+            style=_DESC,
+            layout=widgets.Layout(width="560px"),
+        )
+        ratio = ",".join(ratios)
+        self.aspect_ratio = widgets.Dropdown(
+            options=[("model default", "")] + ([(ratio, ratio)] if ratio else []),
+            value=ratio,
+            description="Aspect ratio",
+            style=_DESC,
+        )
+        self.steps = widgets.Text(
+            value=args.steps or "",
+            description="Steps",
+            placeholder="model default",
+            style=_DESC,
+            layout=widgets.Layout(width="360px"),
+        )
+        self.extra_options = widgets.Text(
+            value=_extra_words(args),
+            description="More options",
+            placeholder="e.g. --size 128 --cols 4 --no-cache --param guidance=3.5",
+            style=_DESC,
+            layout=widgets.Layout(width="560px"),
+        )
+        self.magic_line = widgets.Text(
+            description="Magic line",
+            tooltip="The same grid as a cell: paste this line above your prompt",
+            style=_DESC,
+            layout=widgets.Layout(width="95%", min_width="560px"),
+        )
 
-    def _select_models(self, ids: Sequence[str]) -> None:
+    def owned(self) -> list[Any]:
+        """Every widget this part made (to close them with the panel)."""
+        out = [self.prompt, self.models, self.seeds, self.aspect_ratio, self.steps]
+        out += [self.extra_options, self.magic_line]
+        if isinstance(self.models, ModelsText):
+            out.append(self.models.text)
+        return out
+
+    def select_models(self, ids: Sequence[str]) -> None:
+        """Choose `ids`, adding any the list does not hold (a restored run's private model)."""
         if isinstance(self.models, widgets.SelectMultiple):
             known = [o[1] if isinstance(o, tuple) else o for o in self.models.options]
             missing = [m for m in ids if m not in known]
@@ -115,7 +154,7 @@ class Controls(PanelBase):
                 self.models.options = [*self.models.options, *((f"{m} · not listed", m) for m in missing)]
         self.models.value = tuple(ids)
 
-    def make_line(self) -> str:
+    def make_line(self, guidance_words: Sequence[str]) -> str:
         """The `%%oxenimage ...` first line the controls stand for (only the options set)."""
         words = [PREFIX]
         chosen = tuple(self.models.value)
@@ -129,25 +168,21 @@ class Controls(PanelBase):
         ):
             if text.strip():
                 words += [flag, shlex.quote(text.strip())]
-        words += self._guidance_words()
+        words += guidance_words
         extra = self.extra_options.value.strip()
         if extra:
             words.append(extra)
         return " ".join(words)
 
-    def _chosen_infos(self) -> list[ModelInfo]:
-        schemas = self._schemas or {}
-        return [
-            info
-            for info in (schemas.get(m) for m in self.models.value)
-            if info is not None and info.request_schema is not None
-        ]
+    def chosen_infos(self) -> list[ModelInfo]:
+        """The chosen models whose schema is known, in the order chosen."""
+        return listed_infos(self.models.value, self.schemas)
 
-    def _set_ratio_choices(self, keep: str) -> None:
+    def set_ratio_choices(self, keep: str) -> None:
         """Only the ratios every chosen model allows; a value already chosen stays (flagged)."""
         enums: list[list[str]] = []
-        free = not self._schemas  # unknown schemas: offer the common ratios
-        for info in self._chosen_infos():
+        free = not self.schemas  # unknown schemas: offer the common ratios
+        for info in self.chosen_infos():
             prop = info.properties.get("aspect_ratio")
             if prop is None:
                 continue
@@ -156,8 +191,8 @@ class Controls(PanelBase):
                 enums.append([str(v) for v in enum if v != "match_input_image"])
             else:
                 free = True
-        if self._schemas and any(
-            m not in self._schemas or self._schemas[m].request_schema is None for m in self.models.value
+        if self.schemas and any(
+            m not in self.schemas or self.schemas[m].request_schema is None for m in self.models.value
         ):
             free = True
         if enums:
@@ -171,8 +206,9 @@ class Controls(PanelBase):
         self.aspect_ratio.value = keep
         self.aspect_ratio.disabled = not allowed and not keep
 
-    def _set_steps_hint(self) -> None:
-        props = [info.properties.get("num_inference_steps") for info in self._chosen_infos()]
+    def set_steps_hint(self) -> None:
+        """The Steps text's placeholder: the range every chosen model allows, and its default."""
+        props = [info.properties.get("num_inference_steps") for info in self.chosen_infos()]
         taken = [p for p in props if isinstance(p, dict)]
         if not taken:
             all_known = bool(props) and len(props) == len(self.models.value)
@@ -192,7 +228,24 @@ class Controls(PanelBase):
         self.steps.placeholder = hint
 
 
-def _initial_args(line: str, initial: Mapping[str, Any]) -> Any:
+def _models_control(
+    schemas: dict[str, ModelInfo] | None, chosen: Sequence[str], kind: str, has_input: bool
+) -> Any:
+    """The model list of the chosen group, or typed ids when no list could be read."""
+    if schemas is None:
+        return ModelsText(value=chosen, description="Models")
+    offered = model_options(schemas, kind, has_input, chosen)
+    return widgets.SelectMultiple(
+        options=offered,
+        value=tuple(chosen),
+        description="Models",
+        rows=min(8, max(3, len(offered))),
+        style=_DESC,
+        layout=widgets.Layout(width="760px"),
+    )
+
+
+def initial_args(line: str, initial: Mapping[str, Any]) -> Any:
     """The `%oxenpanel` line and keyword arguments, read by the `%%oxenimage` grammar."""
     try:
         words = options.split_words(line) + option_words(initial, caller="panel")
@@ -211,7 +264,7 @@ def _extra_words(args: Any) -> str:
     return shlex.join(options.to_words(args, skip=CONTROLLED))
 
 
-def _fetch_models(session: Any, host: str | None) -> tuple[dict[str, ModelInfo] | None, str | None]:
+def fetch_models(session: Any, host: str | None) -> tuple[dict[str, ModelInfo] | None, str | None]:
     """The image models the API lists, by id; None (and why) when the list cannot be read.
 
     A short-lived client with one quick retry: opening the panel must not hang on a dead host.

@@ -11,7 +11,6 @@ import ipywidgets as widgets
 from ..cells import NO_MATH, esc
 from ..render import grid_html
 from ..results import Results
-from .base import PanelBase
 
 
 def _error(text: str) -> str:
@@ -22,10 +21,28 @@ def _note(text: str) -> str:
     return f'<span class="oxen-note-text {NO_MATH}" style="opacity:.7;font-size:12px">{esc(text)}</span>'
 
 
-class Display(PanelBase):
-    """Status, buttons, progress and the static copy."""
+class StatusDisplay:
+    """The status line, Generate and Stop, and the progress bar."""
 
-    def _set_status(self, text: str, *, error: bool) -> None:
+    def __init__(self) -> None:
+        self.generate_button = widgets.Button(
+            description="Generate", button_style="primary", icon="play", tooltip="Generate the grid"
+        )
+        self.stop_button = widgets.Button(
+            description="Stop",
+            button_style="warning",
+            icon="stop",
+            disabled=True,
+            tooltip="Cancel what has not started; keep what arrived",
+        )
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="0/0")
+        self.status = widgets.HTML(value="")
+
+    def owned(self) -> list[Any]:
+        """Every widget this part made (to close them with the panel)."""
+        return [self.generate_button, self.stop_button, self.progress, self.status]
+
+    def set_status(self, text: str, *, error: bool) -> None:
         """Plain text (escaped here, whatever it holds: a file name, a server's message); each
         line of it on a line of its own."""
         if error:
@@ -36,19 +53,20 @@ class Display(PanelBase):
                 f'<span class="oxen-status-text {NO_MATH}" style="font-size:12px">{lines}</span>'
             )
 
-    def _buttons(self) -> None:
-        running = self.running
-        self.generate_button.disabled = running or bool(self._errors)
+    def buttons(
+        self, *, running: bool, blocked: bool, saveable: bool, save: widgets.Button, history: widgets.Box
+    ) -> None:
+        """Generate only when nothing runs and no control holds a problem; Stop while running;
+        Save and the history's restore buttons only between runs."""
+        self.generate_button.disabled = running or blocked
         self.stop_button.disabled = not running
-        save = getattr(self, "save_button", None)
-        if save is not None:
-            save.disabled = running or self.result is None or not self.result.done
-        for box in self.history.children:
+        save.disabled = running or not saveable
+        for box in history.children:
             for child in box.children:
                 if isinstance(child, widgets.Button):
                     child.disabled = running
 
-    def _show_progress(self, results: Results) -> None:
+    def show_progress(self, results: Results) -> None:
         settled = results.done + results.failed
         total = results.total
         self.progress.max = max(1, total)
@@ -56,18 +74,14 @@ class Display(PanelBase):
         self.progress.description = f"{results.done}/{total}"
         self.progress.bar_style = "danger" if results.failed else ("success" if settled == total else "")
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        """The widget view, plus a plain-HTML copy for front ends that cannot show widgets."""
-        data = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]  # the widget's own
-        if data is None:
-            return None
-        if self.result is not None:
-            static = grid_html(self.result)
-        else:
-            static = (
-                '<div class="oxen-panel-static" style="font-size:12px;opacity:.8">Oxen image panel '
-                "(interactive; run the notebook to use it). As a cell: "
-                f"<code>{html.escape(self._line)}</code></div>"
-            )
-        data["text/html"] = static
-        return data
+
+def static_copy(results: Results | None, line: str) -> str:
+    """The panel as plain HTML for front ends that cannot show widgets: the latest grid, or the
+    magic line before any run."""
+    if results is not None:
+        return grid_html(results)
+    return (
+        '<div class="oxen-panel-static" style="font-size:12px;opacity:.8">Oxen image panel '
+        "(interactive; run the notebook to use it). As a cell: "
+        f"<code>{html.escape(line)}</code></div>"
+    )

@@ -1,9 +1,17 @@
-"""The `Panel` widget: lays out the controls and wires their events; the parts do the work."""
+"""The `Panel` widget: builds its parts, lays them out and wires their events.
+
+Each part is a small class with one job, handed the widgets it reads and the calls it makes:
+`Controls` (the option controls ↔ the magic line), `SimpleControls` (how many pictures, the
+steps and guidance sliders, Show code), `InputControl` (the input image), `Classroom` (model
+groups, Save, spend), `Checks` (live validation), `StatusDisplay` (status, buttons, progress),
+`GridView` (the grid) and `Runs` (the background run and its history). The panel holds the
+state they share (the magic line, the problems, the latest results) and the calls between them.
+"""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -12,22 +20,27 @@ from traitlets import Any as AnyTrait
 
 from .. import options
 from ..errors import UsageProblem
-from .base import _DESC, PREFIX
-from .catalogue import guidance_param, known, model_options
-from .checks import Checks
-from .classroom import KINDS, Classroom
-from .controls import Controls, ModelsText, _extra_words, _fetch_models, _initial_args
-from .display import Display, _note
+from .base import PREFIX, Quiet
+from .checks import Checks, waiting
+from .classroom import Classroom
+from .controls import Controls, fetch_models, initial_args
+from .display import StatusDisplay, _note, static_copy
 from .gridview import GridView
-from .inputs import InputControls
+from .input_control import InputControl
+from .layout import arrange, mark
+from .model_groups import guidance_param, known
 from .run import HistoryEntry, Runs
 from .simple import SimpleControls, guidance_from
 
 if TYPE_CHECKING:
+    from ..results import Results
     from ..session import Session
 
+#: The controls that have a message beside them, by name (also the keys of `errors`).
+MESSAGES = ("prompt", "models", "seeds", "aspect_ratio", "steps", "input_image", "extra_options")
 
-class Panel(Runs, Checks, Controls, SimpleControls, InputControls, Classroom, Display, widgets.VBox):
+
+class Panel(widgets.VBox):
     """The image-grid panel. See the module docstring; the public widgets are listed below.
 
     `prompt`, `models` (`.value`: tuple of ids), `seeds`, `aspect_ratio`, `steps`,
@@ -44,6 +57,7 @@ class Panel(Runs, Checks, Controls, SimpleControls, InputControls, Classroom, Di
     """
 
     result = AnyTrait(None, allow_none=True, help="The latest Results (what %%oxenimage returns)")
+    code_box: widgets.VBox  # made by layout.arrange
 
     def __init__(
         self,
@@ -59,196 +73,93 @@ class Panel(Runs, Checks, Controls, SimpleControls, InputControls, Classroom, Di
         process's). `magic=` is accepted for older callers and only lends its shell."""
         from ..session import current_session
 
-        if shell is None and magic is not None:
-            shell = magic.shell
-        if shell is None:
-            from IPython import get_ipython
-
-            shell = get_ipython()
-        self.shell = shell
+        self.shell = _shell(shell, magic)
         self.session = session or current_session()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._busy = False
-        self._cancel = threading.Event()
-        self._refreshing = False
+        self.quiet = Quiet()
         self._line = PREFIX
         self._errors: dict[str, str] = {}
-        self.entries: list[HistoryEntry] = []
+        args, chosen, ratios = _read_line(line, initial, self.session)
+        schemas, models_note = fetch_models(self.session, args.host or self.session.defaults().host)
+        self._build_parts(args, chosen, ratios, schemas, models_note)
+        super().__init__(children=arrange(self))
+        mark(self)
+        self._wire()
+        self._refresh(models_changed=True)
+        self._show_spend()  # what is spent (and left of a budget) before any run
 
-        args = _initial_args(line, initial)
-        defaults = self.session.defaults()
-        host = args.host or defaults.host
-        try:
-            chosen = options.split_list(args.model, "model") if args.model else (defaults.model,)
-            ratios = options.split_list(args.aspect_ratio, "aspect ratio") if args.aspect_ratio else ()
-        except UsageProblem as exc:
-            raise UsageError(str(exc)) from None
-
-        self.prompt = widgets.Textarea(
-            value=" ".join(args.prompt).strip(),
-            description="Prompt",
-            placeholder="a red cube on a white background (--- on its own line separates prompts)",
-            style=_DESC,
-            layout=widgets.Layout(width="560px", height="80px"),
+    def _build_parts(
+        self, args: Any, chosen: tuple[str, ...], ratios: tuple[str, ...], schemas: Any, note: str | None
+    ) -> None:
+        """Build the parts, each handed what it reads and the calls it makes, and name their
+        widgets on the panel (the public names listed in the class docstring)."""
+        self.messages = {name: widgets.HTML(value="") for name in MESSAGES}
+        if note:
+            self.messages["models"].value = _note(note)
+        self.display = StatusDisplay()
+        self.classroom = Classroom(
+            self.session, schemas, chosen, quiet=self.quiet, set_status=self._set_status
         )
-        self._schemas, models_note = _fetch_models(self.session, host)
-        # --param guidance=3 goes to the Guidance slider when a chosen model takes guidance
-        takes = any(guidance_param(known(m, self._schemas)) for m in chosen)
+        self.inputs = InputControl(
+            ",".join(args.input_image or ()),
+            user_ns=self._user_ns,
+            message=self.messages["input_image"],
+            result=lambda: self.result,
+        )
+        kind = self.classroom.kind.value
+        # --param guidance=3 goes to the Guidance slider when a chosen model takes guidance (taken
+        # out of the words before the controls read them)
+        takes = any(guidance_param(known(m, schemas)) for m in chosen)
         guidance = guidance_from(args) if takes else None
-        self.kind = widgets.ToggleButtons(
-            options=KINDS,
-            value=self._initial_kind(chosen),
-            description="What",
-            tooltips=["Make a picture from a prompt", "Change or follow an input image", "Enlarge an image"],
-            style=_DESC,
+        self.controls = Controls(
+            args, chosen, ratios, schemas=schemas, kind=kind, input_image=self.inputs.input_image
         )
-        self.models: Any
-        if self._schemas is None:
-            self.models = ModelsText(value=chosen, description="Models")
-            self.kind.disabled = True
-            self.kind.layout.display = "none"  # no list to group: model ids are typed
-        else:
-            offered = model_options(self._schemas, self.kind.value, bool(args.input_image), chosen)
-            self.models = widgets.SelectMultiple(
-                options=offered,
-                value=tuple(chosen),
-                description="Models",
-                rows=min(8, max(3, len(offered))),
-                style=_DESC,
-                layout=widgets.Layout(width="760px"),
-            )
-        self.about_models = widgets.HTML(
-            value="", layout=widgets.Layout(margin="0 0 0 114px", max_width="760px")
+        c = self.controls
+        self.simple = SimpleControls(
+            guidance,
+            seeds=c.seeds,
+            steps=c.steps,
+            models=c.models,
+            schemas=schemas,
+            quiet=self.quiet,
+            refresh=self._refresh,
         )
-        self.seeds = widgets.Text(
-            value=args.seed or "",
-            description="Seeds",
-            placeholder="7, 1..4, 1..10:3, 1,5,9 or random:4 (empty: the server picks)",
-            style=_DESC,
-            layout=widgets.Layout(width="560px"),
+        self.checks = Checks(
+            self.session,
+            c,
+            self.messages,
+            guidance=self.simple,
+            user_ns=self._user_ns,
+            no_models_reason=lambda: self.classroom.no_models_reason(c.models.value, self.inputs.given()),
+            models_note=note,
         )
-        ratio = ",".join(ratios)
-        self.aspect_ratio = widgets.Dropdown(
-            options=[("model default", "")] + ([(ratio, ratio)] if ratio else []),
-            value=ratio,
-            description="Aspect ratio",
-            style=_DESC,
-        )
-        self.steps = widgets.Text(
-            value=args.steps or "",
-            description="Steps",
-            placeholder="model default",
-            style=_DESC,
-            layout=widgets.Layout(width="360px"),
-        )
-        self.extra_options = widgets.Text(
-            value=_extra_words(args),
-            description="More options",
-            placeholder="e.g. --size 128 --cols 4 --no-cache --param guidance=3.5",
-            style=_DESC,
-            layout=widgets.Layout(width="560px"),
-        )
-        input_helpers = self._make_input_controls(",".join(args.input_image or ()))
-        simple = self._make_simple_controls(guidance)
-        self.magic_line = widgets.Text(
-            description="Magic line",
-            tooltip="The same grid as a cell: paste this line above your prompt",
-            style=_DESC,
-            layout=widgets.Layout(width="95%", min_width="560px"),
-        )
-        self.generate_button = widgets.Button(
-            description="Generate", button_style="primary", icon="play", tooltip="Generate the grid"
-        )
-        self.stop_button = widgets.Button(
-            description="Stop",
-            button_style="warning",
-            icon="stop",
-            disabled=True,
-            tooltip="Cancel what has not started; keep what arrived",
-        )
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="0/0")
-        self.status = widgets.HTML(value="")
         self.output = GridView()
-        self.history = widgets.HBox([])
-        self._make_save_and_spend()
-
-        names = ("prompt", "models", "seeds", "aspect_ratio", "steps", "input_image", "extra_options")
-        self.messages: dict[str, widgets.HTML] = {name: widgets.HTML(value="") for name in names}
-        if models_note:
-            self.messages["models"].value = _note(models_note)
-        self._models_note = models_note
-
-        for widget, css in (
-            (self.prompt, "oxen-prompt"),
-            (self.models, "oxen-models"),
-            (self.seeds, "oxen-seeds"),
-            (self.aspect_ratio, "oxen-aspect-ratio"),
-            (self.steps, "oxen-steps"),
-            (self.extra_options, "oxen-extra-options"),
-            (self.magic_line, "oxen-magic-line"),
-            (self.generate_button, "oxen-generate"),
-            (self.stop_button, "oxen-stop"),
-            (self.progress, "oxen-progress"),
-            (self.status, "oxen-status"),
-            (self.output, "oxen-output"),
-            (self.history, "oxen-history"),
-            (self.kind, "oxen-kind"),
-            (self.save_folder, "oxen-save-folder"),
-            (self.save_button, "oxen-save"),
-            (self.spend, "oxen-spend"),
-            (self.about_models, "oxen-about-models"),
-        ):
-            widget.add_class(css)
-        self.progress.add_class("oxen-panel-progress")  # the grid HTML has an .oxen-progress too
-        if isinstance(self.models, ModelsText):
-            self.models.add_class("oxen-models-text")
-            self.models.text.add_class("oxen-models-input")
-        for name, message in self.messages.items():
-            message.add_class("oxen-message")
-            message.add_class(f"oxen-{name.replace('_', '-')}-message")
-
-        def row(control: Any, name: str) -> widgets.Box:
-            return widgets.HBox([control, self.messages[name]], layout=widgets.Layout(align_items="center"))
-
-        # the command-line syntax, shown on request ("Show code")
-        self.code_box = widgets.VBox(
-            [
-                row(self.seeds, "seeds"),
-                row(self.steps, "steps"),
-                row(self.extra_options, "extra_options"),
-                self.magic_line,
-            ],
-            layout=widgets.Layout(display="none"),
+        self.runs = Runs(
+            self, self.session, prompt=c.prompt, output=self.output, progress=self.display.progress
         )
-        self.code_box.add_class("oxen-code")
-        super().__init__(
-            children=[
-                row(self.prompt, "prompt"),
-                self.kind,
-                row(self.models, "models"),
-                self.about_models,
-                simple,
-                row(self.aspect_ratio, "aspect_ratio"),
-                row(self.input_image, "input_image"),
-                input_helpers,
-                self.show_code,
-                self.code_box,
-                widgets.HBox(
-                    [self.generate_button, self.stop_button, self.progress, self.status],
-                    layout=widgets.Layout(align_items="center"),
-                ),
-                # the grid is fitted to about this width; anything wider scrolls inside the panel
-                widgets.Box([self.output], layout=widgets.Layout(width="100%", overflow="auto")),
-                widgets.HBox(
-                    [self.save_folder, self.save_button, self.spend],
-                    layout=widgets.Layout(align_items="center"),
-                ),
-                self.history,
-            ]
-        )
-        self.add_class("oxen-panel")
+        self._name_widgets()
 
+    def _name_widgets(self) -> None:
+        """The parts' widgets under the panel's public names (tests and notebooks use them)."""
+        c, s, i, k, d = self.controls, self.simple, self.inputs, self.classroom, self.display
+        self.prompt, self.models, self.seeds, self.aspect_ratio = c.prompt, c.models, c.seeds, c.aspect_ratio
+        self.steps, self.extra_options, self.magic_line = c.steps, c.extra_options, c.magic_line
+        self.input_image, self.input_upload, self.input_pick = i.input_image, i.input_upload, i.input_pick
+        self.seed_mode, self.seed_count, self.seed_start = s.seed_mode, s.seed_count, s.seed_start
+        self.seed_note, self.steps_knob, self.guidance_knob = s.seed_note, s.steps_knob, s.guidance_knob
+        self.show_code = s.show_code
+        self.kind, self.save_folder, self.save_button, self.spend = (
+            k.kind,
+            k.save_folder,
+            k.save_button,
+            k.spend,
+        )
+        self.generate_button, self.stop_button = d.generate_button, d.stop_button
+        self.progress, self.status = d.progress, d.status
+        self.about_models = self.checks.about_models
+        self.history, self.entries = self.runs.history, self.runs.entries
+
+    def _wire(self) -> None:
+        """The events: a control changed, the group switched, Save, Generate, Stop."""
         for control in (
             self.prompt,
             self.models,
@@ -265,8 +176,7 @@ class Panel(Runs, Checks, Controls, SimpleControls, InputControls, Classroom, Di
         self.magic_line.observe(self._keep_line, names="value")
         self.generate_button.on_click(lambda _b: self.generate())
         self.stop_button.on_click(lambda _b: self.stop())
-        self._refresh(models_changed=True)
-        self._show_spend()  # what is spent (and left of a budget) before any run
+        self.show_code.observe(self._code_toggled, names="value")
 
     # -- public -----------------------------------------------------------------------------------
     @property
@@ -279,25 +189,63 @@ class Panel(Runs, Checks, Controls, SimpleControls, InputControls, Classroom, Di
         """The whole equivalent cell: the magic line, then the prompt."""
         return f"{self._line}\n{self.prompt.value}"
 
+    @property
+    def running(self) -> bool:
+        """True while a run (plan check + requests) is going in the background."""
+        return self.runs.running
+
+    def generate(self) -> bool:
+        """What the Generate button does; returns whether a run started (see `Runs.generate`)."""
+        return self.runs.generate()
+
+    def stop(self) -> None:
+        """What the Stop button does: cancel what has not started and keep what arrived."""
+        self.runs.stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the background run ends; False if it is still going after `timeout` s."""
+        return self.runs.wait(timeout)
+
+    def restore(self, index: int) -> None:
+        """Set the controls (and the grid) back to history entry `index` (0 = the newest)."""
+        self.runs.restore(index)
+
+    def save(self, folder: str | Path | None = None) -> list[Path]:
+        """What the Save button does: the latest grid's PNGs and `contact-sheet.png` into a folder."""
+        return self.classroom.save(self.result, folder)
+
+    def make_line(self) -> str:
+        """The `%%oxenimage ...` first line the controls stand for (only the options set)."""
+        return self.controls.make_line(self.simple.guidance_words())
+
     def close(self) -> None:
         """Stop any run, then close the widgets."""
-        if hasattr(self, "messages"):  # not a panel whose __init__ failed
-            self._cancel.set()
+        if hasattr(self, "runs"):  # not a panel whose __init__ failed
+            self.runs.stop()
             self.wait(5)
             for child in self._all_widgets():
                 child.close()
         super().close()
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        """The widget view, plus a plain-HTML copy for front ends that cannot show widgets."""
+        data = super()._repr_mimebundle_(**kwargs)
+        if data is None:
+            return None
+        data["text/html"] = static_copy(self.result, self._line)
+        return data
+
+    # -- events -----------------------------------------------------------------------------------
     def _changed(self, change: Mapping[str, Any]) -> None:
-        if not self._refreshing:
+        if not self.quiet.active:
             owner = change.get("owner")
             if owner in (self.input_image, self.extra_options):  # an input image given or taken away
-                self._set_model_choices()
+                self.classroom.set_model_choices(self.models, self.inputs.given())
             self._refresh(models_changed=owner in (self.models, self.input_image, self.extra_options))
 
     def _kind_changed(self, change: Mapping[str, Any]) -> None:
-        if not self._refreshing:
-            self._set_model_choices(kind_changed=True)
+        if not self.quiet.active:
+            self.classroom.set_model_choices(self.models, self.inputs.given(), kind_changed=True)
             self._refresh(models_changed=True)
 
     def _keep_line(self, change: Mapping[str, Any]) -> None:
@@ -305,54 +253,129 @@ class Panel(Runs, Checks, Controls, SimpleControls, InputControls, Classroom, Di
         if change["new"] != self._line:
             self.magic_line.value = self._line
 
+    def _code_toggled(self, change: Mapping[str, Any]) -> None:
+        self.code_box.layout.display = "" if change["new"] else "none"
+
+    # -- the calls the parts make (see run.RunHost) -----------------------------------------------
     def _refresh(self, models_changed: bool = False) -> None:
         """Recompute the choices, the line and the problems after a control changed."""
-        if self._refreshing:
+        if self.quiet.active:
             return
-        self._refreshing = True
-        try:
+        with self.quiet:
             if models_changed:
-                self._set_ratio_choices(keep=self.aspect_ratio.value)
-                self._set_steps_hint()
-            self._sync_simple()
+                self.controls.set_ratio_choices(keep=self.aspect_ratio.value)
+                self.controls.set_steps_hint()
+            self.simple.sync()
             self._line = self.make_line()
             self.magic_line.value = self._line
             self._validate()
-        finally:
-            self._refreshing = False
         self._buttons()
 
-    def _defaults(self) -> options.Defaults:
-        return self.session.defaults()
+    def _validate(self) -> None:
+        """The problems of the controls (pure: no request is sent), and the status they give."""
+        self._errors = self.checks.validate(self._line)
+        if "general" in self._errors:
+            self._set_status(self._errors["general"], error=True)
+        elif not self.running:
+            self._set_status(self._waiting() or self.checks.summary, error=False)
+
+    def _state(self) -> dict[str, Any]:
+        """The control values that make a run (kept with it in the history)."""
+        return {
+            "prompt": self.prompt.value,
+            "models": tuple(self.models.value),
+            "seeds": self.seeds.value,
+            "aspect_ratio": self.aspect_ratio.value,
+            "steps": self.steps.value,
+            "input_image": self.input_image.value,
+            "extra_options": self.extra_options.value,
+            "guidance": self.guidance_knob.number,
+        }
+
+    def _apply_state(self, state: Mapping[str, Any]) -> None:
+        """Set the controls back to a history entry's values."""
+        with self.quiet:
+            self.prompt.value = state["prompt"]
+            self.controls.select_models(state["models"])
+            self.seeds.value = state["seeds"]
+            self.steps.value = state["steps"]
+            self.input_image.value = state.get("input_image", "")
+            self.extra_options.value = state["extra_options"]
+            guidance = state.get("guidance")
+            self.guidance_knob.auto.value = guidance is None
+            if guidance is not None:
+                self.guidance_knob.slider.value = guidance
+            self.controls.set_ratio_choices(keep=state["aspect_ratio"])
+        self._refresh(models_changed=True)
+
+    def _set_status(self, text: str, *, error: bool) -> None:
+        self.display.set_status(text, error=error)
+
+    def _buttons(self) -> None:
+        saveable = self.result is not None and self.result.done
+        self.display.buttons(
+            running=self.running,
+            blocked=bool(self._errors),
+            saveable=saveable,
+            save=self.save_button,
+            history=self.history,
+        )
+
+    def _show_progress(self, results: Results) -> None:
+        self.display.show_progress(results)
+
+    def _refresh_picks(self) -> None:
+        self.inputs.refresh_picks()
+
+    def _show_spend(self) -> None:
+        self.classroom.show_spend()
+
+    def _waiting(self) -> str:
+        return waiting(self._errors)
+
+    def _fitted(self, spec: options.Spec, line: str) -> options.Spec:
+        return self.classroom.fitted(spec, line)
 
     def _user_ns(self) -> dict[str, Any]:
         return self.shell.user_ns if self.shell is not None else {}
 
     def _all_widgets(self) -> list[Any]:
-        out = [
-            self.prompt,
-            self.models,
-            self.seeds,
-            self.aspect_ratio,
-            self.steps,
-            self.extra_options,
-            self.magic_line,
-            self.generate_button,
-            self.stop_button,
-            self.progress,
-            self.status,
+        return [
+            *self.controls.owned(),
+            *self.display.owned(),
             self.output,
             self.history,
-            self.kind,
-            self.save_folder,
-            self.save_button,
-            self.spend,
+            *self.classroom.owned(),
             *self.messages.values(),
-            *self._input_widgets(),
-            *self._simple_widgets(),
+            *self.inputs.owned(),
+            *self.simple.owned(),
             self.about_models,
             self.code_box,
         ]
-        if isinstance(self.models, ModelsText):
-            out.append(self.models.text)
-        return out
+
+
+def _shell(shell: Any, magic: Any) -> Any:
+    """The shell given, else the magic's, else the running one."""
+    if shell is None and magic is not None:
+        shell = magic.shell
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    return shell
+
+
+def _read_line(
+    line: str, initial: Mapping[str, Any], session: Session
+) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
+    """The `%oxenpanel` line read: its parsed words, the models chosen and the aspect ratios."""
+    args = initial_args(line, initial)
+    try:
+        chosen = options.split_list(args.model, "model") if args.model else (session.defaults().model,)
+        ratios = options.split_list(args.aspect_ratio, "aspect ratio") if args.aspect_ratio else ()
+    except UsageProblem as exc:
+        raise UsageError(str(exc)) from None
+    return args, tuple(chosen), tuple(ratios)
+
+
+__all__ = ["HistoryEntry", "Panel"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import ipywidgets as widgets
 from IPython.core.error import UsageError
@@ -18,10 +18,34 @@ from ..money import left_of
 from ..notebook import Throttled
 from ..render import grid_html
 from ..results import Item, Results
-from .base import PREFIX, PanelBase
+from .base import PREFIX
+
+if TYPE_CHECKING:
+    from ..session import Session
+    from .gridview import GridView
 
 #: How many earlier runs the history strip keeps.
 HISTORY = 5
+
+
+class RunHost(Protocol):
+    """What a run reads and calls on the panel that holds it."""
+
+    result: Results | None
+    _errors: dict[str, str]
+    _line: str
+
+    def _set_status(self, text: str, *, error: bool) -> None: ...
+    def _refresh(self, models_changed: bool = False) -> None: ...
+    def _user_ns(self) -> dict[str, Any]: ...
+    def _fitted(self, spec: options.Spec, line: str) -> options.Spec: ...
+    def _state(self) -> dict[str, Any]: ...
+    def _apply_state(self, state: dict[str, Any]) -> None: ...
+    def _show_progress(self, results: Results) -> None: ...
+    def _refresh_picks(self) -> None: ...
+    def _show_spend(self) -> None: ...
+    def _waiting(self) -> str: ...
+    def _buttons(self) -> None: ...
 
 
 @dataclass
@@ -33,8 +57,44 @@ class HistoryEntry:
     results: Results
 
 
-class Runs(PanelBase):
-    """Generate, Stop, wait, restore, and the background thread."""
+class Runs:
+    """Generate, Stop, wait, restore, and the background thread.
+
+    A part of the panel: it owns the run's thread, the history strip (`history`, `entries`) and
+    is handed the session, the widgets it writes and the panel's calls (`RunHost`), which the
+    methods below read under the names they have always used."""
+
+    def __init__(
+        self, host: RunHost, session: Session, *, prompt: Any, output: GridView, progress: Any
+    ) -> None:
+        self._host = host
+        self.session, self.prompt, self.output, self.progress = session, prompt, output, progress
+        self.history = widgets.HBox([])
+        self.entries: list[HistoryEntry] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._busy = False
+        self._cancel = threading.Event()
+        self._set_status, self._refresh, self._user_ns = host._set_status, host._refresh, host._user_ns
+        self._fitted, self._state, self._apply_state = host._fitted, host._state, host._apply_state
+        self._show_progress, self._refresh_picks = host._show_progress, host._refresh_picks
+        self._show_spend, self._waiting, self._buttons = host._show_spend, host._waiting, host._buttons
+
+    @property
+    def result(self) -> Results | None:
+        return self._host.result
+
+    @result.setter
+    def result(self, results: Results | None) -> None:
+        self._host.result = results
+
+    @property
+    def _errors(self) -> dict[str, str]:
+        return self._host._errors
+
+    @property
+    def _line(self) -> str:
+        return self._host._line
 
     @property
     def running(self) -> bool:

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from ..ranges import MAX_RANGE, SEED_MAX
-from .base import _DESC, PanelBase
-from .catalogue import GUIDANCE_WORDS, guidance_param, known
+from .base import _DESC, Quiet
+from .model_groups import GUIDANCE_WORDS, guidance_param, known, listed_infos
+
+if TYPE_CHECKING:
+    from ..catalog import ModelInfo
 
 SAME, NEW = "same", "new"
 _RANGE = re.compile(r"\s*([0-9]{1,10})\s*(?:\.\.\s*([0-9]{1,10})\s*)?")
@@ -103,20 +106,56 @@ class Knob(widgets.HBox):
         return [self.slider, self.auto, self.note]
 
 
-class SimpleControls(PanelBase):
-    """How many pictures, steps and guidance without command-line syntax; "Show code"."""
+class SimpleControls:
+    """How many pictures, steps and guidance without command-line syntax, and "Show code".
 
-    seed_mode: widgets.ToggleButtons
-    seed_count: widgets.BoundedIntText
-    seed_start: widgets.BoundedIntText
-    seed_note: widgets.HTML
-    steps_knob: Knob
-    guidance_knob: Knob
-    show_code: widgets.ToggleButton
-    code_box: widgets.VBox
-    _syncing: bool = False
+    Handed the texts it writes (`seeds`, `steps`), the model list it reads, the schemas, the
+    panel's `quiet` flag (its own writes are not the user's) and `refresh` (the guidance value
+    is in no text: a change to it asks the panel to rebuild the line)."""
 
-    def _make_simple_controls(self, guidance: float | None) -> widgets.Box:
+    def __init__(
+        self,
+        guidance: float | None,
+        *,
+        seeds: widgets.Text,
+        steps: widgets.Text,
+        models: Any,
+        schemas: dict[str, ModelInfo] | None,
+        quiet: Quiet,
+        refresh: Callable[[], None],
+    ) -> None:
+        self.seeds, self.steps, self.models, self.schemas = seeds, steps, models, schemas
+        self.quiet, self.refresh = quiet, refresh
+        self._syncing = False
+        self._make_seed_controls()
+        self.steps_knob = Knob("Steps", widgets.IntSlider(min=1, max=50, value=28), "oxen-steps-knob")
+        self.guidance_knob = Knob(
+            "Guidance", widgets.FloatSlider(min=0.0, max=10.0, step=0.1, value=2.0), "oxen-guidance-knob"
+        )
+        if guidance is not None:
+            self.guidance_knob.auto.value = False
+            self.guidance_knob.slider.value = guidance
+        self.show_code = widgets.ToggleButton(
+            value=False,
+            description="Show code",
+            icon="code",
+            tooltip="The same settings as a %%oxenimage line",
+        )
+        self.show_code.add_class("oxen-show-code")
+        self._wire()
+        self.box = widgets.VBox(
+            [
+                self.seed_mode,
+                widgets.HBox(
+                    [self.seed_count, self.seed_start, self.seed_note],
+                    layout=widgets.Layout(align_items="center"),
+                ),
+                self.steps_knob,
+                self.guidance_knob,
+            ]
+        )
+
+    def _make_seed_controls(self) -> None:
         self.seed_mode = widgets.ToggleButtons(
             options=[("Same pictures each run", SAME), ("New pictures each run", NEW)],
             value=NEW,
@@ -144,46 +183,23 @@ class SimpleControls(PanelBase):
             layout=widgets.Layout(width="240px"),
         )
         self.seed_note = widgets.HTML(value="")
-        self.steps_knob = Knob("Steps", widgets.IntSlider(min=1, max=50, value=28), "oxen-steps-knob")
-        self.guidance_knob = Knob(
-            "Guidance", widgets.FloatSlider(min=0.0, max=10.0, step=0.1, value=2.0), "oxen-guidance-knob"
-        )
-        if guidance is not None:
-            self.guidance_knob.auto.value = False
-            self.guidance_knob.slider.value = guidance
-        self.show_code = widgets.ToggleButton(
-            value=False,
-            description="Show code",
-            icon="code",
-            tooltip="The same settings as a %%oxenimage line",
-        )
         for widget, css in (
             (self.seed_mode, "oxen-seed-mode"),
             (self.seed_count, "oxen-seed-count"),
             (self.seed_start, "oxen-seed-start"),
-            (self.show_code, "oxen-show-code"),
         ):
             widget.add_class(css)
+
+    def _wire(self) -> None:
         for widget in (self.seed_mode, self.seed_count, self.seed_start):
             widget.observe(self._seed_controls_changed, names="value")
         self.steps_knob.slider.observe(self._knob_moved, names="value")
         self.steps_knob.auto.observe(self._knob_changed, names="value")
         self.guidance_knob.slider.observe(self._knob_moved, names="value")
         self.guidance_knob.auto.observe(self._knob_changed, names="value")
-        self.show_code.observe(self._code_toggled, names="value")
-        return widgets.VBox(
-            [
-                self.seed_mode,
-                widgets.HBox(
-                    [self.seed_count, self.seed_start, self.seed_note],
-                    layout=widgets.Layout(align_items="center"),
-                ),
-                self.steps_knob,
-                self.guidance_knob,
-            ]
-        )
 
-    def _simple_widgets(self) -> list[Any]:
+    def owned(self) -> list[Any]:
+        """Every widget this part made (to close them with the panel)."""
         return [
             self.seed_mode,
             self.seed_count,
@@ -196,9 +212,12 @@ class SimpleControls(PanelBase):
             self.show_code,
         ]
 
+    def _quiet(self) -> bool:
+        return self._syncing or self.quiet.active
+
     # -- events --------------------------------------------------------------------------------------
     def _seed_controls_changed(self, _change: Mapping[str, Any]) -> None:
-        if self._syncing or self._refreshing:
+        if self._quiet():
             return
         self.seed_start.disabled = self.seed_mode.value == NEW
         self.seeds.value = controls_to_seeds(
@@ -206,7 +225,7 @@ class SimpleControls(PanelBase):
         )
 
     def _knob_moved(self, change: Mapping[str, Any]) -> None:
-        if self._syncing or self._refreshing:
+        if self._quiet():
             return
         knob = self.steps_knob if change.get("owner") is self.steps_knob.slider else self.guidance_knob
         if knob.auto.value:
@@ -215,19 +234,16 @@ class SimpleControls(PanelBase):
             self._knob_changed({"owner": knob.auto})
 
     def _knob_changed(self, change: Mapping[str, Any]) -> None:
-        if self._syncing or self._refreshing:
+        if self._quiet():
             return
         if change.get("owner") is self.steps_knob.auto:
             number = self.steps_knob.number
             self.steps.value = "" if number is None else str(int(number))
         else:
-            self._refresh()
-
-    def _code_toggled(self, change: Mapping[str, Any]) -> None:
-        self.code_box.layout.display = "" if change["new"] else "none"
+            self.refresh()
 
     # -- reading the texts back ------------------------------------------------------------------------
-    def _sync_simple(self) -> None:
+    def sync(self) -> None:
         """Set the controls from the seeds and steps texts and the chosen models' schemas."""
         self._syncing = True
         try:
@@ -248,9 +264,10 @@ class SimpleControls(PanelBase):
 
     def _sync_steps(self) -> None:
         knob = self.steps_knob
-        pairs = [(i.id, i.properties.get("num_inference_steps")) for i in self._chosen_infos()]
+        infos = listed_infos(self.models.value, self.schemas)
+        pairs = [(i.id, i.properties.get("num_inference_steps")) for i in infos]
         props = [p for _m, p in pairs if p]
-        known = len(self._chosen_infos()) == len(self.models.value) and bool(self.models.value)
+        known = len(infos) == len(self.models.value) and bool(self.models.value)
         knob.layout.display = "none" if known and not props and not self.steps.value.strip() else ""
         low, high = _bounds(props, 1, 100)
         _set_range(knob.slider, int(low), int(high))
@@ -271,7 +288,7 @@ class SimpleControls(PanelBase):
 
     def _chosen_guidance(self) -> list[tuple[str, Mapping[str, Any]]]:
         """(parameter name, schema) of each chosen model that takes guidance, in model order."""
-        found = (guidance_param(known(m, self._schemas)) for m in self.models.value)
+        found = (guidance_param(known(m, self.schemas)) for m in self.models.value)
         return [g for g in found if g is not None]
 
     def _sync_guidance(self) -> None:
@@ -293,11 +310,11 @@ class SimpleControls(PanelBase):
         )
         if knob.auto.value and default is None:
             text += "; " + _defaults_differ(
-                [(m, (guidance_param(known(m, self._schemas)) or ("", None))[1]) for m in self.models.value]
+                [(m, (guidance_param(known(m, self.schemas)) or ("", None))[1]) for m in self.models.value]
             )
         knob.note.value = _plain_note(text)
 
-    def _guidance_words(self) -> list[str]:
+    def guidance_words(self) -> list[str]:
         """`--param NAME=VALUE` for each guidance name among the chosen models (none by default)."""
         number = self.guidance_knob.number
         if number is None:
@@ -306,7 +323,8 @@ class SimpleControls(PanelBase):
         value = f"{number:g}"
         return [w for name in names for w in ("--param", f"{name}={value}")]
 
-    def _guidance_names(self) -> set[str]:
+    def guidance_names(self) -> set[str]:
+        """The guidance parameter names the chosen models take."""
         return {n for n, _p in self._chosen_guidance()}
 
 

@@ -7,26 +7,37 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from ..required import role
-from .base import _DESC, PanelBase
+from .base import _DESC
 from .display import _error
+
+if TYPE_CHECKING:
+    from ..catalog import ModelInfo
+    from ..results import Results
 
 _NONE = "use a result from this panel…"
 
 
-class InputControls(PanelBase):
-    """`input_image` (Text), `input_upload` (FileUpload), `input_pick` (Dropdown)."""
+class InputControl:
+    """`input_image` (Text), `input_upload` (FileUpload), `input_pick` (Dropdown).
 
-    input_image: widgets.Text
-    input_upload: widgets.FileUpload
-    input_pick: widgets.Dropdown
+    Handed where variables live (`user_ns`), the message beside the text (an upload that is not
+    an image is said there) and the panel's latest results (what "use a result" offers)."""
 
-    def _make_input_controls(self, value: str) -> widgets.Box:
+    def __init__(
+        self,
+        value: str,
+        *,
+        user_ns: Callable[[], dict[str, Any]],
+        message: widgets.HTML,
+        result: Callable[[], Results | None],
+    ) -> None:
+        self.user_ns, self.message, self.result = user_ns, message, result
         self.input_image = widgets.Text(
             value=value,
             description="Input image",
@@ -45,14 +56,21 @@ class InputControls(PanelBase):
         self.input_pick.add_class("oxen-input-pick")
         self.input_upload.observe(self._uploaded, names="value")
         self.input_pick.observe(self._picked, names="value")
-        return widgets.HBox([self.input_upload, self.input_pick], layout=widgets.Layout(margin="0 0 0 114px"))
+        self.helpers = widgets.HBox(
+            [self.input_upload, self.input_pick], layout=widgets.Layout(margin="0 0 0 114px")
+        )
 
-    def _input_widgets(self) -> list[Any]:
+    def owned(self) -> list[Any]:
+        """Every widget this part made (to close them with the panel)."""
         return [self.input_image, self.input_upload, self.input_pick]
+
+    def given(self) -> bool:
+        """Whether an input image is given."""
+        return bool(str(self.input_image.value or "").strip())
 
     def _use_input(self, name: str, value: Any) -> None:
         """Put `value` in the user's namespace as `name` and make it the (added) input image."""
-        self._user_ns()[name] = value
+        self.user_ns()[name] = value
         current = [w.strip() for w in self.input_image.value.split(",") if w.strip()]
         if name not in current:
             current.append(name)
@@ -74,25 +92,24 @@ class InputControls(PanelBase):
                 image.verify()
         except Exception:
             # the file name is the user's text: escaped like every message (it could hold markup)
-            self.messages["input_image"].value = _error(
-                f"{filename} is not an image (PNG, JPEG, WebP or GIF)."
-            )
+            self.message.value = _error(f"{filename} is not an image (PNG, JPEG, WebP or GIF).")
             return
         self._use_input(name, data)  # the bytes as uploaded: their hash is what the server gets
 
     def _picked(self, change: Mapping[str, Any]) -> None:
         index = change["new"]
-        if index == "" or self.result is None:
+        results = self.result()
+        if index == "" or results is None:
             return
-        item = self.result.items[int(index)]
+        item = results.items[int(index)]
         model = re.sub(r"\W+", "_", str(item.model)).strip("_")
         name = f"panel_{model}_seed_{item.seed}" if item.seed is not None else f"panel_{model}_{index}"
         self._use_input(name, item)
         self.input_pick.value = ""
 
-    def _refresh_picks(self) -> None:
+    def refresh_picks(self) -> None:
         """Offer the images of the panel's latest grid as inputs."""
-        results = self.result
+        results = self.result()
         choices: list[tuple[str, str]] = [(_NONE, "")]
         if results is not None:
             for index, item in enumerate(results.items):
@@ -102,17 +119,17 @@ class InputControls(PanelBase):
         self.input_pick.options = choices
         self.input_pick.value = ""
 
-    def _roles_note(self) -> str:
-        """What the chosen models do with an input image, e.g. `flux-kontext-dev needs one`."""
-        words = {"required": "needs an input image", "none": "takes text only"}
-        schemas = self._schemas or {}
-        bits = []
-        for model in self.models.value:
-            kind = role(schemas.get(model))
-            if kind in ("one", "several"):
-                bits.append(
-                    f"{model} takes an optional input image" + (" (several)" if kind == "several" else "")
-                )
-            elif kind in words:
-                bits.append(f"{model} {words[kind]}")
-        return "; ".join(bits) + "." if bits else ""
+
+def roles_note(model_ids: Sequence[str], schemas: Mapping[str, ModelInfo] | None) -> str:
+    """What the chosen models do with an input image, e.g. `flux-kontext-dev needs one`."""
+    words = {"required": "needs an input image", "none": "takes text only"}
+    bits = []
+    for model in model_ids:
+        kind = role((schemas or {}).get(model))
+        if kind in ("one", "several"):
+            bits.append(
+                f"{model} takes an optional input image" + (" (several)" if kind == "several" else "")
+            )
+        elif kind in words:
+            bits.append(f"{model} {words[kind]}")
+    return "; ".join(bits) + "." if bits else ""

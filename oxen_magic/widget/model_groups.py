@@ -108,6 +108,13 @@ def known(model_id: str, schemas: Mapping[str, ModelInfo] | None) -> ModelInfo |
     return dataclasses.replace(live, request_schema=bundled.request_schema) if live else bundled
 
 
+def listed_infos(model_ids: Sequence[str], schemas: Mapping[str, ModelInfo] | None) -> list[ModelInfo]:
+    """The chosen models whose schema the API's list gave, in the order chosen (the controls'
+    choices follow only what the API said, not the bundled data `known` falls back to)."""
+    found = ((schemas or {}).get(m) for m in model_ids)
+    return [info for info in found if info is not None and info.request_schema is not None]
+
+
 def about(info: ModelInfo | None, model_id: str) -> str:
     """One plain sentence on a chosen model for the note under the list (text, to be escaped):
     its display name, what it is for, its default steps and price, and the API's description."""
