@@ -22,6 +22,7 @@ import warnings
 
 from PIL import Image
 
+from . import fastdecode
 from .errors import BadResponseError
 
 #: `warnings.catch_warnings` swaps process-wide state: one opener at a time (opening reads only
@@ -40,6 +41,8 @@ def decode_image(data: bytes, *, load: bool = True, fit: int | None = None) -> I
         image = _open(data)
         if fit:
             _draft(image, fit)
+        if fit and load:  # a thumbnail's PNG or WebP: imagecodecs when installed, else Pillow
+            image = fastdecode.decode(data, image) or image
         if load:
             image.load()
     except Image.DecompressionBombError:
