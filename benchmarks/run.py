@@ -269,15 +269,23 @@ def pregenerated(fmt: str, count: int = 2) -> list[bytes]:
     ]
 
 
-def overhead(images: list[bytes], n: int) -> dict[str, float]:
+def overhead(images: list[bytes], n: int, fast: bool = True) -> dict[str, float]:
     """Per-image ms for what the client does as each image arrives: decode (the client's header
     read, then the runner's decode, no larger than the thumbnail needs: `render.thumbnail_of`),
     thumbnail, writing the image to the run's spool, and a redraw of the whole grid (the worst
-    case: one redraw per arrival).
+    case: one redraw per arrival). `fast=False` hides imagecodecs (`fastdecode`), as on an
+    install without the `fast` extra: Pillow decodes everything.
 
     Timed in this thread's CPU time (`time.thread_time`), which other processes on a shared
     machine do not inflate; the wall-clock total is kept too.
     """
+    from unittest import mock
+
+    from oxen_magic import fastdecode
+
+    if not fast:
+        with mock.patch.object(fastdecode, "codecs", lambda: None):
+            return overhead(images, n)
     from PIL import Image
 
     from oxen_magic.catalog import ModelInfo, bundled_catalogue
@@ -335,13 +343,13 @@ def overhead(images: list[bytes], n: int) -> dict[str, float]:
 
 
 def median_overheads(
-    images: list[bytes], sizes: tuple[int, ...], repeats: int
+    images: list[bytes], sizes: tuple[int, ...], repeats: int, fast: bool = True
 ) -> dict[int, dict[str, float]]:
     """Medians over `repeats` rounds, the grid sizes interleaved so a slow spell hits them alike."""
     runs: dict[int, list[dict[str, float]]] = {n: [] for n in sizes}
     for _ in range(repeats):
         for n in sizes:
-            runs[n].append(overhead(images, n))
+            runs[n].append(overhead(images, n, fast))
     return {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in runs.items()}
 
 
@@ -533,15 +541,28 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     import PIL
+    import PIL.features
     import requests
 
+    from oxen_magic import fastdecode
+
+    codecs = fastdecode.codecs()
+    libs = ("libspng", "libpng", "libwebp", "zlib", "numpy")
     return {
         "nproc": str(os.cpu_count()),
         "cpu": cpu,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "pillow": PIL.__version__,
+        "pillow_codecs": ", ".join(
+            f"{name} {PIL.features.version(name)}" for name in ("jpg", "zlib", "webp")
+        ),
         "requests": requests.__version__,
+        "imagecodecs": "absent"
+        if codecs is None
+        else ", ".join(
+            [codecs.__version__] + [v for v in codecs.version().split(", ") if v.split("-")[0] in libs]
+        ),
     }
 
 
@@ -910,7 +931,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"* {r.figure}: {r.note}")
     info = machine()
     print(
-        f"\nmachine: {info['nproc']} x {info['cpu']}, Python {info['python']}, Pillow {info['pillow']}; "
+        f"\nmachine: {info['nproc']} x {info['cpu']}, Python {info['python']}, Pillow {info['pillow']} "
+        f"({info['pillow_codecs']}), imagecodecs {info['imagecodecs']}; "
         f"latency {latency:g} s; {time.perf_counter() - began:.0f} s in all"
     )
     if args.json:

@@ -103,8 +103,10 @@ def test_the_fast_decode_is_pillows_picture(case: str) -> None:
     reference = pillow(data)
     fast = fastdecode.decode(data, Image.open(io.BytesIO(data)))
     assert fast is not None, "this layout should take the fast path"
-    assert fast.mode == reference.mode and fast.size == reference.size
-    assert mean_difference(fast, reference) <= tolerance
+    assert fast.size == reference.size
+    # the same mode, but for an RGB WebP: RGBX, its opaque alpha kept to spare a copy
+    assert fast.mode == ("RGBX" if case.startswith("webp") and reference.mode == "RGB" else reference.mode)
+    assert mean_difference(fast.convert(reference.mode), reference) <= tolerance
     # and so the thumbnail the notebook keeps is the same picture
     with (
         Image.open(io.BytesIO(thumbnail_of(data, 128))) as a,
