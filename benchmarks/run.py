@@ -21,7 +21,8 @@ Figures (see benchmarks/RESULTS.md for a run's table and what was tuned):
 8-10. issue 15 (`benchmarks/round2.py`, part `15`);
 11-12. issue 22 (`benchmarks/round3.py`, part `22`): small sweeps with no option vs
    `--concurrency 16`, slot-limited hubs (a first and a second sweep), and the CPU per image
-   of the thumbnail path (PNG, WebP, JPEG) vs a bare Pillow decode;
+   of the thumbnail path (PNG, WebP, JPEG; with imagecodecs, the `fast` extra, and without it)
+   vs a bare Pillow decode;
 
 room. the local hub serving 30 clients x 4 images (`benchmarks/room.py`): p95 image time vs one
    image alone, and the hub's peak RSS.
@@ -209,8 +210,9 @@ def run_magic(
 
     A new `cache_dir` keeps every answer uncached, but it would also hold no spend ledger, which
     a user's cache folder has from their first run on (every later kernel opens it in about
-    1 ms; creating it takes 35 to 60 ms here, see `ledger_creation_ms`): it is made before the
-    clock starts, so a cold run is a new kernel's, not the very first run of a new user's."""
+    1 ms; creating it, fsyncs included, takes 2 ms on a quiet disk and 35 to 60 ms while other
+    suites write, see `ledger_creation_ms`): it is made before the clock starts, so a cold run
+    is a new kernel's, not the very first run of a new user's."""
     if cold:
         fresh_magic(shell)
     os.environ["OXEN_MAGIC_CACHE_DIR"] = str(cache_dir)
