@@ -5,7 +5,7 @@ traffic, and a sweep of a thousand images.
    of 4 latencies; against a hub admitting 4: failures and the share of requests answered 429;
    against an unlimited hub: auto vs today's fixed 8, both measured here.
 9. display traffic of a 64-image sweep: bytes published through displays and updates vs the
-   final grid's bytes, and the first image on screen;
+   final grid's bytes, and the first image on screen (the median of `FIRST_RUNS` cold sweeps);
 10. a thousand small images (`--max-images 1000`, short latency), in a child process: peak RSS
     growth, the saved display's bytes, the ETA on the progress line, and a Ctrl-C then a rerun
     that fetches only what is missing.
@@ -35,6 +35,8 @@ LINE_64_AUTO = "{common} --seed 1..16 --out grid"
 LINE_1000 = "--model z-image-turbo --seed 1..1000 --max-images 1000 --aspect-ratio 1:1 --out grid"
 SMALL = 128
 LATENCY_1000 = 0.05
+#: Cold 64-image sweeps whose first image on screen makes figure 9 (the median).
+FIRST_RUNS = 5
 
 
 def figures(
@@ -123,7 +125,11 @@ def figures(
             f"{statistics.median(r.sent_bytes / r.last_bundle_bytes for r in fixed):.2f}",
         )
     )
-    first = statistics.median(r.first_image or float("inf") for r in auto)
+    # The first image is one moment of a noisy shared machine: the auto runs above and more, so
+    # the figure is a median of FIRST_RUNS sweeps (a few tens of ms apart on a busy machine).
+    more = [bench.run_magic(shell, line, new_cache()) for _ in range(max(0, FIRST_RUNS - len(auto)))]
+    firsts = [r.first_image or float("inf") for r in auto + more]
+    first = statistics.median(firsts)
     rows.append(
         Row(
             "9. first image on screen, 64-image sweep, auto (vs one latency)",
@@ -132,7 +138,10 @@ def figures(
             "s",
             f"value <= {latency + 0.1:.2f} s (1 latency + 100 ms)",
             first <= latency + 0.1,
-            extra={"runs": [r.first_image for r in auto]},
+            note=f"per run: {', '.join(f'{t:.3f}' for t in firsts)} s; a cold run is a new kernel's (the "
+            "cache folder is new, the user's spend ledger in it exists); a user's very first run also "
+            f"creates the ledger: {bench.ledger_creation_ms():.0f} ms more, measured here",
+            extra={"runs": firsts},
         )
     )
     return rows

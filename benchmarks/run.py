@@ -21,7 +21,8 @@ Figures (see benchmarks/RESULTS.md for a run's table and what was tuned):
 8-10. issue 15 (`benchmarks/round2.py`, part `15`);
 11-12. issue 22 (`benchmarks/round3.py`, part `22`): small sweeps with no option vs
    `--concurrency 16`, slot-limited hubs (a first and a second sweep), and the CPU per image
-   of the thumbnail path (PNG, WebP, JPEG) vs a bare Pillow decode;
+   of the thumbnail path (PNG, WebP, JPEG; with imagecodecs, the `fast` extra, and without it)
+   vs a bare Pillow decode;
 
 room. the local hub serving 30 clients x 4 images (`benchmarks/room.py`): p95 image time vs one
    image alone, and the hub's peak RSS.
@@ -205,10 +206,17 @@ def run_magic(
     heads: list[str] | None = None,
 ) -> CellRun:
     """Run `%%oxenimage line` once; time it and every display update it publishes (the progress
-    lines published go to `heads` when given)."""
+    lines published go to `heads` when given).
+
+    A new `cache_dir` keeps every answer uncached, but it would also hold no spend ledger, which
+    a user's cache folder has from their first run on (every later kernel opens it in about
+    1 ms; creating it, fsyncs included, takes 2 ms on a quiet disk and 35 to 60 ms while other
+    suites write, see `ledger_creation_ms`): it is made before the clock starts, so a cold run
+    is a new kernel's, not the very first run of a new user's."""
     if cold:
         fresh_magic(shell)
     os.environ["OXEN_MAGIC_CACHE_DIR"] = str(cache_dir)
+    user_ledger(cache_dir)
     shell.user_ns.pop("grid", None)
     recorder = Recorder(heads)
     saved = shell.display_pub
@@ -234,6 +242,24 @@ def run_magic(
         sent_bytes=recorder.sent,
         shown_html=str(last.get("text/html", "")),
     )
+
+
+def user_ledger(cache_dir: Path) -> None:
+    """The spend ledger (spend.sqlite3) in `cache_dir`, as every run but a user's first finds it."""
+    from oxen_magic.ledgerstore import Store
+
+    Store(cache_dir)
+
+
+def ledger_creation_ms(repeats: int = 5) -> float:
+    """Median ms to create the ledger in a new folder: what a user's very first run pays once."""
+    times = []
+    with tempfile.TemporaryDirectory(prefix="oxen-bench-ledger-") as scratch:
+        for index in range(repeats):
+            started = time.perf_counter()
+            user_ledger(Path(scratch) / str(index))
+            times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times)
 
 
 def baseline_loop(url: str, key: str, bodies: list[dict[str, Any]]) -> float:
@@ -269,15 +295,23 @@ def pregenerated(fmt: str, count: int = 2) -> list[bytes]:
     ]
 
 
-def overhead(images: list[bytes], n: int) -> dict[str, float]:
+def overhead(images: list[bytes], n: int, fast: bool = True) -> dict[str, float]:
     """Per-image ms for what the client does as each image arrives: decode (the client's header
     read, then the runner's decode, no larger than the thumbnail needs: `render.thumbnail_of`),
     thumbnail, writing the image to the run's spool, and a redraw of the whole grid (the worst
-    case: one redraw per arrival).
+    case: one redraw per arrival). `fast=False` hides imagecodecs (`fastdecode`), as on an
+    install without the `fast` extra: Pillow decodes everything.
 
     Timed in this thread's CPU time (`time.thread_time`), which other processes on a shared
     machine do not inflate; the wall-clock total is kept too.
     """
+    from unittest import mock
+
+    from oxen_magic import fastdecode
+
+    if not fast:
+        with mock.patch.object(fastdecode, "codecs", lambda: None):
+            return overhead(images, n)
     from PIL import Image
 
     from oxen_magic.catalog import ModelInfo, bundled_catalogue
@@ -335,13 +369,13 @@ def overhead(images: list[bytes], n: int) -> dict[str, float]:
 
 
 def median_overheads(
-    images: list[bytes], sizes: tuple[int, ...], repeats: int
+    images: list[bytes], sizes: tuple[int, ...], repeats: int, fast: bool = True
 ) -> dict[int, dict[str, float]]:
     """Medians over `repeats` rounds, the grid sizes interleaved so a slow spell hits them alike."""
     runs: dict[int, list[dict[str, float]]] = {n: [] for n in sizes}
     for _ in range(repeats):
         for n in sizes:
-            runs[n].append(overhead(images, n))
+            runs[n].append(overhead(images, n, fast))
     return {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in runs.items()}
 
 
@@ -533,15 +567,28 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     import PIL
+    import PIL.features
     import requests
 
+    from oxen_magic import fastdecode
+
+    codecs = fastdecode.codecs()
+    libs = ("libspng", "libpng", "libwebp", "zlib", "numpy")
     return {
         "nproc": str(os.cpu_count()),
         "cpu": cpu,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "pillow": PIL.__version__,
+        "pillow_codecs": ", ".join(
+            f"{name} {PIL.features.version(name)}" for name in ("jpg", "zlib", "webp")
+        ),
         "requests": requests.__version__,
+        "imagecodecs": "absent"
+        if codecs is None
+        else ", ".join(
+            [codecs.__version__] + [v for v in codecs.version().split(", ") if v.split("-")[0] in libs]
+        ),
     }
 
 
@@ -910,7 +957,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"* {r.figure}: {r.note}")
     info = machine()
     print(
-        f"\nmachine: {info['nproc']} x {info['cpu']}, Python {info['python']}, Pillow {info['pillow']}; "
+        f"\nmachine: {info['nproc']} x {info['cpu']}, Python {info['python']}, Pillow {info['pillow']} "
+        f"({info['pillow_codecs']}), imagecodecs {info['imagecodecs']}; "
         f"latency {latency:g} s; {time.perf_counter() - began:.0f} s in all"
     )
     if args.json:

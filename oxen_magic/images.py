@@ -23,6 +23,7 @@ import warnings
 
 from PIL import Image
 
+from . import fastdecode
 from .errors import BadResponseError
 
 #: The MIME type of each image format the API may send and an input image may be (Pillow's names).
@@ -44,6 +45,8 @@ def decode_image(data: bytes, *, load: bool = True, fit: int | None = None) -> I
         image = _open(data)
         if fit:
             _draft(image, fit)
+        if fit and load:  # a thumbnail's PNG or WebP: imagecodecs when installed, else Pillow
+            image = fastdecode.decode(data, image) or image
         if load:
             image.load()
     except Image.DecompressionBombError:

@@ -38,7 +38,7 @@ UNWANTED = {
     "notebooks",
     "benchmarks",
 }
-EXTRAS = {"demo", "oxen", "relay", "test", "lab"}
+EXTRAS = {"demo", "oxen", "relay", "fast", "test", "lab"}
 
 
 def _wheel_names(dists: Dists) -> list[str]:
