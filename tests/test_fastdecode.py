@@ -22,7 +22,7 @@ from PIL import Image
 from oxen_magic import fastdecode
 from oxen_magic.errors import BadResponseError
 from oxen_magic.images import decode_image
-from oxen_magic.placeholder import ImageSpec, render_image
+from oxen_magic.localhub.placeholder import ImageSpec, render_image
 from oxen_magic.render import thumbnail, thumbnail_of
 
 PROMPT = "a red cube on a white background, studio light"
