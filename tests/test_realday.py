@@ -396,7 +396,9 @@ def _nbval(real: StandIn, config: str, home: Path) -> subprocess.CompletedProces
     env = real.env(config, home)
     env["OXEN_NOTEBOOK_HUB"] = "off"  # notebooks/conftest.py: no hub of its own, no OXEN_HOST
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "notebooks"],
+        # one process (`-n 0`): this test is already one of the outer run's units, and xdist's
+        # own workers would only cost their start-ups on a machine whose cores are busy
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "notebooks"],
         cwd=CHECKOUT,
         env=env,
         capture_output=True,
@@ -419,6 +421,7 @@ def _passed(run: subprocess.CompletedProcess[str]) -> None:
     assert found is not None and int(found.group(1)) >= 60, run.stdout[-2000:]
 
 
+@pytest.mark.xdist_group("realday-keyed")  # a unit of its own, started first (tests/scheduling.py)
 def test_every_notebook_with_a_key_then_offline_with_its_pack(big: StandIn, tmp_path: Path) -> None:
     _passed(_nbval(big, KEYED, tmp_path / "instructor"))
     assert big.hub.generate_calls() and hosts_seen(big.hub) <= {"hub.oxen.ai"}
@@ -433,6 +436,7 @@ def test_every_notebook_with_a_key_then_offline_with_its_pack(big: StandIn, tmp_
     assert big.hub.requests == []
 
 
+@pytest.mark.xdist_group("realday-keyless")
 def test_every_notebook_with_no_key_online(big: StandIn, tmp_path: Path) -> None:
     _passed(_nbval(big, KEYLESS, tmp_path / "student"))
     assert big.hub.generate_calls() == []
