@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -245,14 +246,16 @@ def test_no_key_names_both_ways_on(oxen_env: Path, hub: LocalHub, monkeypatch: p
     assert hub.generate_calls() == []
 
 
-def test_refused_key_is_said_before_any_grid(shell: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_key_is_said_before_any_grid(
+    shell: Any, monkeypatch: pytest.MonkeyPatch, make_hub: Callable[..., LocalHub]
+) -> None:
     """Model reads carry the key (the documented reading), so a refused key stops the cell at
     the first read, before a grid is drawn or an image is asked for."""
     if "anonymous_reads" not in inspect.signature(LocalHub).parameters:
         pytest.skip("needs the hub's anonymous_reads knob (issue 11)")
-    with LocalHub(image_size=64, api_key="the-right-key", anonymous_reads=False) as strict:
-        monkeypatch.setenv("OXEN_HOST", strict.url)
-        monkeypatch.setenv("OXEN_API_KEY", "not-the-key")
-        captured, error = run_cell(shell, f"--model {TURBO} --seed 1..2", PROMPT)
-        assert error is not None and "\n" not in error and "not-the-key" not in error
-        assert html_outputs(captured) == [] and strict.generate_calls() == []
+    strict = make_hub(image_size=64, api_key="the-right-key", anonymous_reads=False)
+    monkeypatch.setenv("OXEN_HOST", strict.url)
+    monkeypatch.setenv("OXEN_API_KEY", "not-the-key")
+    captured, error = run_cell(shell, f"--model {TURBO} --seed 1..2", PROMPT)
+    assert error is not None and "\n" not in error and "not-the-key" not in error
+    assert html_outputs(captured) == [] and strict.generate_calls() == []
