@@ -129,12 +129,13 @@ def test_a_gateway_error_after_billing_is_shown_as_possibly_billed(shell: Any, h
 def test_an_image_arriving_after_stop_is_recorded_once(oxen_env: Path, hub: LocalHub) -> None:
     hub.latency = 0.6
     stop = threading.Event()
-    timer = threading.Timer(0.2, stop.set)  # Stop while the first request is in flight
-    timer.start()
-    try:
-        results = oxen_magic.generate(PROMPT, model=DEV, seed="1..3", concurrency=1, cancel=stop, show=False)
-    finally:
-        timer.cancel()
+
+    def stop_once_sent() -> None:  # Stop while the first request is in flight
+        hub.wait_until(lambda: hub.in_flight >= 1)
+        stop.set()
+
+    threading.Thread(target=stop_once_sent, daemon=True).start()
+    results = oxen_magic.generate(PROMPT, model=DEV, seed="1..3", concurrency=1, cancel=stop, show=False)
     assert results.interrupted and results.done == 0  # the grid froze before the image came
     assert wait_for_no_oxen_threads(timeout=5.0) == []
     assert hub.billed == 1
