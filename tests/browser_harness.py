@@ -108,15 +108,13 @@ def chromium_available() -> bool:
 
 
 #: The marks of every browser test module (`pytestmark = BROWSER_MARKS`): marked `browser`,
-#: skipped without the Debian Chromium, and one xdist group, so that only one Chromium (and its
-#: JupyterLab server) runs at a time and they start first (tests/scheduling.py).
+#: skipped without the Debian Chromium. (tests/scheduling.py runs them one at a time, first.)
 BROWSER_MARKS = [
     pytest.mark.browser,
     pytest.mark.skipif(
         not chromium_available(),
         reason="/usr/bin/chromium is missing (install it with `bash .ci/install-browser`)",
     ),
-    pytest.mark.xdist_group("browser"),
 ]
 
 

@@ -30,7 +30,6 @@ from typing import Any
 
 import pytest
 from hypothesis import settings
-from scheduling import heavy_first
 from support import Dists, build_dists, wait_for_no_oxen_threads
 
 import oxen_magic
@@ -53,18 +52,12 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Files as units, except the long tests' groups (tests/scheduling.py)."""
+    """Files as units, except the long tests' groups, which go first (tests/scheduling.py)."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from scheduling import FilesAndGroups
 
     return FilesAndGroups(config, log)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On an xdist worker, the long tests' groups first (a single process keeps file order)."""
-    if hasattr(config, "workerinput") and config.getoption("loadgroup", False):
-        heavy_first(items)
 
 
 @pytest.fixture(autouse=True)

@@ -7,13 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from support import Dists
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.xdist_group("demo")  # builds and installs the wheel: a unit of its own (tests/scheduling.py)
 def test_demo_runs_the_quickstart_on_the_local_hub_and_writes_html(tmp_path: Path, dists: Dists) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("OXEN_API_KEY", "OXEN_HOST")}
     env.update(

@@ -136,7 +136,6 @@ def test_bad_input_is_one_sentence(tmp_path: Path) -> None:
         write_handout(WORKSHOP, WORKSHOP)
 
 
-@pytest.mark.xdist_group("budget")  # runs every notebook: a unit of its own (tests/scheduling.py)
 def test_the_budget_table_is_what_the_notebooks_make() -> None:
     cell = next(c for c in workshop().cells if "budget" in c.metadata.get("tags", []))
     values = {

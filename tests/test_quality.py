@@ -34,7 +34,6 @@ def test_ruff_format_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.xdist_group("mypy")  # the longest check: a unit of its own (tests/scheduling.py)
 def test_mypy_is_clean() -> None:
     pytest.importorskip("mypy")
     result = _run(sys.executable, "-m", "mypy", "oxen_magic")

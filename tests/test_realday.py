@@ -421,7 +421,6 @@ def _passed(run: subprocess.CompletedProcess[str]) -> None:
     assert found is not None and int(found.group(1)) >= 60, run.stdout[-2000:]
 
 
-@pytest.mark.xdist_group("realday-keyed")  # a unit of its own, started first (tests/scheduling.py)
 def test_every_notebook_with_a_key_then_offline_with_its_pack(big: StandIn, tmp_path: Path) -> None:
     _passed(_nbval(big, KEYED, tmp_path / "instructor"))
     assert big.hub.generate_calls() and hosts_seen(big.hub) <= {"hub.oxen.ai"}
@@ -436,7 +435,6 @@ def test_every_notebook_with_a_key_then_offline_with_its_pack(big: StandIn, tmp_
     assert big.hub.requests == []
 
 
-@pytest.mark.xdist_group("realday-keyless")
 def test_every_notebook_with_no_key_online(big: StandIn, tmp_path: Path) -> None:
     _passed(_nbval(big, KEYLESS, tmp_path / "student"))
     assert big.hub.generate_calls() == []
