@@ -41,7 +41,7 @@ from oxen_magic.session import reset_session
 
 
 def pytest_cmdline_main(config: pytest.Config) -> None:
-    """One test file runs in one process: the two xdist workers of pyproject's addopts take
+    """One test file runs in one process: the xdist workers of pyproject's addopts take
     seconds to start, more than one file gains from them. An explicit `-n` still wins."""
     explicit = any(a.startswith(("-n", "--numprocesses")) for a in config.invocation_params.args)
     files = {str(a).split("::")[0] for a in config.args}

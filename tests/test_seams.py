@@ -49,7 +49,7 @@ def test_a_claim_held_by_a_killed_process_is_free_and_a_waiter_can_stop(tmp_path
     hold = (
         "import sys, time; from pathlib import Path; from oxen_magic.claims import FileClaim; "
         "c = FileClaim(Path(sys.argv[1]), 'k'); assert not c.busy(); print('held', flush=True); "
-        "time.sleep(60)"
+        "time.sleep(60)"  # the behaviour under test: a live holder, until the test kills it
     )
     child = subprocess.Popen(
         [sys.executable, "-c", hold, str(tmp_path)], env=child_env(), stdout=subprocess.PIPE, text=True
