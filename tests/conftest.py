@@ -53,7 +53,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Files as units, except the long tests' groups, which go first (tests/scheduling.py)."""
-    if config.getvalue("dist") != "loadgroup":
+    if config.getvalue("dist") != "loadfile":
         return None
     from scheduling import FilesAndGroups
 

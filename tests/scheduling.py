@@ -1,5 +1,5 @@
-"""How the suite's tests are shared between the xdist workers (pyproject: `--dist loadgroup`,
-which conftest.py answers with `FilesAndGroups`).
+"""How the suite's tests are shared between the xdist workers (pyproject: `--dist loadfile`,
+which conftest.py answers with `FilesAndGroups`: loadfile, and the long tests first).
 
 Each file is one unit of work, run in order on one worker: a notebook's cells share one kernel
 and run in order, and a file's tests may share a module or session fixture. The long tests of
