@@ -38,7 +38,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import weakref
@@ -48,6 +47,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import nbformat
+import pytest
+from support import poll_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -104,6 +105,17 @@ LAB_USER_SETTINGS: dict[str, dict[str, Any]] = {
 def chromium_available() -> bool:
     """Whether the Debian Chromium that the browser tests drive is installed."""
     return CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK)
+
+
+#: The marks of every browser test module (`pytestmark = BROWSER_MARKS`): marked `browser`,
+#: skipped without the Debian Chromium. (tests/scheduling.py runs them one at a time, first.)
+BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not chromium_available(),
+        reason="/usr/bin/chromium is missing (install it with `bash .ci/install-browser`)",
+    ),
+]
 
 
 def free_port() -> int:
@@ -206,13 +218,14 @@ def stop_process_tree(proc: subprocess.Popen[Any], *, grace: float = 10.0) -> No
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
+
+    def ended() -> bool:
         if proc.poll() is None:
             tracked.update(descendants(proc.pid))  # kernels may still be starting
-        elif not running(tracked):
-            break
-        time.sleep(0.1)
+            return False
+        return not running(tracked)
+
+    poll_until(ended, grace, every=0.1)
     if proc.poll() is None:  # still our group: its id cannot have been recycled
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -268,9 +281,10 @@ def lab_command(root_dir: Path, port: int, *, app: str = "lab") -> list[str]:
 
 
 def _wait_for_status(url: str, proc: subprocess.Popen[Any], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
     last_error: Exception | None = None
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
+        nonlocal last_error
         if proc.poll() is not None:
             raise RuntimeError(
                 f"jupyter lab exited with {proc.returncode} before answering; log:\n"
@@ -280,10 +294,13 @@ def _wait_for_status(url: str, proc: subprocess.Popen[Any], log: Path, timeout: 
             with urllib.request.urlopen(f"{url}/api/status", timeout=2) as response:
                 if response.status == 200:
                     json.load(response)
-                    return
+                    return True
         except (urllib.error.URLError, OSError, ValueError) as exc:
             last_error = exc
-        time.sleep(0.1)
+        return False
+
+    if poll_until(answers, timeout, every=0.1):
+        return
     raise TimeoutError(
         f"jupyter lab did not answer {url}/api/status within {timeout:.0f}s "
         f"({last_error!r}); log:\n" + log.read_text(errors="replace")[-4000:]

@@ -41,7 +41,7 @@ from oxen_magic.session import reset_session
 
 
 def pytest_cmdline_main(config: pytest.Config) -> None:
-    """One test file runs in one process: the two xdist workers of pyproject's addopts take
+    """One test file runs in one process: the xdist workers of pyproject's addopts take
     seconds to start, more than one file gains from them. An explicit `-n` still wins."""
     explicit = any(a.startswith(("-n", "--numprocesses")) for a in config.invocation_params.args)
     files = {str(a).split("::")[0] for a in config.args}
@@ -49,6 +49,15 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         config.option.numprocesses = 0
         config.option.dist = "no"
         config.option.tx = []
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Files as units, except the long tests' groups, which go first (tests/scheduling.py)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from scheduling import FilesAndGroups
+
+    return FilesAndGroups(config, log)
 
 
 @pytest.fixture(autouse=True)

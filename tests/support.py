@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,43 @@ def build_dists(out: Path) -> Dists:
     (sdist,) = out.glob("oxen_magic-*.tar.gz")
     (wheel,) = out.glob("oxen_magic-*.whl")
     return Dists(sdist, wheel, log)
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The test's environment (hub, key, cache folder) for a child process running this tree."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra or {})
+    return env
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`oxen-image ARGS` started in a child process of this tree, its output captured as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "oxen_magic", *args],
+        env=child_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def poll_until(condition: Callable[[], object], timeout: float, every: float = 0.01) -> bool:
+    """Check `condition` every `every` seconds until it holds (True) or `timeout` passes (False):
+    for what sends no event to wait on (a file another process writes, a process tree ending, a
+    relay's queue). `condition` may raise to give up at once (a child that died). The local hub's
+    own state is waited on with `hub.wait_until` instead, woken by each change."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(every)  # a bounded poll of a condition, not a wait that hopes
+    return True
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "the condition") -> None:
+    """`poll_until`, failing the test with a sentence naming `what` when `timeout` passes."""
+    assert poll_until(condition, timeout), f"{what} did not happen within {timeout} s"
 
 
 def _oxen_threads() -> list[threading.Thread]:

@@ -850,13 +850,20 @@ def test_ctrl_c_during_the_model_lookup_prints_one_line(
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         main = threading.main_thread().ident
         assert main is not None
-        timer = threading.Timer(0.5, signal.pthread_kill, (main, signal.SIGINT))
-        timer.start()
+        asked: list[socket.socket] = []
+
+        def interrupt_once_asked() -> None:  # Ctrl-C once the lookup has connected, not on a timer
+            with contextlib.suppress(OSError):  # the socket closed: the cell never asked
+                asked.append(silent.accept()[0])
+                signal.pthread_kill(main, signal.SIGINT)
+
+        threading.Thread(target=interrupt_once_asked, daemon=True).start()
         try:
             captured, result = _run(shell, _cell(line + " --out r", PROMPT if line == M else None))
         finally:
-            timer.cancel()
             signal.signal(signal.SIGINT, previous)
+            for conn in asked:
+                conn.close()
     shown = captured.stdout + captured.stderr
     assert "Traceback" not in shown and "KeyboardInterrupt" not in shown, shown
     error = result.error_in_exec

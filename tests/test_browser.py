@@ -24,17 +24,17 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import nbformat
 import pytest
 from browser_harness import (
+    BROWSER_MARKS,
     ProcId,
     assert_images_loaded,
     assert_no_output_errors,
-    chromium_available,
     chromium_browser,
     click_widget_button,
     descendants,
@@ -51,18 +51,13 @@ from browser_harness import (
     select_multiple,
     wait_widget_text,
 )
+from support import poll_until
 
 from oxen_magic.localhub import LocalHub
 
 pytest.importorskip("playwright.sync_api")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not chromium_available(),
-        reason="/usr/bin/chromium is missing (install it with `bash .ci/install-browser`)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "notebooks" / "quickstart.ipynb"
@@ -159,14 +154,14 @@ def leftover_check() -> Iterator[set[ProcId]]:
     """Collects servers, kernels and browsers; fails if any outlives the test."""
     processes: set[ProcId] = set()
     yield processes
-    deadline = time.monotonic() + 5
-    while running(processes) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    poll_until(lambda: not running(processes), 5, every=0.1)
     assert not running(processes), f"processes left behind: {running(processes)}"
 
 
 @pytest.mark.parametrize("app", ["lab", "notebook"], ids=["jupyterlab", "notebook7"])
-def test_quickstart_and_panel(app: str, tmp_path: Path, artifacts: Path, leftover_check: set[ProcId]) -> None:
+def test_quickstart_and_panel(
+    app: str, tmp_path: Path, artifacts: Path, leftover_check: set[ProcId], make_hub: Callable[..., LocalHub]
+) -> None:
     if app == "notebook":
         pytest.importorskip("notebook", minversion="7")
     prefix = "" if app == "lab" else "notebook7-"
@@ -183,158 +178,158 @@ def test_quickstart_and_panel(app: str, tmp_path: Path, artifacts: Path, leftove
     requested: list[str] = []
     shots: list[Path] = []
 
-    with LocalHub("127.0.0.1", 0, api_key=key, image_size=512) as hub:
-        env = {
-            "OXEN_HOST": hub.url,
-            "OXEN_API_KEY": key,
-            "OXEN_MAGIC_CACHE_DIR": str(tmp_path / "cache"),
-            "OXEN_CONFIG_DIR": str(tmp_path / "oxen-config"),
-            "PYTHONPATH": str(REPO),
-        }
-        with jupyter_lab(root, env, app=app) as url, chromium_browser() as browser:
-            mark("hub+lab+browser up")
-            # Tall enough that the whole panel (controls and its 2 x 2 grid) fits on screen.
-            page = new_lab_page(browser, viewport=(1400, 1500))
-            page.on("request", lambda r: requested.append(r.url))
-            page.on("websocket", lambda ws: requested.append(ws.url))
-            open_notebook(page, url, NOTEBOOK, app=app)
-            startup_errors = list(page_log(page).page_errors)
-            tolerated = {NOTEBOOK7_STARTUP_ERROR} if app == "notebook" else set()
-            assert set(startup_errors) <= tolerated, page_log(page).summary()
-            mark("notebook open, kernel idle")
+    hub = make_hub(api_key=key, image_size=512)
+    env = {
+        "OXEN_HOST": hub.url,
+        "OXEN_API_KEY": key,
+        "OXEN_MAGIC_CACHE_DIR": str(tmp_path / "cache"),
+        "OXEN_CONFIG_DIR": str(tmp_path / "oxen-config"),
+        "PYTHONPATH": str(REPO),
+    }
+    with jupyter_lab(root, env, app=app) as url, chromium_browser() as browser:
+        mark("hub+lab+browser up")
+        # Tall enough that the whole panel (controls and its 2 x 2 grid) fits on screen.
+        page = new_lab_page(browser, viewport=(1400, 1500))
+        page.on("request", lambda r: requested.append(r.url))
+        page.on("websocket", lambda ws: requested.append(ws.url))
+        open_notebook(page, url, NOTEBOOK, app=app)
+        startup_errors = list(page_log(page).page_errors)
+        tolerated = {NOTEBOOK7_STARTUP_ERROR} if app == "notebook" else set()
+        assert set(startup_errors) <= tolerated, page_log(page).summary()
+        mark("notebook open, kernel idle")
 
-            run_all_cells(page, NOTEBOOK)
-            mark("run all cells")
-            leftover_check.update(descendants(os.getpid()))
-            assert_no_output_errors(page)
-            counts = execution_counts(page, NOTEBOOK)
-            assert counts == list(range(1, n_code + 1)), counts
+        run_all_cells(page, NOTEBOOK)
+        mark("run all cells")
+        leftover_check.update(descendants(os.getpid()))
+        assert_no_output_errors(page)
+        counts = execution_counts(page, NOTEBOOK)
+        assert counts == list(range(1, n_code + 1)), counts
 
-            # The seed sweep: one row (no row header), seeds 1..4 as columns, 4 images.
-            n = page.evaluate(_JS_TAG_GRID, ["sweep", [], list(SWEEP_SEEDS)])
-            assert n == 1, f"expected one seed-sweep grid with headers {SWEEP_SEEDS}, found {n}"
-            sweep = '[data-test-grid="sweep"]'
-            assert_images_loaded(page, sweep, expected=4)
-            assert page.locator(f"{sweep} td.oxen-cell.oxen-done img").count() == 4
+        # The seed sweep: one row (no row header), seeds 1..4 as columns, 4 images.
+        n = page.evaluate(_JS_TAG_GRID, ["sweep", [], list(SWEEP_SEEDS)])
+        assert n == 1, f"expected one seed-sweep grid with headers {SWEEP_SEEDS}, found {n}"
+        sweep = '[data-test-grid="sweep"]'
+        assert_images_loaded(page, sweep, expected=4)
+        assert page.locator(f"{sweep} td.oxen-cell.oxen-done img").count() == 4
 
-            # The model comparison: rows are the two models, columns seeds 1..4, 8 images.
-            n = page.evaluate(_JS_TAG_GRID, ["comparison", list(COMPARED), list(SWEEP_SEEDS)])
-            assert n == 1, f"expected one comparison grid of {COMPARED} x {SWEEP_SEEDS}, found {n}"
-            comparison = '[data-test-grid="comparison"]'
-            images = assert_images_loaded(page, comparison, expected=8)
-            assert all(img.src.startswith("data:image/jpeg;base64,") for img in images)
-            assert page.locator(f"{comparison} td.oxen-cell.oxen-done img").count() == 8
-            assert page.locator(f"{comparison} th.oxen-row").all_inner_texts() == list(COMPARED)
-            assert page.locator(f"{comparison} th.oxen-col").all_inner_texts() == list(SWEEP_SEEDS)
-            alts = page.locator(f"{comparison} img").evaluate_all("(imgs) => imgs.map((i) => i.alt)")
-            for row, model in enumerate(COMPARED):
-                for col in range(4):
-                    assert alts[row * 4 + col].startswith(f"{model} · seed {col + 1}"), alts
-            progress = page.locator(f"{comparison} .oxen-progress").inner_text()
-            assert progress.startswith("8/8 images"), progress
-            # Every image of the sweeps (not only the two grids) loaded.
-            assert_images_loaded(page, ".jp-Cell .jp-OutputArea-output .oxen-grid")
-            shots.append(save_screenshot(page, artifacts, prefix + "comparison-grid", selector=comparison))
-            mark("grids checked")
+        # The model comparison: rows are the two models, columns seeds 1..4, 8 images.
+        n = page.evaluate(_JS_TAG_GRID, ["comparison", list(COMPARED), list(SWEEP_SEEDS)])
+        assert n == 1, f"expected one comparison grid of {COMPARED} x {SWEEP_SEEDS}, found {n}"
+        comparison = '[data-test-grid="comparison"]'
+        images = assert_images_loaded(page, comparison, expected=8)
+        assert all(img.src.startswith("data:image/jpeg;base64,") for img in images)
+        assert page.locator(f"{comparison} td.oxen-cell.oxen-done img").count() == 8
+        assert page.locator(f"{comparison} th.oxen-row").all_inner_texts() == list(COMPARED)
+        assert page.locator(f"{comparison} th.oxen-col").all_inner_texts() == list(SWEEP_SEEDS)
+        alts = page.locator(f"{comparison} img").evaluate_all("(imgs) => imgs.map((i) => i.alt)")
+        for row, model in enumerate(COMPARED):
+            for col in range(4):
+                assert alts[row * 4 + col].startswith(f"{model} · seed {col + 1}"), alts
+        progress = page.locator(f"{comparison} .oxen-progress").inner_text()
+        assert progress.startswith("8/8 images"), progress
+        # Every image of the sweeps (not only the two grids) loaded.
+        assert_images_loaded(page, ".jp-Cell .jp-OutputArea-output .oxen-grid")
+        shots.append(save_screenshot(page, artifacts, prefix + "comparison-grid", selector=comparison))
+        mark("grids checked")
 
-            # Dollar signs stay text (JupyterLab typesets `$...$` in HTML outputs unless told
-            # not to), and the two failed images keep their messages inside their cells.
-            n = page.evaluate(_JS_TAG_GRID, ["dollars", DOLLAR_ROWS, ["seed 1", "seed 2", "seed 3"]])
-            assert n == 1, f"expected one grid with row headers {DOLLAR_ROWS}, found {n}"
-            dollars = '[data-test-grid="dollars"]'
-            assert page.locator(f"{dollars} mjx-container").count() == 0
-            progress = page.locator(f"{dollars} .oxen-progress").inner_text()
-            assert "est. $0.150" in progress and progress.startswith("4/6 images, 2 failed"), progress
-            boxes = page.evaluate(_JS_ERRORS_CONTAINED, dollars)
-            assert len(boxes) == 2, boxes
-            for box in boxes:
-                assert box["inside"] and box["wide"], boxes
-                assert box["title"].startswith("The API rejected the request"), boxes
-            # The control: plain HTML with dollars is typeset, so the check above means something.
-            page.wait_for_selector(".oxen-control mjx-container", timeout=15_000)
-            shots.append(save_screenshot(page, artifacts, prefix + "dollars-and-errors", selector=dollars))
-            mark("dollars and errors checked")
+        # Dollar signs stay text (JupyterLab typesets `$...$` in HTML outputs unless told
+        # not to), and the two failed images keep their messages inside their cells.
+        n = page.evaluate(_JS_TAG_GRID, ["dollars", DOLLAR_ROWS, ["seed 1", "seed 2", "seed 3"]])
+        assert n == 1, f"expected one grid with row headers {DOLLAR_ROWS}, found {n}"
+        dollars = '[data-test-grid="dollars"]'
+        assert page.locator(f"{dollars} mjx-container").count() == 0
+        progress = page.locator(f"{dollars} .oxen-progress").inner_text()
+        assert "est. $0.150" in progress and progress.startswith("4/6 images, 2 failed"), progress
+        boxes = page.evaluate(_JS_ERRORS_CONTAINED, dollars)
+        assert len(boxes) == 2, boxes
+        for box in boxes:
+            assert box["inside"] and box["wide"], boxes
+            assert box["title"].startswith("The API rejected the request"), boxes
+        # The control: plain HTML with dollars is typeset, so the check above means something.
+        page.wait_for_selector(".oxen-control mjx-container", timeout=15_000)
+        shots.append(save_screenshot(page, artifacts, prefix + "dollars-and-errors", selector=dollars))
+        mark("dollars and errors checked")
 
-            # The panel, driven like a user.
-            sent_before = len(hub.generate_calls())
-            panel = ".oxen-panel"
-            page.locator(panel).first.scroll_into_view_if_needed()
-            assert page.locator(panel).count() == 1
-            # Before a prompt: Generate is off, and the status says why (never "Ready").
-            assert page.locator(f"{panel} button.oxen-generate").is_disabled()
-            waiting = page.locator(f"{panel} .oxen-status").inner_text()
-            assert "Generate is off until this is fixed: Write a prompt first." in waiting, waiting
-            assert not page.locator(f"{panel} .oxen-seeds").is_visible()  # command-line syntax: hidden
-            fill_text_widget(page, PANEL_PROMPT, css_class="oxen-prompt")
-            select_multiple(page, PANEL_MODELS, css_class="oxen-models")
-            # Two pictures from seed 1, the way a non-coder asks for them.
-            page.locator(f"{panel} .oxen-seed-mode button", has_text="Same pictures each run").click()
-            fill_text_widget(page, "2", css_class="oxen-seed-count")
-            fill_text_widget(page, "1", css_class="oxen-seed-start")
-            about = page.locator(f"{panel} .oxen-about-models")
-            about.get_by_text("z-image-turbo (Z-Image-Turbo): from text", exact=False).wait_for()
-            # klein takes guidance (as guidance_scale): its slider shows, at the model's default
-            page.locator(f"{panel} .oxen-guidance-knob").wait_for(state="visible")
-            page.locator(f"{panel} button.oxen-show-code").click()  # a ToggleButton
-            line = page.locator(f"{panel} .oxen-magic-line input")
-            line.wait_for(state="visible")
-            # The line is computed in the kernel: once it shows, every control reached it.
-            try:
-                page.wait_for_function(
-                    "([sel, want]) => { const el = document.querySelector(sel);"
-                    " return !!el && el.value === want; }",
-                    arg=[f"{panel} .oxen-magic-line input", PANEL_LINE],
-                    timeout=15_000,
-                    polling=100,
-                )
-            except Exception as exc:
-                raise AssertionError(
-                    f"magic line shows {line.input_value()!r}, expected {PANEL_LINE!r}\n"
-                    + "\n".join(output_errors(page))
-                ) from exc
-            click_widget_button(page, "Generate", css_class="oxen-generate")
-            assert_images_loaded(page, f"{panel} .oxen-output", expected=4, timeout=30)
-            wait_widget_text(page, "oxen-panel-progress", "4/4", timeout=15)
-            out = f"{panel} .oxen-output"
-            assert page.locator(f"{out} th.oxen-row").all_inner_texts() == [
-                "black-forest-labs-flux-2-klein-4b",
-                "z-image-turbo",
-            ]
-            assert page.locator(f"{out} th.oxen-col").all_inner_texts() == ["seed 1", "seed 2"]
-            assert line.input_value() == PANEL_LINE
-            # The progress bar reaches 4/4 before the run's end is reported: wait for the end
-            # (the status line's summary, and Generate enabled again).
-            status = page.locator(f"{panel} .oxen-status")
-            try:
-                page.wait_for_function(
-                    "([sel, btn]) => { const s = document.querySelector(sel);"
-                    " const b = document.querySelector(btn);"
-                    " return !!s && s.innerText.trim().startsWith('4/4 images') && !!b && !b.disabled; }",
-                    arg=[f"{panel} .oxen-status", f"{panel} button.oxen-generate"],
-                    timeout=15_000,
-                    polling=100,
-                )
-            except Exception as exc:
-                raise AssertionError(f"the panel's run did not end: {status.inner_text()!r}") from exc
-            assert page.locator(f"{panel} button.oxen-stop").is_disabled()
-            assert page.locator(f"{panel} .oxen-error-text").count() == 0
-            # For people who do not code: what the models do, the spend, and Save.
-            kinds = page.locator(f"{panel} .oxen-kind button").all_inner_texts()
-            assert [k.strip() for k in kinds] == ["Text to image", "Edit or reference", "Upscale"], kinds
-            spend = page.locator(f"{panel} .oxen-spend").inner_text().strip()
-            # the panel's 4 new images at least (the session's ledger, when kept, counts all)
-            found = re.fullmatch(r"This session: (\d+) image\(s\) generated, est\. \$(\d+\.\d{3}).*", spend)
-            assert found and int(found.group(1)) >= 4 and float(found.group(2)) >= 0.010, spend
-            assert page.locator(f"{panel} button.oxen-save").is_enabled()
-            assert_no_output_errors(page)
-            mark("panel driven")
-            shots.append(save_screenshot(page, artifacts, prefix + "panel", selector=panel))
-            shots.append(save_screenshot(page, artifacts, prefix + "page"))
+        # The panel, driven like a user.
+        sent_before = len(hub.generate_calls())
+        panel = ".oxen-panel"
+        page.locator(panel).first.scroll_into_view_if_needed()
+        assert page.locator(panel).count() == 1
+        # Before a prompt: Generate is off, and the status says why (never "Ready").
+        assert page.locator(f"{panel} button.oxen-generate").is_disabled()
+        waiting = page.locator(f"{panel} .oxen-status").inner_text()
+        assert "Generate is off until this is fixed: Write a prompt first." in waiting, waiting
+        assert not page.locator(f"{panel} .oxen-seeds").is_visible()  # command-line syntax: hidden
+        fill_text_widget(page, PANEL_PROMPT, css_class="oxen-prompt")
+        select_multiple(page, PANEL_MODELS, css_class="oxen-models")
+        # Two pictures from seed 1, the way a non-coder asks for them.
+        page.locator(f"{panel} .oxen-seed-mode button", has_text="Same pictures each run").click()
+        fill_text_widget(page, "2", css_class="oxen-seed-count")
+        fill_text_widget(page, "1", css_class="oxen-seed-start")
+        about = page.locator(f"{panel} .oxen-about-models")
+        about.get_by_text("z-image-turbo (Z-Image-Turbo): from text", exact=False).wait_for()
+        # klein takes guidance (as guidance_scale): its slider shows, at the model's default
+        page.locator(f"{panel} .oxen-guidance-knob").wait_for(state="visible")
+        page.locator(f"{panel} button.oxen-show-code").click()  # a ToggleButton
+        line = page.locator(f"{panel} .oxen-magic-line input")
+        line.wait_for(state="visible")
+        # The line is computed in the kernel: once it shows, every control reached it.
+        try:
+            page.wait_for_function(
+                "([sel, want]) => { const el = document.querySelector(sel);"
+                " return !!el && el.value === want; }",
+                arg=[f"{panel} .oxen-magic-line input", PANEL_LINE],
+                timeout=15_000,
+                polling=100,
+            )
+        except Exception as exc:
+            raise AssertionError(
+                f"magic line shows {line.input_value()!r}, expected {PANEL_LINE!r}\n"
+                + "\n".join(output_errors(page))
+            ) from exc
+        click_widget_button(page, "Generate", css_class="oxen-generate")
+        assert_images_loaded(page, f"{panel} .oxen-output", expected=4, timeout=30)
+        wait_widget_text(page, "oxen-panel-progress", "4/4", timeout=15)
+        out = f"{panel} .oxen-output"
+        assert page.locator(f"{out} th.oxen-row").all_inner_texts() == [
+            "black-forest-labs-flux-2-klein-4b",
+            "z-image-turbo",
+        ]
+        assert page.locator(f"{out} th.oxen-col").all_inner_texts() == ["seed 1", "seed 2"]
+        assert line.input_value() == PANEL_LINE
+        # The progress bar reaches 4/4 before the run's end is reported: wait for the end
+        # (the status line's summary, and Generate enabled again).
+        status = page.locator(f"{panel} .oxen-status")
+        try:
+            page.wait_for_function(
+                "([sel, btn]) => { const s = document.querySelector(sel);"
+                " const b = document.querySelector(btn);"
+                " return !!s && s.innerText.trim().startsWith('4/4 images') && !!b && !b.disabled; }",
+                arg=[f"{panel} .oxen-status", f"{panel} button.oxen-generate"],
+                timeout=15_000,
+                polling=100,
+            )
+        except Exception as exc:
+            raise AssertionError(f"the panel's run did not end: {status.inner_text()!r}") from exc
+        assert page.locator(f"{panel} button.oxen-stop").is_disabled()
+        assert page.locator(f"{panel} .oxen-error-text").count() == 0
+        # For people who do not code: what the models do, the spend, and Save.
+        kinds = page.locator(f"{panel} .oxen-kind button").all_inner_texts()
+        assert [k.strip() for k in kinds] == ["Text to image", "Edit or reference", "Upscale"], kinds
+        spend = page.locator(f"{panel} .oxen-spend").inner_text().strip()
+        # the panel's 4 new images at least (the session's ledger, when kept, counts all)
+        found = re.fullmatch(r"This session: (\d+) image\(s\) generated, est\. \$(\d+\.\d{3}).*", spend)
+        assert found and int(found.group(1)) >= 4 and float(found.group(2)) >= 0.010, spend
+        assert page.locator(f"{panel} button.oxen-save").is_enabled()
+        assert_no_output_errors(page)
+        mark("panel driven")
+        shots.append(save_screenshot(page, artifacts, prefix + "panel", selector=panel))
+        shots.append(save_screenshot(page, artifacts, prefix + "page"))
 
-            assert key not in page.content(), "the API key shows in the page"
-            sent = len(hub.generate_calls()) - sent_before
-            assert sent == 4, f"the panel sent {sent} generate requests, expected 4"
-            assert page_log(page).page_errors == startup_errors, page_log(page).summary()
+        assert key not in page.content(), "the API key shows in the page"
+        sent = len(hub.generate_calls()) - sent_before
+        assert sent == 4, f"the panel sent {sent} generate requests, expected 4"
+        assert page_log(page).page_errors == startup_errors, page_log(page).summary()
 
     mark("torn down")
     far = sorted(
@@ -349,7 +344,9 @@ def test_quickstart_and_panel(app: str, tmp_path: Path, artifacts: Path, leftove
     print(f"timings (s since test start): {timings}")
 
 
-def test_html_gallery_opens_offline_with_every_image_loaded(tmp_path: Path) -> None:
+def test_html_gallery_opens_offline_with_every_image_loaded(
+    tmp_path: Path, make_hub: Callable[..., LocalHub]
+) -> None:
     """`Results.to_html` in Chromium from file://: every <img> decodes; a click enlarges."""
     from PIL import Image
 
@@ -357,14 +354,14 @@ def test_html_gallery_opens_offline_with_every_image_loaded(tmp_path: Path) -> N
     from oxen_magic.options import build_spec
     from oxen_magic.run import Run
 
-    with LocalHub("127.0.0.1", 0, api_key=None, image_size=256, latency=0.0) as hub:
-        client = OxenClient(hub.url, api_key="unused-local-key")
-        picture = tmp_path / "input.png"
-        Image.new("RGB", (48, 48), "orange").save(picture)
-        line = f"--model flux-2-dev,flux-kontext-dev -i {picture} --seed 1..3 --no-cache"
-        spec = build_spec(line, "a lighthouse")
-        results = Run.prepare(spec, client).execute()
-        client.close()
+    hub = make_hub(api_key=None, image_size=256, latency=0.0)
+    client = OxenClient(hub.url, api_key="unused-local-key")
+    picture = tmp_path / "input.png"
+    Image.new("RGB", (48, 48), "orange").save(picture)
+    line = f"--model flux-2-dev,flux-kontext-dev -i {picture} --seed 1..3 --no-cache"
+    spec = build_spec(line, "a lighthouse")
+    results = Run.prepare(spec, client).execute()
+    client.close()
     page_file = results.to_html(tmp_path / "gallery.html")
     artifacts = Path(os.environ.get("OXEN_BROWSER_ARTIFACTS") or tmp_path) / "test_browser"
     with chromium_browser() as browser:

@@ -14,7 +14,7 @@ import gc
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -229,13 +229,15 @@ def test_interrupt_with_many_in_flight_leaves_no_thread(hub: LocalHub, shell: An
 
 
 @pytest.fixture
-def soak_hub(oxen_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
+def soak_hub(
+    oxen_env: Path, monkeypatch: pytest.MonkeyPatch, make_hub: Callable[..., LocalHub]
+) -> Iterator[LocalHub]:
     """A hub that fails 20 % of generate calls with a transient 503 and keeps no image cache."""
     key = "soak-key-0123456789"
-    with LocalHub(api_key=key, image_size=128, fail_rate=0.2, fail_seed=42, cache_size=0) as hub:
-        monkeypatch.setenv("OXEN_HOST", hub.url)
-        monkeypatch.setenv("OXEN_API_KEY", key)
-        yield hub
+    hub = make_hub(api_key=key, image_size=128, fail_rate=0.2, fail_seed=42, cache_size=0)
+    monkeypatch.setenv("OXEN_HOST", hub.url)
+    monkeypatch.setenv("OXEN_API_KEY", key)
+    yield hub
 
 
 def test_soak_64_images_with_20_percent_transient_failures(soak_hub: LocalHub, shell: Any) -> None:

@@ -9,7 +9,9 @@ notebooks make when run (notebooks/budget.py measures it against the local hub).
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
+import io
 import json
 import os
 import subprocess
@@ -21,6 +23,7 @@ import nbformat
 import pytest
 
 from oxen_magic.handout import DEFAULT_HINT, HandoutError, make_handout, write_handout
+from oxen_magic.handout import main as handout_main
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -180,14 +183,17 @@ def _handout(tmp_path: Path, nb: Any, *extra: str) -> subprocess.CompletedProces
 
 
 def _command(*argv: str) -> subprocess.CompletedProcess[str]:
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    return subprocess.run(
-        [sys.executable, "-m", "oxen_magic.handout", *argv],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
+    """`python -m oxen_magic.handout ARGV` run in this process: its exit code and what it printed.
+
+    (Each new process would pay ~1.5 s of CPU importing nbformat's validator; the command as a
+    process is run by test_the_committed_handout_is_up_to_date and test_cli.)"""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = handout_main(list(argv))
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(list(argv), code, out.getvalue(), err.getvalue())
 
 
 def test_only_a_hint_line_is_published_never_another_first_comment() -> None:

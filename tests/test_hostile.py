@@ -243,13 +243,15 @@ def test_error_bodies_of_any_shape_give_one_line(body: bytes, expected: str) -> 
 
 
 @pytest.fixture
-def strict_hub(oxen_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHub]:
+def strict_hub(
+    oxen_env: Path, monkeypatch: pytest.MonkeyPatch, make_hub: Callable[..., LocalHub]
+) -> Iterator[LocalHub]:
     """The documented reading: model routes need the token, the list carries no schemas."""
     key = "strict-key-0123456789"
-    with LocalHub(api_key=key, image_size=64, anonymous_reads=False, list_schemas=False) as running:
-        monkeypatch.setenv("OXEN_HOST", running.url)
-        monkeypatch.setenv("OXEN_API_KEY", key)
-        yield running
+    running = make_hub(api_key=key, image_size=64, anonymous_reads=False, list_schemas=False)
+    monkeypatch.setenv("OXEN_HOST", running.url)
+    monkeypatch.setenv("OXEN_API_KEY", key)
+    yield running
 
 
 def test_the_documented_reading_lists_and_checks_with_details(strict_hub: LocalHub, shell: Any) -> None:

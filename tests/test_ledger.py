@@ -6,7 +6,6 @@ are refused in one sentence; `spend()` shows this kernel, the ledger and what is
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from support import html_outputs, run_cell, wait_for_no_oxen_threads
+from support import child_env, cli, html_outputs, run_cell, wait_for_no_oxen_threads
 
 import oxen_magic
 from oxen_magic.cache import unpack
@@ -29,25 +28,6 @@ from oxen_magic.session import current_session, reset_session
 
 PROMPT = "a lighthouse at dusk"
 DEV, TURBO = "flux-2-dev", "z-image-turbo"  # $0.025 and $0.002 per image on the local hub
-REPO = Path(__file__).resolve().parents[1]
-
-
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The test's environment (hub, key, cache folder) for a child process running this tree."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(extra or {})
-    return env
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "oxen_magic", *args],
-        env=child_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 # -- durable: a restart, another process ----------------------------------------------------------

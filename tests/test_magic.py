@@ -15,6 +15,7 @@ import re
 import shlex
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -315,13 +316,15 @@ def test_namespace_is_sent_as_target_namespace(shell: Any, hub: LocalHub) -> Non
     assert "target_namespace" not in r[0].params  # a transport field, not a generation parameter
 
 
-def test_host_option_overrides_the_environment(shell: Any, hub: LocalHub) -> None:
-    with LocalHub(api_key=hub.api_key, image_size=32) as elsewhere:
-        login_for(elsewhere)  # OXEN_API_KEY is the environment host's key, not elsewhere's
-        _, r = ok(shell, hub, f"--model z-image-turbo --seed 4 --host {elsewhere.url}")
-        assert [b["seed"] for b in bodies(elsewhere)] == [4]
-        assert hub.requests == []
-        assert r[0].size == (32, 32)
+def test_host_option_overrides_the_environment(
+    shell: Any, hub: LocalHub, make_hub: Callable[..., LocalHub]
+) -> None:
+    elsewhere = make_hub(api_key=hub.api_key, image_size=32)
+    login_for(elsewhere)  # OXEN_API_KEY is the environment host's key, not elsewhere's
+    _, r = ok(shell, hub, f"--model z-image-turbo --seed 4 --host {elsewhere.url}")
+    assert [b["seed"] for b in bodies(elsewhere)] == [4]
+    assert hub.requests == []
+    assert r[0].size == (32, 32)
     # without --host the environment's hub is used again
     ok(shell, hub, "--model z-image-turbo --seed 4")
     assert [b["seed"] for b in bodies(hub)] == [4]
@@ -867,15 +870,15 @@ def test_select_finds_items_by_any_field(shell: Any, hub: LocalHub) -> None:
 
 
 def test_a_changed_oxen_host_takes_effect_on_the_next_cell(
-    shell: Any, hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+    shell: Any, hub: LocalHub, monkeypatch: pytest.MonkeyPatch, make_hub: Callable[..., LocalHub]
 ) -> None:
     # As after oxen_magic.connect() moved OXEN_HOST: the next cell must not reuse the old client.
     ok(shell, hub, "--model z-image-turbo --seed 1")
-    with LocalHub(api_key=hub.api_key, image_size=32) as other:
-        monkeypatch.setenv("OXEN_HOST", other.url)
-        _, r = ok(shell, hub, "--model z-image-turbo --seed 2")
-        assert [b["seed"] for b in bodies(other)] == [2]
-        assert r[0].size == (32, 32)
+    other = make_hub(api_key=hub.api_key, image_size=32)
+    monkeypatch.setenv("OXEN_HOST", other.url)
+    _, r = ok(shell, hub, "--model z-image-turbo --seed 2")
+    assert [b["seed"] for b in bodies(other)] == [2]
+    assert r[0].size == (32, 32)
     assert [b["seed"] for b in bodies(hub)] == [1]
 
 

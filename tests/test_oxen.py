@@ -424,9 +424,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: A process that runs one sweep against the hub and exports it to a repository, with one Oxen step
 #: replaced by an abrupt death (`os._exit`: no cleanup, no finally, as a kill), or that waits for
-#: a go file first (two writers at once).
+#: a line on its stdin first (two writers at once), and another before it exits.
 WRITER = """
-import os, sys, time
+import os, sys
 import oxen
 import oxen_magic
 from oxen_magic import saving
@@ -443,12 +443,9 @@ if die == "image":
             os._exit(9)
         return real(path, data)
     saving.write_new = write_new
-def wait(name):
-    while not os.path.exists(name):
-        time.sleep(0.01)
 if go:
     print("ready", flush=True)
-    wait(go)
+    sys.stdin.readline()  # go
 try:
     print(grid.to_oxen(repo), flush=True)
 except OxenError as exc:
@@ -457,19 +454,28 @@ except OxenError as exc:
 else:
     code = 0
 if go:
-    wait(go + ".quit")  # stay alive, as a notebook kernel does
+    sys.stdin.readline()  # stay alive until told to quit, as a notebook kernel does
 sys.exit(code)
 """
 
 
-def writer(repo: Path, prompt: str, die: str = "", go: str = "") -> subprocess.Popen[str]:
+def writer(repo: Path, prompt: str, die: str = "", go: bool = False) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(repo), prompt, die, go],
+        [sys.executable, "-c", WRITER, str(repo), prompt, die, "go" if go else ""],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def tell(procs: list[subprocess.Popen[str]], line: str) -> None:
+    """Send each writer the line it waits for (both at once: neither has a head start)."""
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
 
 
 def committed_rows(repo: Path) -> list[dict[str, Any]]:
@@ -528,13 +534,12 @@ def test_two_writers_at_once_one_commits_the_other_is_refused_in_one_sentence(
     of its sweep written (it used to die of a Rust panic, its rows committed by the other)."""
     repo = tmp_path / "ds"
     assert writer(repo, "a first sweep").wait(120) == 0
-    go = tmp_path / "go"
-    procs = [writer(repo, f"writer {n}", go=str(go)) for n in (1, 2)]
+    procs = [writer(repo, f"writer {n}", go=True) for n in (1, 2)]
     for proc in procs:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-    go.touch()
+    tell(procs, "go")
     said = [proc.stdout.readline() for proc in procs if proc.stdout is not None]
-    (tmp_path / "go.quit").touch()
+    tell(procs, "quit")
     outs = [proc.communicate(timeout=120) for proc in procs]
     assert sorted(proc.returncode for proc in procs) == [0, 3], outs
     assert all("Traceback" not in err and "panicked" not in err for _, err in outs), outs

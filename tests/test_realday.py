@@ -395,7 +395,9 @@ def _nbval(real: StandIn, config: str, home: Path) -> subprocess.CompletedProces
     env = real.env(config, home)
     env["OXEN_NOTEBOOK_HUB"] = "off"  # notebooks/conftest.py: no hub of its own, no OXEN_HOST
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "notebooks"],
+        # one process (`-n 0`): this test is already one of the outer run's units, and xdist's
+        # own workers would only cost their start-ups on a machine whose cores are busy
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "notebooks"],
         cwd=CHECKOUT,
         env=env,
         capture_output=True,

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +26,7 @@ import requests
 
 from oxen_magic.localhub import LocalHub
 from oxen_magic.relay import Relay, RoomDB
-from tests.support import all_text, html_outputs, run_cell, shown_html
+from tests.support import all_text, html_outputs, run_cell, shown_html, wait_for
 
 FLUX = "flux-2-dev"  # $0.025 an image on the local hub
 PRICE = 0.025
@@ -284,14 +283,17 @@ def _start(args: list[str], env: dict[str, str], url: str) -> subprocess.Popen[b
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    for _ in range(300):
+
+    def answers() -> bool:
+        assert proc.poll() is None, proc.communicate()
         try:
             requests.get(url + "/api/ai/models", timeout=1)
-            return proc
         except requests.ConnectionError:
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-    raise AssertionError("the relay did not start")
+            return False
+        return True
+
+    wait_for(answers, what="the relay answering")
+    return proc
 
 
 def test_sigkill_and_restart_keep_tokens_spend_and_images(hub: LocalHub, tmp_path: Path) -> None:
@@ -496,8 +498,8 @@ def test_one_seats_sweep_does_not_starve_another_seat(hub: LocalHub, tmp_path: P
         sweep = [
             pool.submit(post, relay, token(relay, 1), {"model": FLUX, "prompt": f"a{i}"}) for i in range(10)
         ]
-        while relay.routes.window.waiting < 8:  # two upstream, eight waiting for the window
-            time.sleep(0.01)
+        # two upstream, eight waiting for the window
+        wait_for(lambda: relay.routes.window.waiting >= 8, what="eight requests waiting for the window")
         other = pool.submit(post, relay, token(relay, 2), {"model": FLUX, "prompt": "b"})
         assert all(f.result().status_code == 200 for f in [*sweep, other])
         assert hub.peak_in_flight == 2

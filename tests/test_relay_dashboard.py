@@ -14,20 +14,14 @@ from typing import Any
 
 import pytest
 import requests
-from browser_harness import chromium_available, chromium_browser
+from browser_harness import BROWSER_MARKS, chromium_browser
 
 from oxen_magic.relay import Relay
 from tests.test_relay import room  # noqa: F401 (the fixture: a relay of 3 seats at $1.00 before the local hub)
 
 pytest.importorskip("playwright.sync_api")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not chromium_available(),
-        reason="/usr/bin/chromium is missing (install it with `bash .ci/install-browser`)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 GEN = "/api/ai/images/generate"
 WAIT_MS = 20_000  # the page reads the room every 1.5 s; a loaded machine may be slow

@@ -7,12 +7,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
-from support import wait_for_no_oxen_threads
-from test_ledger import child_env, cli
+from support import child_env, cli, wait_for_no_oxen_threads
 
 import oxen_magic
 from oxen_magic.cache import Cache
@@ -51,7 +49,7 @@ def test_a_claim_held_by_a_killed_process_is_free_and_a_waiter_can_stop(tmp_path
     hold = (
         "import sys, time; from pathlib import Path; from oxen_magic.claims import FileClaim; "
         "c = FileClaim(Path(sys.argv[1]), 'k'); assert not c.busy(); print('held', flush=True); "
-        "time.sleep(60)"
+        "time.sleep(60)"  # the behaviour under test: a live holder, until the test kills it
     )
     child = subprocess.Popen(
         [sys.executable, "-c", hold, str(tmp_path)], env=child_env(), stdout=subprocess.PIPE, text=True
@@ -99,8 +97,7 @@ def test_a_stopped_num_images_request_in_flight_keeps_every_image_held(
     stop = threading.Event()
 
     def stop_once_sent() -> None:  # Stop while the request for 3 images is being drawn
-        while hub.in_flight < 1:
-            time.sleep(0.01)
+        hub.wait_until(lambda: hub.in_flight >= 1)
         stop.set()
 
     threading.Thread(target=stop_once_sent, daemon=True).start()
@@ -165,8 +162,7 @@ def test_a_kernel_and_the_cli_sending_the_same_request_pay_once(
 ) -> None:
     hub.latency = 1.0
     child = cli(PROMPT, "--model", DEV, "-s", "9", "--save", str(tmp_path / "out"))
-    while hub.in_flight < 1 and child.poll() is None:  # the CLI is drawing its image
-        time.sleep(0.01)
+    hub.wait_until(lambda: hub.in_flight >= 1, timeout=60)  # the CLI is drawing its image
     grid = oxen_magic.generate(PROMPT, model=DEV, seed=9)  # this kernel, the same cell
     _, err = child.communicate(timeout=120)
     assert child.returncode == 0, err
@@ -217,8 +213,7 @@ def test_stop_while_another_process_sends_the_request_sends_nothing(
 ) -> None:
     hub.latency = 2.0
     child = cli(PROMPT, "--model", DEV, "-s", "11", "--save", str(tmp_path / "out"))
-    while hub.in_flight < 1 and child.poll() is None:  # the CLI holds the claim
-        time.sleep(0.01)
+    hub.wait_until(lambda: hub.in_flight >= 1, timeout=60)  # the CLI holds the claim
     stop = threading.Event()
     threading.Timer(0.3, stop.set).start()  # Stop while this kernel waits for the CLI's answer
     grid = oxen_magic.generate(PROMPT, model=DEV, seed=11, cancel=stop)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,12 +129,13 @@ def test_a_gateway_error_after_billing_is_shown_as_possibly_billed(shell: Any, h
 def test_an_image_arriving_after_stop_is_recorded_once(oxen_env: Path, hub: LocalHub) -> None:
     hub.latency = 0.6
     stop = threading.Event()
-    timer = threading.Timer(0.2, stop.set)  # Stop while the first request is in flight
-    timer.start()
-    try:
-        results = oxen_magic.generate(PROMPT, model=DEV, seed="1..3", concurrency=1, cancel=stop, show=False)
-    finally:
-        timer.cancel()
+
+    def stop_once_sent() -> None:  # Stop while the first request is in flight
+        hub.wait_until(lambda: hub.in_flight >= 1)
+        stop.set()
+
+    threading.Thread(target=stop_once_sent, daemon=True).start()
+    results = oxen_magic.generate(PROMPT, model=DEV, seed="1..3", concurrency=1, cancel=stop, show=False)
     assert results.interrupted and results.done == 0  # the grid froze before the image came
     assert wait_for_no_oxen_threads(timeout=5.0) == []
     assert hub.billed == 1
@@ -244,14 +246,16 @@ def test_no_key_names_both_ways_on(oxen_env: Path, hub: LocalHub, monkeypatch: p
     assert hub.generate_calls() == []
 
 
-def test_refused_key_is_said_before_any_grid(shell: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_key_is_said_before_any_grid(
+    shell: Any, monkeypatch: pytest.MonkeyPatch, make_hub: Callable[..., LocalHub]
+) -> None:
     """Model reads carry the key (the documented reading), so a refused key stops the cell at
     the first read, before a grid is drawn or an image is asked for."""
     if "anonymous_reads" not in inspect.signature(LocalHub).parameters:
         pytest.skip("needs the hub's anonymous_reads knob (issue 11)")
-    with LocalHub(image_size=64, api_key="the-right-key", anonymous_reads=False) as strict:
-        monkeypatch.setenv("OXEN_HOST", strict.url)
-        monkeypatch.setenv("OXEN_API_KEY", "not-the-key")
-        captured, error = run_cell(shell, f"--model {TURBO} --seed 1..2", PROMPT)
-        assert error is not None and "\n" not in error and "not-the-key" not in error
-        assert html_outputs(captured) == [] and strict.generate_calls() == []
+    strict = make_hub(image_size=64, api_key="the-right-key", anonymous_reads=False)
+    monkeypatch.setenv("OXEN_HOST", strict.url)
+    monkeypatch.setenv("OXEN_API_KEY", "not-the-key")
+    captured, error = run_cell(shell, f"--model {TURBO} --seed 1..2", PROMPT)
+    assert error is not None and "\n" not in error and "not-the-key" not in error
+    assert html_outputs(captured) == [] and strict.generate_calls() == []
