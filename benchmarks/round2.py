@@ -251,9 +251,6 @@ def child_thousand(bench: Any, url: str, key: str, cache_dir: str) -> None:
     # The parent set the hub's latency; each picture is rendered on first request (server time).
     import gc
 
-    import oxen_magic.pipeline
-    import oxen_magic.render  # noqa: F401
-
     gc.collect()
     try:
         Path("/proc/self/clear_refs").write_text("5")

@@ -147,7 +147,7 @@ def decode_rows(bench: Any, repeats: int) -> list[Any]:
     """Figure 12: the runner's per-image CPU, per format, beside a bare Pillow decode in the same
     run: with imagecodecs (the `fast` extra, when installed) and without it (Pillow only, as an
     install without the extra), interleaved round by round so a slow spell hits both alike."""
-    from oxen_magic import fastdecode
+    from oxen_magic.network import fastdecode
 
     Row, step = bench.Row, bench.step
     rows: list[Any] = []

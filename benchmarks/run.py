@@ -188,8 +188,8 @@ def fresh_magic(shell: Any) -> None:
     """A new session (cold client and connection pool, no window memory, no spend) and a new
     OxenMagic, as a new kernel would have."""
     import oxen_magic
-    from oxen_magic.magic import OxenMagic
-    from oxen_magic.session import reset_session
+    from oxen_magic.frontends.magic import OxenMagic
+    from oxen_magic.session.session import reset_session
 
     reset_session()
     shell.configurables[:] = [c for c in shell.configurables if not isinstance(c, OxenMagic)]
@@ -246,7 +246,7 @@ def run_magic(
 
 def user_ledger(cache_dir: Path) -> None:
     """The spend ledger (spend.sqlite3) in `cache_dir`, as every run but a user's first finds it."""
-    from oxen_magic.ledgerstore import Store
+    from oxen_magic.session.ledgerstore import Store
 
     Store(cache_dir)
 
@@ -307,20 +307,20 @@ def overhead(images: list[bytes], n: int, fast: bool = True) -> dict[str, float]
     """
     from unittest import mock
 
-    from oxen_magic import fastdecode
+    from oxen_magic.network import fastdecode
 
     if not fast:
         with mock.patch.object(fastdecode, "codecs", lambda: None):
             return overhead(images, n)
     from PIL import Image
 
-    from oxen_magic.catalog import ModelInfo, bundled_catalogue
-    from oxen_magic.client import decode_image
-    from oxen_magic.options import build_spec
-    from oxen_magic.plan import make_plan
-    from oxen_magic.render import grid_html, thumbnail
-    from oxen_magic.results import Results
-    from oxen_magic.spool import Spool
+    from oxen_magic.display.render import grid_html, thumbnail
+    from oxen_magic.network.client import decode_image
+    from oxen_magic.network.model_info import ModelInfo, bundled_catalogue
+    from oxen_magic.planning.options import build_spec
+    from oxen_magic.planning.plan import make_plan
+    from oxen_magic.results.results import Results
+    from oxen_magic.results.spool import Spool
 
     model = "black-forest-labs-flux-2-klein-4b"
     info = next(ModelInfo.from_api(m) for m in bundled_catalogue() if m["id"] == model)
@@ -453,9 +453,6 @@ def child_memory(url: str, key: str, cache_dir: str) -> None:
     os.environ["OXEN_HOST"], os.environ["OXEN_API_KEY"] = url, key
     shell = make_shell()
     fresh_magic(shell)
-    import oxen_magic.client
-    import oxen_magic.pipeline
-    import oxen_magic.render  # noqa: F401
 
     peak = [0]
     stop = threading.Event()
@@ -570,7 +567,7 @@ def machine() -> dict[str, str]:
     import PIL.features
     import requests
 
-    from oxen_magic import fastdecode
+    from oxen_magic.network import fastdecode
 
     codecs = fastdecode.codecs()
     libs = ("libspng", "libpng", "libwebp", "zlib", "numpy")

@@ -65,8 +65,8 @@ def measure(timeout: int = 300) -> tuple[dict[str, dict[str, int]], dict[str, fl
     import nbformat
     from nbclient import NotebookClient
 
-    from oxen_magic.client import OxenClient
     from oxen_magic.localhub import LocalHub
+    from oxen_magic.network.client import OxenClient
 
     made: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory(prefix="oxen-budget-") as tmp, LocalHub(image_size=256) as hub:
@@ -96,7 +96,7 @@ def measure(timeout: int = 300) -> tuple[dict[str, dict[str, int]], dict[str, fl
 
 def api_prices(host: str) -> dict[str, float]:
     """The per-image prices an API's model list gives (`pricing.cost_per_image`): a model read."""
-    from oxen_magic.client import OxenClient
+    from oxen_magic.network.client import OxenClient
 
     client = OxenClient(host)
     try:
@@ -141,7 +141,7 @@ def main() -> int:
     args = parser.parse_args()
     real = None
     if args.prices_from:  # before measuring, which points OXEN_HOST at the local hub
-        from oxen_magic.errors import OxenError
+        from oxen_magic.core.errors import OxenError
 
         try:
             real = api_prices(args.prices_from)

@@ -13,27 +13,27 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .api import generate, models, spend
-    from .checkup import doctor
-    from .errors import UsageProblem
-    from .exercises import check, exercise
-    from .pack import PackReport
-    from .results import Results
-    from .session import Session, current_session
-    from .widget import Panel
+    from oxen_magic.core.errors import UsageProblem
+    from oxen_magic.exports.pack import PackReport
+    from oxen_magic.frontends.doctor import doctor
+    from oxen_magic.frontends.exercises import check, exercise
+    from oxen_magic.frontends.panel import Panel
+    from oxen_magic.frontends.python_api import generate, models, spend
+    from oxen_magic.results.results import Results
+    from oxen_magic.session.session import Session, current_session
 
 #: Loaded on first use, so `%load_ext oxen_magic` does not pay for Pillow and requests.
 _LAZY = {
-    "generate": "api",
-    "check": "exercises",
-    "exercise": "exercises",
-    "doctor": "checkup",
-    "models": "api",
-    "spend": "api",
-    "UsageProblem": "errors",
-    "Results": "results",
-    "Session": "session",
-    "current_session": "session",
+    "generate": "frontends.python_api",
+    "check": "frontends.exercises",
+    "exercise": "frontends.exercises",
+    "doctor": "frontends.doctor",
+    "models": "frontends.python_api",
+    "spend": "frontends.python_api",
+    "UsageProblem": "core.errors",
+    "Results": "results.results",
+    "Session": "session.session",
+    "current_session": "session.session",
 }
 
 
@@ -65,7 +65,7 @@ __all__ = [
 
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext oxen_magic`: register the magics and make them `%config`-urable."""
-    from .magic import OxenMagic
+    from oxen_magic.frontends.magic import OxenMagic
 
     magic = OxenMagic(shell=ipython, parent=ipython)
     ipython.register_magics(magic)
@@ -87,8 +87,8 @@ def connect(host: str | None = None) -> str:
     `os.environ`: OXEN_HOST and OXEN_API_KEY stay what the user set, so no other code finds a
     local hub's address or key there after a login moved the session on.
     """
-    from .client import find_key
-    from .session import LOCAL, current_session
+    from oxen_magic.network.client import find_key
+    from oxen_magic.session.session import LOCAL, current_session
 
     session = current_session()
     if not (host and host.strip().lower() == LOCAL):
@@ -123,7 +123,7 @@ def login(host: str | None = None) -> None:
     """
     import getpass
 
-    from .session import current_session
+    from oxen_magic.session.session import current_session
 
     session = current_session()
     target = session.real_api(host)
@@ -139,7 +139,7 @@ def panel(**defaults: Any) -> Panel:
     """The point-and-click panel; keyword arguments are initial values (model=..., seed=...)."""
     from IPython import get_ipython
 
-    from .widget import Panel
+    from oxen_magic.frontends.panel import Panel
 
     return Panel(shell=get_ipython(), **defaults)
 
@@ -150,14 +150,14 @@ def export_pack(path: str, **filters: Any) -> PackReport:
     `oxen_magic.export_pack("workshop.zip", notebook="workshop.ipynb")` keeps the images of
     hub.oxen.ai whose prompts that notebook's cells write.
     """
-    from .pack import export_pack as export
+    from oxen_magic.exports.pack import export_pack as export
 
     return export(path, **filters)
 
 
 def import_pack(path: str, **options: Any) -> PackReport:
     """Add an offline pack's images to this machine's cache (checked first); see `pack.import_pack`."""
-    from .pack import import_pack as import_
+    from oxen_magic.exports.pack import import_pack as import_
 
     return import_(path, **options)
 
@@ -167,6 +167,6 @@ def latest(**fields: Any) -> Results:
 
     `oxen_magic.latest(prompt="a paper boat on a pond")`: the newest grid with that prompt.
     """
-    from .session import current_session
+    from oxen_magic.session.session import current_session
 
     return current_session().state.grids.latest(**fields)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .cli import main
+from oxen_magic.frontends.cli import main
 
 raise SystemExit(main())

@@ -33,11 +33,11 @@ from hypothesis import settings
 from support import Dists, build_dists, wait_for_no_oxen_threads
 
 import oxen_magic
-import oxen_magic.client
-import oxen_magic.keys
+import oxen_magic.network.client
+import oxen_magic.network.keys
+from oxen_magic.frontends.magic import OxenMagic
 from oxen_magic.localhub import LocalHub
-from oxen_magic.magic import OxenMagic
-from oxen_magic.session import reset_session
+from oxen_magic.session.session import reset_session
 
 
 def pytest_cmdline_main(config: pytest.Config) -> None:

@@ -1,6 +1,6 @@
 """Stand-ins for the network, for tests of the logic above it (no sockets, no threads, no clock).
 
-`FakeTransport` is a `oxen_magic.transport.Transport`: hand it to `OxenClient(transport=...)`
+`FakeTransport` is a `oxen_magic.network.transport.Transport`: hand it to `OxenClient(transport=...)`
 and script what the API answers. Replies are either fixed per route (`fake.on("GET",
 "/api/ai/models", reply)`: every matching call gets it) or queued (`fake.queue(reply, ...)`: each
 call with no route takes the next). A reply is an `Answer` (see `answer`, `json_answer`,
@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from oxen_magic.errors import OxenError, too_large
-from oxen_magic.transport import DEFAULT_DEADLINE, DEFAULT_MAX_BODY, Answer
+from oxen_magic.core.errors import OxenError, too_large
+from oxen_magic.network.transport import DEFAULT_DEADLINE, DEFAULT_MAX_BODY, Answer
 
 
 @dataclass

@@ -22,11 +22,11 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.utils.capture import CapturedIO, capture_output
 
-from oxen_magic.client import OxenClient
+from oxen_magic.frontends.magic import OxenMagic
 from oxen_magic.localhub import LocalHub
-from oxen_magic.magic import OxenMagic
-from oxen_magic.runner import THREAD_PREFIX
-from oxen_magic.session import current_session
+from oxen_magic.network.client import OxenClient
+from oxen_magic.session.runner import THREAD_PREFIX
+from oxen_magic.session.session import current_session
 
 #: The checkout the tests run from.
 ROOT = Path(__file__).resolve().parent.parent

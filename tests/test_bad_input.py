@@ -31,9 +31,9 @@ from IPython.core.error import UsageError
 from IPython.utils.capture import CapturedIO, capture_output
 from support import all_text, magic_of
 
-from oxen_magic.client import OxenClient
 from oxen_magic.localhub import LocalHub
-from oxen_magic.results import Results
+from oxen_magic.network.client import OxenClient
+from oxen_magic.results.results import Results
 
 PROMPT = "a red cube on a white background"
 #: What a failing cell must leave alone.

@@ -86,7 +86,7 @@ NOTEBOOK7_STARTUP_ERROR = "Cannot read properties of undefined (reading 'schema'
 # Rendering checks (issue 14, item 8): prices and prompts with `$` in a grid, two images that
 # fail (a second hub in the kernel, told to refuse two requests) drawn in 64 px cells.
 ROOM_CELLS = (
-    "from oxen_magic.session import current_session\n"
+    "from oxen_magic.session.session import current_session\n"
     "from oxen_magic.localhub import LocalHub\n\n"
     "room = LocalHub(api_key=None, image_size=256).start()  # any key; fails on request\n"
     'current_session().keys.remember(room.url, "any-key")\n'
@@ -350,9 +350,9 @@ def test_html_gallery_opens_offline_with_every_image_loaded(
     """`Results.to_html` in Chromium from file://: every <img> decodes; a click enlarges."""
     from PIL import Image
 
-    from oxen_magic.client import OxenClient
-    from oxen_magic.options import build_spec
-    from oxen_magic.run import Run
+    from oxen_magic.network.client import OxenClient
+    from oxen_magic.planning.options import build_spec
+    from oxen_magic.session.run import Run
 
     hub = make_hub(api_key=None, image_size=256, latency=0.0)
     client = OxenClient(hub.url, api_key="unused-local-key")

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from support import all_text, files_under, login_for, read_if_there, run_cell, shown_html, wait_for
 
-from oxen_magic.cache import MARKER, Cache, Noted, default_dir, pack, unpack
 from oxen_magic.localhub import LocalHub
-from oxen_magic.results import Results
+from oxen_magic.network.cache import MARKER, Cache, Noted, default_dir, pack, unpack
+from oxen_magic.results.results import Results
 
 HOST = "http://127.0.0.1:8765"
 BODY = {"model": "z-image-turbo", "prompt": "a cube", "seed": 3}
@@ -233,7 +233,7 @@ def test_a_folder_that_cannot_be_written_later_is_noted_once(tmp_path: Path) -> 
 
 
 def test_the_session_says_the_not_cached_note_once_across_its_caches(tmp_path: Path) -> None:
-    from oxen_magic.session import current_session, reset_session
+    from oxen_magic.session.session import current_session, reset_session
 
     folder = tmp_path / "cache"
     folder.write_text("not a folder")  # every write fails
@@ -249,7 +249,7 @@ def test_the_session_says_the_not_cached_note_once_across_its_caches(tmp_path: P
 
 
 def test_a_path_that_cannot_be_a_cache_folder_is_refused(tmp_path: Path) -> None:
-    from oxen_magic.errors import UsageProblem
+    from oxen_magic.core.errors import UsageProblem
 
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -503,7 +503,7 @@ def test_any_json_in_a_record_reads_as_an_entry_or_as_damaged(changes: dict[str,
 HAMMER = r"""
 import io, sys
 from PIL import Image
-from oxen_magic.cache import Cache
+from oxen_magic.network.cache import Cache
 
 folder, who, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 HOST, BODY = "http://127.0.0.1:8765", {"model": "z-image-turbo", "prompt": "a cube", "seed": 3}
@@ -564,7 +564,7 @@ WRITER = r"""
 import io, json, sys
 from pathlib import Path
 from PIL import Image
-from oxen_magic.cache import Cache
+from oxen_magic.network.cache import Cache
 
 folder, host, body = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 who, stop = int(sys.argv[4]), Path(sys.argv[5])

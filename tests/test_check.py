@@ -60,7 +60,7 @@ def test_a_check_sees_only_grids_made_since_its_start(shell: Any) -> None:
 def test_grids_and_exercises_belong_to_the_session(shell: Any) -> None:
     """The session owns what a check looks at (`session.state`): a grid from `generate()` counts
     like one from the magic, and a new session (a restarted kernel) starts with none."""
-    from oxen_magic.session import current_session, reset_session
+    from oxen_magic.session.session import current_session, reset_session
 
     oxen_magic.exercise("g")
     grid = oxen_magic.generate(BOAT, seed=[1, 2], show=False)
@@ -116,7 +116,7 @@ def test_a_fresh_image_compared_with_another_exercise(shell: Any, tmp_path: Path
     other = oxen_magic.check("b", images=1, fresh=True, same_as="a")
     assert other  # the newest fails, but an earlier one since the start passed
     # the same picture re-encoded (a hosted model's rerun) counts; another picture does not
-    from oxen_magic.exercises import _looks_the_same
+    from oxen_magic.frontends.exercises import _looks_the_same
 
     first = shell.user_ns["first"]
     buffer = io.BytesIO()

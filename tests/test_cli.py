@@ -17,8 +17,8 @@ from PIL import Image
 from support import run_cell
 
 import oxen_magic
+from oxen_magic.frontends.panel import Panel
 from oxen_magic.localhub import LocalHub
-from oxen_magic.widget import Panel
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "a red cube on a white background"
@@ -292,7 +292,7 @@ def save(self, fp, format=None, **kw):
             os.kill(os.getpid(), signal.SIGINT)
     return original(self, fp, format, **kw)
 Image.Image.save = save
-from oxen_magic.cli import main
+from oxen_magic.frontends.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -28,16 +28,8 @@ import pytest
 import requests
 from PIL import Image
 
-import oxen_magic.httptransport as transport_module
-from oxen_magic.catalog import ModelInfo
-from oxen_magic.client import (
-    DEFAULT_HOST,
-    Generation,
-    OxenClient,
-    find_key,
-    normalize_host,
-)
-from oxen_magic.errors import (
+import oxen_magic.network.httptransport as transport_module
+from oxen_magic.core.errors import (
     AuthError,
     BadResponseError,
     Cancelled,
@@ -50,8 +42,6 @@ from oxen_magic.errors import (
     ResultExpiredError,
     ServerError,
 )
-from oxen_magic.images import decode_image
-from oxen_magic.keys import KeyStore
 from oxen_magic.localhub import (
     FINE_TUNED_ID,
     GENERATE_PATH,
@@ -61,7 +51,17 @@ from oxen_magic.localhub import (
     _Reply,
     malformed_catalogue,
 )
-from oxen_magic.modelreads import ModelDetails
+from oxen_magic.network.client import (
+    DEFAULT_HOST,
+    Generation,
+    OxenClient,
+    find_key,
+    normalize_host,
+)
+from oxen_magic.network.images import decode_image
+from oxen_magic.network.keys import KeyStore
+from oxen_magic.network.model_info import ModelInfo
+from oxen_magic.network.modelreads import ModelDetails
 
 KEY = "sk-oxen-test-7Hq2ZpX9fLw3"
 WRONG_KEY = "sk-oxen-wrong-0000aaaa"
@@ -596,7 +596,7 @@ def test_one_failing_detail_is_returned_not_raised(hub: TestHub, client: OxenCli
 def test_listing_fills_in_details_and_survives_a_failing_one(
     hub: TestHub, make_client: Callable[..., OxenClient]
 ) -> None:
-    from oxen_magic.pipeline import list_models
+    from oxen_magic.session.pipeline import list_models
 
     hub.list_schemas = False
     hub.broken_details = {"flux-2-dev"}
@@ -610,7 +610,7 @@ def test_listing_fills_in_details_and_survives_a_failing_one(
 
 
 def test_a_fine_tuned_id_without_a_description_is_planned_unchecked(hub: TestHub, client: OxenClient) -> None:
-    from oxen_magic.pipeline import resolve_models
+    from oxen_magic.session.pipeline import resolve_models
 
     tuned = "oxen:someone/private-ft_img_gen_1"
     found, notes = resolve_models(client, [tuned, MODEL])
@@ -622,8 +622,8 @@ def test_a_fine_tuned_id_without_a_description_is_planned_unchecked(hub: TestHub
 
 
 def test_a_plain_unknown_id_still_gets_did_you_mean(hub: TestHub, client: OxenClient) -> None:
-    from oxen_magic.errors import UsageProblem
-    from oxen_magic.pipeline import resolve_models
+    from oxen_magic.core.errors import UsageProblem
+    from oxen_magic.session.pipeline import resolve_models
 
     with pytest.raises(UsageProblem) as info:
         resolve_models(client, ["flux-2-devv"])
@@ -680,8 +680,8 @@ def test_a_malformed_description_degrades_with_a_note(
 
 
 def test_one_malformed_model_never_breaks_the_listing(hub: TestHub, client: OxenClient) -> None:
-    from oxen_magic.pipeline import list_models
-    from oxen_magic.render import ModelTable
+    from oxen_magic.display.render import ModelTable
+    from oxen_magic.session.pipeline import list_models
 
     malformed = malformed_catalogue()
     hub.models[:0] = malformed

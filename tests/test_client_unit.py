@@ -15,8 +15,7 @@ import time
 import pytest
 from fakes import FakeTransport, image_answer, json_answer, png
 
-from oxen_magic.client import OxenClient
-from oxen_magic.errors import (
+from oxen_magic.core.errors import (
     AuthError,
     BadResponseError,
     MissingKeyError,
@@ -28,11 +27,12 @@ from oxen_magic.errors import (
     TooLargeError,
     too_large,
 )
-from oxen_magic.imageroutes import EDIT_PATH, GENERATE_PATH
-from oxen_magic.keys import KeyStore
-from oxen_magic.modelreads import ModelDetails
-from oxen_magic.retries import backoff_delay, retry_after, retryable
-from oxen_magic.transport import MAX_JSON
+from oxen_magic.network.client import OxenClient
+from oxen_magic.network.imageroutes import EDIT_PATH, GENERATE_PATH
+from oxen_magic.network.keys import KeyStore
+from oxen_magic.network.modelreads import ModelDetails
+from oxen_magic.network.retries import backoff_delay, retry_after, retryable
+from oxen_magic.network.transport import MAX_JSON
 
 BASE = "https://api.test.invalid"
 KEY = "sk-unit-KEY-5f3a9c1e7b"

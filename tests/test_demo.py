@@ -1,4 +1,4 @@
-"""The README's main job: `python -m oxen_magic.demo` on a machine with no key."""
+"""The README's main job: `python -m oxen_magic demo` on a machine with no key."""
 
 from __future__ import annotations
 
@@ -43,7 +43,11 @@ def test_demo_runs_the_quickstart_on_the_local_hub_and_writes_html(tmp_path: Pat
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     result = subprocess.run(
-        [sys.executable, "-c", "import oxen_magic.demo as d; print(d.__file__); raise SystemExit(d.main())"],
+        [
+            sys.executable,
+            "-c",
+            "import oxen_magic.frontends.demo as d; print(d.__file__); raise SystemExit(d.main())",
+        ],
         cwd=elsewhere,
         env=env,
         capture_output=True,
@@ -74,7 +78,8 @@ def test_the_packaged_quickstart_is_the_notebooks_one() -> None:
 
 def test_missing_extras_hint_names_the_package_not_a_checkout(tmp_path: Path) -> None:
     code = (
-        "import sys; sys.modules['nbclient'] = None; import oxen_magic.demo as d; raise SystemExit(d.main())"
+        "import sys; sys.modules['nbclient'] = None; "
+        "import oxen_magic.frontends.demo as d; raise SystemExit(d.main())"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],

@@ -16,8 +16,8 @@ from IPython.utils.capture import capture_output
 from support import all_text
 
 import oxen_magic
-from oxen_magic.cache import Cache
 from oxen_magic.localhub import LocalHub
+from oxen_magic.network.cache import Cache
 
 
 def _doctor(shell: Any) -> tuple[str, str]:

@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 from support import all_text, html_outputs, run_cell
 
-from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.localhub import LocalHub
 from oxen_magic.localhub.placeholder import input_sha_of
-from oxen_magic.required import role
+from oxen_magic.network.model_info import ModelInfo, bundled_catalogue
+from oxen_magic.planning.required import role
 
 CATALOGUE = {m["id"]: ModelInfo.from_api(m) for m in bundled_catalogue()}
 TAKES = sorted(m for m, info in CATALOGUE.items() if info.takes("input_image"))

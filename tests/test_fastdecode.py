@@ -1,4 +1,4 @@
-"""The thumbnail path's fast decoder (`oxen_magic.fastdecode`, the optional `imagecodecs`) and its
+"""The thumbnail path's fast decoder (`oxen_magic.network.fastdecode`, the optional `imagecodecs`) and its
 Pillow fallback: the same picture either way, the same sentences for bad bytes and bombs.
 
 The fast path is tested when `imagecodecs` is installed (the `test` extra installs it); the
@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from oxen_magic import fastdecode
-from oxen_magic.errors import BadResponseError
-from oxen_magic.images import decode_image
+from oxen_magic.core.errors import BadResponseError
+from oxen_magic.display.render import thumbnail, thumbnail_of
 from oxen_magic.localhub.placeholder import ImageSpec, render_image
-from oxen_magic.render import thumbnail, thumbnail_of
+from oxen_magic.network import fastdecode
+from oxen_magic.network.images import decode_image
 
 PROMPT = "a red cube on a white background, studio light"
 

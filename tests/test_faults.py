@@ -22,9 +22,9 @@ import pytest
 from support import fast_client, run_cell, session_clients, shown_html, wait_for_no_oxen_threads
 
 from oxen_magic.localhub import LocalHub
-from oxen_magic.results import Results
-from oxen_magic.runner import THREAD_PREFIX
-from oxen_magic.session import current_session
+from oxen_magic.results.results import Results
+from oxen_magic.session.runner import THREAD_PREFIX
+from oxen_magic.session.session import current_session
 
 PROMPT = "a lighthouse at dusk"
 

@@ -22,15 +22,15 @@ from PIL import Image
 from support import fast_client, run_cell, shown_html
 
 import oxen_magic
-from oxen_magic.catalog import ModelInfo, bundled_catalogue
-from oxen_magic.client import OxenClient
-from oxen_magic.errors import TIMED_OUT, NotFoundError, ServerError
-from oxen_magic.imageroutes import EDIT_PATH, GENERATE_PATH
+from oxen_magic.core.errors import TIMED_OUT, NotFoundError, ServerError
 from oxen_magic.localhub import FINE_TUNED_ID, LocalHub
-from oxen_magic.options import build_spec
-from oxen_magic.plan import make_plan
-from oxen_magic.required import SLOW_READ
-from oxen_magic.session import current_session
+from oxen_magic.network.client import OxenClient
+from oxen_magic.network.imageroutes import EDIT_PATH, GENERATE_PATH
+from oxen_magic.network.model_info import ModelInfo, bundled_catalogue
+from oxen_magic.planning.options import build_spec
+from oxen_magic.planning.plan import make_plan
+from oxen_magic.planning.required import SLOW_READ
+from oxen_magic.session.session import current_session
 
 PROMPT = "a lighthouse at dusk"
 IDEOGRAM = "ideogram-v4"  # its schema takes num_images (integer, default 1)
@@ -226,7 +226,7 @@ def test_a_new_session_forgets_the_routes(hub: LocalHub, shell: Any, picture: Pa
     hub.input_route = "generate"
     cell(shell, f"-m {KONTEXT} -i {picture} -s 1")
     assert current_session().routes[hub.url]
-    oxen_magic.session.reset_session()
+    oxen_magic.session.session.reset_session()
     assert current_session().routes == {}
     hub.reset()
     assert cell(shell, f"-m {KONTEXT} -i {picture} -s 2", out="again")[0].ok
@@ -303,7 +303,7 @@ def test_the_read_timeout_from_the_environment(hub: LocalHub, monkeypatch: pytes
     assert client.generate("z-image-turbo", PROMPT, seed=1).size
     assert client.generate_payload({"model": "z-image-turbo", "prompt": PROMPT}, read_timeout=30).size
     monkeypatch.delenv("OXEN_MAGIC_READ_TIMEOUT")
-    with pytest.raises(oxen_magic.errors.NetworkError) as info:
+    with pytest.raises(oxen_magic.core.errors.NetworkError) as info:
         client.generate("z-image-turbo", PROMPT, seed=2)
     assert info.value.maybe_billed
 

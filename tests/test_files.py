@@ -19,14 +19,14 @@ import pytest
 from PIL import Image
 from support import run_cell
 
-from oxen_magic import atomic
-from oxen_magic.client import OxenClient
+from oxen_magic.core import atomic
+from oxen_magic.core.validate import shown
+from oxen_magic.exports.saving import save_pngs
 from oxen_magic.localhub import LocalHub
-from oxen_magic.options import build_spec
-from oxen_magic.results import Results
-from oxen_magic.run import Run
-from oxen_magic.saving import save_pngs
-from oxen_magic.validate import shown
+from oxen_magic.network.client import OxenClient
+from oxen_magic.planning.options import build_spec
+from oxen_magic.results.results import Results
+from oxen_magic.session.run import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,7 @@ def test_a_write_that_fails_part_way_keeps_the_old_file(tmp_path: Path) -> None:
     target.write_bytes(b"the earlier image")
     script = (
         "import resource, signal, sys\n"
-        "from oxen_magic.atomic import write_bytes_atomic\n"
+        "from oxen_magic.core.atomic import write_bytes_atomic\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, resource.RLIM_INFINITY))\n"
         "try:\n"
@@ -191,7 +191,7 @@ def test_unwritable_export_targets_are_refused_before_anything_is_sent(
 
 def test_a_failed_export_is_one_sentence_in_the_notes(hub: LocalHub, oxen_env: Path, tmp_path: Path) -> None:
     """Targets that became unwritable after the check: a file now stands where the folder was."""
-    from oxen_magic.exports import export
+    from oxen_magic.exports.exports import export
 
     results = sweep(hub, "--seed 1,2", "a cube")
     folder = tmp_path / "gone"

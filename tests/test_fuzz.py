@@ -27,10 +27,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from oxen_magic.client import Generation, OxenClient
-from oxen_magic.errors import OxenError, UsageProblem
-from oxen_magic.images import decode_image
-from oxen_magic.options import MAX_RANGE, SEED_MAX, Defaults, Spec, build_spec, fill_template, parse_ints
+from oxen_magic.core.errors import OxenError, UsageProblem
+from oxen_magic.network.client import Generation, OxenClient
+from oxen_magic.network.images import decode_image
+from oxen_magic.planning.options import (
+    MAX_RANGE,
+    SEED_MAX,
+    Defaults,
+    Spec,
+    build_spec,
+    fill_template,
+    parse_ints,
+)
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -22,15 +22,15 @@ from typing import Any
 import nbformat
 import pytest
 
-from oxen_magic.handout import DEFAULT_HINT, HandoutError, make_handout, write_handout
-from oxen_magic.handout import main as handout_main
+from oxen_magic.exports.handout import DEFAULT_HINT, HandoutError, make_handout, write_handout
+from oxen_magic.exports.handout import main as handout_main
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 WORKSHOP = NOTEBOOKS / "workshop.ipynb"
 STUDENT = NOTEBOOKS / "workshop_student.ipynb"
 SOLUTIONS = NOTEBOOKS / "workshop_solutions.ipynb"
-COMMAND = "python -m oxen_magic.handout notebooks/workshop.ipynb --out notebooks/workshop_student.ipynb "
+COMMAND = "python -m oxen_magic handout notebooks/workshop.ipynb --out notebooks/workshop_student.ipynb "
 COMMAND += "--solutions notebooks/workshop_solutions.ipynb"
 
 
@@ -40,7 +40,7 @@ def workshop() -> Any:
 
 def test_the_committed_handout_is_up_to_date(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "oxen_magic.handout", str(WORKSHOP), "--out", str(tmp_path / "s.ipynb"),
+        [sys.executable, "-m", "oxen_magic", "handout", str(WORKSHOP), "--out", str(tmp_path / "s.ipynb"),
          "--solutions", str(tmp_path / "a.ipynb")],
         capture_output=True, text=True, check=False, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
@@ -183,7 +183,7 @@ def _handout(tmp_path: Path, nb: Any, *extra: str) -> subprocess.CompletedProces
 
 
 def _command(*argv: str) -> subprocess.CompletedProcess[str]:
-    """`python -m oxen_magic.handout ARGV` run in this process: its exit code and what it printed.
+    """`python -m oxen_magic handout ARGV` run in this process: its exit code and what it printed.
 
     (Each new process would pay ~1.5 s of CPU importing nbformat's validator; the command as a
     process is run by test_the_committed_handout_is_up_to_date and test_cli.)"""

@@ -26,10 +26,10 @@ from typing import Any
 import pytest
 from support import all_text, fast_client, magic_of, run_cell
 
-from oxen_magic.client import OxenClient
-from oxen_magic.errors import BadResponseError
-from oxen_magic.images import decode_image
+from oxen_magic.core.errors import BadResponseError
 from oxen_magic.localhub import LocalHub, malformed_catalogue
+from oxen_magic.network.client import OxenClient
+from oxen_magic.network.images import decode_image
 
 PROMPT = "a lighthouse at dusk"
 MB = 1024 * 1024
@@ -186,7 +186,7 @@ def test_properties_not_an_object_plans_unchecked_with_a_note(hub: LocalHub, she
 def test_malformed_descriptions_never_break_the_panel(hub: LocalHub, shell: Any, tmp_path: Path) -> None:
     from PIL import Image
 
-    from oxen_magic.widget import Panel
+    from oxen_magic.frontends.panel import Panel
 
     hub.models[:0] = malformed_catalogue()
     panel = Panel(magic=magic_of(shell))
@@ -232,7 +232,7 @@ def test_malformed_descriptions_never_break_the_panel(hub: LocalHub, shell: Any,
     ],
 )
 def test_error_bodies_of_any_shape_give_one_line(body: bytes, expected: str) -> None:
-    from oxen_magic.errors import detail_of
+    from oxen_magic.core.errors import detail_of
 
     kind = "text/plain" if body.startswith(b"\xff") else "application/json"
     text = detail_of(400, kind, body)
@@ -352,9 +352,9 @@ def hostile() -> Iterator[str]:
 MEMORY_SCRIPT = textwrap.dedent(
     """
     import sys
-    from oxen_magic.client import OxenClient
-    from oxen_magic.options import build_spec
-    from oxen_magic.run import Run
+    from oxen_magic.network.client import OxenClient
+    from oxen_magic.planning.options import build_spec
+    from oxen_magic.session.run import Run
 
     def status(name):
         for line in open("/proc/self/status"):
@@ -403,9 +403,9 @@ def test_four_endless_answers_raise_memory_by_little(hostile: str, tmp_path: Pat
 EXIT_SCRIPT = textwrap.dedent(
     """
     import sys, threading, time
-    from oxen_magic.client import OxenClient
-    from oxen_magic.options import build_spec
-    from oxen_magic.run import Run
+    from oxen_magic.network.client import OxenClient
+    from oxen_magic.planning.options import build_spec
+    from oxen_magic.session.run import Run
 
     client = OxenClient(sys.argv[1], sys.argv[2])
     spec = build_spec("--model z-image-turbo --seed 1..4 --no-cache", "a prompt")

@@ -20,16 +20,17 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from oxen_magic import inputs, required
-from oxen_magic.catalog import ModelInfo, bundled_catalogue
-from oxen_magic.errors import UsageProblem
-from oxen_magic.input_images import locate, resolve_inputs
-from oxen_magic.inputs import BytesRef, FileRef, InputImage, UrlRef, ValueRef
-from oxen_magic.options import build_spec
-from oxen_magic.plan import Plan, make_plan
-from oxen_magic.render import ModelTable, grid_html
-from oxen_magic.required import EDIT_PATH, GENERATE_PATH
-from oxen_magic.results import Item, Results
+from oxen_magic.core.errors import UsageProblem
+from oxen_magic.display.render import ModelTable, grid_html
+from oxen_magic.network.model_info import ModelInfo, bundled_catalogue
+from oxen_magic.planning import image_refs as inputs
+from oxen_magic.planning import required
+from oxen_magic.planning.image_refs import BytesRef, FileRef, InputImage, UrlRef, ValueRef
+from oxen_magic.planning.options import build_spec
+from oxen_magic.planning.plan import Plan, make_plan
+from oxen_magic.planning.required import EDIT_PATH, GENERATE_PATH
+from oxen_magic.results.results import Item, Results
+from oxen_magic.session.input_images import locate, resolve_inputs
 
 CATALOGUE: dict[str, ModelInfo] = {m["id"]: ModelInfo.from_api(m) for m in bundled_catalogue()}
 TAKES = sorted(m for m, info in CATALOGUE.items() if info.takes("input_image"))
@@ -385,7 +386,7 @@ def test_the_inline_note_is_given_once() -> None:
 
 
 def test_the_help_documents_the_input_grammar() -> None:
-    from oxen_magic.options import HELP
+    from oxen_magic.planning.options import HELP
 
     for needle in ("--input-image", "a.png+b.png", "-i +refs", "one request each"):
         assert needle in HELP

@@ -17,14 +17,14 @@ import pytest
 from support import child_env, cli, html_outputs, run_cell, wait_for_no_oxen_threads
 
 import oxen_magic
-from oxen_magic.cache import unpack
-from oxen_magic.errors import UsageProblem
-from oxen_magic.ledger import Ledger
-from oxen_magic.ledgerstore import FILE, HOLD_TTL, MACHINE, Row, Store
+from oxen_magic.core.errors import UsageProblem
 from oxen_magic.localhub import LocalHub
-from oxen_magic.plan import Request
-from oxen_magic.results import Item
-from oxen_magic.session import current_session, reset_session
+from oxen_magic.network.cache import unpack
+from oxen_magic.planning.plan import Request
+from oxen_magic.results.results import Item
+from oxen_magic.session.ledger import Ledger
+from oxen_magic.session.ledgerstore import FILE, HOLD_TTL, MACHINE, Row, Store
+from oxen_magic.session.session import current_session, reset_session
 
 PROMPT = "a lighthouse at dusk"
 DEV, TURBO = "flux-2-dev", "z-image-turbo"  # $0.025 and $0.002 per image on the local hub
@@ -108,7 +108,7 @@ def test_a_dead_process_hold_does_not_block_the_budget(
     """A kernel killed mid-run leaves its reservation in the file; its pid is gone, so it no longer
     counts (and a hold past its expiry neither)."""
     grab = (
-        "import os, sys; from pathlib import Path; from oxen_magic.ledgerstore import Store; "
+        "import os, sys; from pathlib import Path; from oxen_magic.session.ledgerstore import Store; "
         "hold, _, _ = Store(Path(sys.argv[1])).reserve('killed', 1.0, 1.0); "
         "assert hold is not None; os._exit(0)"  # no clean-up: as if the kernel were killed
     )

@@ -23,9 +23,9 @@ import requests
 from PIL import Image
 from support import FakeClock
 
-from oxen_magic.catalog import ModelInfo, bundled_catalogue
 from oxen_magic.localhub import FINE_TUNED_ID, LocalHub, default_catalogue, malformed_catalogue
 from oxen_magic.localhub.placeholder import input_sha_of
+from oxen_magic.network.model_info import ModelInfo, bundled_catalogue
 
 KEY = "local-demo-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -34,10 +34,10 @@ from support import (
     wait_for_no_oxen_threads,
 )
 
+from oxen_magic.frontends.magic import OxenMagic
 from oxen_magic.localhub import GENERATE_PATH, LocalHub
-from oxen_magic.magic import OxenMagic
-from oxen_magic.results import Results
-from oxen_magic.session import current_session
+from oxen_magic.results.results import Results
+from oxen_magic.session.session import current_session
 
 PROMPT = "a red cube on a white table"
 

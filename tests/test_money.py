@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from oxen_magic.catalog import ModelInfo
-from oxen_magic.money import Estimate, dollars, estimate, image_price, left_of, per_second, price_text
-from oxen_magic.pace import Tally, duration, eta, progress_line
-from oxen_magic.progress import WIDTH, Progress
+from oxen_magic.core.money import Estimate, dollars, estimate, image_price, left_of, per_second, price_text
+from oxen_magic.core.pace import Tally, duration, eta, progress_line
+from oxen_magic.frontends.progress import WIDTH, Progress
+from oxen_magic.network.model_info import ModelInfo
 
 
 # -- dollars ---------------------------------------------------------------------------------------

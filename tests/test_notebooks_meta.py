@@ -20,7 +20,7 @@ import pytest
 from oxen_magic.localhub import LocalHub
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Made from workshop.ipynb by `python -m oxen_magic.handout` (tests/test_handout.py): no outputs.
+#: Made from workshop.ipynb by `python -m oxen_magic handout` (tests/test_handout.py): no outputs.
 HANDOUTS = {"workshop_student.ipynb", "workshop_solutions.ipynb"}
 NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").glob("*.ipynb") if p.name not in HANDOUTS)
 NAMES = [p.name for p in NOTEBOOKS]
@@ -168,8 +168,8 @@ def test_workshop_exercises_have_a_start_cell_and_a_check_that_passed() -> None:
 def test_every_param_a_cell_sends_is_one_its_models_take() -> None:
     """Issue 19, item 9: a `--param` in a cell is a parameter of every model of that cell
     (the default model's when none is named), by the bundled catalogue's schemas."""
-    from oxen_magic.catalog import bundled_catalogue
-    from oxen_magic.options import DEFAULT_MODEL
+    from oxen_magic.network.model_info import bundled_catalogue
+    from oxen_magic.planning.options import DEFAULT_MODEL
 
     schemas = {
         m["id"]: set((m.get("request_schema") or {}).get("properties", {})) for m in bundled_catalogue()

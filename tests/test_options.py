@@ -1,4 +1,4 @@
-"""Unit tests for `oxen_magic.options`: the `%%oxenimage` grammar into a frozen `Spec`.
+"""Unit tests for `oxen_magic.planning.options`: the `%%oxenimage` grammar into a frozen `Spec`.
 
 Pure and fast: no kernel, no server, no files.
 """
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oxen_magic.errors import UsageProblem
-from oxen_magic.options import (
+from oxen_magic.core.errors import UsageProblem
+from oxen_magic.planning.options import (
     DEFAULT_MODEL,
     EMPTY_LINE_PROMPT,
     EMPTY_PROMPT,
@@ -34,7 +34,7 @@ from oxen_magic.options import (
     split_prompts,
     split_words,
 )
-from oxen_magic.params import parse_params
+from oxen_magic.planning.params import parse_params
 
 
 def problem(fn: Callable[..., object], *args: Any, **kwargs: Any) -> str:
@@ -867,7 +867,7 @@ def test_export_paths_are_checked_before_anything_is_sent(line: str, words: list
 @settings(max_examples=200, deadline=None)
 @given(st.text(), st.sampled_from(["--save", "--to-oxen", "--to-html"]))
 def test_typed_checks_raise_only_usage_problems(text: str, flag: str) -> None:
-    from oxen_magic import validate
+    from oxen_magic.core import validate
 
     for check in (
         validate.out_name,

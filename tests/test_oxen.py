@@ -26,15 +26,15 @@ import pytest
 from PIL import Image
 from support import all_text, files_under, run_cell
 
-from oxen_magic import oxen_repo
-from oxen_magic.client import OxenClient
-from oxen_magic.errors import OxenError, UsageProblem
-from oxen_magic.gallery import MAX_BYTES, embed, gallery_html
+from oxen_magic.core.errors import OxenError, UsageProblem
+from oxen_magic.exports import oxen_repo
+from oxen_magic.exports.gallery import MAX_BYTES, embed, gallery_html
 from oxen_magic.localhub import LocalHub
 from oxen_magic.localhub.placeholder import input_sha_of
-from oxen_magic.options import build_spec
-from oxen_magic.results import Results
-from oxen_magic.run import Run
+from oxen_magic.network.client import OxenClient
+from oxen_magic.planning.options import build_spec
+from oxen_magic.results.results import Results
+from oxen_magic.session.run import Run
 
 oxen = pytest.importorskip("oxen")
 
@@ -429,8 +429,8 @@ WRITER = """
 import os, sys
 import oxen
 import oxen_magic
-from oxen_magic import saving
-from oxen_magic.errors import OxenError
+from oxen_magic.exports import saving
+from oxen_magic.core.errors import OxenError
 repo, prompt, die, go = sys.argv[1:5]
 grid = oxen_magic.generate(prompt, seed="1,2", no_cache=True)
 if die == "commit":
@@ -556,7 +556,7 @@ def test_two_writers_at_once_one_commits_the_other_is_refused_in_one_sentence(
 def test_a_writer_that_waits_too_long_is_refused_in_one_sentence(
     hub: LocalHub, oxen_env: Path, tmp_path: Path, no_git: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from oxen_magic import oxen_export
+    from oxen_magic.exports import oxen_export
 
     repo = tmp_path / "ds"
     results = sweep(hub, "--seed 1", "a cube")
@@ -603,14 +603,14 @@ def test_a_failed_oxen_export_makes_the_cli_exit_1(
     sweep(hub, "--seed 5", "a first sweep").to_oxen(repo)
     script = (
         "import shutil, sys\n"
-        "from oxen_magic import exports\n"
+        "from oxen_magic.exports import exports\n"
         "real = exports.export\n"
         "def export(results, spec, sheet=False):\n"
         "    shutil.rmtree(sys.argv[1] + '/.oxen/history', ignore_errors=True)\n"
         "    (open(sys.argv[1] + '/.oxen/HEAD', 'w').write('garbage'))\n"
         "    return real(results, spec, sheet=sheet)\n"
         "exports.export = export\n"
-        "from oxen_magic.cli import main\n"
+        "from oxen_magic.frontends.cli import main\n"
         "sys.exit(main(sys.argv[2:]))\n"
     )
     done = subprocess.run(

@@ -23,10 +23,10 @@ import pytest
 from support import magic_of, run_cell
 
 import oxen_magic
-from oxen_magic import pack, pack_import
-from oxen_magic.cache import Cache
+from oxen_magic.exports import pack, pack_import
+from oxen_magic.exports.pack import PackError, export_pack, import_pack
 from oxen_magic.localhub import LocalHub
-from oxen_magic.pack import PackError, export_pack, import_pack
+from oxen_magic.network.cache import Cache
 
 REPO = Path(__file__).resolve().parent.parent
 BOATS = ("--model flux-2-dev --seed 1..3", "a paper boat on a pond")
@@ -117,7 +117,7 @@ def test_the_command_line_and_the_python_form(
     hub: LocalHub, instructor: dict[str, Any], tmp_path: Path
 ) -> None:
     out = tmp_path / "cli.zip"
-    cmd = [sys.executable, "-m", "oxen_magic.pack"]
+    cmd = [sys.executable, "-m", "oxen_magic.exports.pack"]
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     made = subprocess.run(
         [*cmd, "export", str(out), "--host", hub.url, "--cache-dir", str(instructor["cache"])],
@@ -364,7 +364,7 @@ def test_pack_export_with_an_adversarial_notebook_finishes(
     nb = notebook(tmp_path / "nb.ipynb", ("--seed 1", ADJACENT))
     args = ["export", str(tmp_path / "p.zip"), "--host", hub.url, "--notebook", str(nb)]
     done = subprocess.run(
-        [sys.executable, "-m", "oxen_magic.pack", *args, "--cache-dir", str(oxen_env)],
+        [sys.executable, "-m", "oxen_magic.exports.pack", *args, "--cache-dir", str(oxen_env)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -25,12 +25,12 @@ from IPython.core.interactiveshell import InteractiveShell
 from PIL import Image
 
 import oxen_magic
-from oxen_magic.live import live_parts
+from oxen_magic.display.live import live_parts
+from oxen_magic.frontends.magic import OxenMagic
+from oxen_magic.frontends.panel import ModelsText, Panel
 from oxen_magic.localhub import LocalHub
 from oxen_magic.localhub.placeholder import input_sha_of
-from oxen_magic.magic import OxenMagic
-from oxen_magic.session import current_session
-from oxen_magic.widget import ModelsText, Panel
+from oxen_magic.session.session import current_session
 
 PROMPT = "a red cube on a white background"
 KLEIN = "black-forest-labs-flux-2-klein-4b"  # the default model: aspect ratios 1:1 16:9 9:16 4:3 3:4
@@ -329,7 +329,7 @@ def test_panel_function_keyword_values(
     assert not panel.errors and not panel.generate_button.disabled
     with pytest.raises(TypeError, match="colour"):
         oxen_magic.panel(colour="red")
-    importlib.import_module("oxen_magic.widget")  # importing the module must not shadow the function
+    importlib.import_module("oxen_magic.frontends.panel")  # importing the module must not shadow the function
 
     again = oxen_magic.panel(model=TURBO)
     panels.append(again)
@@ -918,10 +918,10 @@ def test_the_panel_parts_work_without_a_panel() -> None:
     an upload in the namespace it is given, with no Panel (and no hub) around them."""
     import ipywidgets as widgets
 
-    from oxen_magic.catalog import ModelInfo, bundled_catalogue
-    from oxen_magic.widget.base import Quiet
-    from oxen_magic.widget.input_control import InputControl
-    from oxen_magic.widget.simple import SimpleControls
+    from oxen_magic.frontends.panel.base import Quiet
+    from oxen_magic.frontends.panel.input_control import InputControl
+    from oxen_magic.frontends.panel.simple import SimpleControls
+    from oxen_magic.network.model_info import ModelInfo, bundled_catalogue
 
     schemas = {str(m["id"]): ModelInfo.from_api(dict(m)) for m in bundled_catalogue()}
     seeds, steps = widgets.Text(value=""), widgets.Text(value="")

@@ -13,15 +13,15 @@ from typing import Any
 from PIL import Image
 from support import run_cell, shown_html
 
-from oxen_magic import live
-from oxen_magic.live import LiveGrid
+from oxen_magic.display import live
+from oxen_magic.display.live import LiveGrid
+from oxen_magic.display.render import thumbnail
 from oxen_magic.localhub import LocalHub
-from oxen_magic.options import build_spec
-from oxen_magic.plan import make_plan
-from oxen_magic.render import thumbnail
-from oxen_magic.results import Item, Results
-from oxen_magic.session import current_session
-from oxen_magic.window import CEILING, Hint
+from oxen_magic.planning.options import build_spec
+from oxen_magic.planning.plan import make_plan
+from oxen_magic.results.results import Item, Results
+from oxen_magic.session.session import current_session
+from oxen_magic.session.window import CEILING, Hint
 
 
 def sweep(shell: Any, line: str) -> tuple[Any, Results]:

@@ -1,4 +1,4 @@
-"""Unit tests for `oxen_magic.plan`: `Spec` + model descriptions into a `Plan`.
+"""Unit tests for `oxen_magic.planning.plan`: `Spec` + model descriptions into a `Plan`.
 
 The model descriptions are the real ones bundled with the package (`bundled_catalogue()`), turned into
 `ModelInfo` exactly as the client does. Pure and fast: no kernel, no server.
@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from oxen_magic.catalog import ModelInfo, bundled_catalogue
-from oxen_magic.errors import UsageProblem
-from oxen_magic.options import DEFAULT_MODEL, build_spec
-from oxen_magic.plan import Cell, Plan, Request, axis_label, check_value, make_plan, suggest
+from oxen_magic.core.errors import UsageProblem
+from oxen_magic.network.model_info import ModelInfo, bundled_catalogue
+from oxen_magic.planning.options import DEFAULT_MODEL, build_spec
+from oxen_magic.planning.plan import Cell, Plan, Request, axis_label, check_value, make_plan, suggest
 
 CATALOGUE: dict[str, ModelInfo] = {m["id"]: ModelInfo.from_api(m) for m in bundled_catalogue()}
 API_OBJECTS: dict[str, dict[str, Any]] = {m["id"]: m for m in bundled_catalogue()}

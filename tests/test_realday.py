@@ -32,13 +32,13 @@ from realday_support import CHECKOUT, KEYED, KEYLESS, OFFLINE, REAL_URL, StandIn
 from support import all_text, fast_client, run_cell, shown_html
 
 import oxen_magic
-import oxen_magic.keys
-from oxen_magic.client import OxenClient
-from oxen_magic.errors import NetworkError, OxenError
+import oxen_magic.network.keys
+from oxen_magic.core.errors import NetworkError, OxenError
+from oxen_magic.frontends.panel import Panel
 from oxen_magic.localhub import LocalHub
-from oxen_magic.results import Results
-from oxen_magic.session import current_session, reset_session
-from oxen_magic.widget import Panel
+from oxen_magic.network.client import OxenClient
+from oxen_magic.results.results import Results
+from oxen_magic.session.session import current_session, reset_session
 
 PROMPT = "a paper boat on a pond"
 TURBO = "z-image-turbo"

@@ -576,7 +576,7 @@ def test_a_preloaded_pack_answers_the_room_with_no_upstream_request(
     hub: LocalHub, tmp_path: Path, oxen_env: Path
 ) -> None:
     import oxen_magic
-    from oxen_magic.pack import export_pack
+    from oxen_magic.exports.pack import export_pack
     from oxen_magic.relay.packs import preload
 
     made = oxen_magic.generate("a red cube", model=FLUX, seed=42, aspect_ratio="1:1")  # the instructor's run
@@ -600,7 +600,7 @@ def test_generate_with_connect_and_login_and_the_cli_work_through_the_relay(
     room: Relay, hub: LocalHub, oxen_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import oxen_magic
-    from oxen_magic.session import current_session
+    from oxen_magic.session.session import current_session
 
     current_session().keys.remember(room.url, token(room, 1))  # what oxen_magic.login(relay) keeps
     assert oxen_magic.connect(room.url) == room.url

@@ -1,4 +1,4 @@
-"""Unit tests for `oxen_magic.render`: thumbnails, the grid HTML and the contact sheet.
+"""Unit tests for `oxen_magic.display.render`: thumbnails, the grid HTML and the contact sheet.
 
 No server: plans are made from the bundled catalogue and items are filled by hand.
 """
@@ -14,14 +14,14 @@ from collections.abc import Sequence
 import pytest
 from PIL import Image
 
-from oxen_magic.catalog import ModelInfo
-from oxen_magic.errors import BadResponseError
-from oxen_magic.images import decode_image
+from oxen_magic.core.errors import BadResponseError
+from oxen_magic.display.render import ModelTable, cell_html, contact_sheet, grid_html, thumbnail, thumbnail_of
 from oxen_magic.localhub import default_catalogue
-from oxen_magic.options import Spec
-from oxen_magic.plan import make_plan
-from oxen_magic.render import ModelTable, cell_html, contact_sheet, grid_html, thumbnail, thumbnail_of
-from oxen_magic.results import Item, Results
+from oxen_magic.network.images import decode_image
+from oxen_magic.network.model_info import ModelInfo
+from oxen_magic.planning.options import Spec
+from oxen_magic.planning.plan import make_plan
+from oxen_magic.results.results import Item, Results
 
 CATALOGUE = {m["id"]: ModelInfo.from_api(m) for m in default_catalogue()}
 

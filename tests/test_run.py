@@ -22,15 +22,15 @@ import pytest
 from support import run_cell
 
 import oxen_magic
-from oxen_magic import cli
-from oxen_magic.client import OxenClient
-from oxen_magic.errors import AuthError, MissingKeyError, NetworkError, UsageProblem
-from oxen_magic.exports import export
+from oxen_magic.core.errors import AuthError, MissingKeyError, NetworkError, UsageProblem
+from oxen_magic.exports.exports import export
+from oxen_magic.frontends import cli
+from oxen_magic.frontends.problems import STOPPED_BEFORE, STOPPED_LOOKUP, explain
 from oxen_magic.localhub import LocalHub
-from oxen_magic.options import build_spec
-from oxen_magic.problems import STOPPED_BEFORE, STOPPED_LOOKUP, explain
-from oxen_magic.run import LOCAL_HINT, Run
-from oxen_magic.session import Session, current_session
+from oxen_magic.network.client import OxenClient
+from oxen_magic.planning.options import build_spec
+from oxen_magic.session.run import LOCAL_HINT, Run
+from oxen_magic.session.session import Session, current_session
 
 PROMPT = "a paper boat on a pond"
 DEV, TURBO = "flux-2-dev", "z-image-turbo"  # $0.025 and $0.002 per image on the local hub
@@ -169,7 +169,7 @@ def test_the_front_ends_send_the_same_requests_through_one_path(
     sent["cli"] = bodies(hub)
 
     hub.reset()
-    from oxen_magic.widget import Panel
+    from oxen_magic.frontends.panel import Panel
 
     panel = Panel(shell, line=line)
     panel.prompt.value = PROMPT
@@ -209,12 +209,12 @@ def test_explain_names_the_command_and_leaves_bugs_alone() -> None:
 
 # -- the pieces say what they did; the run writes it -----------------------------------------------
 def test_the_ledger_returns_its_note_and_writes_no_results(tmp_path: Path) -> None:
-    from oxen_magic.ledger import Ledger
+    from oxen_magic.session.ledger import Ledger
 
     ledger = Ledger(tmp_path)
     spec = build_spec("--model some-model --seed 1,2", PROMPT)
-    from oxen_magic.plan import make_plan
-    from oxen_magic.results import Results
+    from oxen_magic.planning.plan import make_plan
+    from oxen_magic.results.results import Results
 
     grid = Results(make_plan(spec, {"some-model": None}))
     before = list(grid.notes)

@@ -17,18 +17,18 @@ from pathlib import Path
 import pytest
 from support import wait_for_no_oxen_threads
 
-from oxen_magic.api import generate
-from oxen_magic.cache import Cache
-from oxen_magic.catalog import ModelInfo, bundled_catalogue
-from oxen_magic.client import OxenClient
-from oxen_magic.item import Item
+from oxen_magic.frontends.python_api import generate
 from oxen_magic.localhub import LocalHub
-from oxen_magic.options import build_spec
-from oxen_magic.plan import make_plan
-from oxen_magic.results import Results
-from oxen_magic.runner import run
-from oxen_magic.session import current_session
-from oxen_magic.state import InFlight
+from oxen_magic.network.cache import Cache
+from oxen_magic.network.client import OxenClient
+from oxen_magic.network.model_info import ModelInfo, bundled_catalogue
+from oxen_magic.planning.options import build_spec
+from oxen_magic.planning.plan import make_plan
+from oxen_magic.results.item import Item
+from oxen_magic.results.results import Results
+from oxen_magic.session.runner import run
+from oxen_magic.session.session import current_session
+from oxen_magic.session.state import InFlight
 
 MODEL = "z-image-turbo"
 COUNTED = "ideogram-v4"  # its schema takes num_images: one POST, several billed images

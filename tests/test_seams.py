@@ -13,11 +13,11 @@ import pytest
 from support import child_env, cli, wait_for_no_oxen_threads
 
 import oxen_magic
-from oxen_magic.cache import Cache
-from oxen_magic.claims import FileClaim
-from oxen_magic.keys import DEFAULT_HOST
 from oxen_magic.localhub import LocalHub
-from oxen_magic.session import reset_session
+from oxen_magic.network.cache import Cache
+from oxen_magic.network.keys import DEFAULT_HOST
+from oxen_magic.session.claims import FileClaim
+from oxen_magic.session.session import reset_session
 
 PROMPT = "a lighthouse at dusk"
 DEV = "flux-2-dev"  # $0.025 per image on the local hub
@@ -47,7 +47,7 @@ def test_two_processes_sending_the_same_seeded_request_pay_once(
 
 def test_a_claim_held_by_a_killed_process_is_free_and_a_waiter_can_stop(tmp_path: Path) -> None:
     hold = (
-        "import sys, time; from pathlib import Path; from oxen_magic.claims import FileClaim; "
+        "import sys, time; from pathlib import Path; from oxen_magic.session.claims import FileClaim; "
         "c = FileClaim(Path(sys.argv[1]), 'k'); assert not c.busy(); print('held', flush=True); "
         "time.sleep(60)"  # the behaviour under test: a live holder, until the test kills it
     )

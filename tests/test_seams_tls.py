@@ -13,7 +13,7 @@ from realday_support import REAL_URL, StandIn, hosts_seen
 from test_realday import hub, oxen_env, real  # noqa: F401  (the real day's fixtures)
 
 import oxen_magic
-from oxen_magic.session import current_session
+from oxen_magic.session.session import current_session
 
 KONTEXT = "flux-kontext-dev"  # an edit model: needs an input image
 

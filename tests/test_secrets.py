@@ -37,10 +37,10 @@ from PIL import Image
 from support import all_text, files_under, magic_of, read_if_there, run_cell, session_clients
 
 import oxen_magic
-from oxen_magic.client import OxenClient
-from oxen_magic.errors import OxenError
+from oxen_magic.core.errors import OxenError
 from oxen_magic.localhub import LocalHub
-from oxen_magic.session import current_session
+from oxen_magic.network.client import OxenClient
+from oxen_magic.session.session import current_session
 
 SECRET = "sk-test-SECRET-1234567890"
 WRONG = "sk-test-WRONG-0987654321"
@@ -218,7 +218,7 @@ def test_a_whole_session_never_shows_the_key(
 def test_an_executed_notebook_never_holds_the_key(
     hub: LocalHub, oxen_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Run the quickstart in a real kernel (as `python -m oxen_magic.demo` does) and scan it all."""
+    """Run the quickstart in a real kernel (as `python -m oxen_magic demo` does) and scan it all."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nbconvert = pytest.importorskip("nbconvert")

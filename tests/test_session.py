@@ -14,9 +14,9 @@ import pytest
 from support import html_outputs, run_cell, shown_html, wait_for_no_oxen_threads
 
 import oxen_magic
-from oxen_magic.errors import UsageProblem
+from oxen_magic.core.errors import UsageProblem
 from oxen_magic.localhub import LocalHub
-from oxen_magic.session import current_session, reset_session
+from oxen_magic.session.session import current_session, reset_session
 
 PROMPT = "a red cube on a white background"
 TURBO, DEV = "z-image-turbo", "flux-2-dev"  # $0.002 and $0.025 per image on the local hub
@@ -239,7 +239,7 @@ def test_local_results_are_cached_across_hub_restarts(
 
 def test_no_key_names_both_ways_on(oxen_env: Path, hub: LocalHub, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OXEN_API_KEY")
-    with pytest.raises(oxen_magic.errors.MissingKeyError) as info:  # type: ignore[attr-defined]
+    with pytest.raises(oxen_magic.core.errors.MissingKeyError) as info:  # type: ignore[attr-defined]
         oxen_magic.generate(PROMPT, model=TURBO, seed=1)
     text = str(info.value)
     assert "oxen_magic.login()" in text and "--host local" in text and "\n" not in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from oxen_magic.window import ADMITTED_AFTER, CEILING, START, Hint, Ticket, Window, WindowMemory
+from oxen_magic.session.window import ADMITTED_AFTER, CEILING, START, Hint, Ticket, Window, WindowMemory
 
 
 class Clock:

@@ -33,13 +33,13 @@ Run it by hand with `python -m oxen_magic.localhub --port 8765 --latency 0.5 --k
 
 from __future__ import annotations
 
-from .cli import main
-from .faults import GARBAGE_KINDS
-from .hub import LocalHub
-from .models import FINE_TUNED_ID, default_catalogue, malformed_catalogue
-from .replies import RecordedRequest, _Reply
-from .routes import EDIT_PATH, FILES_PREFIX, GENERATE_PATH, MODELS_PATH
-from .validation import validate
+from oxen_magic.localhub.cli import main
+from oxen_magic.localhub.faults import GARBAGE_KINDS
+from oxen_magic.localhub.hub import LocalHub
+from oxen_magic.localhub.models import FINE_TUNED_ID, default_catalogue, malformed_catalogue
+from oxen_magic.localhub.replies import RecordedRequest, _Reply
+from oxen_magic.localhub.routes import EDIT_PATH, FILES_PREFIX, GENERATE_PATH, MODELS_PATH
+from oxen_magic.localhub.validation import validate
 
 __all__ = [
     "EDIT_PATH",

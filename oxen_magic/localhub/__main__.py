@@ -1,5 +1,5 @@
 """`python -m oxen_magic.localhub --port 8765 --latency 0.5 --key KEY` (see `cli.py`)."""
 
-from .cli import main
+from oxen_magic.localhub.cli import main
 
 main()

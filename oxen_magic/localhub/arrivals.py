@@ -14,8 +14,8 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from .replies import RecordedRequest
-from .routes import BARE_EDIT_PATH, EDIT_PATH, GENERATE_PATH
+from oxen_magic.localhub.replies import RecordedRequest
+from oxen_magic.localhub.routes import BARE_EDIT_PATH, EDIT_PATH, GENERATE_PATH
 
 #: Route names a test may wait on: the image POSTs (any other name is taken as a literal path,
 #: counted whatever the method).

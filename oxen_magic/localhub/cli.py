@@ -11,8 +11,8 @@ import signal
 import sys
 import threading
 
-from .fetch_inputs import MAX_INPUT_PIXELS
-from .hub import LocalHub
+from oxen_magic.localhub.fetch_inputs import MAX_INPUT_PIXELS
+from oxen_magic.localhub.hub import LocalHub
 
 DEMO_KEY = "local-demo-key"
 

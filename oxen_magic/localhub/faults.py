@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .replies import _error_reply, _html_reply, _json_bytes, _Reply
+from oxen_magic.localhub.replies import _error_reply, _html_reply, _json_bytes, _Reply
 
 GARBAGE_KINDS = frozenset({"html", "non_json", "no_images", "bad_base64", "not_image", "truncated"})
 

@@ -38,7 +38,7 @@ from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 from PIL import Image
 
-from oxen_magic.images import _OPEN_LOCK
+from oxen_magic.network.images import _OPEN_LOCK
 
 #: Most bytes one input may have (the docs are silent; a knob on the hub).
 MAX_INPUT_BYTES = 50 * 1024 * 1024

@@ -28,13 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from oxen_magic.catalog import image_count, properties_of, schema_of
-
-from .bodies import parse_json
-from .faults import failure_reply, garbage_reply, retry_after_value
-from .fetch_inputs import InputProblem, load
-from .models import _makes_images
-from .placeholder import (
+from oxen_magic.localhub.bodies import parse_json
+from oxen_magic.localhub.faults import failure_reply, garbage_reply, retry_after_value
+from oxen_magic.localhub.fetch_inputs import InputProblem, load
+from oxen_magic.localhub.models import _makes_images
+from oxen_magic.localhub.placeholder import (
     FORMATS,
     NO_SEED,
     ImageSpec,
@@ -45,15 +43,16 @@ from .placeholder import (
     render_image,
     short,
 )
-from .replies import _error_reply, _json_bytes, _not_found, _Reply
-from .routes import EDIT_PATH, GENERATE_PATH
-from .validation import _BadRequest, validate
+from oxen_magic.localhub.replies import _error_reply, _json_bytes, _not_found, _Reply
+from oxen_magic.localhub.routes import EDIT_PATH, GENERATE_PATH
+from oxen_magic.localhub.validation import _BadRequest, validate
+from oxen_magic.network.model_info import image_count, properties_of, schema_of
 
 if TYPE_CHECKING:
-    from .arrivals import CallWatch, Tally
-    from .faults import FaultQueue
-    from .knobs import Knobs
-    from .routes import ModelRoutes
+    from oxen_magic.localhub.arrivals import CallWatch, Tally
+    from oxen_magic.localhub.faults import FaultQueue
+    from oxen_magic.localhub.knobs import Knobs
+    from oxen_magic.localhub.routes import ModelRoutes
 
 #: Request fields that do not change the picture (or are handled on their own).
 _NOT_DRAWN = frozenset(

@@ -15,18 +15,18 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from .arrivals import CallWatch, Tally, posts_to
-from .faults import FaultQueue
-from .generate import ImageRoutes
-from .hosts import HostCheck
-from .knobs import Forward, Knobs, Setup, split_options
-from .models import default_catalogue
-from .records import RequestLog, recorded
-from .replies import RecordedRequest, _Reply
-from .router import Router
-from .routes import EDIT_PATH, GENERATE_PATH, ModelRoutes
-from .server import _Server, _V6Server
-from .storage import ResultStore
+from oxen_magic.localhub.arrivals import CallWatch, Tally, posts_to
+from oxen_magic.localhub.faults import FaultQueue
+from oxen_magic.localhub.generate import ImageRoutes
+from oxen_magic.localhub.hosts import HostCheck
+from oxen_magic.localhub.knobs import Forward, Knobs, Setup, split_options
+from oxen_magic.localhub.models import default_catalogue
+from oxen_magic.localhub.records import RequestLog, recorded
+from oxen_magic.localhub.replies import RecordedRequest, _Reply
+from oxen_magic.localhub.router import Router
+from oxen_magic.localhub.routes import EDIT_PATH, GENERATE_PATH, ModelRoutes
+from oxen_magic.localhub.server import _Server, _V6Server
+from oxen_magic.localhub.storage import ResultStore
 
 
 class LocalHub:

@@ -85,8 +85,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .fetch_inputs import MAX_INPUT_PIXELS
-from .records import MAX_RECORDS
+from oxen_magic.localhub.fetch_inputs import MAX_INPUT_PIXELS
+from oxen_magic.localhub.records import MAX_RECORDS
 
 
 @dataclass

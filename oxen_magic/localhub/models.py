@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from oxen_magic.catalog import bundled_catalogue
+from oxen_magic.network.model_info import bundled_catalogue
 
 #: The fine-tuned model added to the default catalogue (its id needs URL-encoding in a path).
 FINE_TUNED_ID = "oxen:tutorials/cyberpunkart-ft_img_gen_12345"

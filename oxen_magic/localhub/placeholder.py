@@ -25,7 +25,7 @@ from typing import Any
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps, PngImagePlugin
 
-from oxen_magic.catalog import properties_of
+from oxen_magic.network.model_info import properties_of
 
 FORMATS: dict[str, tuple[str, str, str]] = {
     # request value -> (PIL format, file extension, Content-Type)

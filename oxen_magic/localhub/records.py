@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
-from .replies import RecordedRequest
+from oxen_magic.localhub.replies import RecordedRequest
 
 #: A string longer than this is kept as its head plus a mark (an edit's data: URI, junk).
 LONG_STRING = 4096

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .replies import _json_bytes, _not_found, _Reply
-from .routes import BARE_EDIT_PATH, EDIT_PATH, GENERATE_PATH
+from oxen_magic.localhub.replies import _json_bytes, _not_found, _Reply
+from oxen_magic.localhub.routes import BARE_EDIT_PATH, EDIT_PATH, GENERATE_PATH
 
 if TYPE_CHECKING:
-    from .knobs import Knobs
-    from .routes import ModelRoutes
+    from oxen_magic.localhub.knobs import Knobs
+    from oxen_magic.localhub.routes import ModelRoutes
 
 #: The image routes: `(headers, raw body, parsed body, path) -> reply` (`ImageRoutes.counted`).
 ImagePost = Callable[[Any, bytes, "dict[str, Any] | None", str], _Reply]

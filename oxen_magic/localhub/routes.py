@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote
 
-from .replies import _error_reply, _json_bytes, _not_found, _Reply
+from oxen_magic.localhub.replies import _error_reply, _json_bytes, _not_found, _Reply
 
 if TYPE_CHECKING:
-    from .knobs import Knobs
-    from .storage import ResultStore
+    from oxen_magic.localhub.knobs import Knobs
+    from oxen_magic.localhub.storage import ResultStore
 
 GENERATE_PATH = "/api/ai/images/generate"
 EDIT_PATH = "/api/ai/images/edit"

@@ -17,12 +17,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from .bodies import BodyProblem, framing, parse_json, read_body
-from .hosts import REFUSED
-from .replies import _error_reply, _Reply
+from oxen_magic.localhub.bodies import BodyProblem, framing, parse_json, read_body
+from oxen_magic.localhub.hosts import REFUSED
+from oxen_magic.localhub.replies import _error_reply, _Reply
 
 if TYPE_CHECKING:
-    from .hub import LocalHub
+    from oxen_magic.localhub.hub import LocalHub
 
 #: After refusing a body: how long, and how many of its bytes, to read away before hanging up.
 _LINGER_SECONDS, _LINGER_BYTES = 0.5, 1024 * 1024

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oxen_magic.catalog import properties_of
+from oxen_magic.network.model_info import properties_of
 
 
 class _BadRequest(Exception):

@@ -15,8 +15,8 @@ Run `python -m oxen_magic.relay --help`. Split by job:
 
 from __future__ import annotations
 
-from .db import RoomDB
-from .ledger import Ledger, LedgerProblem, open_ledger
-from .server import Relay
+from oxen_magic.relay.db import RoomDB
+from oxen_magic.relay.ledger import Ledger, LedgerProblem, open_ledger
+from oxen_magic.relay.server import Relay
 
 __all__ = ["Ledger", "LedgerProblem", "Relay", "RoomDB", "open_ledger"]

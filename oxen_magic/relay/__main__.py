@@ -1,5 +1,5 @@
 """`python -m oxen_magic.relay --help`."""
 
-from .cli import main
+from oxen_magic.relay.cli import main
 
 main()

@@ -18,14 +18,14 @@ import ssl
 import sys
 from typing import NoReturn
 
-from ..atomic import write_text_atomic
-from ..keys import DEFAULT_HOST, NO_KEY_HELP, find_key, normalize_host
-from ..localhub.cli import beyond_loopback
-from ..pack import PackError
-from .fair import WINDOW
-from .ledger import Ledger, LedgerProblem, open_ledger
-from .packs import preload
-from .server import Relay
+from oxen_magic.core.atomic import write_text_atomic
+from oxen_magic.exports.pack import PackError
+from oxen_magic.localhub.cli import beyond_loopback
+from oxen_magic.network.keys import DEFAULT_HOST, NO_KEY_HELP, find_key, normalize_host
+from oxen_magic.relay.fair import WINDOW
+from oxen_magic.relay.ledger import Ledger, LedgerProblem, open_ledger
+from oxen_magic.relay.packs import preload
+from oxen_magic.relay.server import Relay
 
 _EPILOG = """\
 Start a room of 30 on this machine's network (a rehearsal: add --upstream local):
@@ -120,7 +120,7 @@ def _usage(problem: str) -> NoReturn:
 def _upstream(choice: str) -> tuple[str, str | None, object | None]:
     """(upstream URL, its key, the embedded hub to stop at exit or None)."""
     if choice == "local":
-        from ..localhub import LocalHub
+        from oxen_magic.localhub import LocalHub
 
         hub = LocalHub("127.0.0.1", 0, api_key="relay-local-" + secrets.token_urlsafe(16)).start()
         return hub.url, hub.api_key, hub

@@ -23,8 +23,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from .dashboard_page import PAGE, REFRESH, SCRIPT
-from .ledger import LEDGER_COLUMNS, Ledger, off_loop
+from oxen_magic.relay.dashboard_page import PAGE, REFRESH, SCRIPT
+from oxen_magic.relay.ledger import LEDGER_COLUMNS, Ledger, off_loop
 
 __all__ = ["REFRESH", "Dashboard"]
 

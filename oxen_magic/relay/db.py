@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .ledger_records import LEDGER_COLUMNS, Refusal, Seat, SeatReport, StoredImage
+from oxen_magic.relay.ledger_records import LEDGER_COLUMNS, Refusal, Seat, SeatReport, StoredImage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);

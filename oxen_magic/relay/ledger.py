@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from .db import RoomDB
-from .ledger_records import LEDGER_COLUMNS, Refusal, Seat, SeatReport, StoredImage
+from oxen_magic.relay.db import RoomDB
+from oxen_magic.relay.ledger_records import LEDGER_COLUMNS, Refusal, Seat, SeatReport, StoredImage
 
 
 class Ledger(Protocol):

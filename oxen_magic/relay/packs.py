@@ -12,13 +12,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..cache import Cache
-from ..keys import normalize_host
-from ..pack import import_pack
-from .ledger import Ledger
-from .pricing import share_key
-from .routes import GENERATE_PATH
-from .upstream import sniff
+from oxen_magic.exports.pack import import_pack
+from oxen_magic.network.cache import Cache
+from oxen_magic.network.keys import normalize_host
+from oxen_magic.relay.ledger import Ledger
+from oxen_magic.relay.pricing import share_key
+from oxen_magic.relay.routes import GENERATE_PATH
+from oxen_magic.relay.upstream import sniff
 
 
 def preload(db: Ledger, pack: str | Path, upstream: str) -> int:

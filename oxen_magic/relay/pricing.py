@@ -15,9 +15,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..cache import Cache
-from ..catalog import ModelInfo, image_count
-from ..money import estimate
+from oxen_magic.core.money import estimate
+from oxen_magic.network.cache import Cache
+from oxen_magic.network.model_info import ModelInfo, image_count
 
 #: Seconds a model's price is trusted before it is read from upstream again.
 PRICE_TTL = 600.0

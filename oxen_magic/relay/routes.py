@@ -25,11 +25,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ..money import dollars
-from .fair import WINDOW, FairWindow
-from .ledger import Ledger, Refusal, Seat, off_loop
-from .pricing import ModelMemory, price_of, share_key
-from .upstream import Answer, Upstream
+from oxen_magic.core.money import dollars
+from oxen_magic.relay.fair import WINDOW, FairWindow
+from oxen_magic.relay.ledger import Ledger, Refusal, Seat, off_loop
+from oxen_magic.relay.pricing import ModelMemory, price_of, share_key
+from oxen_magic.relay.upstream import Answer, Upstream
 
 GENERATE_PATH = "/api/ai/images/generate"
 EDIT_PATH = "/api/ai/images/edit"

@@ -22,12 +22,12 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from ..errors import redact
-from .dashboard import Dashboard
-from .fair import WINDOW
-from .ledger import Ledger, open_ledger
-from .routes import MAX_REQUEST_BODY, RoomRoutes
-from .upstream import Upstream
+from oxen_magic.core.errors import redact
+from oxen_magic.relay.dashboard import Dashboard
+from oxen_magic.relay.fair import WINDOW
+from oxen_magic.relay.ledger import Ledger, open_ledger
+from oxen_magic.relay.routes import MAX_REQUEST_BODY, RoomRoutes
+from oxen_magic.relay.upstream import Upstream
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -16,7 +16,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import aiohttp
 
-from ..errors import redact
+from oxen_magic.core.errors import redact
 
 #: Largest answer or result file read from upstream (bytes).
 MAX_BODY = 64 * 1024 * 1024
