@@ -349,20 +349,29 @@ def jupyter_lab(
         full_env.pop("JUPYTER_CONFIG_PATH", None)
         full_env.update(env or {})
         log = log_path or home / "jupyter-lab.log"
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        with open(log, "wb") as log_file:
-            proc = subprocess.Popen(
-                lab_command(root_dir, port, app=app),
-                cwd=root_dir,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        # A free port can be taken by another process before the server binds it (many tests
+        # start servers at once): the server then exits saying so, and another port is tried.
+        for attempt in range(3):
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            with open(log, "wb") as log_file:
+                proc = subprocess.Popen(
+                    lab_command(root_dir, port, app=app),
+                    cwd=root_dir,
+                    env=full_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            try:
+                _wait_for_status(url, proc, log, startup_timeout)
+                break
+            except RuntimeError:
+                stop_process_tree(proc)
+                if attempt == 2 or "is not available" not in log.read_text(errors="replace"):
+                    raise
         try:
-            _wait_for_status(url, proc, log, startup_timeout)
             yield url
         finally:
             stop_process_tree(proc)

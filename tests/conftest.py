@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import bytecode_caches  # noqa: F401  (first: before the package is imported, see its doc)
 import pytest
 from hypothesis import settings
 from support import Dists, build_dists, wait_for_no_oxen_threads
