@@ -242,3 +242,32 @@ def test_execute_runs_in_any_thread(oxen_env: Path, hub: LocalHub) -> None:
     worker.start()
     worker.join(30)
     assert not worker.is_alive() and run.results.done == 3
+
+
+# -- the pipeline over a fake network (tests/fakes.py): what prepare and execute send, in order -----
+def test_over_a_fake_network_prepare_only_reads_and_execute_sends(tmp_path: Path) -> None:
+    import base64
+
+    from fakes import FakeTransport, json_answer, png
+
+    from oxen_magic.network.cache import Cache
+    from oxen_magic.network.model_info import bundled_catalogue
+
+    model = "z-image-turbo"
+    described = next(dict(m) for m in bundled_catalogue() if m["id"] == model)
+    picture = base64.b64encode(png()).decode()
+    fake = (
+        FakeTransport()
+        .on("GET", f"/api/ai/models/{model}", json_answer(described))
+        .on("POST", "/api/ai/images/generate", json_answer({"images": [{"b64_json": picture}]}))
+    )
+    client = OxenClient("https://api.pipeline.invalid", "sk-pipeline-fake-KEY", transport=fake)
+    spec = build_spec(f"--model {model} --seed 1..2", "a red cube")
+    run = Run.prepare(spec, client, Cache(tmp_path / "cache"))
+    assert [(c.method, c.path) for c in fake.calls] == [("GET", f"/api/ai/models/{model}")]
+    assert [i.seed for i in run.results.to_send or []] == [1, 2]
+    results = run.execute()
+    posts = [c for c in fake.calls if c.method == "POST"]
+    assert sorted(c.json_body["seed"] for c in posts) == [1, 2] and results.done == 2
+    again = Run.prepare(spec, client, Cache(tmp_path / "cache"))
+    assert again.results.to_send == []  # the cache answers both: nothing would be sent or billed

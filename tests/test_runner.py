@@ -9,19 +9,25 @@ Counts only, never times; waits are on the hub's arrivals (`wait_for_calls`), no
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fakes import Call, FakeTransport, json_answer
+from fakes import png as fake_png
+from PIL import Image
 from support import wait_for_no_oxen_threads
 
+from oxen_magic.core.errors import ServerError
 from oxen_magic.frontends.python_api import generate
 from oxen_magic.localhub import LocalHub
 from oxen_magic.network.cache import Cache
 from oxen_magic.network.client import OxenClient
 from oxen_magic.network.model_info import ModelInfo, bundled_catalogue
+from oxen_magic.network.transport import Answer
 from oxen_magic.planning.options import build_spec
 from oxen_magic.planning.plan import make_plan
 from oxen_magic.results.item import Item
@@ -190,3 +196,59 @@ def test_the_in_flight_table_hands_a_key_to_one_owner_at_a_time() -> None:
     table.release("k")
     assert twin.is_set() and len(table) == 0
     assert table.claim("k") is None  # free again
+
+
+# -- the runner over a fake network (tests/fakes.py): no sockets, every call recorded ---------------
+FAKE_BASE = "https://api.runner.invalid"
+FAKE_KEY = "sk-runner-fake-KEY-91b2"
+COLOURS = {1: "red", 2: "green", 3: "blue"}
+
+
+def _by_seed(call: Call) -> Answer:
+    """The API's answer to one POST: an image whose colour says which seed it was drawn for."""
+    seed = call.json_body["seed"]
+    picture = base64.b64encode(fake_png((16, 16), COLOURS[seed])).decode()
+    return json_answer({"images": [{"b64_json": picture}], "created": 1700000000 + seed})
+
+
+def test_over_a_fake_network_each_cell_gets_its_own_answer() -> None:
+    fake = FakeTransport().on("POST", "/api/ai/images/generate", _by_seed)
+    results = grid(f"--model {MODEL} --seed 1..3")
+    billed: list[int] = []
+    run(
+        results,
+        OxenClient(FAKE_BASE, FAKE_KEY, transport=fake),
+        on_billed=lambda i, g: billed.append(i.index),
+    )
+    posts = [c for c in fake.calls if c.method == "POST"]
+    assert sorted(c.json_body["seed"] for c in posts) == [1, 2, 3]
+    assert all(c.key == FAKE_KEY and c.json_body["model"] == MODEL for c in posts)
+    assert results.done == 3 and sorted(billed) == [0, 1, 2]
+    for item in results:
+        assert item.image is not None and item.seed is not None
+        assert item.image.convert("RGB").getpixel((0, 0)) == Image.new(
+            "RGB", (1, 1), COLOURS[item.seed]
+        ).getpixel((0, 0))
+        assert item.created == 1700000000 + item.seed
+
+
+def test_over_a_fake_network_a_possibly_billed_failure_is_never_resent() -> None:
+    gateway = ServerError("The gateway timed out (504).", 504, maybe_billed=True)
+    fake = FakeTransport().on("POST", "/api/ai/images/generate", gateway)
+    results = grid(f"--model {MODEL} --seed 1")
+    told: list[int | None] = []
+    run(results, OxenClient(FAKE_BASE, FAKE_KEY, transport=fake), on_billed=lambda i, g: told.append(g))
+    assert len(fake.calls) == 1  # one POST, not retried
+    assert results.failed == 1 and told == [504]
+    assert results[0].error == "The gateway timed out (504)."  # the transport's sentence, kept
+
+
+def test_over_a_fake_network_the_cache_answers_a_rerun_without_a_call(tmp_path: Path) -> None:
+    fake = FakeTransport().on("POST", "/api/ai/images/generate", _by_seed)
+    client = OxenClient(FAKE_BASE, FAKE_KEY, transport=fake)
+    cache = Cache(tmp_path / "cache")
+    run(grid(f"--model {MODEL} --seed 1..2"), client, cache=cache)
+    assert len(fake.calls) == 2
+    again = run(grid(f"--model {MODEL} --seed 1..3"), client, cache=cache)
+    assert [c.json_body["seed"] for c in fake.calls[2:]] == [3]  # only the new seed is sent
+    assert [i.cached for i in again] == [True, True, False]
