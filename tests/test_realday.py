@@ -20,6 +20,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -391,14 +392,37 @@ def test_network_lost_cli_keeps_what_the_cache_has(real: StandIn, oxen_env: Path
 
 # -- every notebook under nbval, in (a), (b) and (c) ------------------------------------------------
 def _nbval(real: StandIn, config: str, home: Path) -> subprocess.CompletedProcess[str]:
-    """Every notebook of notebooks/ in one nbval run (one kernel at a time) in `config`."""
+    """Every notebook of notebooks/ in one nbval run (one kernel at a time) in `config`.
+
+    The notebooks run in a copy of the folder under `home`, as a student's would: what they save
+    (`out/...`, read back by a later cell) never meets another run's files, and other runs of
+    the same notebooks (the suite's own, the other configurations) go on at the same time."""
     env = real.env(config, home)
     env["OXEN_NOTEBOOK_HUB"] = "off"  # notebooks/conftest.py: no hub of its own, no OXEN_HOST
+    folder = home / "notebooks"
+    shutil.copytree(
+        CHECKOUT / "notebooks",
+        folder,
+        ignore=shutil.ignore_patterns("out", "__pycache__", ".ipynb_checkpoints"),
+    )
+    config_file = str(CHECKOUT / "pyproject.toml")  # the suite's nbval options (--nbval-lax, ...)
+    # one process (`-n 0`): this test is already one of the outer run's units, and xdist's own
+    # workers would only cost their start-ups on a machine whose cores are busy
+    args = [
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "0",
+        "-c",
+        config_file,
+        "--rootdir",
+        str(folder),
+        str(folder),
+    ]
     return subprocess.run(
-        # one process (`-n 0`): this test is already one of the outer run's units, and xdist's
-        # own workers would only cost their start-ups on a machine whose cores are busy
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "notebooks"],
-        cwd=CHECKOUT,
+        [sys.executable, "-m", "pytest", *args],
+        cwd=folder,
         env=env,
         capture_output=True,
         text=True,
