@@ -315,7 +315,7 @@ def overhead(images: list[bytes], n: int, fast: bool = True) -> dict[str, float]
     from PIL import Image
 
     from oxen_magic.display.render import grid_html, thumbnail
-    from oxen_magic.network.client import decode_image
+    from oxen_magic.network.images import decode_image
     from oxen_magic.network.model_info import ModelInfo, bundled_catalogue
     from oxen_magic.planning.options import build_spec
     from oxen_magic.planning.plan import make_plan

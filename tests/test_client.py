@@ -680,7 +680,7 @@ def test_a_malformed_description_degrades_with_a_note(
 
 
 def test_one_malformed_model_never_breaks_the_listing(hub: TestHub, client: OxenClient) -> None:
-    from oxen_magic.display.render import ModelTable
+    from oxen_magic.display.modeltable import ModelTable
     from oxen_magic.session.pipeline import list_models
 
     malformed = malformed_catalogue()

@@ -30,15 +30,9 @@ from PIL import Image
 from oxen_magic.core.errors import OxenError, UsageProblem
 from oxen_magic.network.client import Generation, OxenClient
 from oxen_magic.network.images import decode_image
-from oxen_magic.planning.options import (
-    MAX_RANGE,
-    SEED_MAX,
-    Defaults,
-    Spec,
-    build_spec,
-    fill_template,
-    parse_ints,
-)
+from oxen_magic.planning.options import Defaults, Spec, build_spec
+from oxen_magic.planning.prompts import fill_template
+from oxen_magic.planning.ranges import MAX_RANGE, SEED_MAX, parse_ints
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -21,7 +21,8 @@ import pytest
 from PIL import Image
 
 from oxen_magic.core.errors import UsageProblem
-from oxen_magic.display.render import ModelTable, grid_html
+from oxen_magic.display.modeltable import ModelTable
+from oxen_magic.display.render import grid_html
 from oxen_magic.network.model_info import ModelInfo, bundled_catalogue
 from oxen_magic.planning import image_refs as inputs
 from oxen_magic.planning import required

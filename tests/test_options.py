@@ -19,22 +19,16 @@ from hypothesis import strategies as st
 from oxen_magic.core.errors import UsageProblem
 from oxen_magic.planning.options import (
     DEFAULT_MODEL,
-    EMPTY_LINE_PROMPT,
-    EMPTY_PROMPT,
     HELP,
-    MAX_RANGE,
-    SEED_MAX,
     Defaults,
     Spec,
     build_spec,
-    fill_template,
-    parse_ints,
-    parse_seeds,
     split_list,
-    split_prompts,
     split_words,
 )
 from oxen_magic.planning.params import parse_params
+from oxen_magic.planning.prompts import EMPTY_LINE_PROMPT, EMPTY_PROMPT, fill_template, split_prompts
+from oxen_magic.planning.ranges import MAX_RANGE, SEED_MAX, parse_ints, parse_seeds
 
 
 def problem(fn: Callable[..., object], *args: Any, **kwargs: Any) -> str:

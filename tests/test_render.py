@@ -15,7 +15,9 @@ import pytest
 from PIL import Image
 
 from oxen_magic.core.errors import BadResponseError
-from oxen_magic.display.render import ModelTable, cell_html, contact_sheet, grid_html, thumbnail, thumbnail_of
+from oxen_magic.display.contact import contact_sheet
+from oxen_magic.display.modeltable import ModelTable
+from oxen_magic.display.render import cell_html, grid_html, thumbnail, thumbnail_of
 from oxen_magic.localhub import default_catalogue
 from oxen_magic.network.images import decode_image
 from oxen_magic.network.model_info import ModelInfo

@@ -1,7 +1,6 @@
 """The contact sheet: a whole grid as one labelled PNG (column headers, row labels, inputs).
 
-Split from `render.py` (the grid's HTML) because it draws with Pillow rather than writing HTML;
-`render.contact_sheet` still names it.
+Split from `render.py` (the grid's HTML) because it draws with Pillow rather than writing HTML.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from oxen_magic.display.render import NO_MATH, PAGE_CELLS, grid_head, grid_pages
+from oxen_magic.display.html import NO_MATH
+from oxen_magic.display.render import PAGE_CELLS, grid_head, grid_pages
 
 if TYPE_CHECKING:
     from oxen_magic.results.results import Results

@@ -1,7 +1,6 @@
 """`%oxenimage --list-models` and `oxen_magic.models()`: the image models as a table.
 
 Split from `render.py` because it shows the catalogue, not results; it needs no Pillow.
-`render.ModelTable` still names it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The HTML is plain (a table, inline JPEG thumbnails, inline styles) so it renders the same in
 JupyterLab, Notebook 7, VS Code, Colab and nbviewer, and a saved notebook carries thumbnails,
 never full images. The contact-sheet PNG is in `contact.py`, the model table in `modeltable.py`,
-the shared escaping in `cells.py`; every name they had here is still importable from here.
+the shared escaping in `html.py`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from oxen_magic.display.contact import contact_sheet as contact_sheet
-from oxen_magic.display.html import NO_MATH as NO_MATH
-from oxen_magic.display.html import _ratio
-from oxen_magic.display.html import esc as esc
-from oxen_magic.display.modeltable import ModelTable as ModelTable
+from oxen_magic.display.html import NO_MATH, _ratio, esc
 from oxen_magic.network.images import decode_image
 
 if TYPE_CHECKING:

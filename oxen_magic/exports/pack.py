@@ -52,7 +52,8 @@ def notebook_prompts(path: str | Path, cells: Iterable[int] | None = None) -> li
     another cell's prompt) would match everything, so it adds nothing. `cells` picks cells by
     position in the notebook, counting from 0.
     """
-    from oxen_magic.planning.options import PARSER, split_prompts, split_words
+    from oxen_magic.planning.options import PARSER, split_words
+    from oxen_magic.planning.prompts import split_prompts
 
     try:
         nb = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -22,7 +22,7 @@ from oxen_magic.planning import options
 from oxen_magic.session.session import current_session
 
 if TYPE_CHECKING:
-    from oxen_magic.display.render import ModelTable
+    from oxen_magic.display.modeltable import ModelTable
     from oxen_magic.results.results import Results
     from oxen_magic.session.ledger import Spend
 
@@ -129,7 +129,7 @@ def models(host: str | None = None, search: str | None = None, developer: str | 
     e.g. "black-forest-labs") narrow the list on the server. A list-like table (`len`, indexing,
     iteration give `ModelInfo`s) that prints as text and shows as HTML in a notebook.
     """
-    from oxen_magic.display.render import ModelTable
+    from oxen_magic.display.modeltable import ModelTable
     from oxen_magic.session.pipeline import list_models
 
     client = current_session().client(host)

@@ -24,14 +24,8 @@ from oxen_magic.planning.image_refs import GRAMMAR as INPUT_GRAMMAR
 from oxen_magic.planning.image_refs import Refs
 from oxen_magic.planning.image_refs import parse as parse_inputs
 from oxen_magic.planning.params import parse_params
-from oxen_magic.planning.prompts import EMPTY_LINE_PROMPT as EMPTY_LINE_PROMPT
-from oxen_magic.planning.prompts import EMPTY_PROMPT as EMPTY_PROMPT
-from oxen_magic.planning.prompts import fill_template as fill_template
-from oxen_magic.planning.prompts import split_prompts as split_prompts
-from oxen_magic.planning.ranges import MAX_RANGE as MAX_RANGE
-from oxen_magic.planning.ranges import SEED_MAX as SEED_MAX
-from oxen_magic.planning.ranges import parse_ints as parse_ints
-from oxen_magic.planning.ranges import parse_seeds as parse_seeds
+from oxen_magic.planning.prompts import EMPTY_LINE_PROMPT, EMPTY_PROMPT, fill_template, split_prompts
+from oxen_magic.planning.ranges import parse_ints, parse_seeds
 
 DEFAULT_MODEL = "black-forest-labs-flux-2-klein-4b"
 FORMATS = ("url", "b64_json")
@@ -74,7 +68,7 @@ class Spec:
     seeds: tuple[int | None, ...] = (None,)
     aspect_ratios: tuple[str | None, ...] = (None,)
     steps: tuple[int | None, ...] = (None,)
-    #: References as written (`inputs.py`); `input_images.resolve_inputs` reads them in prepare.
+    #: References as written (`image_refs.py`); `input_images.resolve_inputs` reads them in prepare.
     input_images: tuple[Refs | None, ...] = (None,)
     params: tuple[tuple[str, str], ...] = ()
     response_format: str = "url"
@@ -265,7 +259,7 @@ def build_spec(
     """Parse a magic's options line (and the cell body, for the cell magic) into a `Spec`.
 
     `body` is None for the one-line `%oxenimage`, whose prompt is the rest of the line. Input
-    images stay references (`inputs.py`): nothing is read here, so the panel rebuilds this freely.
+    images stay references (`image_refs.py`): nothing is read here, so the panel rebuilds this freely.
     """
     defaults = defaults or Defaults()
     args = parse_words(split_words(line), defaults.model)

@@ -1,6 +1,6 @@
 """The cell body into prompts: `---` separators, `{name}` templates, the empty-prompt sentences.
 
-Split from `options.py` (the grammar), which still names each of these.
+Split from `options.py` (the grammar), which uses them.
 """
 
 from __future__ import annotations

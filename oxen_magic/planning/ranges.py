@@ -1,7 +1,7 @@
 """Whole-number option values: `7`, `1..4`, `1..10:3`, `1,5,9`, `random:4`.
 
 Split from `options.py` (the grammar) because range expansion has its own guards (bounded sizes,
-ASCII digits only, no absurdly long numbers); `options` still names each of these.
+ASCII digits only, no absurdly long numbers); `options` and the panel's checks use them.
 """
 
 from __future__ import annotations

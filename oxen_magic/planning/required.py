@@ -68,7 +68,7 @@ def read_timeout(info: ModelInfo | None, model: str, has_input: bool) -> float |
 
 def count_param(info: ModelInfo | None, params: Mapping[str, object]) -> tuple[str | None, int]:
     """The schema property that asks for several images, and how many one request asks for
-    (`catalog.image_count`): the value given (`--param num_images=4`), else the schema's
+    (`model_info.image_count`): the value given (`--param num_images=4`), else the schema's
     default, else 1."""
     return image_count(info.request_schema if info is not None else None, dict(params))
 

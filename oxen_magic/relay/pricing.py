@@ -1,6 +1,6 @@
 """What a request will cost, read before it goes upstream, and which requests the room shares.
 
-The price is the one the client shows (`catalog.ModelInfo.from_api`: the model's
+The price is the one the client shows (`model_info.ModelInfo.from_api`: the model's
 `pricing.cost_per_image`, checked field by field) times the images the body asks for
 (`num_images`, documented for ideogram-v4; one otherwise). A model whose price cannot be read is
 refused rather than guessed: the relay could not keep the seat's budget.

@@ -187,7 +187,7 @@ class Results(Sequence[Item]):
 
     def contact_sheet(self, cell: int | None = None) -> Image.Image:
         """One labelled image of the whole grid, for slides and sharing."""
-        from oxen_magic.display.render import contact_sheet
+        from oxen_magic.display.contact import contact_sheet
 
         return contact_sheet(self, cell or self.size)
 

@@ -1,4 +1,4 @@
-"""Input images resolved: the references a Spec holds (`inputs.py`) into the `InputImage` values
+"""Input images resolved: the references a Spec holds (`image_refs.py`) into the `InputImage` values
 a request sends. Layer: session (it reads files and decodes images, and draws header thumbnails).
 
 `pipeline.prepare` calls `resolve_inputs` first, so a missing file, a file that is not an image or

@@ -15,7 +15,7 @@ from oxen_magic.frontends.panel.display import _error, _note
 from oxen_magic.frontends.panel.input_control import roles_note
 from oxen_magic.frontends.panel.model_groups import about, guidance_param, known
 from oxen_magic.frontends.panel.simple import is_guidance
-from oxen_magic.planning import options
+from oxen_magic.planning import options, prompts, ranges
 from oxen_magic.planning.plan import make_plan, suggest
 from oxen_magic.session.input_images import locate
 
@@ -74,8 +74,8 @@ class Checks:
         if not c.models.value:
             errors["models"] = self.no_models_reason() or "Pick at least one model."
         for name, text, check in (
-            ("seeds", c.seeds.value, options.parse_seeds),
-            ("steps", c.steps.value, lambda t: options.parse_ints(t, "steps", lo=1, hi=1000)),
+            ("seeds", c.seeds.value, ranges.parse_seeds),
+            ("steps", c.steps.value, lambda t: ranges.parse_ints(t, "steps", lo=1, hi=1000)),
         ):
             try:
                 if text.strip():
@@ -203,11 +203,11 @@ def _prompt_problem(prompt: str, input_image: str, variables: Mapping[str, Any])
     if not prompt.strip():
         return None
     try:
-        texts = options.split_prompts(prompt)
+        texts = prompts.split_prompts(prompt)
         if any(not t for t in texts):
             raise UsageProblem("A prompt between --- lines is empty; write one or remove the ---.")
         for text in texts:
-            options.fill_template(text, variables)
+            prompts.fill_template(text, variables)
     except UsageProblem as exc:
         return str(exc)
     return None
