@@ -11,6 +11,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import gc
+import signal
 import threading
 import time
 import tracemalloc
@@ -160,6 +161,17 @@ def test_offline_rerun_keeps_the_cached_images(hub: LocalHub, shell: Any) -> Non
 
 
 # -- Ctrl-C ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_reaches_python() -> Iterator[None]:
+    """Python's own Ctrl-C handler, as in a kernel or a terminal: a test worker may have started
+    with SIGINT ignored, and then `interrupt_main` (the stop button) would do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _interrupt_after(hub: LocalHub, calls: int) -> threading.Thread:

@@ -93,9 +93,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args == ["--version"]:
         _say(sys.stdout, f"oxen_magic {__version__}")
         return 0
+    previous = None
     if threading.current_thread() is threading.main_thread():
         # a background job may start with Ctrl-C ignored; this command must always be stoppable
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # (and a caller that runs it in its own process gets its own handler back afterwards)
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return _generate_and_explain(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _generate_and_explain(args: list[str]) -> int:
+    """`_generate`, with every problem said in one sentence and its exit status."""
     try:
         return _generate(args)
     except BrokenPipeError:  # `oxen-image --list-models | head`: the reader left; not our error
