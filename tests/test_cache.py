@@ -217,7 +217,7 @@ def test_a_thumbnail_that_does_not_decode_is_dropped(tmp_path: Path) -> None:
 
 def test_a_folder_that_cannot_be_written_later_is_noted_once(tmp_path: Path) -> None:
     folder = tmp_path / "cache"
-    noted = Noted()  # the session's (ProcessState.cache_notes), shared by every cache it makes
+    noted = Noted()  # the session's (ProcessState.notes), shared by every cache it makes
     cache = Cache(folder, noted)
     assert cache.check() is None and cache.problem is None  # writable now
     folder.rmdir()

@@ -23,6 +23,7 @@ from PIL import Image
 from oxen_magic.core.errors import UsageProblem
 from oxen_magic.display.modeltable import ModelTable
 from oxen_magic.display.render import grid_html
+from oxen_magic.network.cache import Noted
 from oxen_magic.network.model_info import ModelInfo, bundled_catalogue
 from oxen_magic.planning import image_refs as inputs
 from oxen_magic.planning import required
@@ -378,12 +379,12 @@ def test_the_model_table_says_which_models_need_an_image() -> None:
 
 
 def test_the_inline_note_is_given_once() -> None:
-    noted: set[str] = set()
+    noted = Noted()  # the session's (ProcessState.notes)
     group = plan("-m flux-2-dev -i a", variables={"a": Image.new("RGB", (8, 8))}).fixed_inputs
     first = inputs.inline_note([group], noted)
     assert first is not None and "documents input images as public URLs" in first
     assert inputs.inline_note([group], noted) is None
-    assert inputs.inline_note([None], set()) is None
+    assert inputs.inline_note([None], Noted()) is None
 
 
 def test_the_help_documents_the_input_grammar() -> None:

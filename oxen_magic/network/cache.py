@@ -51,25 +51,26 @@ def default_dir() -> Path:
 
 
 class Noted:
-    """Folders whose "not cached" note was said, so it is said once, not per cell. The session
-    holds one for the process (`ProcessState.cache_notes`) and hands it to its caches; a cache
-    made on its own keeps its own."""
+    """Notes already said, so each is said once, not per cell: the caches' "not cached" note per
+    folder, the data: URI caveat under its own name. The session holds one for the process
+    (`ProcessState.notes`) and hands it to its caches and runs; a cache made on its own keeps
+    its own."""
 
     def __init__(self) -> None:
-        self._folders: set[str] = set()
+        self._said: set[str] = set()
         self._lock = threading.Lock()
 
-    def first(self, folder: str) -> bool:
-        """True the first time `folder` is asked about (until `forget`)."""
+    def first(self, name: str) -> bool:
+        """True the first time `name` is asked about (until `forget`)."""
         with self._lock:
-            if folder in self._folders:
+            if name in self._said:
                 return False
-            self._folders.add(folder)
+            self._said.add(name)
             return True
 
-    def forget(self, folder: str) -> None:
+    def forget(self, name: str) -> None:
         with self._lock:
-            self._folders.discard(folder)
+            self._said.discard(name)
 
 
 @dataclass(frozen=True)

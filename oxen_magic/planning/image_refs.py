@@ -27,7 +27,7 @@ from oxen_magic.core.errors import UsageProblem
 from oxen_magic.network.images import data_uri
 
 if TYPE_CHECKING:
-    pass
+    from oxen_magic.network.cache import Noted
 
 DATA_URI_NOTE = (
     "Sent {what} inline as a data: URI; the API documents input images as public URLs, so some "
@@ -366,12 +366,11 @@ def _text_ref(text: str, name: str, whole: str | None) -> ImageRef:
     return FileRef(text, typed=False, whole=whole)
 
 
-def inline_note(groups: Sequence[Sequence[ImageRef] | None], noted: set[str]) -> str | None:
+def inline_note(groups: Sequence[Sequence[ImageRef] | None], noted: Noted) -> str | None:
     """The data: URI note, once per process (`noted` remembers); None when nothing is inline."""
     inline = [i.label for g in groups if g for i in g if i.inline]
-    if not inline or "inline" in noted:
+    if not inline or not noted.first("the data: URI caveat"):
         return None
-    noted.add("inline")
     what = inline[0] if len(inline) == 1 else f"{len(inline)} input images"
     return DATA_URI_NOTE.format(what=what)
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from oxen_magic.core.errors import MissingKeyError
 from oxen_magic.exports.exports import export
+from oxen_magic.network.cache import Noted
 from oxen_magic.planning.image_refs import inline_note
 from oxen_magic.results.results import Item, Results
 from oxen_magic.session import pipeline, runner
@@ -70,7 +71,7 @@ class Run:
         except MissingKeyError as exc:
             raise MissingKeyError(with_local_hint(str(exc))) from None
         run = cls(planned, client, cache)
-        run._lay_out(planned, set() if session is None else session.noted)
+        run._lay_out(planned, Noted() if session is None else session.state.notes)
         if session is not None:
             session.state.grids.add(run.results)  # `latest()` and the check cells find it
         fresh = [] if spec.dry_run else run.results.to_send or []
@@ -83,7 +84,7 @@ class Run:
             run._join(session, fresh)
         return run
 
-    def _lay_out(self, planned: pipeline.Planned, noted: set[str]) -> None:
+    def _lay_out(self, planned: pipeline.Planned, noted: Noted) -> None:
         """The grid's notes, what the cache cannot answer (`to_send`), and a dry run's plan."""
         results, spec, cache = self.results, self.spec, self.cache
         results.notes[:0] = planned.notes

@@ -72,8 +72,6 @@ class Session:
         #: This kernel's name in the user's ledger (its own spend is told apart from the others').
         self.name = uuid.uuid4().hex
         self._ledgers: dict[str, Ledger] = {}
-        #: Notes given once per process (the data: URI caveat), not on every cell.
-        self.noted: set[str] = set()
         #: Where each host's congestion window ended, so the next sweep starts there (window.py).
         self.windows = WindowMemory()
         #: Requests in flight, recent grids, exercises, cache notes: this process's (state.py).
@@ -180,9 +178,9 @@ class Session:
 
     def cache(self) -> SessionCache:
         if self._local_hub is None:
-            return SessionCache(self.settings.cache_dir or None, {}, noted=self.state.cache_notes)
+            return SessionCache(self.settings.cache_dir or None, {}, noted=self.state.notes)
         names = {self._local_hub.url: LOCAL}
-        return SessionCache(self.settings.cache_dir or None, names, self.real_host(), self.state.cache_notes)
+        return SessionCache(self.settings.cache_dir or None, names, self.real_host(), self.state.notes)
 
     def real_host(self) -> str | None:
         """The API a keyless fallback stands in for (OXEN_HOST, else hub.oxen.ai), while no key

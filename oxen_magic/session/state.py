@@ -121,5 +121,6 @@ class ProcessState:
     in_flight: InFlight = field(default_factory=InFlight)
     grids: RecentGrids = field(default_factory=RecentGrids)
     exercises: Exercises = field(default_factory=Exercises)
-    #: Cache folders whose "results will not be cached" note was said (once per process).
-    cache_notes: Noted = field(default_factory=Noted)
+    #: Notes said once per process: each cache folder's "results will not be cached", and the
+    #: data: URI caveat.
+    notes: Noted = field(default_factory=Noted)
